@@ -1,0 +1,139 @@
+//! Actions: the only code that changes the world. Each family has a
+//! `preview` (read-only, computed from live state), an `apply` (which checks
+//! that the state is still what the preview saw) and a `verify`.
+
+pub mod hosts;
+pub mod notify;
+pub mod properties;
+pub mod service;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::plan::Step;
+
+/// An action could not be previewed, applied or verified.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {message}")]
+pub struct ActionError {
+    /// What was being done, and to what: "adding ip-1.2.3.4 to /etc/hosts".
+    pub doing: String,
+    pub message: String,
+}
+
+impl ActionError {
+    pub fn new(doing: impl Into<String>, message: impl ToString) -> Self {
+        ActionError { doing: doing.into(), message: message.to_string() }
+    }
+}
+
+/// What a step would do, computed from live state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// For a person: a diff, a command line, a message.
+    pub text: String,
+    /// The world is already as the step wants it.
+    pub noop: bool,
+    /// What the apply must find unchanged (e.g. a file's content hash).
+    #[serde(skip)]
+    pub guard: Guard,
+}
+
+/// A precondition captured at preview time and checked at apply time.
+#[derive(Debug, Clone, Default)]
+pub enum Guard {
+    #[default]
+    None,
+    /// A file edit: the file's SHA-256 (hex) when previewed, and the full new
+    /// content the preview showed the diff of. Apply writes exactly this, and
+    /// only if the file still hashes the same.
+    FileEdit { path: PathBuf, sha256: String, new: Vec<u8> },
+}
+
+/// Runs steps against the configured world.
+pub struct Executor {
+    config: Arc<Config>,
+}
+
+impl Executor {
+    pub fn new(config: Arc<Config>) -> Self {
+        Executor { config }
+    }
+
+    fn backups(&self) -> PathBuf {
+        self.config.state_dir.join("backups")
+    }
+
+    /// Computes the step's preview. Reads only.
+    pub fn preview(&self, step: &Step) -> Result<Preview, ActionError> {
+        match step {
+            Step::Hosts { host, ip } => hosts::preview(&self.config.hosts_file, host, *ip),
+            Step::Service { op, service } => service::preview(&self.config, *op, service),
+            Step::PropertySet { file, key, value } => {
+                properties::preview(&self.config.properties_files[file.as_str()], key, &properties::Change::Set(value.clone()))
+            }
+            Step::PropertyLower { file, key, factor, floor, default } => properties::preview(
+                &self.config.properties_files[file.as_str()],
+                key,
+                &properties::Change::Lower { factor: *factor, floor: *floor, default: *default },
+            ),
+            Step::Notify { message } => Ok(notify::preview(message)),
+        }
+    }
+
+    /// Applies the step, provided the world still matches `preview`.
+    /// Returns what was done, for the audit journal.
+    pub fn apply(&self, step: &Step, preview: &Preview) -> Result<String, ActionError> {
+        match step {
+            Step::Hosts { host, ip } => hosts::apply(&self.config.hosts_file, host, *ip, preview, &self.backups()),
+            Step::Service { op, service } => service::apply(&self.config, *op, service),
+            Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
+                properties::apply(&self.config.properties_files[file.as_str()], key, preview, &self.backups())
+            }
+            Step::Notify { message } => Ok(notify::apply(message)),
+        }
+    }
+
+    /// Checks that the step had its effect.
+    pub fn verify(&self, step: &Step, preview: &Preview) -> Result<String, ActionError> {
+        match step {
+            Step::Hosts { host, ip } => hosts::verify(&self.config.hosts_file, host, *ip),
+            Step::Service { op, service } => service::verify(&self.config, *op, service),
+            Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
+                properties::verify(&self.config.properties_files[file.as_str()], key, preview)
+            }
+            Step::Notify { .. } => Ok("recorded".into()),
+        }
+    }
+}
+
+/// Hex SHA-256 of some bytes.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a file the agent is about to edit, with context in the error.
+pub(crate) fn read_for_edit(path: &std::path::Path, doing: &str) -> Result<Vec<u8>, ActionError> {
+    std::fs::read(path).map_err(|e| ActionError::new(doing, format!("reading {}: {e}", path.display())))
+}
+
+/// Applies a previewed file edit: checks the file is unchanged since the
+/// preview, backs it up, and replaces it atomically with the previewed content.
+/// Returns the backup's path.
+pub(crate) fn apply_file_edit(preview: &Preview, backups: &std::path::Path, doing: &str) -> Result<PathBuf, ActionError> {
+    let Guard::FileEdit { path, sha256, new } = &preview.guard else {
+        return Err(ActionError::new(doing, "the preview holds no edit"));
+    };
+    let old = read_for_edit(path, doing)?;
+    if sha256_hex(&old) != *sha256 {
+        return Err(ActionError::new(doing, format!("{} changed since the preview; not applying", path.display())));
+    }
+    let backup = crate::fsutil::backup(path, backups, &old)
+        .map_err(|e| ActionError::new(doing, format!("backing up {} to {}: {e}", path.display(), backups.display())))?;
+    crate::fsutil::write_atomic(path, new).map_err(|e| ActionError::new(doing, format!("writing {}: {e}", path.display())))?;
+    Ok(backup)
+}

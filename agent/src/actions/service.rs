@@ -1,0 +1,239 @@
+//! `service`: graceful stop / start / restart of a configured service with
+//! its own scripts (runbook T3, T4).
+//!
+//! The agent never signals a managed process itself, and never escalates to
+//! SIGKILL: a stop that does not finish before its deadline is reported as a
+//! failure and the start is not attempted. Scripts come from the
+//! configuration only and run without a shell; nothing from a log reaches
+//! their arguments.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{ActionError, Preview};
+use crate::config::{Config, ServiceConfig};
+use crate::plan::ServiceOp;
+use crate::types::Name;
+
+/// How often a wait re-checks the process table. Waits are bounded by the
+/// service's deadlines and happen only while an action runs.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+fn service<'a>(config: &'a Config, name: &Name) -> &'a ServiceConfig {
+    // `Step::validate` only lets configured services through.
+    &config.services[name.as_str()]
+}
+
+/// The pids of the service's running processes.
+pub fn running_pids(svc: &ServiceConfig) -> Vec<u32> {
+    if let Some(pid_file) = &svc.process.pid_file {
+        let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        return pid.filter(|p| is_alive(*p)).into_iter().collect();
+    }
+    let Some(needle) = &svc.process.cmdline_contains else { return Vec::new() };
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return pids };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle.as_str()) && is_alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
+/// A pid that exists and is not a zombie.
+fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself
+        // contain spaces and parentheses.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z"),
+        Err(_) => false,
+    }
+}
+
+fn describe_cmd(argv: &[String]) -> String {
+    argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
+}
+
+pub fn preview(config: &Config, op: ServiceOp, name: &Name) -> Result<Preview, ActionError> {
+    let svc = service(config, name);
+    let pids = running_pids(svc);
+    let state = if pids.is_empty() { "not running".to_string() } else { format!("running (pid {pids:?})") };
+    let stop = format!(
+        "stop with `{}`, wait up to {} s for it to exit (never SIGKILL)",
+        describe_cmd(&svc.stop),
+        svc.stop_timeout_secs
+    );
+    let start = format!("start with `{}`, wait up to {} s until it is up", describe_cmd(&svc.start), svc.start_timeout_secs);
+    let (text, noop) = match op {
+        ServiceOp::Stop if pids.is_empty() => (format!("{name} is {state}; nothing to stop"), true),
+        ServiceOp::Start if !pids.is_empty() => (format!("{name} is {state}; nothing to start"), true),
+        ServiceOp::Stop => (format!("{name} is {state}; {stop}"), false),
+        ServiceOp::Start => (format!("{name} is {state}; {start}"), false),
+        ServiceOp::Restart if pids.is_empty() => (format!("{name} is {state}; {start}"), false),
+        ServiceOp::Restart => (format!("{name} is {state}; {stop}; then {start}"), false),
+    };
+    Ok(Preview { text, noop, guard: Default::default() })
+}
+
+pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+    let svc = service(config, name);
+    let out_log = config.state_dir.join("services").join(format!("{name}.out"));
+    let mut done = Vec::new();
+    if matches!(op, ServiceOp::Stop | ServiceOp::Restart) {
+        done.push(stop(name, svc, &out_log)?);
+    }
+    if matches!(op, ServiceOp::Start | ServiceOp::Restart) {
+        done.push(start(name, svc, &out_log)?);
+    }
+    Ok(done.join("; "))
+}
+
+fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, ActionError> {
+    let doing = format!("stopping {name}");
+    let before = running_pids(svc);
+    if before.is_empty() {
+        return Ok(format!("{name} was not running"));
+    }
+    let started = Instant::now();
+    let mut child = spawn(&svc.stop, svc, out_log).map_err(|e| ActionError::new(&doing, e))?;
+    loop {
+        if running_pids(svc).is_empty() {
+            reap(child);
+            return Ok(format!("{name} stopped in {:.1} s (was pid {before:?})", started.elapsed().as_secs_f64()));
+        }
+        if started.elapsed() >= svc.stop_timeout() {
+            reap(child);
+            return Err(ActionError::new(
+                doing,
+                format!(
+                    "still running (pid {:?}) {} s after `{}`; not escalating to SIGKILL (runbook T3/T4), not starting it again; a person must look",
+                    running_pids(svc),
+                    svc.stop_timeout_secs,
+                    describe_cmd(&svc.stop)
+                ),
+            ));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            if !status.success() && !running_pids(svc).is_empty() {
+                return Err(ActionError::new(
+                    doing,
+                    format!("`{}` exited with {status}; see {}", describe_cmd(&svc.stop), out_log.display()),
+                ));
+            }
+        }
+        std::thread::sleep(CHECK_EVERY);
+    }
+}
+
+fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, ActionError> {
+    let doing = format!("starting {name}");
+    let log_offset = svc.up.log_file.as_ref().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let started = Instant::now();
+    let mut child = spawn(&svc.start, svc, out_log).map_err(|e| ActionError::new(&doing, e))?;
+    let mut script_ok = None;
+    loop {
+        if script_ok.is_none() {
+            if let Ok(Some(status)) = child.try_wait() {
+                script_ok = Some(status.success());
+                if !status.success() {
+                    return Err(ActionError::new(
+                        doing,
+                        format!("`{}` exited with {status}; see {}", describe_cmd(&svc.start), out_log.display()),
+                    ));
+                }
+            }
+        }
+        match up_state(svc, log_offset) {
+            Ok(()) => {
+                if script_ok.is_none() {
+                    reap(child);
+                }
+                return Ok(format!("{name} is up after {:.1} s", started.elapsed().as_secs_f64()));
+            }
+            Err(why) if started.elapsed() >= svc.start_timeout() => {
+                if script_ok.is_none() {
+                    reap(child);
+                }
+                return Err(ActionError::new(doing, format!("not up {} s after start: {why}", svc.start_timeout_secs)));
+            }
+            Err(_) => std::thread::sleep(CHECK_EVERY),
+        }
+    }
+}
+
+/// `Ok` if the service looks up: its process runs, and its port and log
+/// line (when configured) are there. Otherwise says what is missing.
+fn up_state(svc: &ServiceConfig, log_offset: Option<u64>) -> Result<(), String> {
+    if running_pids(svc).is_empty() {
+        return Err("no process found".into());
+    }
+    if let Some(addr) = svc.up.tcp {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| format!("{addr} refuses: {e}"))?;
+    }
+    if let (Some(file), Some(pattern)) = (&svc.up.log_file, &svc.up.log_pattern) {
+        let re = regex::Regex::new(pattern).map_err(|e| e.to_string())?;
+        let mut f = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = log_offset.filter(|o| *o <= len).unwrap_or(0);
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from)).map_err(|e| e.to_string())?;
+        let mut text = Vec::new();
+        f.take(8 << 20).read_to_end(&mut text).map_err(|e| e.to_string())?;
+        if !re.is_match(&String::from_utf8_lossy(&text)) {
+            return Err(format!("{pattern:?} not yet in {}", file.display()));
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+    let svc = service(config, name);
+    let pids = running_pids(svc);
+    match op {
+        ServiceOp::Stop if pids.is_empty() => Ok(format!("{name} is not running")),
+        ServiceOp::Stop => Err(ActionError::new(format!("verifying {name} stopped"), format!("pid {pids:?} still running"))),
+        _ => up_state(svc, None)
+            .map(|()| format!("{name} runs (pid {pids:?})"))
+            .map_err(|why| ActionError::new(format!("verifying {name} is up"), why)),
+    }
+}
+
+/// Runs a script without a shell, detached from the agent's process group so
+/// the agent's own signals do not reach the service it starts.
+fn spawn(argv: &[String], svc: &ServiceConfig, out_log: &Path) -> Result<Child, String> {
+    if let Some(dir) = out_log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out_log)
+        .map_err(|e| format!("opening {}: {e}", out_log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+    if let Some(dir) = &svc.workdir {
+        cmd.current_dir(dir);
+    }
+    cmd.spawn().map_err(|e| format!("running `{}`: {e}", describe_cmd(argv)))
+}
+
+/// Waits for a script in the background so it does not linger as a zombie.
+fn reap(mut child: Child) {
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+}

@@ -1,0 +1,86 @@
+//! The audit journal: one JSON object per line, appended to
+//! `<state_dir>/audit.jsonl`, for every fired rule, plan, preview and
+//! decision. It is what a person reads to learn what the agent did and why.
+//!
+//! A failed write (full disk, read-only state dir) never stops the agent: the
+//! entry is kept in a bounded backlog, retried on the next write, and the
+//! failure goes to the agent's log.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+const MAX_BACKLOG: usize = 10_000;
+
+/// Where audit entries go.
+pub struct Audit {
+    path: Option<PathBuf>,
+    file: Option<File>,
+    backlog: VecDeque<String>,
+    /// Entries that could not be written (dropped once the backlog is full).
+    pub failed_writes: u64,
+}
+
+impl Audit {
+    /// The journal in `state_dir`.
+    pub fn open(state_dir: &Path) -> Audit {
+        Audit { path: Some(state_dir.join("audit.jsonl")), file: None, backlog: VecDeque::new(), failed_writes: 0 }
+    }
+
+    /// A journal that keeps nothing (replay and rule tests print instead).
+    pub fn discard() -> Audit {
+        Audit { path: None, file: None, backlog: VecDeque::new(), failed_writes: 0 }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Appends one entry.
+    pub fn write<T: Serialize>(&mut self, entry: &T) {
+        let Some(path) = self.path.clone() else { return };
+        let mut line = serde_json::to_string(entry).expect("audit entries serialise");
+        line.push('\n');
+        self.backlog.push_back(line);
+        if let Err(e) = self.flush_backlog(&path) {
+            self.failed_writes += 1;
+            self.file = None;
+            tracing::error!(path = %path.display(), backlog = self.backlog.len(), "writing the audit journal failed, will retry: {e}");
+            while self.backlog.len() > MAX_BACKLOG {
+                self.backlog.pop_front();
+            }
+        }
+    }
+
+    fn flush_backlog(&mut self, path: &Path) -> std::io::Result<()> {
+        if self.file.is_none() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            self.file = Some(OpenOptions::new().create(true).append(true).open(path)?);
+        }
+        let file = self.file.as_mut().expect("opened above");
+        while let Some(line) = self.backlog.front() {
+            file.write_all(line.as_bytes())?;
+            self.backlog.pop_front();
+        }
+        file.sync_data()
+    }
+}
+
+/// An agent life-cycle entry (`started`, `stopped`, `rules-loaded`).
+#[derive(Serialize)]
+pub struct Lifecycle<'a> {
+    pub time: String,
+    pub kind: &'a str,
+    pub dry_run: bool,
+    pub detail: String,
+}
+
+/// Local time in RFC 3339 with milliseconds, as every entry carries it.
+pub fn now_rfc3339() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}

@@ -1,0 +1,326 @@
+//! The agent's configuration: one TOML file per host.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`), reported with the file,
+//! line and column, so a typo never silently falls back to a default.
+//! Relative paths are resolved against the directory of the config file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::types::Name;
+
+/// What went wrong reading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration of one agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where checkpoints, policy history, backups and the audit journal live.
+    pub state_dir: PathBuf,
+    /// Record and report, change nothing outside `state_dir`.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Directories of Rhai rules; a file in a later directory replaces the
+    /// file of the same name in an earlier one (local overrides).
+    pub rule_dirs: Vec<PathBuf>,
+    /// Directories of Rhai playbooks.
+    #[serde(default)]
+    pub playbook_dirs: Vec<PathBuf>,
+    /// The hosts file the `hosts` action edits (runbook K1).
+    #[serde(default = "default_hosts_file")]
+    pub hosts_file: PathBuf,
+    /// Log sources by name (`consumer_info`, `kafka_server`, …).
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Services the agent may stop and start, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Java `.properties` files the agent may edit, by name.
+    #[serde(default)]
+    pub properties_files: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Per-rule parameter overrides: `[rules.c2_commit_failed] threshold = 5`.
+    #[serde(default)]
+    pub rules: BTreeMap<String, toml::Table>,
+}
+
+fn default_hosts_file() -> PathBuf {
+    PathBuf::from("/etc/hosts")
+}
+
+/// One log file to follow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub path: PathBuf,
+    /// How a new record is recognised; see [`RecordStart`].
+    #[serde(default)]
+    pub record_start: RecordStart,
+}
+
+/// How the record assembler decides that a line begins a new record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordStart {
+    /// A line starting with a log timestamp (`2026-11-01 10:00:00` or
+    /// `[2026-11-01 10:00:00,123]`) begins a record; any other line continues
+    /// the current one (stack traces, `Caused by:`, canal's position JSON,
+    /// an exception message on its own line).
+    #[default]
+    Timestamp,
+    /// Every line begins a record except Java stack-trace continuations
+    /// (lines starting with whitespace, `Caused by:` or `... N more`).
+    Line,
+}
+
+/// A process the agent manages through its own scripts (runbook T3, T4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The start script and its arguments, run without a shell.
+    pub start: Vec<String>,
+    /// The stop script and its arguments, run without a shell.
+    pub stop: Vec<String>,
+    /// Directory the scripts run in (default: the config file's directory).
+    pub workdir: Option<PathBuf>,
+    /// How to find the running process.
+    pub process: ProcessMatch,
+    /// How to tell that it is up after a start.
+    #[serde(default)]
+    pub up: UpCheck,
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_secs: u64,
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
+}
+
+impl ServiceConfig {
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.stop_timeout_secs)
+    }
+    pub fn start_timeout(&self) -> Duration {
+        Duration::from_secs(self.start_timeout_secs)
+    }
+}
+
+fn default_stop_timeout() -> u64 {
+    120
+}
+fn default_start_timeout() -> u64 {
+    180
+}
+
+/// Recognises the service's process: by a substring of its command line
+/// (`kafka.Kafka`, `appName=otter-canal`, `catalina`), or by a pid file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessMatch {
+    pub cmdline_contains: Option<String>,
+    pub pid_file: Option<PathBuf>,
+}
+
+/// Extra signs that a started service is really up, beyond its process.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpCheck {
+    /// A TCP address that accepts connections once the service is up.
+    pub tcp: Option<SocketAddr>,
+    /// A log file and a regex that appears in it after a successful start.
+    pub log_file: Option<PathBuf>,
+    pub log_pattern: Option<String>,
+}
+
+/// Bounds on what the agent reads and how often it may act.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// A record larger than this is truncated and marked.
+    pub max_record_bytes: usize,
+    /// A record with more lines than this is truncated and marked.
+    pub max_record_lines: usize,
+    /// A record with no continuation for this long is complete.
+    pub record_flush_ms: u64,
+    /// The same action on the same target is not repeated within this time.
+    pub cooldown_secs: u64,
+    /// At most this many applications of one action on one target per hour.
+    pub max_per_hour: u32,
+    /// The circuit opens after this many applications of the same plan
+    /// within `breaker_window_secs` (the fix is not making the signature go away).
+    pub breaker_threshold: u32,
+    pub breaker_window_secs: u64,
+    /// Rhai operation budget per rule call.
+    pub rule_max_operations: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: 64 * 1024,
+            max_record_lines: 400,
+            record_flush_ms: 300,
+            cooldown_secs: 600,
+            max_per_hour: 3,
+            breaker_threshold: 3,
+            breaker_window_secs: 3600,
+            rule_max_operations: 200_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, path, &base)
+    }
+
+    /// Parses configuration text; `origin` names it in errors and `base` is
+    /// the directory relative paths are resolved against.
+    pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: describe_toml_error(text, &e) })?;
+        config.resolve_paths(base);
+        config.check().map_err(|message| ConfigError::Invalid { path: origin.to_path_buf(), message })?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.state_dir);
+        self.rule_dirs.iter_mut().for_each(fix);
+        self.playbook_dirs.iter_mut().for_each(fix);
+        fix(&mut self.hosts_file);
+        self.sources.values_mut().for_each(|s| fix(&mut s.path));
+        self.properties_files.values_mut().for_each(fix);
+        for service in self.services.values_mut() {
+            if let Some(dir) = &mut service.workdir {
+                fix(dir);
+            } else {
+                service.workdir = Some(base.to_path_buf());
+            }
+            if let Some(p) = &mut service.process.pid_file {
+                fix(p);
+            }
+            if let Some(p) = &mut service.up.log_file {
+                fix(p);
+            }
+            for cmd in [&mut service.start, &mut service.stop] {
+                // A script named with a relative path ("bin/start.sh") lives
+                // next to the config; a bare word ("systemctl") is left to PATH.
+                if let Some(first) = cmd.first_mut() {
+                    if first.contains('/') && Path::new(first).is_relative() {
+                        *first = base.join(&*first).to_string_lossy().into_owned();
+                    }
+                }
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for name in self.sources.keys() {
+            Name::parse("source name", name).map_err(|e| format!("[sources.{name}]: {e}"))?;
+        }
+        for (name, service) in &self.services {
+            Name::parse("service name", name).map_err(|e| format!("[services.{name}]: {e}"))?;
+            if service.start.is_empty() || service.stop.is_empty() {
+                return Err(format!("[services.{name}]: start and stop must each name a script"));
+            }
+            if service.process.cmdline_contains.is_none() && service.process.pid_file.is_none() {
+                return Err(format!(
+                    "[services.{name}.process]: set cmdline_contains or pid_file so the agent can tell whether it runs"
+                ));
+            }
+            if service.up.log_pattern.is_some() != service.up.log_file.is_some() {
+                return Err(format!("[services.{name}.up]: log_file and log_pattern go together"));
+            }
+            if let Some(p) = &service.up.log_pattern {
+                regex::Regex::new(p).map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
+            }
+        }
+        for name in self.properties_files.keys() {
+            Name::parse("properties file name", name).map_err(|e| format!("[properties_files] {name}: {e}"))?;
+        }
+        if self.rule_dirs.is_empty() {
+            return Err("rule_dirs is empty: the agent would do nothing".into());
+        }
+        let l = &self.limits;
+        if l.max_record_bytes < 1024 || l.max_record_lines == 0 {
+            return Err("[limits] max_record_bytes must be at least 1024 and max_record_lines at least 1".into());
+        }
+        if l.breaker_threshold == 0 || l.max_per_hour == 0 {
+            return Err("[limits] breaker_threshold and max_per_hour must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The source with this name, if configured.
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.get(name)
+    }
+}
+
+/// Renders a TOML error as `line L, column C: message`, naming the key when
+/// serde reports an unknown field.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}, column {column}: {message} (at `{snippet}`)")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "state_dir = \"state\"\nrule_dirs = [\"rules\"]\n";
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = format!("{MINIMAL}[limits]\ncooldown_sec = 5\n");
+        let err = Config::parse(&text, Path::new("/etc/pm.toml"), Path::new("/etc")).unwrap_err().to_string();
+        assert!(err.contains("/etc/pm.toml"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("cooldown_sec"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let text = format!("{MINIMAL}[sources.kafka_server]\npath = \"logs/server.log\"\n");
+        let c = Config::parse(&text, Path::new("/x/pm.toml"), Path::new("/x")).unwrap();
+        assert_eq!(c.sources["kafka_server"].path, Path::new("/x/logs/server.log"));
+        assert_eq!(c.state_dir, Path::new("/x/state"));
+    }
+
+    #[test]
+    fn service_without_process_match_is_refused() {
+        let text = format!("{MINIMAL}[services.kafka]\nstart=[\"a\"]\nstop=[\"b\"]\nprocess={{}}\n");
+        let err = Config::parse(&text, Path::new("c.toml"), Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains("services.kafka.process"), "{err}");
+    }
+}

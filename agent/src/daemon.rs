@@ -1,0 +1,231 @@
+//! The daemon: follow every source, take each record through the pipeline,
+//! checkpoint, and stop cleanly on SIGTERM.
+//!
+//! One thread does the work: it sleeps on a channel fed by inotify (through
+//! `notify`) and by the signal handler, and wakes for a slow safety tick.
+//! Actions run inline, so while a restart is waiting for a service to come
+//! up, reading pauses and the lines wait in their files — nothing is
+//! buffered in memory and nothing is lost. There is no busy polling: with
+//! quiet logs the thread wakes once per tick.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use notify::{RecursiveMode, Watcher};
+
+use crate::audit::{now_rfc3339, Audit, Lifecycle};
+use crate::config::Config;
+use crate::pipeline::{Clock, Decision, Pipeline};
+use crate::rules::RuleSet;
+use crate::sources::{Assembly, Checkpoints, Follower, Record, StartAt};
+
+/// Wakes the worker thread.
+pub enum Wake {
+    /// Something changed in a watched directory.
+    Files(Vec<PathBuf>),
+    /// SIGTERM / SIGINT, or a caller asked the daemon to stop.
+    Shutdown,
+}
+
+/// How often the worker looks at every source even without an inotify event,
+/// in case an event was missed or a directory appeared.
+const TICK: Duration = Duration::from_secs(5);
+/// How often checkpoints are written when nothing urgent happened.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+/// A configured, not yet running daemon.
+pub struct Daemon {
+    config: Arc<Config>,
+    pipeline: Pipeline,
+    followers: Vec<Follower>,
+    wake_tx: Sender<Wake>,
+    wake_rx: Receiver<Wake>,
+}
+
+impl Daemon {
+    /// Loads rules and state. Rules that fail to load are logged and
+    /// audited; the daemon runs with the others.
+    pub fn new(config: Config) -> anyhow::Result<Daemon> {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+        let config = Arc::new(config);
+        let mut audit = Audit::open(&config.state_dir);
+        let (rules, errors) = RuleSet::load(&config);
+        for e in &errors {
+            tracing::error!("rule not loaded: {e}");
+            audit.write(&Lifecycle { time: now_rfc3339(), kind: "rule-load-error", dry_run: config.dry_run, detail: e.to_string() });
+        }
+        tracing::info!(rules = rules.rules.len(), failed = errors.len(), dry_run = config.dry_run, "rules loaded");
+        let pipeline = Pipeline::new(config.clone(), rules, audit, Clock::Live, config.dry_run)?;
+        let assembly = Assembly {
+            start: Default::default(),
+            max_bytes: config.limits.max_record_bytes,
+            max_lines: config.limits.max_record_lines,
+        };
+        let followers = config
+            .sources
+            .iter()
+            .map(|(name, s)| Follower::new(name, s.path.clone(), Assembly { start: s.record_start, ..assembly }))
+            .collect();
+        let (wake_tx, wake_rx) = mpsc::channel();
+        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx })
+    }
+
+    /// A handle that stops the daemon when sent [`Wake::Shutdown`].
+    pub fn waker(&self) -> Sender<Wake> {
+        self.wake_tx.clone()
+    }
+
+    /// Runs until SIGTERM, SIGINT or [`Wake::Shutdown`]; then writes the
+    /// checkpoints and returns.
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let signals_tx = self.wake_tx.clone();
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+            .context("installing signal handlers")?;
+        let signal_handle = signals.handle();
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "stopping");
+                let _ = signals_tx.send(Wake::Shutdown);
+            }
+        });
+
+        let fs_tx = self.wake_tx.clone();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                let _ = fs_tx.send(Wake::Files(ev.paths));
+            }
+            Err(e) => tracing::warn!("file watch error: {e}"),
+        })
+        .context("starting the inotify watcher")?;
+        let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
+        self.watch_dirs(&mut watcher, &mut watched);
+
+        let checkpoints = match Checkpoints::load(&self.config.state_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}; starting every source at its end");
+                Checkpoints::default()
+            }
+        };
+        let pipeline = &mut self.pipeline;
+        let mut urgent = false;
+        for f in &mut self.followers {
+            let cp = checkpoints.sources.get(f.name());
+            let mut handle = |r: Record| urgent |= handle(pipeline, &r);
+            if let Err(e) = f.start(cp, StartAt::End, &mut handle) {
+                tracing::error!(source = f.name(), path = %f.path().display(), "cannot open source yet: {e}");
+            }
+        }
+        let mut saved = checkpoints;
+        save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
+        let sources: Vec<String> = self.followers.iter().map(|f| format!("{}={}", f.name(), f.path().display())).collect();
+        self.pipeline.audit().write(&Lifecycle {
+            time: now_rfc3339(),
+            kind: "started",
+            dry_run: self.config.dry_run,
+            detail: format!("following {}", sources.join(", ")),
+        });
+        tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
+
+        let quiet = Duration::from_millis(self.config.limits.record_flush_ms);
+        let mut last_save = Instant::now();
+        let mut last_tick = Instant::now();
+        loop {
+            let pending = self.followers.iter().any(Follower::has_pending);
+            let wait = if pending { quiet } else { TICK.saturating_sub(last_tick.elapsed()) };
+            let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
+            let mut all = false;
+            match self.wake_rx.recv_timeout(wait) {
+                Ok(Wake::Shutdown) => break,
+                Ok(Wake::Files(paths)) => dirty.extend(paths),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Coalesce a burst of events into one pass.
+            let mut stop = false;
+            while let Ok(w) = self.wake_rx.try_recv() {
+                match w {
+                    Wake::Shutdown => stop = true,
+                    Wake::Files(paths) => dirty.extend(paths),
+                }
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                all = true;
+                self.watch_dirs(&mut watcher, &mut watched);
+            }
+            let pipeline = &mut self.pipeline;
+            for f in &mut self.followers {
+                let touched = all || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
+                let mut handle = |r: Record| urgent |= handle(pipeline, &r);
+                if touched {
+                    if let Err(e) = f.poll(&mut handle) {
+                        tracing::warn!(source = f.name(), path = %f.path().display(), "reading source: {e}");
+                    }
+                }
+                f.flush_if_quiet(quiet, &mut handle);
+            }
+            if urgent || last_save.elapsed() >= CHECKPOINT_EVERY {
+                save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
+                last_save = Instant::now();
+                urgent = false;
+            }
+            if stop {
+                break;
+            }
+        }
+        save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
+        self.pipeline.audit().write(&Lifecycle {
+            time: now_rfc3339(),
+            kind: "stopped",
+            dry_run: self.config.dry_run,
+            detail: "checkpoints written".into(),
+        });
+        signal_handle.close();
+        tracing::info!("stopped; checkpoints written");
+        Ok(())
+    }
+
+    /// Watches the directory of every source that exists (a missing one is
+    /// retried on the next tick).
+    fn watch_dirs(&self, watcher: &mut impl Watcher, watched: &mut BTreeSet<PathBuf>) {
+        for f in &self.followers {
+            let Some(dir) = f.path().parent() else { continue };
+            if watched.contains(dir) || !dir.is_dir() {
+                continue;
+            }
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    watched.insert(dir.to_path_buf());
+                }
+                Err(e) => tracing::warn!(dir = %dir.display(), "cannot watch directory, relying on the {} s tick: {e}", TICK.as_secs()),
+            }
+        }
+    }
+}
+
+/// Runs one record through the pipeline; true if the world may have changed
+/// (so the checkpoint must be written now, before anything else happens).
+fn handle(pipeline: &mut Pipeline, record: &Record) -> bool {
+    pipeline.handle(record).iter().any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
+}
+
+fn save_checkpoints(state_dir: &Path, followers: &[Follower], saved: &mut Checkpoints) {
+    let mut now = saved.clone();
+    for f in followers {
+        if let Some(cp) = f.checkpoint() {
+            now.sources.insert(f.name().to_string(), cp);
+        }
+    }
+    if now != *saved {
+        match now.save(state_dir) {
+            Ok(()) => *saved = now,
+            Err(e) => tracing::error!("{e}; will retry"),
+        }
+    }
+}

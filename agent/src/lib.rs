@@ -1,0 +1,25 @@
+//! pipemedic: a self-healing agent for MySQL → Canal → Kafka → consumer →
+//! PostgreSQL data-sync pipelines.
+//!
+//! The modules follow the flow of data:
+//! [`sources`] (log files → records) → [`matching`] (records → events) →
+//! [`rules`] (events → plans, in Rhai) → [`plan`] (plans and policy) →
+//! [`actions`] (the only code that changes the world) → [`audit`].
+//! [`pipeline`] strings them together for one record; [`daemon`] runs it
+//! over live files, [`replay`] over old ones.
+
+pub mod actions;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod fsutil;
+pub mod matching;
+pub mod pipeline;
+pub mod plan;
+pub mod replay;
+pub mod rules;
+pub mod sources;
+pub mod state;
+pub mod types;

@@ -1,0 +1,254 @@
+//! Plans: what a rule wants done, as an ordered list of typed steps.
+//!
+//! A rule hands back [`StepSpec`]s — raw strings straight from log captures.
+//! [`Step::validate`] turns each into a typed [`Step`] or refuses it; after
+//! that no action ever sees an unchecked string.
+
+pub mod policy;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::types::{excerpt, parse_ipv4, HostName, Name, PropertyKey, PropertyValue};
+
+/// How much harm a plan can do, and so who must agree before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Risk {
+    /// Runs at once.
+    Safe,
+    /// Needs one approver.
+    Dangerous,
+    /// Loses data; needs two distinct approvers.
+    DataLoss,
+}
+
+impl Risk {
+    pub fn parse(s: &str) -> Result<Risk, String> {
+        match s {
+            "safe" => Ok(Risk::Safe),
+            "dangerous" => Ok(Risk::Dangerous),
+            "data-loss" => Ok(Risk::DataLoss),
+            other => Err(format!("unknown risk {}: expected safe, dangerous or data-loss", excerpt(other))),
+        }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Risk::Safe => "safe",
+            Risk::Dangerous => "dangerous",
+            Risk::DataLoss => "data-loss",
+        })
+    }
+}
+
+/// What to do to a managed service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceOp {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl fmt::Display for ServiceOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceOp::Start => "start",
+            ServiceOp::Stop => "stop",
+            ServiceOp::Restart => "restart",
+        })
+    }
+}
+
+/// A step as a rule returned it, before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepSpec {
+    HostsEntry { host: String, ip: String },
+    Service { op: ServiceOp, service: String },
+    PropertySet { file: String, key: String, value: String },
+    PropertyLower { file: String, key: String, factor: f64, floor: i64, default: i64 },
+    Notify { message: String },
+}
+
+impl fmt::Display for StepSpec {
+    /// The one-line form rule test cases compare against.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepSpec::HostsEntry { host, ip } => write!(f, "hosts {host} -> {ip}"),
+            StepSpec::Service { op, service } => write!(f, "{op} {service}"),
+            StepSpec::PropertySet { file, key, value } => write!(f, "property {file} {key} = {value}"),
+            StepSpec::PropertyLower { file, key, factor, floor, default } => {
+                write!(f, "property {file} {key} lower x{factor} floor {floor} default {default}")
+            }
+            StepSpec::Notify { message } => write!(f, "notify: {message}"),
+        }
+    }
+}
+
+/// A validated step: every field is typed and refers to configured things.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Step {
+    /// Ensure `ip host` is in the hosts file (runbook K1).
+    Hosts { host: HostName, ip: Ipv4Addr },
+    /// Stop, start or restart a configured service with its own scripts.
+    Service { op: ServiceOp, service: Name },
+    /// Set a key in a configured `.properties` file.
+    PropertySet { file: Name, key: PropertyKey, value: PropertyValue },
+    /// Lower a numeric key by a factor, never below a floor (runbook C2).
+    PropertyLower { file: Name, key: PropertyKey, factor: f64, floor: u64, default: u64 },
+    /// Tell a person.
+    Notify { message: String },
+}
+
+const MAX_NOTIFY: usize = 4000;
+
+impl Step {
+    /// Checks a rule's step against the rules for its values and the
+    /// configuration. The error says what was refused and why.
+    pub fn validate(spec: &StepSpec, config: &Config) -> Result<Step, String> {
+        Ok(match spec {
+            StepSpec::HostsEntry { host, ip } => Step::Hosts {
+                host: HostName::parse(host).map_err(|e| e.to_string())?,
+                ip: parse_ipv4(ip).map_err(|e| e.to_string())?,
+            },
+            StepSpec::Service { op, service } => {
+                let name = Name::parse("service name", service).map_err(|e| e.to_string())?;
+                if !config.services.contains_key(name.as_str()) {
+                    return Err(format!("service {name} is not configured under [services]"));
+                }
+                Step::Service { op: *op, service: name }
+            }
+            StepSpec::PropertySet { file, key, value } => Step::PropertySet {
+                file: properties_file(file, config)?,
+                key: PropertyKey::parse(key).map_err(|e| e.to_string())?,
+                value: PropertyValue::parse(value).map_err(|e| e.to_string())?,
+            },
+            StepSpec::PropertyLower { file, key, factor, floor, default } => {
+                if !(*factor > 0.0 && *factor < 1.0) {
+                    return Err(format!("lowering factor {factor} must be between 0 and 1"));
+                }
+                if *floor < 1 || *default < 1 {
+                    return Err(format!("floor {floor} and default {default} must be at least 1"));
+                }
+                Step::PropertyLower {
+                    file: properties_file(file, config)?,
+                    key: PropertyKey::parse(key).map_err(|e| e.to_string())?,
+                    factor: *factor,
+                    floor: *floor as u64,
+                    default: *default as u64,
+                }
+            }
+            StepSpec::Notify { message } => {
+                let mut message: String = message.chars().filter(|c| !c.is_control() || *c == '\n').collect();
+                if message.len() > MAX_NOTIFY {
+                    let cut = (0..=MAX_NOTIFY).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+                    message.truncate(cut);
+                    message.push('…');
+                }
+                Step::Notify { message }
+            }
+        })
+    }
+
+    /// The action family, as in the audit journal.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Step::Hosts { .. } => "hosts",
+            Step::Service { .. } => "service",
+            Step::PropertySet { .. } | Step::PropertyLower { .. } => "properties",
+            Step::Notify { .. } => "notify",
+        }
+    }
+
+    /// What the step acts on.
+    pub fn target(&self) -> String {
+        match self {
+            Step::Hosts { host, .. } => host.to_string(),
+            Step::Service { op, service } => format!("{op} {service}"),
+            Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => format!("{file}:{key}"),
+            Step::Notify { message } => message.lines().next().unwrap_or("").chars().take(80).collect(),
+        }
+    }
+
+    /// The key rate limits and cooldowns are counted on: the action and its
+    /// target. A restart and a stop of one service share a key.
+    pub fn limit_key(&self) -> String {
+        match self {
+            Step::Service { service, .. } => format!("service:{service}"),
+            _ => format!("{}:{}", self.action(), self.target()),
+        }
+    }
+
+    /// The least risk a plan containing this step can have. A rule may raise
+    /// a plan's risk, never lower it below its steps'.
+    pub fn min_risk(&self) -> Risk {
+        Risk::Safe
+    }
+}
+
+/// A plan that passed validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub rule: String,
+    pub runbook: Vec<String>,
+    pub summary: String,
+    pub risk: Risk,
+    /// A finding that deliberately needs no action (runbook C3).
+    pub benign: bool,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The key the circuit breaker counts on: the rule and its steps' targets.
+    pub fn breaker_key(&self) -> String {
+        let steps: Vec<String> = self.steps.iter().map(Step::limit_key).collect();
+        format!("{}[{}]", self.rule, steps.join(","))
+    }
+}
+
+fn properties_file(name: &str, config: &Config) -> Result<Name, String> {
+    let name = Name::parse("properties file name", name).map_err(|e| e.to_string())?;
+    if !config.properties_files.contains_key(name.as_str()) {
+        return Err(format!("properties file {name} is not configured under [properties_files]"));
+    }
+    Ok(name)
+}
+
+/// A plan as a rule returned it, before validation.
+#[derive(Debug, Clone)]
+pub struct PlanSpec {
+    pub summary: String,
+    pub risk: Risk,
+    pub benign: bool,
+    pub steps: Vec<StepSpec>,
+}
+
+impl PlanSpec {
+    /// Validates every step; the first refusal refuses the plan, so a plan
+    /// never runs with a step quietly dropped.
+    pub fn validate(self, rule: &str, runbook: &[String], config: &Config) -> Result<Plan, String> {
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for (i, spec) in self.steps.iter().enumerate() {
+            steps.push(Step::validate(spec, config).map_err(|e| format!("step {} ({}): {e}", i + 1, spec_kind(spec)))?);
+        }
+        let risk = steps.iter().map(Step::min_risk).fold(self.risk, Risk::max);
+        Ok(Plan { rule: rule.to_string(), runbook: runbook.to_vec(), summary: self.summary, risk, benign: self.benign, steps })
+    }
+}
+
+fn spec_kind(spec: &StepSpec) -> &'static str {
+    match spec {
+        StepSpec::HostsEntry { .. } => "hosts_entry",
+        StepSpec::Service { .. } => "service",
+        StepSpec::PropertySet { .. } => "property_set",
+        StepSpec::PropertyLower { .. } => "property_lower",
+        StepSpec::Notify { .. } => "notify",
+    }
+}

@@ -1,0 +1,203 @@
+//! Policy: whether a plan may run now.
+//!
+//! In order: a benign finding needs nothing; a plan riskier than `safe`
+//! waits for approval; an open circuit (the same remediation applied again
+//! and again while its signature keeps coming back) escalates instead of
+//! looping; a plan whose steps are all no-ops has nothing to do; a step whose
+//! action and target ran too recently (cooldown) or too often (hourly rate)
+//! holds the whole plan back — plans are never half-applied.
+//!
+//! History is kept per action+target and per plan, in milliseconds of the
+//! event clock, and persisted in the state directory so a restarted agent
+//! remembers what it just did. Dry-run keeps its own, unpersisted history,
+//! so switching dry-run off never inherits phantom cooldowns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Plan, Risk};
+use crate::config::Limits;
+use crate::state::{read_json, write_json_atomic, StateError};
+
+/// The policy's answer for one plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Run it (or, in dry-run, report that it would run).
+    Proceed,
+    /// Deliberately no action.
+    Benign,
+    /// Every step is already in the wanted state.
+    NothingToDo,
+    /// Needs a person; the reason says why and what to do.
+    NeedsApproval(String),
+    RateLimited(String),
+    CircuitOpen(String),
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct History {
+    /// Times (ms) each action+target was applied.
+    steps: BTreeMap<String, Vec<i64>>,
+    /// Times (ms) each plan (rule + steps) was applied.
+    plans: BTreeMap<String, Vec<i64>>,
+}
+
+/// Rate limits, cooldowns and the circuit breaker.
+pub struct Policy {
+    limits: Limits,
+    history: History,
+    /// Where the history is persisted; `None` in dry-run and replay.
+    file: Option<PathBuf>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Policy {
+    /// A policy that persists its history under `state_dir`.
+    pub fn persistent(limits: Limits, state_dir: &Path) -> Result<Policy, StateError> {
+        let file = state_dir.join("policy.json");
+        let history = read_json(&file)?.unwrap_or_default();
+        Ok(Policy { limits, history, file: Some(file) })
+    }
+
+    /// A policy that forgets when the process ends (dry-run, replay, tests).
+    pub fn in_memory(limits: Limits) -> Policy {
+        Policy { limits, history: History::default(), file: None }
+    }
+
+    /// Decides about `plan`, given which steps are no-ops according to their
+    /// previews, at event time `now` (ms).
+    pub fn decide(&self, plan: &Plan, noop: &[bool], now: i64) -> Verdict {
+        if plan.benign {
+            return Verdict::Benign;
+        }
+        if plan.risk > Risk::Safe {
+            return Verdict::NeedsApproval(format!(
+                "plan risk is {}: it needs approval by a person, and this agent cannot ask for approval yet; nothing was changed",
+                plan.risk
+            ));
+        }
+        let window = self.limits.breaker_window_secs as i64 * 1000;
+        let recent = count_since(self.history.plans.get(&plan.breaker_key()), now - window);
+        if recent >= self.limits.breaker_threshold as usize {
+            return Verdict::CircuitOpen(format!(
+                "circuit open: this plan was applied {recent} times in the last {} min and its signature keeps coming back; not repeating it, a person must look",
+                self.limits.breaker_window_secs / 60
+            ));
+        }
+        let active: Vec<_> = plan.steps.iter().zip(noop).filter(|(_, n)| !**n).map(|(s, _)| s).collect();
+        if active.is_empty() {
+            return Verdict::NothingToDo;
+        }
+        let cooldown = self.limits.cooldown_secs as i64 * 1000;
+        for step in active {
+            let key = step.limit_key();
+            let times = self.history.steps.get(&key);
+            if let Some(last) = times.and_then(|t| t.iter().max()).filter(|t| now - **t < cooldown) {
+                return Verdict::RateLimited(format!(
+                    "{key} ran {} s ago; cooldown is {} s",
+                    (now - last) / 1000,
+                    self.limits.cooldown_secs
+                ));
+            }
+            let in_hour = count_since(times, now - HOUR_MS);
+            if in_hour >= self.limits.max_per_hour as usize {
+                return Verdict::RateLimited(format!(
+                    "{key} ran {in_hour} times in the last hour; the limit is {}",
+                    self.limits.max_per_hour
+                ));
+            }
+        }
+        Verdict::Proceed
+    }
+
+    /// Records that `plan` was applied (or, in dry-run, would have been) at `now`.
+    pub fn record(&mut self, plan: &Plan, noop: &[bool], now: i64) -> Result<(), StateError> {
+        let keep_from = now - (self.limits.breaker_window_secs as i64 * 1000).max(HOUR_MS).max(self.limits.cooldown_secs as i64 * 1000);
+        for (step, _) in plan.steps.iter().zip(noop).filter(|(_, n)| !**n) {
+            push_pruned(self.history.steps.entry(step.limit_key()).or_default(), now, keep_from);
+        }
+        push_pruned(self.history.plans.entry(plan.breaker_key()).or_default(), now, keep_from);
+        self.history.steps.retain(|_, v| !v.is_empty());
+        self.history.plans.retain(|_, v| !v.is_empty());
+        match &self.file {
+            Some(file) => write_json_atomic(file, &self.history),
+            None => Ok(()),
+        }
+    }
+
+    /// Plans whose circuit is open at `now`.
+    pub fn open_circuits(&self, now: i64) -> Vec<String> {
+        let window = self.limits.breaker_window_secs as i64 * 1000;
+        self.history
+            .plans
+            .iter()
+            .filter(|(_, t)| count_since(Some(t), now - window) >= self.limits.breaker_threshold as usize)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+fn count_since(times: Option<&Vec<i64>>, since: i64) -> usize {
+    times.map_or(0, |t| t.iter().filter(|t| **t > since).count())
+}
+
+fn push_pruned(times: &mut Vec<i64>, now: i64, keep_from: i64) {
+    times.retain(|t| *t > keep_from);
+    times.push(now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{ServiceOp, Step};
+    use crate::types::Name;
+
+    fn restart_plan() -> Plan {
+        Plan {
+            rule: "m2".into(),
+            runbook: vec!["M2".into()],
+            summary: "restart".into(),
+            risk: Risk::Safe,
+            benign: false,
+            steps: vec![Step::Service { op: ServiceOp::Restart, service: Name::parse("s", "kafka").unwrap() }],
+        }
+    }
+
+    #[test]
+    fn cooldown_then_rate_then_circuit() {
+        let limits = Limits { cooldown_secs: 60, max_per_hour: 10, breaker_threshold: 3, ..Limits::default() };
+        let mut p = Policy::in_memory(limits);
+        let plan = restart_plan();
+        let min = 60_000;
+        assert_eq!(p.decide(&plan, &[false], 0), Verdict::Proceed);
+        p.record(&plan, &[false], 0).unwrap();
+        assert!(matches!(p.decide(&plan, &[false], 30_000), Verdict::RateLimited(_)));
+        assert_eq!(p.decide(&plan, &[false], 2 * min), Verdict::Proceed);
+        p.record(&plan, &[false], 2 * min).unwrap();
+        p.record(&plan, &[false], 4 * min).unwrap();
+        assert!(matches!(p.decide(&plan, &[false], 6 * min), Verdict::CircuitOpen(_)));
+        assert_eq!(p.open_circuits(6 * min).len(), 1);
+        assert_eq!(p.decide(&plan, &[false], 2 * 60 * min), Verdict::Proceed, "the circuit closes after its window");
+    }
+
+    #[test]
+    fn risky_and_noop_plans() {
+        let p = Policy::in_memory(Limits::default());
+        let mut plan = restart_plan();
+        assert_eq!(p.decide(&plan, &[true], 0), Verdict::NothingToDo);
+        plan.risk = Risk::Dangerous;
+        assert!(matches!(p.decide(&plan, &[false], 0), Verdict::NeedsApproval(_)));
+    }
+
+    #[test]
+    fn history_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = restart_plan();
+        Policy::persistent(Limits::default(), dir.path()).unwrap().record(&plan, &[false], 1000).unwrap();
+        let p = Policy::persistent(Limits::default(), dir.path()).unwrap();
+        assert!(matches!(p.decide(&plan, &[false], 2000), Verdict::RateLimited(_)));
+    }
+}

@@ -1,0 +1,325 @@
+//! Rules: Rhai scripts, one per runbook item or family, that turn events
+//! into plans.
+//!
+//! A rule file defines `meta()` (runbook items, sources, signatures,
+//! parameters), `plan(ev, ctx)` (returns a plan map or `()`), and optionally
+//! `tests()` (log text in, expected plans out; see [`testing`]). The engine is
+//! sandboxed: operation, depth and size limits, no `eval`, no modules, no
+//! file or process access. A rule that fails to load is reported with
+//! `file:line:column` and left out; the others run.
+
+pub mod api;
+pub mod history;
+pub mod testing;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use rhai::{CallFnOptions, Dynamic, Engine, Position, Scope, AST};
+
+use crate::config::Config;
+use crate::matching::{Event, SignatureSpec};
+use crate::plan::{PlanSpec, Risk, StepSpec};
+pub use api::RuleContext;
+
+/// A rule problem, located in its file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}", path.display())]
+pub struct RuleError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl RuleError {
+    fn at(path: &Path, pos: Position, message: impl Into<String>) -> Self {
+        RuleError {
+            path: path.to_path_buf(),
+            line: pos.line().unwrap_or(0),
+            column: pos.position().unwrap_or(0),
+            message: message.into(),
+        }
+    }
+}
+
+/// One loaded rule.
+pub struct Rule {
+    /// The file stem, e.g. `k1_unknown_host`.
+    pub name: String,
+    pub path: PathBuf,
+    pub runbook: Vec<String>,
+    pub sources: Vec<String>,
+    /// Signature name → pattern.
+    pub signatures: BTreeMap<String, String>,
+    pub params: rhai::Map,
+    pub has_tests: bool,
+    ast: AST,
+}
+
+/// All rules that loaded, with the engine they run in.
+pub struct RuleSet {
+    engine: Engine,
+    pub rules: Vec<Rule>,
+    /// (signature, source) → rules that want it.
+    subscribers: HashMap<(String, String), Vec<usize>>,
+}
+
+/// Builds the sandboxed engine every rule and playbook runs in.
+pub fn sandboxed_engine(max_operations: u64) -> Engine {
+    let mut e = Engine::new();
+    e.set_max_operations(max_operations)
+        .set_max_call_levels(32)
+        .set_max_expr_depths(64, 32)
+        .set_max_string_size(256 * 1024)
+        .set_max_array_size(10_000)
+        .set_max_map_size(10_000)
+        .set_max_variables(512)
+        .set_max_functions(128)
+        .set_max_modules(0)
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(true);
+    e.disable_symbol("eval");
+    // Engine::new() resolves `import` from the working directory; no rule
+    // may load code from anywhere.
+    e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    e.on_print(|s| tracing::info!(target: "pipemedic::rule", "{s}"));
+    e.on_debug(|s, src, pos| tracing::debug!(target: "pipemedic::rule", "{src:?} {pos}: {s}"));
+    api::register(&mut e);
+    e
+}
+
+impl RuleSet {
+    /// Loads every `*.rhai` file in `config.rule_dirs`; a file in a later
+    /// directory replaces one of the same name in an earlier directory.
+    /// Returns the rules that loaded and an error for each that did not.
+    pub fn load(config: &Config) -> (RuleSet, Vec<RuleError>) {
+        let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for dir in &config.rule_dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != &config.rule_dirs[0] => continue,
+                Err(e) => {
+                    errors.push(RuleError::at(dir, Position::NONE, format!("reading rule directory: {e}")));
+                    continue;
+                }
+            };
+            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths.into_iter().filter(|p| p.extension().is_some_and(|x| x == "rhai")) {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+                files.insert(stem, path);
+            }
+        }
+        let engine = sandboxed_engine(config.limits.rule_max_operations);
+        let mut set = RuleSet { engine, rules: Vec::new(), subscribers: HashMap::new() };
+        let mut patterns: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
+        for (name, path) in files {
+            match set.load_one(&name, &path, config, &mut patterns) {
+                Ok(rule) => set.rules.push(rule),
+                Err(e) => errors.push(e),
+            }
+        }
+        for (i, rule) in set.rules.iter().enumerate() {
+            for sig in rule.signatures.keys() {
+                for source in &rule.sources {
+                    set.subscribers.entry((sig.clone(), source.clone())).or_default().push(i);
+                }
+            }
+        }
+        (set, errors)
+    }
+
+    fn load_one(
+        &self,
+        name: &str,
+        path: &Path,
+        config: &Config,
+        patterns: &mut BTreeMap<String, (String, PathBuf)>,
+    ) -> Result<Rule, RuleError> {
+        let src = std::fs::read_to_string(path).map_err(|e| RuleError::at(path, Position::NONE, format!("reading rule: {e}")))?;
+        crate::types::Name::parse("rule name", name).map_err(|e| RuleError::at(path, Position::NONE, e.to_string()))?;
+        let ast = self.engine.compile(&src).map_err(|e| RuleError::at(path, e.position(), e.err_type().to_string()))?;
+        let functions: BTreeSet<(String, usize)> =
+            ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
+        for (f, arity) in [("meta", 0), ("plan", 2)] {
+            if !functions.contains(&(f.to_string(), arity)) {
+                return Err(RuleError::at(path, Position::new(1, 1), format!("a rule must define fn {f}() with {arity} parameter(s)")));
+            }
+        }
+        let meta = self
+            .engine
+            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &ast, "meta", ())
+            .map_err(|e| RuleError::at(path, e.position(), format!("in meta(): {e}")))?;
+        let bad = |m: String| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
+        let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map".into()))?;
+        for key in meta.keys() {
+            if !["runbook", "sources", "signatures", "params"].contains(&key.as_str()) {
+                return Err(bad(format!("unknown key `{key}` (expected runbook, sources, signatures, params)")));
+            }
+        }
+        let strings = |key: &str| -> Result<Vec<String>, RuleError> {
+            let v = meta.get(key).cloned().ok_or_else(|| bad(format!("`{key}` is missing")))?;
+            let arr = v.into_array().map_err(|t| bad(format!("`{key}` must be an array of strings, not {t}")))?;
+            arr.into_iter().map(|d| d.into_string().map_err(|t| bad(format!("`{key}` holds a {t}, not a string")))).collect()
+        };
+        let runbook = strings("runbook")?;
+        let sources = strings("sources")?;
+        if runbook.is_empty() || sources.is_empty() {
+            return Err(bad("`runbook` and `sources` must not be empty".into()));
+        }
+        let sig_map = meta
+            .get("signatures")
+            .cloned()
+            .and_then(|d| d.try_cast::<rhai::Map>())
+            .ok_or_else(|| bad("`signatures` must be a map of name → regex".into()))?;
+        let mut signatures = BTreeMap::new();
+        for (sig, pattern) in sig_map {
+            let pattern = pattern.into_string().map_err(|t| bad(format!("signature `{sig}` must be a string, not {t}")))?;
+            crate::types::Name::parse("signature name", &sig).map_err(|e| bad(e.to_string()))?;
+            regex::Regex::new(&pattern).map_err(|e| bad(format!("signature `{sig}`: {e}")))?;
+            if let Some((other, other_path)) = patterns.get(sig.as_str()) {
+                if *other != pattern {
+                    return Err(bad(format!(
+                        "signature `{sig}` is already declared with another pattern in {}",
+                        other_path.display()
+                    )));
+                }
+            }
+            patterns.insert(sig.to_string(), (pattern.clone(), path.to_path_buf()));
+            signatures.insert(sig.to_string(), pattern);
+        }
+        let mut params = match meta.get("params") {
+            None => rhai::Map::new(),
+            Some(d) => d.clone().try_cast::<rhai::Map>().ok_or_else(|| bad("`params` must be a map".into()))?,
+        };
+        if let Some(overrides) = config.rules.get(name) {
+            for (key, value) in overrides {
+                if !params.contains_key(key.as_str()) {
+                    return Err(bad(format!("[rules.{name}] in the config sets `{key}`, which this rule does not have")));
+                }
+                params.insert(key.as_str().into(), toml_to_dynamic(value));
+            }
+        }
+        Ok(Rule {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            runbook,
+            sources,
+            signatures,
+            params,
+            has_tests: functions.contains(&("tests".to_string(), 0)),
+            ast,
+        })
+    }
+
+    /// Every signature, with the sources of the rules that declare it.
+    pub fn signature_specs(&self) -> Vec<SignatureSpec> {
+        let mut specs: BTreeMap<&str, SignatureSpec> = BTreeMap::new();
+        for rule in &self.rules {
+            for (name, pattern) in &rule.signatures {
+                let spec = specs.entry(name).or_insert_with(|| SignatureSpec {
+                    name: name.clone(),
+                    pattern: pattern.clone(),
+                    sources: BTreeSet::new(),
+                });
+                spec.sources.extend(rule.sources.iter().cloned());
+            }
+        }
+        specs.into_values().collect()
+    }
+
+    /// The rules that want `signature` on `source`.
+    pub fn subscribers(&self, signature: &str, source: &str) -> &[usize] {
+        self.subscribers.get(&(signature.to_string(), source.to_string())).map_or(&[], Vec::as_slice)
+    }
+
+    /// Runs a rule's `plan(ev, ctx)`. `Ok(None)`: the rule saw nothing to do.
+    pub fn run(&self, rule: &Rule, event: &Event, ctx: RuleContext) -> Result<Option<PlanSpec>, RuleError> {
+        let ev = event_map(event);
+        let out = self
+            .engine
+            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &rule.ast, "plan", (ev, ctx))
+            .map_err(|e| RuleError::at(&rule.path, e.position(), format!("in plan(): {e}")))?;
+        if out.is_unit() {
+            return Ok(None);
+        }
+        plan_from_dynamic(out).map(Some).map_err(|m| RuleError::at(&rule.path, Position::NONE, format!("plan() returned {m}")))
+    }
+
+    /// Calls a rule's `tests()`.
+    pub fn test_cases(&self, rule: &Rule) -> Result<rhai::Array, RuleError> {
+        self.engine
+            .call_fn_with_options::<rhai::Array>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &rule.ast, "tests", ())
+            .map_err(|e| RuleError::at(&rule.path, e.position(), format!("in tests(): {e}")))
+    }
+}
+
+fn event_map(event: &Event) -> rhai::Map {
+    let mut captures = rhai::Map::new();
+    for (k, v) in &event.captures {
+        captures.insert(k.as_str().into(), v.clone().into());
+    }
+    let mut ev = rhai::Map::new();
+    ev.insert("signature".into(), event.signature.to_string().into());
+    ev.insert("source".into(), event.source.to_string().into());
+    ev.insert("captures".into(), captures.into());
+    ev.insert("text".into(), event.text.clone().into());
+    ev.insert("offset".into(), (event.offset as i64).into());
+    ev.insert("time_ms".into(), event.at.into());
+    ev.insert("truncated".into(), event.truncated.into());
+    ev
+}
+
+fn plan_from_dynamic(out: Dynamic) -> Result<PlanSpec, String> {
+    let type_name = out.type_name().to_string();
+    let map = out.try_cast::<rhai::Map>().ok_or_else(|| format!("a {type_name}; expected a plan map or ()"))?;
+    for key in map.keys() {
+        if !["summary", "risk", "steps", "benign"].contains(&key.as_str()) {
+            return Err(format!("a plan with unknown key `{key}` (expected summary, risk, steps, benign)"));
+        }
+    }
+    let summary = map
+        .get("summary")
+        .cloned()
+        .ok_or("a plan without `summary`")?
+        .into_string()
+        .map_err(|t| format!("a plan whose summary is a {t}"))?;
+    let risk = match map.get("risk") {
+        None => Risk::Safe,
+        Some(d) => Risk::parse(&d.clone().into_string().map_err(|t| format!("a plan whose risk is a {t}"))?)?,
+    };
+    let benign = match map.get("benign") {
+        None => false,
+        Some(d) => d.as_bool().map_err(|t| format!("a plan whose benign is a {t}"))?,
+    };
+    let steps = match map.get("steps") {
+        None => Vec::new(),
+        Some(d) => d
+            .clone()
+            .into_array()
+            .map_err(|t| format!("a plan whose steps is a {t}"))?
+            .into_iter()
+            .map(|s| {
+                let t = s.type_name().to_string();
+                s.try_cast::<StepSpec>().ok_or_else(|| format!("a step that is a {t}; build steps with hosts_entry(), service_restart(), …"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(PlanSpec { summary, risk, benign, steps })
+}
+
+fn toml_to_dynamic(value: &toml::Value) -> Dynamic {
+    match value {
+        toml::Value::String(s) => s.clone().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => (*f).into(),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.iter().map(toml_to_dynamic).collect::<rhai::Array>().into(),
+        toml::Value::Table(t) => {
+            t.iter().map(|(k, v)| (k.as_str().into(), toml_to_dynamic(v))).collect::<rhai::Map>().into()
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Sources: log files followed like `tail -F`, turned into records.
+
+pub mod checkpoint;
+pub mod record;
+pub mod tail;
+
+pub use checkpoint::{Checkpoint, Checkpoints};
+pub use record::{Assembler, Assembly, Record};
+pub use tail::{Follower, StartAt};

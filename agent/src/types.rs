@@ -1,0 +1,210 @@
+//! Validated values that cross from hostile input (log captures, rule output)
+//! into actions. Each type is checked once, at construction, and trusted after.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+/// Why a value was refused. The message names the kind of value and shows a
+/// bounded, escaped excerpt of the offending input so an audit entry can say
+/// exactly what was rejected without copying a 10 kB capture into it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {excerpt} is not valid: {why}")]
+pub struct InvalidValue {
+    pub what: &'static str,
+    pub excerpt: String,
+    pub why: &'static str,
+}
+
+impl InvalidValue {
+    fn new(what: &'static str, input: &str, why: &'static str) -> Self {
+        InvalidValue { what, excerpt: excerpt(input), why }
+    }
+}
+
+/// A short, escaped, quoted rendering of untrusted text for messages.
+pub fn excerpt(input: &str) -> String {
+    const MAX: usize = 80;
+    let mut out: String = input.chars().take(MAX).collect::<String>().escape_debug().to_string();
+    if input.chars().count() > MAX {
+        out.push_str(&format!("… ({} bytes)", input.len()));
+    }
+    format!("\"{out}\"")
+}
+
+/// A DNS host name as `/etc/hosts` accepts it (RFC 1123 labels).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn parse(input: &str) -> Result<Self, InvalidValue> {
+        let bad = |why| InvalidValue::new("host name", input, why);
+        if input.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if input.len() > 253 {
+            return Err(bad("it is longer than 253 characters"));
+        }
+        for label in input.split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return Err(bad("each dot-separated label must be 1 to 63 characters"));
+            }
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(bad("only letters, digits, '-' and '.' are allowed"));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(bad("a label cannot start or end with '-'"));
+            }
+        }
+        Ok(HostName(input.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses a dotted-quad IPv4 address strictly (no leading zeros, no short forms).
+pub fn parse_ipv4(input: &str) -> Result<Ipv4Addr, InvalidValue> {
+    input
+        .parse::<Ipv4Addr>()
+        .map_err(|_| InvalidValue::new("IPv4 address", input, "expected four decimal octets like 10.98.2.33"))
+}
+
+/// A name from the configuration or a rule: a source, a service, a
+/// properties file, a signature. ASCII letters, digits, `_` and `-`, at most
+/// 64 characters, starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(what: &'static str, input: &str) -> Result<Self, InvalidValue> {
+        let bad = |why| InvalidValue::new(what, input, why);
+        if input.is_empty() || input.len() > 64 {
+            return Err(bad("it must be 1 to 64 characters"));
+        }
+        if !input.as_bytes()[0].is_ascii_alphabetic() {
+            return Err(bad("it must start with a letter"));
+        }
+        if !input.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(bad("only letters, digits, '_' and '-' are allowed"));
+        }
+        Ok(Name(input.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key in a Java `.properties` file, such as `max.poll.records`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PropertyKey(String);
+
+impl PropertyKey {
+    pub fn parse(input: &str) -> Result<Self, InvalidValue> {
+        let bad = |why| InvalidValue::new("property key", input, why);
+        if input.is_empty() || input.len() > 128 {
+            return Err(bad("it must be 1 to 128 characters"));
+        }
+        if !input.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            return Err(bad("only letters, digits, '.', '_' and '-' are allowed"));
+        }
+        Ok(PropertyKey(input.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PropertyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A value for a `.properties` file: one line of printable text, no escapes
+/// that would change the meaning of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PropertyValue(String);
+
+impl PropertyValue {
+    pub fn parse(input: &str) -> Result<Self, InvalidValue> {
+        let bad = |why| InvalidValue::new("property value", input, why);
+        if input.len() > 1024 {
+            return Err(bad("it is longer than 1024 characters"));
+        }
+        if input.chars().any(|c| c.is_control() || c == '\\') {
+            return Err(bad("control characters and backslashes are not allowed"));
+        }
+        Ok(PropertyValue(input.trim().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_from_k1_are_accepted() {
+        assert_eq!(HostName::parse("ip-10.98.2.33").unwrap().as_str(), "ip-10.98.2.33");
+        assert_eq!(HostName::parse("ip-10-98-2-33").unwrap().as_str(), "ip-10-98-2-33");
+    }
+
+    #[test]
+    fn hostile_host_names_are_refused() {
+        assert!(HostName::parse("ip-1.2.3.4;rm -rf /").is_err());
+        assert!(HostName::parse("a\nb").is_err());
+        assert!(HostName::parse(&"a".repeat(10_000)).is_err());
+        assert!(HostName::parse("-x").is_err());
+        assert!(HostName::parse("").is_err());
+        let err = HostName::parse(&"a".repeat(10_000)).unwrap_err().to_string();
+        assert!(err.len() < 300, "message stays short: {err}");
+    }
+
+    #[test]
+    fn ipv4_is_strict() {
+        assert!(parse_ipv4("10.98.2.33").is_ok());
+        assert!(parse_ipv4("10.98.2.333").is_err());
+        assert!(parse_ipv4("10.98.2").is_err());
+        assert!(parse_ipv4("010.98.2.3").is_err());
+    }
+
+    #[test]
+    fn names_and_property_parts() {
+        assert!(Name::parse("service", "kafka").is_ok());
+        assert!(Name::parse("service", "../etc").is_err());
+        assert!(PropertyKey::parse("max.poll.records").is_ok());
+        assert!(PropertyKey::parse("a=b").is_err());
+        assert!(PropertyValue::parse("250").is_ok());
+        assert!(PropertyValue::parse("1\n2").is_err());
+    }
+}
