@@ -27,12 +27,22 @@ pub struct Audit {
 impl Audit {
     /// The journal in `state_dir`.
     pub fn open(state_dir: &Path) -> Audit {
-        Audit { path: Some(state_dir.join("audit.jsonl")), file: None, backlog: VecDeque::new(), failed_writes: 0 }
+        Audit {
+            path: Some(state_dir.join("audit.jsonl")),
+            file: None,
+            backlog: VecDeque::new(),
+            failed_writes: 0,
+        }
     }
 
     /// A journal that keeps nothing (replay and rule tests print instead).
     pub fn discard() -> Audit {
-        Audit { path: None, file: None, backlog: VecDeque::new(), failed_writes: 0 }
+        Audit {
+            path: None,
+            file: None,
+            backlog: VecDeque::new(),
+            failed_writes: 0,
+        }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -41,7 +51,9 @@ impl Audit {
 
     /// Appends one entry.
     pub fn write<T: Serialize>(&mut self, entry: &T) {
-        let Some(path) = self.path.clone() else { return };
+        let Some(path) = self.path.clone() else {
+            return;
+        };
         let mut line = serde_json::to_string(entry).expect("audit entries serialise");
         line.push('\n');
         self.backlog.push_back(line);

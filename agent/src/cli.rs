@@ -62,7 +62,12 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config, dry_run } => run_daemon(&config, dry_run),
         Command::Check { config } => check(&config),
-        Command::Replay { config, source, format, files } => replay(&config, &source, format, &files),
+        Command::Replay {
+            config,
+            source,
+            format,
+            files,
+        } => replay(&config, &source, format, &files),
         Command::Test { config } => test(config.as_deref()),
         Command::Demo { dir } => crate::demo::run(&dir).map(|()| ExitCode::SUCCESS),
     };
@@ -91,7 +96,11 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         problems += 1;
     }
     for rule in &rules.rules {
-        let missing: Vec<&String> = rule.sources.iter().filter(|s| config.source(s).is_none()).collect();
+        let missing: Vec<&String> = rule
+            .sources
+            .iter()
+            .filter(|s| config.source(s).is_none())
+            .collect();
         if !missing.is_empty() {
             println!("note: {} watches {missing:?}, which this host does not configure; it stays idle for those", rule.name);
         }
@@ -104,10 +113,19 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         rules.rules.len(),
         errors.len()
     );
-    Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn replay(path: &Path, source: &str, format: Format, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn replay(
+    path: &Path,
+    source: &str,
+    format: Format,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -146,8 +164,16 @@ fn test(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             Some(why) => println!("FAIL {} / {}: {why}", r.rule, r.case),
         }
     }
-    println!("{} passed, {} failed", results.len() - (failed - errors.len()), failed);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "{} passed, {} failed",
+        results.len() - (failed - errors.len()),
+        failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A scratch directory removed on drop.

@@ -34,19 +34,40 @@ pub struct Summary {
 }
 
 /// Replays `files` as source `source`.
-pub fn replay(mut config: Config, source: &str, files: &[PathBuf], format: Format, out: &mut dyn Write) -> anyhow::Result<Summary> {
+pub fn replay(
+    mut config: Config,
+    source: &str,
+    files: &[PathBuf],
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<Summary> {
     config.dry_run = true;
     let record_start = config
         .source(source)
-        .with_context(|| format!("source {source:?} is not configured (known: {:?})", config.sources.keys().collect::<Vec<_>>()))?
+        .with_context(|| {
+            format!(
+                "source {source:?} is not configured (known: {:?})",
+                config.sources.keys().collect::<Vec<_>>()
+            )
+        })?
         .record_start;
     let (rules, errors) = RuleSet::load(&config);
     for e in &errors {
         eprintln!("rule not loaded: {e}");
     }
     let config = Arc::new(config);
-    let assembly = Assembly { start: record_start, max_bytes: config.limits.max_record_bytes, max_lines: config.limits.max_record_lines };
-    let mut pipeline = Pipeline::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?;
+    let assembly = Assembly {
+        start: record_start,
+        max_bytes: config.limits.max_record_bytes,
+        max_lines: config.limits.max_record_lines,
+    };
+    let mut pipeline = Pipeline::new(
+        config.clone(),
+        rules,
+        Audit::discard(),
+        Clock::LogTime,
+        true,
+    )?;
     let mut summary = Summary::default();
     let started = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
@@ -63,7 +84,9 @@ pub fn replay(mut config: Config, source: &str, files: &[PathBuf], format: Forma
             }
         };
         loop {
-            let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
             if n == 0 {
                 break;
             }
@@ -88,7 +111,11 @@ fn print(o: &Outcome, format: Format, out: &mut dyn Write) -> std::io::Result<()
             writeln!(out)
         }
         Format::Text => {
-            let steps: Vec<String> = o.steps.iter().map(|s| format!("{} {}", s.action, s.target)).collect();
+            let steps: Vec<String> = o
+                .steps
+                .iter()
+                .map(|s| format!("{} {}", s.action, s.target))
+                .collect();
             writeln!(
                 out,
                 "{}@{} {} [{}] {:?}: {}{}{}",
@@ -98,8 +125,15 @@ fn print(o: &Outcome, format: Format, out: &mut dyn Write) -> std::io::Result<()
                 o.runbook.join(","),
                 o.decision,
                 o.summary.as_deref().unwrap_or("no plan"),
-                if steps.is_empty() { String::new() } else { format!(" — {}", steps.join("; ")) },
-                o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                if steps.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", steps.join("; "))
+                },
+                o.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             )
         }
     }

@@ -18,11 +18,13 @@ mkdir -p "$run"
 cmd=${1:?usage: standin.sh start|stop|run NAME [LOG]}
 name=${2:?name}
 ts() { date '+[%Y-%m-%d %H:%M:%S,000]'; }
+# Alive and not a zombie (in a container nobody may reap the orphan).
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
 case "$cmd" in
 start)
     log=${3:?log}
-    if [ -f "$run/$name.pid" ] && kill -0 "$(cat "$run/$name.pid")" 2>/dev/null; then
+    if [ -f "$run/$name.pid" ] && alive "$(cat "$run/$name.pid")"; then
         echo "$name already running"
         exit 1
     fi
@@ -35,7 +37,7 @@ stop)
     pid=$(cat "$run/$name.pid")
     echo "stop $(date +%s)" >> "$run/$name.stops"
     kill -TERM "$pid" 2>/dev/null
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    while alive "$pid"; do sleep 0.1; done
     rm -f "$run/$name.pid"
     ;;
 run)

@@ -71,9 +71,19 @@ pub fn preview(path: &Path, host: &HostName, ip: Ipv4Addr) -> Result<Preview, Ac
     }
 }
 
-pub fn apply(path: &Path, host: &HostName, ip: Ipv4Addr, preview: &Preview, backups: &Path) -> Result<String, ActionError> {
+pub fn apply(
+    path: &Path,
+    host: &HostName,
+    ip: Ipv4Addr,
+    preview: &Preview,
+    backups: &Path,
+) -> Result<String, ActionError> {
     let backup = apply_file_edit(preview, backups, &doing(path, host, ip))?;
-    Ok(format!("added `{ip} {host}` to {} (backup {})", path.display(), backup.display()))
+    Ok(format!(
+        "added `{ip} {host}` to {} (backup {})",
+        path.display(),
+        backup.display()
+    ))
 }
 
 pub fn verify(path: &Path, host: &HostName, ip: Ipv4Addr) -> Result<String, ActionError> {

@@ -68,39 +68,72 @@ impl Matcher {
         let mut signatures = Vec::with_capacity(specs.len());
         let mut literals_of = Vec::with_capacity(specs.len());
         for spec in specs {
-            let err = |message: String| SignatureError { name: spec.name.clone(), message };
+            let err = |message: String| SignatureError {
+                name: spec.name.clone(),
+                message,
+            };
             let regex = Regex::new(&spec.pattern).map_err(|e| err(e.to_string()))?;
             literals_of.push(required_literals(&spec.pattern).map_err(err)?);
-            signatures.push(Signature { name: spec.name.as_str().into(), regex });
+            signatures.push(Signature {
+                name: spec.name.as_str().into(),
+                regex,
+            });
         }
-        let mut by_source: HashMap<String, (Vec<Vec<u8>>, Vec<usize>, Vec<usize>)> = HashMap::new();
+        // Per source: every literal with the signature it belongs to, and the
+        // signatures without one.
+        #[derive(Default)]
+        struct Collect {
+            literals: Vec<Vec<u8>>,
+            owners: Vec<usize>,
+            always: Vec<usize>,
+        }
+        let mut by_source: HashMap<String, Collect> = HashMap::new();
         for (i, spec) in specs.iter().enumerate() {
             for source in &spec.sources {
                 let entry = by_source.entry(source.clone()).or_default();
                 match &literals_of[i] {
                     Some(lits) => {
                         for lit in lits {
-                            entry.0.push(lit.clone());
-                            entry.1.push(i);
+                            entry.literals.push(lit.clone());
+                            entry.owners.push(i);
                         }
                     }
-                    None => entry.2.push(i),
+                    None => entry.always.push(i),
                 }
             }
         }
         let by_source = by_source
             .into_iter()
-            .map(|(source, (literals, literal_owner, always))| {
-                let automaton = (!literals.is_empty()).then(|| {
-                    AhoCorasick::builder()
-                        .match_kind(MatchKind::Standard)
-                        .build(&literals)
-                        .expect("literal automaton fits in memory")
-                });
-                (source, SourceMatcher { automaton, literal_owner, always })
-            })
+            .map(
+                |(
+                    source,
+                    Collect {
+                        literals,
+                        owners: literal_owner,
+                        always,
+                    },
+                )| {
+                    let automaton = (!literals.is_empty()).then(|| {
+                        AhoCorasick::builder()
+                            .match_kind(MatchKind::Standard)
+                            .build(&literals)
+                            .expect("literal automaton fits in memory")
+                    });
+                    (
+                        source,
+                        SourceMatcher {
+                            automaton,
+                            literal_owner,
+                            always,
+                        },
+                    )
+                },
+            )
             .collect();
-        Ok(Matcher { signatures, by_source })
+        Ok(Matcher {
+            signatures,
+            by_source,
+        })
     }
 
     /// Whether any signature applies to this source.
@@ -110,7 +143,9 @@ impl Matcher {
 
     /// The signatures that match `record`, each at most once, in declaration order.
     pub fn matches(&self, record: &Record, out: &mut Vec<Match>) {
-        let Some(sm) = self.by_source.get(&*record.source) else { return };
+        let Some(sm) = self.by_source.get(&*record.source) else {
+            return;
+        };
         let mut candidates: Vec<usize> = Vec::new();
         if let Some(ac) = &sm.automaton {
             for m in ac.find_overlapping_iter(&record.bytes) {
@@ -133,9 +168,19 @@ impl Matcher {
                     .regex
                     .capture_names()
                     .flatten()
-                    .filter_map(|n| caps.name(n).map(|m| (n.to_string(), String::from_utf8_lossy(m.as_bytes()).into_owned())))
+                    .filter_map(|n| {
+                        caps.name(n).map(|m| {
+                            (
+                                n.to_string(),
+                                String::from_utf8_lossy(m.as_bytes()).into_owned(),
+                            )
+                        })
+                    })
                     .collect();
-                out.push(Match { signature: sig.name.clone(), captures });
+                out.push(Match {
+                    signature: sig.name.clone(),
+                    captures,
+                });
             }
         }
     }
@@ -144,18 +189,26 @@ impl Matcher {
 /// The literals one of which must occur in any match, or `None` if the
 /// pattern has no usable literal (then its regex runs on every record).
 fn required_literals(pattern: &str) -> Result<Option<Vec<Vec<u8>>>, String> {
-    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).map_err(|e| e.to_string())?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())?;
     let mut best: Option<Vec<Vec<u8>>> = None;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let mut extractor = Extractor::new();
         extractor.kind(kind);
         let seq = extractor.extract(&hir);
         let Some(lits) = seq.literals() else { continue };
-        if lits.is_empty() || lits.len() > 64 || lits.iter().any(|l| l.as_bytes().len() < MIN_LITERAL) {
+        if lits.is_empty()
+            || lits.len() > 64
+            || lits.iter().any(|l| l.as_bytes().len() < MIN_LITERAL)
+        {
             continue;
         }
         let shortest = lits.iter().map(|l| l.as_bytes().len()).min().unwrap_or(0);
-        let better = best.as_ref().is_none_or(|b| b.iter().map(Vec::len).min().unwrap_or(0) < shortest);
+        let better = best
+            .as_ref()
+            .is_none_or(|b| b.iter().map(Vec::len).min().unwrap_or(0) < shortest);
         if better {
             best = Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect());
         }
@@ -168,26 +221,55 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, pattern: &str, source: &str) -> SignatureSpec {
-        SignatureSpec { name: name.into(), pattern: pattern.into(), sources: [source.to_string()].into() }
+        SignatureSpec {
+            name: name.into(),
+            pattern: pattern.into(),
+            sources: [source.to_string()].into(),
+        }
     }
 
     fn record(source: &str, text: &str) -> Record {
-        Record { source: source.into(), offset: 0, bytes: text.as_bytes().to_vec(), truncated: false }
+        Record {
+            source: source.into(),
+            offset: 0,
+            bytes: text.as_bytes().to_vec(),
+            truncated: false,
+        }
     }
 
     #[test]
     fn captures_come_back_by_name_and_sources_are_respected() {
         let m = Matcher::new(&[
-            spec("unknown_host", r"UnknownHostException: (?<host>ip-[0-9.]+)", "kafka_server"),
-            spec("wakeup", r"org\.apache\.kafka\.common\.errors\.WakeupException", "consumer_error"),
+            spec(
+                "unknown_host",
+                r"UnknownHostException: (?<host>ip-[0-9.]+)",
+                "kafka_server",
+            ),
+            spec(
+                "wakeup",
+                r"org\.apache\.kafka\.common\.errors\.WakeupException",
+                "consumer_error",
+            ),
         ])
         .unwrap();
         let mut out = Vec::new();
-        m.matches(&record("kafka_server", "x\nCaused by: java.net.UnknownHostException: ip-10.98.2.33: unknown"), &mut out);
+        m.matches(
+            &record(
+                "kafka_server",
+                "x\nCaused by: java.net.UnknownHostException: ip-10.98.2.33: unknown",
+            ),
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].captures["host"], "ip-10.98.2.33");
         out.clear();
-        m.matches(&record("consumer_error", "java.net.UnknownHostException: ip-1.2.3.4"), &mut out);
+        m.matches(
+            &record(
+                "consumer_error",
+                "java.net.UnknownHostException: ip-1.2.3.4",
+            ),
+            &mut out,
+        );
         assert!(out.is_empty(), "signature of another source does not fire");
     }
 
@@ -201,9 +283,18 @@ mod tests {
 
     #[test]
     fn literals_are_extracted() {
-        assert_eq!(required_literals(r"UnknownHostException: (?<h>x)").unwrap().unwrap()[0], b"UnknownHostException: x");
+        assert_eq!(
+            required_literals(r"UnknownHostException: (?<h>x)")
+                .unwrap()
+                .unwrap()[0],
+            b"UnknownHostException: x"
+        );
         assert!(required_literals(r".*").unwrap().is_none());
-        assert!(Matcher::new(&[spec("bad", "(", "s")]).err().unwrap().to_string().contains("signature bad"));
+        assert!(Matcher::new(&[spec("bad", "(", "s")])
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("signature bad"));
     }
 }
 

@@ -32,7 +32,10 @@ impl Risk {
             "safe" => Ok(Risk::Safe),
             "dangerous" => Ok(Risk::Dangerous),
             "data-loss" => Ok(Risk::DataLoss),
-            other => Err(format!("unknown risk {}: expected safe, dangerous or data-loss", excerpt(other))),
+            other => Err(format!(
+                "unknown risk {}: expected safe, dangerous or data-loss",
+                excerpt(other)
+            )),
         }
     }
 }
@@ -69,11 +72,29 @@ impl fmt::Display for ServiceOp {
 /// A step as a rule returned it, before validation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepSpec {
-    HostsEntry { host: String, ip: String },
-    Service { op: ServiceOp, service: String },
-    PropertySet { file: String, key: String, value: String },
-    PropertyLower { file: String, key: String, factor: f64, floor: i64, default: i64 },
-    Notify { message: String },
+    HostsEntry {
+        host: String,
+        ip: String,
+    },
+    Service {
+        op: ServiceOp,
+        service: String,
+    },
+    PropertySet {
+        file: String,
+        key: String,
+        value: String,
+    },
+    PropertyLower {
+        file: String,
+        key: String,
+        factor: f64,
+        floor: i64,
+        default: i64,
+    },
+    Notify {
+        message: String,
+    },
 }
 
 impl fmt::Display for StepSpec {
@@ -82,9 +103,20 @@ impl fmt::Display for StepSpec {
         match self {
             StepSpec::HostsEntry { host, ip } => write!(f, "hosts {host} -> {ip}"),
             StepSpec::Service { op, service } => write!(f, "{op} {service}"),
-            StepSpec::PropertySet { file, key, value } => write!(f, "property {file} {key} = {value}"),
-            StepSpec::PropertyLower { file, key, factor, floor, default } => {
-                write!(f, "property {file} {key} lower x{factor} floor {floor} default {default}")
+            StepSpec::PropertySet { file, key, value } => {
+                write!(f, "property {file} {key} = {value}")
+            }
+            StepSpec::PropertyLower {
+                file,
+                key,
+                factor,
+                floor,
+                default,
+            } => {
+                write!(
+                    f,
+                    "property {file} {key} lower x{factor} floor {floor} default {default}"
+                )
             }
             StepSpec::Notify { message } => write!(f, "notify: {message}"),
         }
@@ -100,9 +132,19 @@ pub enum Step {
     /// Stop, start or restart a configured service with its own scripts.
     Service { op: ServiceOp, service: Name },
     /// Set a key in a configured `.properties` file.
-    PropertySet { file: Name, key: PropertyKey, value: PropertyValue },
+    PropertySet {
+        file: Name,
+        key: PropertyKey,
+        value: PropertyValue,
+    },
     /// Lower a numeric key by a factor, never below a floor (runbook C2).
-    PropertyLower { file: Name, key: PropertyKey, factor: f64, floor: u64, default: u64 },
+    PropertyLower {
+        file: Name,
+        key: PropertyKey,
+        factor: f64,
+        floor: u64,
+        default: u64,
+    },
     /// Tell a person.
     Notify { message: String },
 }
@@ -123,19 +165,30 @@ impl Step {
                 if !config.services.contains_key(name.as_str()) {
                     return Err(format!("service {name} is not configured under [services]"));
                 }
-                Step::Service { op: *op, service: name }
+                Step::Service {
+                    op: *op,
+                    service: name,
+                }
             }
             StepSpec::PropertySet { file, key, value } => Step::PropertySet {
                 file: properties_file(file, config)?,
                 key: PropertyKey::parse(key).map_err(|e| e.to_string())?,
                 value: PropertyValue::parse(value).map_err(|e| e.to_string())?,
             },
-            StepSpec::PropertyLower { file, key, factor, floor, default } => {
+            StepSpec::PropertyLower {
+                file,
+                key,
+                factor,
+                floor,
+                default,
+            } => {
                 if !(*factor > 0.0 && *factor < 1.0) {
                     return Err(format!("lowering factor {factor} must be between 0 and 1"));
                 }
                 if *floor < 1 || *default < 1 {
-                    return Err(format!("floor {floor} and default {default} must be at least 1"));
+                    return Err(format!(
+                        "floor {floor} and default {default} must be at least 1"
+                    ));
                 }
                 Step::PropertyLower {
                     file: properties_file(file, config)?,
@@ -146,9 +199,15 @@ impl Step {
                 }
             }
             StepSpec::Notify { message } => {
-                let mut message: String = message.chars().filter(|c| !c.is_control() || *c == '\n').collect();
+                let mut message: String = message
+                    .chars()
+                    .filter(|c| !c.is_control() || *c == '\n')
+                    .collect();
                 if message.len() > MAX_NOTIFY {
-                    let cut = (0..=MAX_NOTIFY).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+                    let cut = (0..=MAX_NOTIFY)
+                        .rev()
+                        .find(|i| message.is_char_boundary(*i))
+                        .unwrap_or(0);
                     message.truncate(cut);
                     message.push('…');
                 }
@@ -172,8 +231,16 @@ impl Step {
         match self {
             Step::Hosts { host, .. } => host.to_string(),
             Step::Service { op, service } => format!("{op} {service}"),
-            Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => format!("{file}:{key}"),
-            Step::Notify { message } => message.lines().next().unwrap_or("").chars().take(80).collect(),
+            Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
+                format!("{file}:{key}")
+            }
+            Step::Notify { message } => message
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect(),
         }
     }
 
@@ -216,7 +283,9 @@ impl Plan {
 fn properties_file(name: &str, config: &Config) -> Result<Name, String> {
     let name = Name::parse("properties file name", name).map_err(|e| e.to_string())?;
     if !config.properties_files.contains_key(name.as_str()) {
-        return Err(format!("properties file {name} is not configured under [properties_files]"));
+        return Err(format!(
+            "properties file {name} is not configured under [properties_files]"
+        ));
     }
     Ok(name)
 }
@@ -236,10 +305,20 @@ impl PlanSpec {
     pub fn validate(self, rule: &str, runbook: &[String], config: &Config) -> Result<Plan, String> {
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, spec) in self.steps.iter().enumerate() {
-            steps.push(Step::validate(spec, config).map_err(|e| format!("step {} ({}): {e}", i + 1, spec_kind(spec)))?);
+            steps.push(
+                Step::validate(spec, config)
+                    .map_err(|e| format!("step {} ({}): {e}", i + 1, spec_kind(spec)))?,
+            );
         }
         let risk = steps.iter().map(Step::min_risk).fold(self.risk, Risk::max);
-        Ok(Plan { rule: rule.to_string(), runbook: runbook.to_vec(), summary: self.summary, risk, benign: self.benign, steps })
+        Ok(Plan {
+            rule: rule.to_string(),
+            runbook: runbook.to_vec(),
+            summary: self.summary,
+            risk,
+            benign: self.benign,
+            steps,
+        })
     }
 }
 

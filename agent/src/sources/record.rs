@@ -163,7 +163,9 @@ impl Assembler {
                 let room = max_bytes.saturating_sub(record.bytes.len() + 1);
                 if self.current_lines < max_lines && room > 0 {
                     record.bytes.push(b'\n');
-                    record.bytes.extend_from_slice(&line[..room.min(line.len())]);
+                    record
+                        .bytes
+                        .extend_from_slice(&line[..room.min(line.len())]);
                     self.current_lines += 1;
                 }
             } else {
@@ -177,7 +179,12 @@ impl Assembler {
         if let Some(done) = self.current.take() {
             emit(done);
         }
-        self.current = Some(Record { source: self.source.clone(), offset: start, bytes: line.to_vec(), truncated: overflow });
+        self.current = Some(Record {
+            source: self.source.clone(),
+            offset: start,
+            bytes: line.to_vec(),
+            truncated: overflow,
+        });
         self.current_lines = 1;
     }
 }
@@ -212,7 +219,15 @@ mod tests {
     use super::*;
 
     fn assemble(input: &[u8], start: RecordStart, max_bytes: usize, chunk: usize) -> Vec<Record> {
-        let mut a = Assembler::new("s".into(), Assembly { start, max_bytes, max_lines: 50 }, 0);
+        let mut a = Assembler::new(
+            "s".into(),
+            Assembly {
+                start,
+                max_bytes,
+                max_lines: 50,
+            },
+            0,
+        );
         let mut out = Vec::new();
         for c in input.chunks(chunk) {
             a.push(c, &mut |r| out.push(r));
@@ -233,8 +248,13 @@ Caused by: java.net.UnknownHostException: ip-1.2.3.4\n\
         for chunk in [1, 3, 7, 64, 4096] {
             let recs = assemble(TRACE, RecordStart::Timestamp, 4096, chunk);
             assert_eq!(recs.len(), 2, "chunk {chunk}");
-            assert!(recs[0].text().contains("Caused by: java.net.UnknownHostException"));
-            let second = TRACE.windows(19).position(|w| w == b"2026-11-01 00:00:01").unwrap();
+            assert!(recs[0]
+                .text()
+                .contains("Caused by: java.net.UnknownHostException"));
+            let second = TRACE
+                .windows(19)
+                .position(|w| w == b"2026-11-01 00:00:01")
+                .unwrap();
             assert_eq!(recs[1].offset as usize, second);
             assert!(recs[1].text().ends_with("next"));
         }
@@ -257,20 +277,39 @@ Caused by: java.net.UnknownHostException: ip-1.2.3.4\n\
         assert!(recs[0].truncated);
         assert!(recs[0].bytes.len() <= 2048);
         assert_eq!(recs[1].text(), "2026-11-01 00:00:01.000 after");
-        assert_eq!(recs[1].offset as usize, input.len() - "2026-11-01 00:00:01.000 after\n".len());
+        assert_eq!(
+            recs[1].offset as usize,
+            input.len() - "2026-11-01 00:00:01.000 after\n".len()
+        );
     }
 
     #[test]
     fn invalid_utf8_is_replaced_not_fatal() {
-        let recs = assemble(b"2026-11-01 00:00:00.000 \xff\xfe bad\n", RecordStart::Timestamp, 4096, 5);
+        let recs = assemble(
+            b"2026-11-01 00:00:00.000 \xff\xfe bad\n",
+            RecordStart::Timestamp,
+            4096,
+            5,
+        );
         assert!(recs[0].text().contains('\u{fffd}'));
     }
 
     #[test]
     fn resume_offset_points_at_unfinished_record() {
-        let mut a = Assembler::new("s".into(), Assembly { start: RecordStart::Timestamp, max_bytes: 4096, max_lines: 50 }, 0);
+        let mut a = Assembler::new(
+            "s".into(),
+            Assembly {
+                start: RecordStart::Timestamp,
+                max_bytes: 4096,
+                max_lines: 50,
+            },
+            0,
+        );
         let mut out = Vec::new();
-        a.push(b"2026-11-01 00:00:00.000 one\n2026-11-01 00:00:01.000 two\n\tat", &mut |r| out.push(r));
+        a.push(
+            b"2026-11-01 00:00:00.000 one\n2026-11-01 00:00:01.000 two\n\tat",
+            &mut |r| out.push(r),
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(a.resume_offset(), 28);
     }
