@@ -9,45 +9,26 @@ use common::{k1_incident, Host, Options, BIN};
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 #[test]
 fn malformed_config_is_reported_with_file_line_and_key() {
     let host = Host::new(Options::default());
     let config = host.config();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("cooldown_secs", "cooldown_sec");
+    let text = std::fs::read_to_string(&config).unwrap().replace("cooldown_secs", "cooldown_sec");
     std::fs::write(&config, text).unwrap();
     let (ok, out) = run(&["check", "--config", config.to_str().unwrap()]);
     assert!(!ok);
-    assert!(
-        out.contains("pipemedic.toml") && out.contains("line ") && out.contains("cooldown_sec"),
-        "{out}"
-    );
+    assert!(out.contains("pipemedic.toml") && out.contains("line ") && out.contains("cooldown_sec"), "{out}");
     let (ok, out) = run(&["run", "--config", config.to_str().unwrap()]);
     assert!(!ok, "the daemon refuses a bad config: {out}");
 }
 
 #[test]
 fn rule_with_syntax_error_is_reported_and_the_others_keep_running() {
-    let mut host = Host::new(Options {
-        dry_run: true,
-        ..Options::default()
-    });
-    std::fs::write(
-        host.path("rules.d/broken.rhai"),
-        "// broken\nfn meta() {\n  #{ runbook: [\"X\"] ;\n}\n",
-    )
-    .unwrap();
+    let mut host = Host::new(Options { dry_run: true, ..Options::default() });
+    std::fs::write(host.path("rules.d/broken.rhai"), "// broken\nfn meta() {\n  #{ runbook: [\"X\"] ;\n}\n").unwrap();
     let (ok, out) = run(&["check", "--config", host.config().to_str().unwrap()]);
     assert!(!ok);
     assert!(out.contains("rules.d/broken.rhai:3:"), "{out}");
@@ -55,24 +36,15 @@ fn rule_with_syntax_error_is_reported_and_the_others_keep_running() {
     host.start_agent();
     let errors = host.audit_of_kind("rule-load-error");
     assert_eq!(errors.len(), 1);
-    assert!(errors[0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("broken.rhai:3:"));
+    assert!(errors[0]["detail"].as_str().unwrap().contains("broken.rhai:3:"));
     host.append("logs/server.log", &k1_incident("ip-10.98.2.33"));
-    assert_eq!(
-        host.wait_decision("k1_unknown_host", 1)["decision"],
-        "dry-run"
-    );
+    assert_eq!(host.wait_decision("k1_unknown_host", 1)["decision"], "dry-run");
     host.stop_agent();
 }
 
 #[test]
 fn rule_that_fails_at_run_time_is_logged_and_counted_not_fatal() {
-    let mut host = Host::new(Options {
-        dry_run: true,
-        ..Options::default()
-    });
+    let mut host = Host::new(Options { dry_run: true, ..Options::default() });
     std::fs::write(
         host.path("rules.d/zz_fails.rhai"),
         "// test rule\nfn meta() { #{ runbook: [\"X\"], sources: [\"kafka_server\"], signatures: #{ boom: `UnknownHostException` } } }\nfn plan(ev, ctx) { let x = ev.captures.nothing; }\nfn tests() { [] }\n",
@@ -82,14 +54,8 @@ fn rule_that_fails_at_run_time_is_logged_and_counted_not_fatal() {
     host.append("logs/server.log", &k1_incident("ip-10.98.2.33"));
     let d = host.wait_decision("zz_fails", 1);
     assert_eq!(d["decision"], "rule-error");
-    assert!(
-        d["reason"].as_str().unwrap().contains("zz_fails.rhai:3:"),
-        "{d:#}"
-    );
-    assert_eq!(
-        host.wait_decision("k1_unknown_host", 1)["decision"],
-        "dry-run"
-    );
+    assert!(d["reason"].as_str().unwrap().contains("zz_fails.rhai:3:"), "{d:#}");
+    assert_eq!(host.wait_decision("k1_unknown_host", 1)["decision"], "dry-run");
     host.stop_agent();
 }
 
@@ -97,15 +63,7 @@ fn rule_that_fails_at_run_time_is_logged_and_counted_not_fatal() {
 fn replay_prints_one_json_decision_per_line() {
     let host = Host::new(Options::default());
     let log = host.path("old.log");
-    std::fs::write(
-        &log,
-        format!(
-            "{}{}",
-            k1_incident("ip-10.98.2.33"),
-            k1_incident("ip-10.98.2.33")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&log, format!("{}{}", k1_incident("ip-10.98.2.33"), k1_incident("ip-10.98.2.33"))).unwrap();
     let (ok, out) = run(&[
         "replay",
         "--config",
@@ -130,15 +88,8 @@ fn replay_prints_one_json_decision_per_line() {
     assert_eq!(k1[0]["risk"], "safe");
     assert_eq!(k1[0]["steps"][0]["action"], "hosts");
     assert_eq!(k1[0]["steps"][0]["target"], "ip-10.98.2.33");
-    assert_eq!(
-        k1[1]["decision"], "rate-limited",
-        "a replay shows the cooldown as the daemon would apply it"
-    );
-    assert_eq!(
-        std::fs::read_to_string(host.path("hosts")).unwrap(),
-        common::HOSTS,
-        "replay changes nothing"
-    );
+    assert_eq!(k1[1]["decision"], "rate-limited", "a replay shows the cooldown as the daemon would apply it");
+    assert_eq!(std::fs::read_to_string(host.path("hosts")).unwrap(), common::HOSTS, "replay changes nothing");
 }
 
 #[test]

@@ -18,35 +18,11 @@ fn k1_unknown_host_adds_hosts_entry_once_and_restarts_broker() {
     assert_eq!(d["runbook"][0], "K1");
     assert_eq!(d["captures"]["host"], "ip-10.98.2.33");
     let hosts = host.read("hosts");
-    assert!(
-        hosts.starts_with(HOSTS),
-        "other lines kept byte for byte:\n{hosts}"
-    );
-    assert_eq!(
-        hosts
-            .lines()
-            .filter(|l| l.starts_with("10.98.2.33\tip-10.98.2.33"))
-            .count(),
-        1,
-        "{hosts}"
-    );
-    assert_eq!(
-        host.starts("kafka"),
-        2,
-        "restarted once through its start script"
-    );
-    assert_ne!(
-        host.service_pid("kafka"),
-        Some(first_pid),
-        "a new broker process runs"
-    );
-    assert!(
-        std::fs::read_dir(host.path("state/backups"))
-            .unwrap()
-            .count()
-            >= 1,
-        "the old hosts file was backed up"
-    );
+    assert!(hosts.starts_with(HOSTS), "other lines kept byte for byte:\n{hosts}");
+    assert_eq!(hosts.lines().filter(|l| l.starts_with("10.98.2.33\tip-10.98.2.33")).count(), 1, "{hosts}");
+    assert_eq!(host.starts("kafka"), 2, "restarted once through its start script");
+    assert_ne!(host.service_pid("kafka"), Some(first_pid), "a new broker process runs");
+    assert!(std::fs::read_dir(host.path("state/backups")).unwrap().count() >= 1, "the old hosts file was backed up");
 
     // The same incident again, inside the cooldown: no duplicate, no restart.
     host.append("logs/server.log", &k1_incident("ip-10.98.2.33"));
@@ -59,30 +35,15 @@ fn k1_unknown_host_adds_hosts_entry_once_and_restarts_broker() {
 
 #[test]
 fn k1_dry_run_changes_nothing_and_says_what_it_would_do() {
-    let mut host = Host::new(Options {
-        dry_run: true,
-        ..Options::default()
-    });
+    let mut host = Host::new(Options { dry_run: true, ..Options::default() });
     host.start_service("kafka", "logs/server.log");
     host.start_agent();
     host.append("logs/server.log", &k1_incident("ip-10-98-2-33"));
     let d = host.wait_decision("k1_unknown_host", 1);
     assert_eq!(d["decision"], "dry-run", "{d:#}");
     assert_eq!(d["dry_run"], true);
-    assert!(
-        d["steps"][0]["preview"]
-            .as_str()
-            .unwrap()
-            .contains("+10.98.2.33\tip-10-98-2-33"),
-        "{d:#}"
-    );
-    assert!(
-        d["steps"][1]["preview"]
-            .as_str()
-            .unwrap()
-            .contains("standin.sh stop kafka"),
-        "{d:#}"
-    );
+    assert!(d["steps"][0]["preview"].as_str().unwrap().contains("+10.98.2.33\tip-10-98-2-33"), "{d:#}");
+    assert!(d["steps"][1]["preview"].as_str().unwrap().contains("standin.sh stop kafka"), "{d:#}");
     assert_eq!(host.read("hosts"), HOSTS, "byte-identical");
     assert_eq!(host.starts("kafka"), 1, "not restarted");
     assert!(!host.path("state/backups").exists());
@@ -98,23 +59,14 @@ fn k1_hostile_capture_is_refused_with_a_clear_audit_entry() {
     let d = host.wait_decision("k1_unknown_host", 1);
     assert_eq!(d["decision"], "refused", "{d:#}");
     let reason = d["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("host name") && reason.contains("ip-1.2.3.4;rm"),
-        "{reason}"
-    );
+    assert!(reason.contains("host name") && reason.contains("ip-1.2.3.4;rm"), "{reason}");
 
     let long = format!("ip-{}", "a".repeat(10_000));
     host.append("logs/server.log", &k1_incident(&long));
     let d = host.wait_decision("k1_unknown_host", 2);
     assert_eq!(d["decision"], "refused", "{d:#}");
-    assert!(
-        d["reason"].as_str().unwrap().len() < 400,
-        "the reason stays readable"
-    );
-    assert!(
-        d["captures"]["host"].as_str().unwrap().len() < 200,
-        "the capture is excerpted"
-    );
+    assert!(d["reason"].as_str().unwrap().len() < 400, "the reason stays readable");
+    assert!(d["captures"]["host"].as_str().unwrap().len() < 200, "the capture is excerpted");
 
     assert_eq!(host.read("hosts"), HOSTS);
     assert_eq!(host.starts("kafka"), 1);

@@ -15,18 +15,12 @@ fn fatal(n: u32) -> String {
 
 #[test]
 fn t4_stop_that_does_not_finish_is_reported_and_never_killed() {
-    let mut host = Host::new(Options {
-        stop_timeout_secs: 2,
-        ..Options::default()
-    });
+    let mut host = Host::new(Options { stop_timeout_secs: 2, ..Options::default() });
     host.start_service("kafka", "logs/server.log");
     std::fs::write(host.path("bin/run/kafka.ignore-term"), "").unwrap();
     // The flag is read when the process starts; restart the stand-in with it.
     let pid = host.service_pid("kafka").unwrap();
-    std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
     std::fs::remove_file(host.path("bin/run/kafka.pid")).unwrap();
     host.start_service("kafka", "logs/server.log");
     let pid = host.service_pid("kafka").unwrap();
@@ -38,45 +32,28 @@ fn t4_stop_that_does_not_finish_is_reported_and_never_killed() {
     assert_eq!(d["decision"], "failed", "{d:#}");
     let reason = d["reason"].as_str().unwrap();
     assert!(reason.contains("not escalating to SIGKILL"), "{reason}");
-    assert!(
-        std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the stuck broker was not killed"
-    );
-    assert_eq!(
-        host.starts("kafka"),
-        2,
-        "no start while the old process still runs"
-    );
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the stuck broker was not killed");
+    assert_eq!(host.starts("kafka"), 2, "no start while the old process still runs");
     host.stop_agent();
 }
 
 #[test]
 fn m2_repeated_restarts_open_the_circuit_instead_of_looping() {
-    let mut host = Host::new(Options {
-        cooldown_secs: 0,
-        breaker_threshold: 2,
-        ..Options::default()
-    });
+    let mut host = Host::new(Options { cooldown_secs: 0, breaker_threshold: 2, ..Options::default() });
     host.start_service("kafka", "logs/server.log");
     host.start_agent();
     for n in 1..=3 {
         host.append("logs/server.log", &fatal(n));
         host.wait_decision("m2_kafka_shutdown", n as usize);
     }
-    let decisions: Vec<String> = host
-        .decisions("m2_kafka_shutdown")
-        .iter()
-        .map(|d| d["decision"].as_str().unwrap().to_string())
-        .collect();
+    let decisions: Vec<String> =
+        host.decisions("m2_kafka_shutdown").iter().map(|d| d["decision"].as_str().unwrap().to_string()).collect();
     // Each restart also logs "shut down completed" after the fatal error,
     // which asks for a restart too; what matters is the sequence of fatal
     // errors: two restarts, then the circuit opens.
     let applied = decisions.iter().filter(|d| *d == "applied").count();
     assert_eq!(applied, 2, "{decisions:?}");
-    assert!(
-        decisions.iter().any(|d| d == "circuit-open"),
-        "{decisions:?}"
-    );
+    assert!(decisions.iter().any(|d| d == "circuit-open"), "{decisions:?}");
     assert_eq!(host.starts("kafka"), 3, "initial start + two restarts");
     host.stop_agent();
 }

@@ -7,10 +7,7 @@ use common::{k1_incident, wakeup_incident, Host, Options};
 
 #[test]
 fn rotation_and_truncation_in_the_middle_of_an_incident() {
-    let mut host = Host::new(Options {
-        dry_run: true,
-        ..Options::default()
-    });
+    let mut host = Host::new(Options { dry_run: true, ..Options::default() });
     host.start_agent();
     // Rename rotation: the first incident's trace is still being written when
     // the file is rotated; its end goes to the old file, which the agent
@@ -25,10 +22,7 @@ fn rotation_and_truncation_in_the_middle_of_an_incident() {
     let b = host.wait_decision("k1_unknown_host", 2);
     assert_eq!(a["captures"]["host"], "ip-10.0.0.1");
     assert_eq!(b["captures"]["host"], "ip-10.0.0.2");
-    assert!(
-        a["record"].as_str().unwrap().contains("Caused by:"),
-        "the trace stayed one record: {a:#}"
-    );
+    assert!(a["record"].as_str().unwrap().contains("Caused by:"), "the trace stayed one record: {a:#}");
 
     // Copy-truncate: the file is emptied in place and written again.
     std::fs::write(host.path("logs/server.log"), "").unwrap();
@@ -45,10 +39,7 @@ fn agent_restart_replays_no_actions_and_skips_no_lines() {
     host.start_service("kafka", "logs/server.log");
     host.start_agent();
     host.append("logs/server.log", &k1_incident("ip-10.98.2.33"));
-    assert_eq!(
-        host.wait_decision("k1_unknown_host", 1)["decision"],
-        "applied"
-    );
+    assert_eq!(host.wait_decision("k1_unknown_host", 1)["decision"], "applied");
     host.stop_agent();
     let hosts = host.read("hosts");
     let starts = host.starts("kafka");
@@ -61,11 +52,7 @@ fn agent_restart_replays_no_actions_and_skips_no_lines() {
     // A later record proves the agent has read past everything before it.
     host.append("logs/error.log", &wakeup_incident());
     host.wait_decision("c3_wakeup", 2);
-    assert_eq!(
-        host.decisions("k1_unknown_host").len(),
-        1,
-        "the K1 record was not replayed"
-    );
+    assert_eq!(host.decisions("k1_unknown_host").len(), 1, "the K1 record was not replayed");
     assert_eq!(host.read("hosts"), hosts);
     assert_eq!(host.starts("kafka"), starts, "no second restart");
     host.stop_agent();
@@ -73,10 +60,7 @@ fn agent_restart_replays_no_actions_and_skips_no_lines() {
 
 #[test]
 fn huge_lines_and_binary_garbage_do_not_stop_the_agent() {
-    let mut host = Host::new(Options {
-        dry_run: true,
-        ..Options::default()
-    });
+    let mut host = Host::new(Options { dry_run: true, ..Options::default() });
     host.start_agent();
     let mut garbage = b"[2026-11-25 10:00:00,000] ERROR ".to_vec();
     garbage.extend((0..20_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8 | 0x80));

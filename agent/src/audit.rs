@@ -27,22 +27,12 @@ pub struct Audit {
 impl Audit {
     /// The journal in `state_dir`.
     pub fn open(state_dir: &Path) -> Audit {
-        Audit {
-            path: Some(state_dir.join("audit.jsonl")),
-            file: None,
-            backlog: VecDeque::new(),
-            failed_writes: 0,
-        }
+        Audit { path: Some(state_dir.join("audit.jsonl")), file: None, backlog: VecDeque::new(), failed_writes: 0 }
     }
 
     /// A journal that keeps nothing (replay and rule tests print instead).
     pub fn discard() -> Audit {
-        Audit {
-            path: None,
-            file: None,
-            backlog: VecDeque::new(),
-            failed_writes: 0,
-        }
+        Audit { path: None, file: None, backlog: VecDeque::new(), failed_writes: 0 }
     }
 
     pub fn path(&self) -> Option<&Path> {

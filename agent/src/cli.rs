@@ -32,6 +32,9 @@ pub enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also list every signature: source, name and regex, one per line.
+        #[arg(long)]
+        signatures: bool,
     },
     /// Feed old logs through the rules as SOURCE (dry-run) and print one decision per line.
     Replay {
@@ -61,13 +64,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config, dry_run } => run_daemon(&config, dry_run),
-        Command::Check { config } => check(&config),
-        Command::Replay {
-            config,
-            source,
-            format,
-            files,
-        } => replay(&config, &source, format, &files),
+        Command::Check { config, signatures } => check(&config, signatures),
+        Command::Replay { config, source, format, files } => replay(&config, &source, format, &files),
         Command::Test { config } => test(config.as_deref()),
         Command::Demo { dir } => crate::demo::run(&dir).map(|()| ExitCode::SUCCESS),
     };
@@ -84,9 +82,16 @@ fn run_daemon(path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(path: &Path) -> anyhow::Result<ExitCode> {
+fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let (rules, errors) = RuleSet::load(&config);
+    if list_signatures {
+        for spec in rules.signature_specs() {
+            for source in &spec.sources {
+                println!("{source}\t{}\t{}", spec.name, spec.pattern);
+            }
+        }
+    }
     for e in &errors {
         eprintln!("{e}");
     }
@@ -96,13 +101,12 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         problems += 1;
     }
     for rule in &rules.rules {
-        let missing: Vec<&String> = rule
-            .sources
-            .iter()
-            .filter(|s| config.source(s).is_none())
-            .collect();
+        let missing: Vec<&String> = rule.sources.iter().filter(|s| config.source(s).is_none()).collect();
         if !missing.is_empty() {
-            println!("note: {} watches {missing:?}, which this host does not configure; it stays idle for those", rule.name);
+            println!(
+                "note: {} watches {missing:?}, which this host does not configure; it stays idle for those",
+                rule.name
+            );
         }
     }
     println!(
@@ -113,19 +117,10 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         rules.rules.len(),
         errors.len()
     );
-    Ok(if problems == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn replay(
-    path: &Path,
-    source: &str,
-    format: Format,
-    files: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
+fn replay(path: &Path, source: &str, format: Format, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -164,16 +159,8 @@ fn test(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             Some(why) => println!("FAIL {} / {}: {why}", r.rule, r.case),
         }
     }
-    println!(
-        "{} passed, {} failed",
-        results.len() - (failed - errors.len()),
-        failed
-    );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!("{} passed, {} failed", results.len() - (failed - errors.len()), failed);
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// A scratch directory removed on drop.

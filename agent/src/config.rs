@@ -17,10 +17,7 @@ use crate::types::Name;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
@@ -187,10 +184,8 @@ impl Default for Limits {
 impl Config {
     /// Reads, parses and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, path, &base)
     }
@@ -198,15 +193,10 @@ impl Config {
     /// Parses configuration text; `origin` names it in errors and `base` is
     /// the directory relative paths are resolved against.
     pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_path_buf(),
-            message: describe_toml_error(text, &e),
-        })?;
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: describe_toml_error(text, &e) })?;
         config.resolve_paths(base);
-        config.check().map_err(|message| ConfigError::Invalid {
-            path: origin.to_path_buf(),
-            message,
-        })?;
+        config.check().map_err(|message| ConfigError::Invalid { path: origin.to_path_buf(), message })?;
         Ok(config)
     }
 
@@ -253,9 +243,7 @@ impl Config {
         for (name, service) in &self.services {
             Name::parse("service name", name).map_err(|e| format!("[services.{name}]: {e}"))?;
             if service.start.is_empty() || service.stop.is_empty() {
-                return Err(format!(
-                    "[services.{name}]: start and stop must each name a script"
-                ));
+                return Err(format!("[services.{name}]: start and stop must each name a script"));
             }
             if service.process.cmdline_contains.is_none() && service.process.pid_file.is_none() {
                 return Err(format!(
@@ -263,28 +251,21 @@ impl Config {
                 ));
             }
             if service.up.log_pattern.is_some() != service.up.log_file.is_some() {
-                return Err(format!(
-                    "[services.{name}.up]: log_file and log_pattern go together"
-                ));
+                return Err(format!("[services.{name}.up]: log_file and log_pattern go together"));
             }
             if let Some(p) = &service.up.log_pattern {
-                regex::Regex::new(p)
-                    .map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
+                regex::Regex::new(p).map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
             }
         }
         for name in self.properties_files.keys() {
-            Name::parse("properties file name", name)
-                .map_err(|e| format!("[properties_files] {name}: {e}"))?;
+            Name::parse("properties file name", name).map_err(|e| format!("[properties_files] {name}: {e}"))?;
         }
         if self.rule_dirs.is_empty() {
             return Err("rule_dirs is empty: the agent would do nothing".into());
         }
         let l = &self.limits;
         if l.max_record_bytes < 1024 || l.max_record_lines == 0 {
-            return Err(
-                "[limits] max_record_bytes must be at least 1024 and max_record_lines at least 1"
-                    .into(),
-            );
+            return Err("[limits] max_record_bytes must be at least 1024 and max_record_lines at least 1".into());
         }
         if l.breaker_threshold == 0 || l.max_per_hour == 0 {
             return Err("[limits] breaker_threshold and max_per_hour must be at least 1".into());
@@ -323,9 +304,7 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let text = format!("{MINIMAL}[limits]\ncooldown_sec = 5\n");
-        let err = Config::parse(&text, Path::new("/etc/pm.toml"), Path::new("/etc"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(&text, Path::new("/etc/pm.toml"), Path::new("/etc")).unwrap_err().to_string();
         assert!(err.contains("/etc/pm.toml"), "{err}");
         assert!(err.contains("line 4"), "{err}");
         assert!(err.contains("cooldown_sec"), "{err}");
@@ -335,20 +314,14 @@ mod tests {
     fn relative_paths_resolve_against_config_dir() {
         let text = format!("{MINIMAL}[sources.kafka_server]\npath = \"logs/server.log\"\n");
         let c = Config::parse(&text, Path::new("/x/pm.toml"), Path::new("/x")).unwrap();
-        assert_eq!(
-            c.sources["kafka_server"].path,
-            Path::new("/x/logs/server.log")
-        );
+        assert_eq!(c.sources["kafka_server"].path, Path::new("/x/logs/server.log"));
         assert_eq!(c.state_dir, Path::new("/x/state"));
     }
 
     #[test]
     fn service_without_process_match_is_refused() {
-        let text =
-            format!("{MINIMAL}[services.kafka]\nstart=[\"a\"]\nstop=[\"b\"]\nprocess={{}}\n");
-        let err = Config::parse(&text, Path::new("c.toml"), Path::new("."))
-            .unwrap_err()
-            .to_string();
+        let text = format!("{MINIMAL}[services.kafka]\nstart=[\"a\"]\nstop=[\"b\"]\nprocess={{}}\n");
+        let err = Config::parse(&text, Path::new("c.toml"), Path::new(".")).unwrap_err().to_string();
         assert!(err.contains("services.kafka.process"), "{err}");
     }
 }

@@ -64,40 +64,23 @@ impl Daemon {
                 detail: e.to_string(),
             });
         }
-        tracing::info!(
-            rules = rules.rules.len(),
-            failed = errors.len(),
-            dry_run = config.dry_run,
-            "rules loaded"
-        );
+        tracing::info!(rules = rules.rules.len(), failed = errors.len(), dry_run = config.dry_run, "rules loaded");
         let pipeline = Pipeline::new(config.clone(), rules, audit, Clock::Live, config.dry_run)?;
-        let assembly = Assembly {
-            start: Default::default(),
-            max_bytes: config.limits.max_record_bytes,
-            max_lines: config.limits.max_record_lines,
-        };
         let followers = config
             .sources
             .iter()
             .map(|(name, s)| {
-                Follower::new(
-                    name,
-                    s.path.clone(),
-                    Assembly {
-                        start: s.record_start,
-                        ..assembly
-                    },
-                )
+                let assembly = Assembly {
+                    start: s.record_start,
+                    max_bytes: config.limits.max_record_bytes,
+                    max_lines: config.limits.max_record_lines,
+                    interest: pipeline.interest(name),
+                };
+                Follower::new(name, s.path.clone(), assembly)
             })
             .collect();
         let (wake_tx, wake_rx) = mpsc::channel();
-        Ok(Daemon {
-            config,
-            pipeline,
-            followers,
-            wake_tx,
-            wake_rx,
-        })
+        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx })
     }
 
     /// A handle that stops the daemon when sent [`Wake::Shutdown`].
@@ -109,11 +92,9 @@ impl Daemon {
     /// checkpoints and returns.
     pub fn run(mut self) -> anyhow::Result<()> {
         let signals_tx = self.wake_tx.clone();
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGINT,
-        ])
-        .context("installing signal handlers")?;
+        let mut signals =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+                .context("installing signal handlers")?;
         let signal_handle = signals.handle();
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
@@ -123,14 +104,13 @@ impl Daemon {
         });
 
         let fs_tx = self.wake_tx.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-                Ok(ev) => {
-                    let _ = fs_tx.send(Wake::Files(ev.paths));
-                }
-                Err(e) => tracing::warn!("file watch error: {e}"),
-            })
-            .context("starting the inotify watcher")?;
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                let _ = fs_tx.send(Wake::Files(ev.paths));
+            }
+            Err(e) => tracing::warn!("file watch error: {e}"),
+        })
+        .context("starting the inotify watcher")?;
         let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
         self.watch_dirs(&mut watcher, &mut watched);
 
@@ -152,33 +132,22 @@ impl Daemon {
         }
         let mut saved = checkpoints;
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
-        let sources: Vec<String> = self
-            .followers
-            .iter()
-            .map(|f| format!("{}={}", f.name(), f.path().display()))
-            .collect();
+        let sources: Vec<String> =
+            self.followers.iter().map(|f| format!("{}={}", f.name(), f.path().display())).collect();
         self.pipeline.audit().write(&Lifecycle {
             time: now_rfc3339(),
             kind: "started",
             dry_run: self.config.dry_run,
             detail: format!("following {}", sources.join(", ")),
         });
-        tracing::info!(
-            dry_run = self.config.dry_run,
-            "following {}",
-            sources.join(", ")
-        );
+        tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
 
         let quiet = Duration::from_millis(self.config.limits.record_flush_ms);
         let mut last_save = Instant::now();
         let mut last_tick = Instant::now();
         loop {
             let pending = self.followers.iter().any(Follower::has_pending);
-            let wait = if pending {
-                quiet
-            } else {
-                TICK.saturating_sub(last_tick.elapsed())
-            };
+            let wait = if pending { quiet } else { TICK.saturating_sub(last_tick.elapsed()) };
             let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
             let mut all = false;
             match self.wake_rx.recv_timeout(wait) {
@@ -202,10 +171,7 @@ impl Daemon {
             }
             let pipeline = &mut self.pipeline;
             for f in &mut self.followers {
-                let touched = all
-                    || dirty
-                        .iter()
-                        .any(|p| p.parent() == f.path().parent() || p == f.path());
+                let touched = all || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
                 let mut handle = |r: Record| urgent |= handle(pipeline, &r);
                 if touched {
                     if let Err(e) = f.poll(&mut handle) {
@@ -260,10 +226,7 @@ impl Daemon {
 /// Runs one record through the pipeline; true if the world may have changed
 /// (so the checkpoint must be written now, before anything else happens).
 fn handle(pipeline: &mut Pipeline, record: &Record) -> bool {
-    pipeline
-        .handle(record)
-        .iter()
-        .any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
+    pipeline.handle(record).iter().any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
 }
 
 fn save_checkpoints(state_dir: &Path, followers: &[Follower], saved: &mut Checkpoints) {

@@ -14,19 +14,10 @@ use crate::config::Config;
 
 /// The shipped rules, compiled into the binary so the demo works anywhere.
 pub const SHIPPED_RULES: &[(&str, &str)] = &[
-    (
-        "c2_commit_failed.rhai",
-        include_str!("../../rules/c2_commit_failed.rhai"),
-    ),
+    ("c2_commit_failed.rhai", include_str!("../../rules/c2_commit_failed.rhai")),
     ("c3_wakeup.rhai", include_str!("../../rules/c3_wakeup.rhai")),
-    (
-        "k1_unknown_host.rhai",
-        include_str!("../../rules/k1_unknown_host.rhai"),
-    ),
-    (
-        "m2_kafka_shutdown.rhai",
-        include_str!("../../rules/m2_kafka_shutdown.rhai"),
-    ),
+    ("k1_unknown_host.rhai", include_str!("../../rules/k1_unknown_host.rhai")),
+    ("m2_kafka_shutdown.rhai", include_str!("../../rules/m2_kafka_shutdown.rhai")),
 ];
 
 const EXAMPLE_CONFIG: &str = include_str!("../../examples/pipemedic.toml");
@@ -41,8 +32,7 @@ pub fn materialize(dir: &Path) -> anyhow::Result<PathBuf> {
     let write = |rel: &str, text: &str| -> anyhow::Result<()> {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
     };
@@ -52,10 +42,7 @@ pub fn materialize(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir.join("rules.d"))?;
     write("bin/standin.sh", STANDIN)?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("bin/standin.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )?;
+    std::fs::set_permissions(dir.join("bin/standin.sh"), std::fs::Permissions::from_mode(0o755))?;
     if !dir.join("hosts").exists() {
         write("hosts", HOSTS)?;
     }
@@ -63,10 +50,7 @@ pub fn materialize(dir: &Path) -> anyhow::Result<PathBuf> {
         write("consumer.properties", CONSUMER_PROPERTIES)?;
     }
     let config_text = EXAMPLE_CONFIG
-        .replace(
-            "rule_dirs = [\"../rules\", \"rules.d\"]",
-            "rule_dirs = [\"rules\", \"rules.d\"]",
-        )
+        .replace("rule_dirs = [\"../rules\", \"rules.d\"]", "rule_dirs = [\"rules\", \"rules.d\"]")
         .replace("playbook_dirs = [\"../playbooks\"]", "playbook_dirs = []");
     write("pipemedic.toml", &config_text)?;
     let config = Config::parse(&config_text, &dir.join("pipemedic.toml"), dir)?;
@@ -74,10 +58,7 @@ pub fn materialize(dir: &Path) -> anyhow::Result<PathBuf> {
         if let Some(parent) = source.path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&source.path)?;
+        std::fs::OpenOptions::new().create(true).append(true).open(&source.path)?;
     }
     Ok(dir.join("pipemedic.toml"))
 }
@@ -126,23 +107,14 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     config.dry_run = true;
     let sources = config.sources.clone();
     let audit = config.state_dir.join("audit.jsonl");
-    eprintln!(
-        "pipemedic demo: a scratch pipeline in {} (dry-run: nothing outside it changes)",
-        dir.display()
-    );
+    eprintln!("pipemedic demo: a scratch pipeline in {} (dry-run: nothing outside it changes)", dir.display());
     let daemon = crate::daemon::Daemon::new(config)?;
     let worker = std::thread::spawn(move || daemon.run());
     std::thread::sleep(Duration::from_millis(800));
     for (source, text) in incidents() {
         let path = &sources[source].path;
-        eprintln!(
-            "\n>>> appending an incident to {source} ({})",
-            path.display()
-        );
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)?
-            .write_all(text.as_bytes())?;
+        eprintln!("\n>>> appending an incident to {source} ({})", path.display());
+        std::fs::OpenOptions::new().append(true).open(path)?.write_all(text.as_bytes())?;
         std::thread::sleep(Duration::from_millis(1500));
     }
     eprintln!(
@@ -150,9 +122,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         audit = audit.display(),
         logs = dir.join("logs").display()
     );
-    worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?
+    worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?
 }
 
 #[cfg(test)]

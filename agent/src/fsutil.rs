@@ -10,29 +10,13 @@ use std::path::{Path, PathBuf};
 /// A reader sees the old or the new content, never a mix; a crash leaves the
 /// old file. The new file keeps the old one's permissions and owner.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.pipemedic-tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(".{}.pipemedic-tmp-{}", name.to_string_lossy(), std::process::id()));
     let old = fs::metadata(path).ok();
-    let mode = old
-        .as_ref()
-        .map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mode = old.as_ref().map_or(0o644, |m| m.permissions().mode() & 0o7777);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(contents)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some(m) = &old {
@@ -58,13 +42,7 @@ pub fn backup(path: &Path, backup_dir: &Path, contents: &[u8]) -> io::Result<Pat
         .to_string_lossy()
         .trim_start_matches('/')
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .collect();
     let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S%.3f");
     let target = backup_dir.join(format!("{stamp}-{flat}"));
@@ -84,15 +62,8 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         write_atomic(&p, b"new\n").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "new\n");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp file left behind"
-        );
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
     }
 
     #[test]
@@ -100,10 +71,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = backup(Path::new("/etc/hosts"), &dir.path().join("backups"), b"old").unwrap();
         assert_eq!(fs::read(&b).unwrap(), b"old");
-        assert!(b
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .ends_with("etc_hosts"));
+        assert!(b.file_name().unwrap().to_string_lossy().ends_with("etc_hosts"));
     }
 }

@@ -166,16 +166,14 @@ impl Pipeline {
         &mut self.audit
     }
 
-    /// Whether any signature applies to the source (if not, its records
-    /// need not be read at all).
-    pub fn watches(&self, source: &str) -> bool {
-        self.matcher.watches(source)
+    /// Which records of the source the signatures can match.
+    pub fn interest(&self, source: &str) -> crate::sources::Interest {
+        self.matcher.interest(source)
     }
 
     /// Plans whose circuit breaker is open now.
     pub fn open_circuits(&self) -> Vec<String> {
-        self.policy
-            .open_circuits(chrono::Utc::now().timestamp_millis())
+        self.policy.open_circuits(chrono::Utc::now().timestamp_millis())
     }
 
     /// Takes one record through the flow; returns what was decided.
@@ -192,10 +190,7 @@ impl Pipeline {
         let matches = std::mem::take(&mut self.matches);
         for m in &matches {
             self.stats.events += 1;
-            self.history
-                .lock()
-                .expect("history lock")
-                .record(&m.signature, at);
+            self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event {
                 signature: m.signature.clone(),
                 source: record.source.clone(),
@@ -205,18 +200,9 @@ impl Pipeline {
                 at,
                 truncated: record.truncated,
             };
-            for &i in self
-                .rules
-                .subscribers(&m.signature, &record.source)
-                .to_vec()
-                .iter()
-            {
+            for &i in self.rules.subscribers(&m.signature, &record.source).to_vec().iter() {
                 let outcome = self.react(i, &event);
-                *self
-                    .stats
-                    .decisions
-                    .entry(format!("{:?}", outcome.decision))
-                    .or_default() += 1;
+                *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;
                 self.audit.write(&outcome);
                 log_outcome(&outcome);
                 outcomes.push(outcome);
@@ -249,11 +235,7 @@ impl Pipeline {
             source: event.source.to_string(),
             offset: event.offset,
             signature: event.signature.to_string(),
-            captures: event
-                .captures
-                .iter()
-                .map(|(k, v)| (k.clone(), crate::types::excerpt(v)))
-                .collect(),
+            captures: event.captures.iter().map(|(k, v)| (k.clone(), crate::types::excerpt(v))).collect(),
             summary: None,
             risk: None,
             decision: Decision::NoPlan,
@@ -268,11 +250,7 @@ impl Pipeline {
                 out.captures.insert(k.clone(), v.clone());
             }
         }
-        let ctx = RuleContext {
-            history: self.history.clone(),
-            now: event.at,
-            params: rule.params.clone(),
-        };
+        let ctx = RuleContext { history: self.history.clone(), now: event.at, params: rule.params.clone() };
         let spec = match self.rules.run(rule, event, ctx) {
             Ok(Some(spec)) => spec,
             Ok(None) => return out,
@@ -302,13 +280,7 @@ impl Pipeline {
         out.steps = plan
             .steps
             .iter()
-            .map(|s| StepOutcome {
-                action: s.action(),
-                target: s.target(),
-                preview: None,
-                noop: false,
-                result: None,
-            })
+            .map(|s| StepOutcome { action: s.action(), target: s.target(), preview: None, noop: false, result: None })
             .collect();
         if plan.benign {
             out.decision = Decision::Benign;
@@ -368,9 +340,7 @@ impl Pipeline {
         // first step so a crash mid-plan still counts against the limits.
         if let Err(e) = self.policy.record(plan, &noop, now) {
             out.decision = Decision::Failed;
-            out.reason = Some(format!(
-                "not applying, the policy history cannot be saved: {e}"
-            ));
+            out.reason = Some(format!("not applying, the policy history cannot be saved: {e}"));
             return;
         }
         for (i, (step, preview)) in plan.steps.iter().zip(&previews).enumerate() {
@@ -379,9 +349,7 @@ impl Pipeline {
                 continue;
             }
             let result = self.executor.apply(step, preview).and_then(|applied| {
-                self.executor
-                    .verify(step, preview)
-                    .map(|verified| format!("{applied}; verified: {verified}"))
+                self.executor.verify(step, preview).map(|verified| format!("{applied}; verified: {verified}"))
             });
             match result {
                 Ok(r) => out.steps[i].result = Some(r),
@@ -406,12 +374,7 @@ fn log_outcome(o: &Outcome) {
         .steps
         .iter()
         .map(|s| match &s.preview {
-            Some(p) => format!(
-                "\n    {} {}:\n      {}",
-                s.action,
-                s.target,
-                p.replace('\n', "\n      ")
-            ),
+            Some(p) => format!("\n    {} {}:\n      {}", s.action, s.target, p.replace('\n', "\n      ")),
             None => format!("\n    {} {}", s.action, s.target),
         })
         .collect();
@@ -432,10 +395,7 @@ fn excerpt_record(text: &str) -> String {
     if text.len() <= RECORD_EXCERPT {
         return text.to_string();
     }
-    let cut = (0..=RECORD_EXCERPT)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0);
+    let cut = (0..=RECORD_EXCERPT).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
     format!("{}… ({} bytes)", &text[..cut], text.len())
 }
 

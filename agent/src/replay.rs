@@ -45,10 +45,7 @@ pub fn replay(
     let record_start = config
         .source(source)
         .with_context(|| {
-            format!(
-                "source {source:?} is not configured (known: {:?})",
-                config.sources.keys().collect::<Vec<_>>()
-            )
+            format!("source {source:?} is not configured (known: {:?})", config.sources.keys().collect::<Vec<_>>())
         })?
         .record_start;
     let (rules, errors) = RuleSet::load(&config);
@@ -56,25 +53,20 @@ pub fn replay(
         eprintln!("rule not loaded: {e}");
     }
     let config = Arc::new(config);
+    let mut pipeline = Pipeline::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?;
     let assembly = Assembly {
         start: record_start,
         max_bytes: config.limits.max_record_bytes,
         max_lines: config.limits.max_record_lines,
+        interest: pipeline.interest(source),
     };
-    let mut pipeline = Pipeline::new(
-        config.clone(),
-        rules,
-        Audit::discard(),
-        Clock::LogTime,
-        true,
-    )?;
     let mut summary = Summary::default();
     let started = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
     let mut write_err = None;
     for path in files {
         let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut assembler = Assembler::new(source.into(), assembly, 0);
+        let mut assembler = Assembler::new(source.into(), assembly.clone(), 0);
         let mut emit = |r: crate::sources::Record| {
             for o in pipeline.handle(&r) {
                 summary.decisions += 1;
@@ -84,9 +76,7 @@ pub fn replay(
             }
         };
         loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
             if n == 0 {
                 break;
             }
@@ -111,11 +101,7 @@ fn print(o: &Outcome, format: Format, out: &mut dyn Write) -> std::io::Result<()
             writeln!(out)
         }
         Format::Text => {
-            let steps: Vec<String> = o
-                .steps
-                .iter()
-                .map(|s| format!("{} {}", s.action, s.target))
-                .collect();
+            let steps: Vec<String> = o.steps.iter().map(|s| format!("{} {}", s.action, s.target)).collect();
             writeln!(
                 out,
                 "{}@{} {} [{}] {:?}: {}{}{}",
@@ -125,15 +111,8 @@ fn print(o: &Outcome, format: Format, out: &mut dyn Write) -> std::io::Result<()
                 o.runbook.join(","),
                 o.decision,
                 o.summary.as_deref().unwrap_or("no plan"),
-                if steps.is_empty() {
-                    String::new()
-                } else {
-                    format!(" — {}", steps.join("; "))
-                },
-                o.reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
+                if steps.is_empty() { String::new() } else { format!(" — {}", steps.join("; ")) },
+                o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
             )
         }
     }

@@ -19,23 +19,14 @@ pub struct InvalidValue {
 
 impl InvalidValue {
     fn new(what: &'static str, input: &str, why: &'static str) -> Self {
-        InvalidValue {
-            what,
-            excerpt: excerpt(input),
-            why,
-        }
+        InvalidValue { what, excerpt: excerpt(input), why }
     }
 }
 
 /// A short, escaped, quoted rendering of untrusted text for messages.
 pub fn excerpt(input: &str) -> String {
     const MAX: usize = 80;
-    let mut out: String = input
-        .chars()
-        .take(MAX)
-        .collect::<String>()
-        .escape_debug()
-        .to_string();
+    let mut out: String = input.chars().take(MAX).collect::<String>().escape_debug().to_string();
     if input.chars().count() > MAX {
         out.push_str(&format!("… ({} bytes)", input.len()));
     }
@@ -60,10 +51,7 @@ impl HostName {
             if label.is_empty() || label.len() > 63 {
                 return Err(bad("each dot-separated label must be 1 to 63 characters"));
             }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                 return Err(bad("only letters, digits, '-' and '.' are allowed"));
             }
             if label.starts_with('-') || label.ends_with('-') {
@@ -86,13 +74,9 @@ impl fmt::Display for HostName {
 
 /// Parses a dotted-quad IPv4 address strictly (no leading zeros, no short forms).
 pub fn parse_ipv4(input: &str) -> Result<Ipv4Addr, InvalidValue> {
-    input.parse::<Ipv4Addr>().map_err(|_| {
-        InvalidValue::new(
-            "IPv4 address",
-            input,
-            "expected four decimal octets like 10.98.2.33",
-        )
-    })
+    input
+        .parse::<Ipv4Addr>()
+        .map_err(|_| InvalidValue::new("IPv4 address", input, "expected four decimal octets like 10.98.2.33"))
 }
 
 /// A name from the configuration or a rule: a source, a service, a
@@ -111,10 +95,7 @@ impl Name {
         if !input.as_bytes()[0].is_ascii_alphabetic() {
             return Err(bad("it must start with a letter"));
         }
-        if !input
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !input.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(bad("only letters, digits, '_' and '-' are allowed"));
         }
         Ok(Name(input.to_string()))
@@ -142,10 +123,7 @@ impl PropertyKey {
         if input.is_empty() || input.len() > 128 {
             return Err(bad("it must be 1 to 128 characters"));
         }
-        if !input
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
+        if !input.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
             return Err(bad("only letters, digits, '.', '_' and '-' are allowed"));
         }
         Ok(PropertyKey(input.to_string()))
@@ -197,14 +175,8 @@ mod tests {
 
     #[test]
     fn host_names_from_k1_are_accepted() {
-        assert_eq!(
-            HostName::parse("ip-10.98.2.33").unwrap().as_str(),
-            "ip-10.98.2.33"
-        );
-        assert_eq!(
-            HostName::parse("ip-10-98-2-33").unwrap().as_str(),
-            "ip-10-98-2-33"
-        );
+        assert_eq!(HostName::parse("ip-10.98.2.33").unwrap().as_str(), "ip-10.98.2.33");
+        assert_eq!(HostName::parse("ip-10-98-2-33").unwrap().as_str(), "ip-10-98-2-33");
     }
 
     #[test]
@@ -214,9 +186,7 @@ mod tests {
         assert!(HostName::parse(&"a".repeat(10_000)).is_err());
         assert!(HostName::parse("-x").is_err());
         assert!(HostName::parse("").is_err());
-        let err = HostName::parse(&"a".repeat(10_000))
-            .unwrap_err()
-            .to_string();
+        let err = HostName::parse(&"a".repeat(10_000)).unwrap_err().to_string();
         assert!(err.len() < 300, "message stays short: {err}");
     }
 

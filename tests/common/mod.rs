@@ -56,15 +56,8 @@ impl Host {
         for d in ["logs", "bin", "rules", "rules.d", "state"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
-        std::fs::copy(
-            Path::new(REPO).join("examples/bin/standin.sh"),
-            root.join("bin/standin.sh"),
-        )
-        .unwrap();
-        for entry in std::fs::read_dir(Path::new(REPO).join("rules"))
-            .unwrap()
-            .flatten()
-        {
+        std::fs::copy(Path::new(REPO).join("examples/bin/standin.sh"), root.join("bin/standin.sh")).unwrap();
+        for entry in std::fs::read_dir(Path::new(REPO).join("rules")).unwrap().flatten() {
             std::fs::copy(entry.path(), root.join("rules").join(entry.file_name())).unwrap();
         }
         std::fs::write(root.join("hosts"), HOSTS).unwrap();
@@ -140,26 +133,17 @@ record_flush_ms = 200
 
     /// How many times the stand-in was started (by anyone).
     pub fn starts(&self, name: &str) -> usize {
-        std::fs::read_to_string(self.path(&format!("bin/run/{name}.starts")))
-            .map_or(0, |s| s.lines().count())
+        std::fs::read_to_string(self.path(&format!("bin/run/{name}.starts"))).map_or(0, |s| s.lines().count())
     }
 
     pub fn service_pid(&self, name: &str) -> Option<u32> {
-        std::fs::read_to_string(self.path(&format!("bin/run/{name}.pid")))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        std::fs::read_to_string(self.path(&format!("bin/run/{name}.pid"))).ok()?.trim().parse().ok()
     }
 
     /// Starts the agent and waits until it follows its sources.
     pub fn start_agent(&mut self) {
         let before = self.audit_of_kind("started").len();
-        let stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("agent.stderr"))
-            .unwrap();
+        let stderr = OpenOptions::new().create(true).append(true).open(self.path("agent.stderr")).unwrap();
         let child = Command::new(BIN)
             .args(["run", "--config", self.config().to_str().unwrap()])
             .env("PIPEMEDIC_LOG", "debug")
@@ -169,26 +153,17 @@ record_flush_ms = 200
             .spawn()
             .expect("running pipemedic");
         self.agent = Some(child);
-        self.wait_until("the agent to start", || {
-            self.audit_of_kind("started").len() > before
-        });
+        self.wait_until("the agent to start", || self.audit_of_kind("started").len() > before);
     }
 
     /// SIGTERM, as systemd would send; waits for a clean exit.
     pub fn stop_agent(&mut self) {
         let mut child = self.agent.take().expect("agent running");
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "agent exit status {status}; stderr:\n{}",
-                    self.stderr()
-                );
+                assert!(status.success(), "agent exit status {status}; stderr:\n{}", self.stderr());
                 return;
             }
             assert!(Instant::now() < deadline, "agent did not stop on SIGTERM");
@@ -201,13 +176,7 @@ record_flush_ms = 200
     }
 
     pub fn append(&self, log: &str, text: &str) {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.path(log))
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        OpenOptions::new().append(true).create(true).open(self.path(log)).unwrap().write_all(text.as_bytes()).unwrap();
     }
 
     pub fn audit(&self) -> Vec<Value> {
@@ -219,18 +188,12 @@ record_flush_ms = 200
     }
 
     pub fn audit_of_kind(&self, kind: &str) -> Vec<Value> {
-        self.audit()
-            .into_iter()
-            .filter(|e| e["kind"] == kind)
-            .collect()
+        self.audit().into_iter().filter(|e| e["kind"] == kind).collect()
     }
 
     /// Decisions of one rule, in order.
     pub fn decisions(&self, rule: &str) -> Vec<Value> {
-        self.audit()
-            .into_iter()
-            .filter(|e| e["kind"] == "decision" && e["rule"] == rule)
-            .collect()
+        self.audit().into_iter().filter(|e| e["kind"] == "decision" && e["rule"] == rule).collect()
     }
 
     pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
@@ -248,9 +211,7 @@ record_flush_ms = 200
 
     /// Waits for the n-th decision (1-based) of `rule` and returns it.
     pub fn wait_decision(&self, rule: &str, n: usize) -> Value {
-        self.wait_until(&format!("decision #{n} of {rule}"), || {
-            self.decisions(rule).len() >= n
-        });
+        self.wait_until(&format!("decision #{n} of {rule}"), || self.decisions(rule).len() >= n);
         self.decisions(rule)[n - 1].clone()
     }
 
@@ -269,9 +230,7 @@ impl Drop for Host {
         // the test's own processes; clean them up whatever it takes.
         for name in ["kafka", "consumer"] {
             if let Some(pid) = self.service_pid(name) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
         }
     }

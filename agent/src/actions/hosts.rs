@@ -54,7 +54,10 @@ pub fn preview(path: &Path, host: &HostName, ip: Ipv4Addr) -> Result<Preview, Ac
         }),
         Mapping::Other(addr) => Err(ActionError::new(
             doing,
-            format!("{} already maps {host} to {addr}; not adding a conflicting line, a person must decide", path.display()),
+            format!(
+                "{} already maps {host} to {addr}; not adding a conflicting line, a person must decide",
+                path.display()
+            ),
         )),
         Mapping::Absent => {
             let mut new = bytes.clone();
@@ -79,11 +82,7 @@ pub fn apply(
     backups: &Path,
 ) -> Result<String, ActionError> {
     let backup = apply_file_edit(preview, backups, &doing(path, host, ip))?;
-    Ok(format!(
-        "added `{ip} {host}` to {} (backup {})",
-        path.display(),
-        backup.display()
-    ))
+    Ok(format!("added `{ip} {host}` to {} (backup {})", path.display(), backup.display()))
 }
 
 pub fn verify(path: &Path, host: &HostName, ip: Ipv4Addr) -> Result<String, ActionError> {

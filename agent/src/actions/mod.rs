@@ -26,10 +26,7 @@ pub struct ActionError {
 
 impl ActionError {
     pub fn new(doing: impl Into<String>, message: impl ToString) -> Self {
-        ActionError {
-            doing: doing.into(),
-            message: message.to_string(),
-        }
+        ActionError { doing: doing.into(), message: message.to_string() }
     }
 }
 
@@ -53,11 +50,7 @@ pub enum Guard {
     /// A file edit: the file's SHA-256 (hex) when previewed, and the full new
     /// content the preview showed the diff of. Apply writes exactly this, and
     /// only if the file still hashes the same.
-    FileEdit {
-        path: PathBuf,
-        sha256: String,
-        new: Vec<u8>,
-    },
+    FileEdit { path: PathBuf, sha256: String, new: Vec<u8> },
 }
 
 /// Runs steps against the configured world.
@@ -84,20 +77,10 @@ impl Executor {
                 key,
                 &properties::Change::Set(value.clone()),
             ),
-            Step::PropertyLower {
-                file,
-                key,
-                factor,
-                floor,
-                default,
-            } => properties::preview(
+            Step::PropertyLower { file, key, factor, floor, default } => properties::preview(
                 &self.config.properties_files[file.as_str()],
                 key,
-                &properties::Change::Lower {
-                    factor: *factor,
-                    floor: *floor,
-                    default: *default,
-                },
+                &properties::Change::Lower { factor: *factor, floor: *floor, default: *default },
             ),
             Step::Notify { message } => Ok(notify::preview(message)),
         }
@@ -107,17 +90,10 @@ impl Executor {
     /// Returns what was done, for the audit journal.
     pub fn apply(&self, step: &Step, preview: &Preview) -> Result<String, ActionError> {
         match step {
-            Step::Hosts { host, ip } => {
-                hosts::apply(&self.config.hosts_file, host, *ip, preview, &self.backups())
-            }
+            Step::Hosts { host, ip } => hosts::apply(&self.config.hosts_file, host, *ip, preview, &self.backups()),
             Step::Service { op, service } => service::apply(&self.config, *op, service),
             Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
-                properties::apply(
-                    &self.config.properties_files[file.as_str()],
-                    key,
-                    preview,
-                    &self.backups(),
-                )
+                properties::apply(&self.config.properties_files[file.as_str()], key, preview, &self.backups())
             }
             Step::Notify { message } => Ok(notify::apply(message)),
         }
@@ -139,16 +115,12 @@ impl Executor {
 /// Hex SHA-256 of some bytes.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a file the agent is about to edit, with context in the error.
 pub(crate) fn read_for_edit(path: &std::path::Path, doing: &str) -> Result<Vec<u8>, ActionError> {
-    std::fs::read(path)
-        .map_err(|e| ActionError::new(doing, format!("reading {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| ActionError::new(doing, format!("reading {}: {e}", path.display())))
 }
 
 /// Applies a previewed file edit: checks the file is unchanged since the
@@ -164,21 +136,10 @@ pub(crate) fn apply_file_edit(
     };
     let old = read_for_edit(path, doing)?;
     if sha256_hex(&old) != *sha256 {
-        return Err(ActionError::new(
-            doing,
-            format!("{} changed since the preview; not applying", path.display()),
-        ));
+        return Err(ActionError::new(doing, format!("{} changed since the preview; not applying", path.display())));
     }
-    let backup = crate::fsutil::backup(path, backups, &old).map_err(|e| {
-        ActionError::new(
-            doing,
-            format!(
-                "backing up {} to {}: {e}",
-                path.display(),
-                backups.display()
-            ),
-        )
-    })?;
+    let backup = crate::fsutil::backup(path, backups, &old)
+        .map_err(|e| ActionError::new(doing, format!("backing up {} to {}: {e}", path.display(), backups.display())))?;
     crate::fsutil::write_atomic(path, new)
         .map_err(|e| ActionError::new(doing, format!("writing {}: {e}", path.display())))?;
     Ok(backup)

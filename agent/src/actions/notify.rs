@@ -4,11 +4,7 @@
 use super::Preview;
 
 pub fn preview(message: &str) -> Preview {
-    Preview {
-        text: format!("notify: {message}"),
-        noop: false,
-        guard: Default::default(),
-    }
+    Preview { text: format!("notify: {message}"), noop: false, guard: Default::default() }
 }
 
 pub fn apply(message: &str) -> String {

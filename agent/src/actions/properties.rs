@@ -49,42 +49,26 @@ fn definitions<'a>(content: &'a str, key: &PropertyKey) -> Vec<Definition<'a>> {
             continue; // a longer key such as `max.poll.records.x`
         };
         let prefix_len = body.len() - rest.len() + value_start;
-        out.push(Definition {
-            line,
-            prefix: &body[..prefix_len],
-            value: body[prefix_len..].trim_end(),
-        });
+        out.push(Definition { line, prefix: &body[..prefix_len], value: body[prefix_len..].trim_end() });
     }
     out
 }
 
 /// The new file content and a human diff, or `None` if nothing changes.
-fn plan_edit(
-    content: &str,
-    key: &PropertyKey,
-    change: &Change,
-) -> Result<Option<(String, String)>, String> {
+fn plan_edit(content: &str, key: &PropertyKey, change: &Change) -> Result<Option<(String, String)>, String> {
     let defs = definitions(content, key);
     let current = defs.last().map(|d| d.value);
     let new_value = match change {
         Change::Set(v) => v.as_str().to_string(),
-        Change::Lower {
-            factor,
-            floor,
-            default,
-        } => {
+        Change::Lower { factor, floor, default } => {
             let now = match current {
-                Some(v) => v
-                    .parse::<u64>()
-                    .map_err(|_| format!("{key} is {v:?}, not a whole number"))?,
+                Some(v) => v.parse::<u64>().map_err(|_| format!("{key} is {v:?}, not a whole number"))?,
                 None => *default,
             };
             if now <= *floor {
                 return Ok(None);
             }
-            ((now as f64 * factor).floor() as u64)
-                .max(*floor)
-                .to_string()
+            ((now as f64 * factor).floor() as u64).max(*floor).to_string()
         }
     };
     if defs.iter().all(|d| d.value == new_value) && !defs.is_empty() {
@@ -98,10 +82,7 @@ fn plan_edit(
             Some(d) => {
                 let ending = &text[text.trim_end_matches(['\n', '\r']).len()..];
                 let new_line = format!("{}{new_value}", d.prefix);
-                diff.push_str(&format!(
-                    "-{}\n+{new_line}\n",
-                    text.trim_end_matches(['\n', '\r'])
-                ));
+                diff.push_str(&format!("-{}\n+{new_line}\n", text.trim_end_matches(['\n', '\r'])));
                 out.push_str(&new_line);
                 out.push_str(ending);
             }
@@ -125,38 +106,22 @@ fn doing(path: &Path, key: &PropertyKey) -> String {
 pub fn preview(path: &Path, key: &PropertyKey, change: &Change) -> Result<Preview, ActionError> {
     let doing = doing(path, key);
     let bytes = read_for_edit(path, &doing)?;
-    let content = std::str::from_utf8(&bytes)
-        .map_err(|e| ActionError::new(&doing, format!("not UTF-8 text: {e}")))?;
+    let content = std::str::from_utf8(&bytes).map_err(|e| ActionError::new(&doing, format!("not UTF-8 text: {e}")))?;
     match plan_edit(content, key, change).map_err(|m| ActionError::new(&doing, m))? {
-        None => Ok(Preview {
-            text: format!("{key} in {} needs no change", path.display()),
-            noop: true,
-            guard: Guard::None,
-        }),
+        None => {
+            Ok(Preview { text: format!("{key} in {} needs no change", path.display()), noop: true, guard: Guard::None })
+        }
         Some((new, diff)) => Ok(Preview {
             text: format!("--- {p}\n+++ {p}\n{}", diff.trim_end(), p = path.display()),
             noop: false,
-            guard: Guard::FileEdit {
-                path: path.to_path_buf(),
-                sha256: sha256_hex(&bytes),
-                new: new.into_bytes(),
-            },
+            guard: Guard::FileEdit { path: path.to_path_buf(), sha256: sha256_hex(&bytes), new: new.into_bytes() },
         }),
     }
 }
 
-pub fn apply(
-    path: &Path,
-    key: &PropertyKey,
-    preview: &Preview,
-    backups: &Path,
-) -> Result<String, ActionError> {
+pub fn apply(path: &Path, key: &PropertyKey, preview: &Preview, backups: &Path) -> Result<String, ActionError> {
     let backup = apply_file_edit(preview, backups, &doing(path, key))?;
-    Ok(format!(
-        "{} updated (backup {})",
-        path.display(),
-        backup.display()
-    ))
+    Ok(format!("{} updated (backup {})", path.display(), backup.display()))
 }
 
 /// Checks that the key now has the value the preview planned.
@@ -166,20 +131,13 @@ pub fn verify(path: &Path, key: &PropertyKey, preview: &Preview) -> Result<Strin
         return Ok("no change was needed".into());
     };
     let planned = String::from_utf8_lossy(new);
-    let want = definitions(&planned, key)
-        .last()
-        .map(|d| d.value.to_string());
+    let want = definitions(&planned, key).last().map(|d| d.value.to_string());
     let bytes = read_for_edit(path, &doing)?;
     let content = String::from_utf8_lossy(&bytes);
-    let have = definitions(&content, key)
-        .last()
-        .map(|d| d.value.to_string());
+    let have = definitions(&content, key).last().map(|d| d.value.to_string());
     match (have, want) {
         (Some(h), Some(w)) if h == w => Ok(format!("{key} is {w}")),
-        (h, w) => Err(ActionError::new(
-            doing,
-            format!("{key} is {h:?}, expected {w:?}"),
-        )),
+        (h, w) => Err(ActionError::new(doing, format!("{key} is {h:?}, expected {w:?}"))),
     }
 }
 
@@ -194,42 +152,18 @@ mod tests {
     #[test]
     fn lowers_in_place_keeping_other_lines() {
         let text = "# consumer\nbootstrap.servers=a:9092\nmax.poll.records = 500\nmax.poll.records.extra=1\n";
-        let (new, diff) = plan_edit(
-            text,
-            &key(),
-            &Change::Lower {
-                factor: 0.5,
-                floor: 50,
-                default: 500,
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let (new, diff) =
+            plan_edit(text, &key(), &Change::Lower { factor: 0.5, floor: 50, default: 500 }).unwrap().unwrap();
         assert_eq!(new, "# consumer\nbootstrap.servers=a:9092\nmax.poll.records = 250\nmax.poll.records.extra=1\n");
         assert!(diff.contains("-max.poll.records = 500"));
     }
 
     #[test]
     fn floor_and_missing_key() {
-        let lower = Change::Lower {
-            factor: 0.5,
-            floor: 50,
-            default: 500,
-        };
-        assert!(plan_edit("max.poll.records=50\n", &key(), &lower)
-            .unwrap()
-            .is_none());
-        assert_eq!(
-            plan_edit("max.poll.records=80\n", &key(), &lower)
-                .unwrap()
-                .unwrap()
-                .0,
-            "max.poll.records=50\n"
-        );
-        assert_eq!(
-            plan_edit("a=1", &key(), &lower).unwrap().unwrap().0,
-            "a=1\nmax.poll.records=250\n"
-        );
+        let lower = Change::Lower { factor: 0.5, floor: 50, default: 500 };
+        assert!(plan_edit("max.poll.records=50\n", &key(), &lower).unwrap().is_none());
+        assert_eq!(plan_edit("max.poll.records=80\n", &key(), &lower).unwrap().unwrap().0, "max.poll.records=50\n");
+        assert_eq!(plan_edit("a=1", &key(), &lower).unwrap().unwrap().0, "a=1\nmax.poll.records=250\n");
         assert!(plan_edit("max.poll.records=lots\n", &key(), &lower).is_err());
     }
 
@@ -238,21 +172,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("consumer.properties");
         std::fs::write(&p, "max.poll.records: 400\n").unwrap();
-        let pv = preview(
-            &p,
-            &key(),
-            &Change::Lower {
-                factor: 0.5,
-                floor: 50,
-                default: 500,
-            },
-        )
-        .unwrap();
+        let pv = preview(&p, &key(), &Change::Lower { factor: 0.5, floor: 50, default: 500 }).unwrap();
         apply(&p, &key(), &pv, &dir.path().join("b")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&p).unwrap(),
-            "max.poll.records: 200\n"
-        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "max.poll.records: 200\n");
         verify(&p, &key(), &pv).unwrap();
     }
 }

@@ -32,9 +32,7 @@ fn service<'a>(config: &'a Config, name: &Name) -> &'a ServiceConfig {
 /// The pids of the service's running processes.
 pub fn running_pids(svc: &ServiceConfig) -> Vec<u32> {
     if let Some(pid_file) = &svc.process.pid_file {
-        let pid = std::fs::read_to_string(pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
+        let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok());
         return pid.filter(|p| is_alive(*p)).into_iter().collect();
     }
     let Some(needle) = &svc.process.cmdline_contains else {
@@ -46,11 +44,7 @@ pub fn running_pids(svc: &ServiceConfig) -> Vec<u32> {
         return pids;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         if pid == me {
@@ -73,68 +67,42 @@ fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name, which may itself
         // contain spaces and parentheses.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z"),
+        Ok(stat) => {
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z")
+        }
         Err(_) => false,
     }
 }
 
 fn describe_cmd(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if a.contains(' ') {
-                format!("'{a}'")
-            } else {
-                a.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
 }
 
 pub fn preview(config: &Config, op: ServiceOp, name: &Name) -> Result<Preview, ActionError> {
     let svc = service(config, name);
     let pids = running_pids(svc);
-    let state = if pids.is_empty() {
-        "not running".to_string()
-    } else {
-        format!("running (pid {pids:?})")
-    };
+    let state = if pids.is_empty() { "not running".to_string() } else { format!("running (pid {pids:?})") };
     let stop = format!(
         "stop with `{}`, wait up to {} s for it to exit (never SIGKILL)",
         describe_cmd(&svc.stop),
         svc.stop_timeout_secs
     );
-    let start = format!(
-        "start with `{}`, wait up to {} s until it is up",
-        describe_cmd(&svc.start),
-        svc.start_timeout_secs
-    );
+    let start =
+        format!("start with `{}`, wait up to {} s until it is up", describe_cmd(&svc.start), svc.start_timeout_secs);
     let (text, noop) = match op {
         ServiceOp::Stop if pids.is_empty() => (format!("{name} is {state}; nothing to stop"), true),
-        ServiceOp::Start if !pids.is_empty() => {
-            (format!("{name} is {state}; nothing to start"), true)
-        }
+        ServiceOp::Start if !pids.is_empty() => (format!("{name} is {state}; nothing to start"), true),
         ServiceOp::Stop => (format!("{name} is {state}; {stop}"), false),
         ServiceOp::Start => (format!("{name} is {state}; {start}"), false),
         ServiceOp::Restart if pids.is_empty() => (format!("{name} is {state}; {start}"), false),
         ServiceOp::Restart => (format!("{name} is {state}; {stop}; then {start}"), false),
     };
-    Ok(Preview {
-        text,
-        noop,
-        guard: Default::default(),
-    })
+    Ok(Preview { text, noop, guard: Default::default() })
 }
 
 pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
     let svc = service(config, name);
-    let out_log = config
-        .state_dir
-        .join("services")
-        .join(format!("{name}.out"));
+    let out_log = config.state_dir.join("services").join(format!("{name}.out"));
     let mut done = Vec::new();
     if matches!(op, ServiceOp::Stop | ServiceOp::Restart) {
         done.push(stop(name, svc, &out_log)?);
@@ -158,10 +126,7 @@ fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Acti
             // Stop scripts clean up after the process is gone (canal's stop.sh
             // removes its pid file, which its startup.sh refuses to start
             // over); let the script finish before anything starts again.
-            let finished = wait_exit(
-                &mut child,
-                svc.stop_timeout().saturating_sub(started.elapsed()),
-            );
+            let finished = wait_exit(&mut child, svc.stop_timeout().saturating_sub(started.elapsed()));
             let took = started.elapsed().as_secs_f64();
             return Ok(match finished {
                 true => format!("{name} stopped in {took:.1} s (was pid {before:?})"),
@@ -187,11 +152,7 @@ fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Acti
             if !status.success() && !running_pids(svc).is_empty() {
                 return Err(ActionError::new(
                     doing,
-                    format!(
-                        "`{}` exited with {status}; see {}",
-                        describe_cmd(&svc.stop),
-                        out_log.display()
-                    ),
+                    format!("`{}` exited with {status}; see {}", describe_cmd(&svc.stop), out_log.display()),
                 ));
             }
         }
@@ -201,11 +162,7 @@ fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Acti
 
 fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, ActionError> {
     let doing = format!("starting {name}");
-    let log_offset = svc
-        .up
-        .log_file
-        .as_ref()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let log_offset = svc.up.log_file.as_ref().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let started = Instant::now();
     let mut child = spawn(&svc.start, svc, out_log).map_err(|e| ActionError::new(&doing, e))?;
     let mut script_ok = None;
@@ -216,11 +173,7 @@ fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Act
                 if !status.success() {
                     return Err(ActionError::new(
                         doing,
-                        format!(
-                            "`{}` exited with {status}; see {}",
-                            describe_cmd(&svc.start),
-                            out_log.display()
-                        ),
+                        format!("`{}` exited with {status}; see {}", describe_cmd(&svc.start), out_log.display()),
                     ));
                 }
             }
@@ -230,19 +183,13 @@ fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Act
                 if script_ok.is_none() {
                     reap(child);
                 }
-                return Ok(format!(
-                    "{name} is up after {:.1} s",
-                    started.elapsed().as_secs_f64()
-                ));
+                return Ok(format!("{name} is up after {:.1} s", started.elapsed().as_secs_f64()));
             }
             Err(why) if started.elapsed() >= svc.start_timeout() => {
                 if script_ok.is_none() {
                     reap(child);
                 }
-                return Err(ActionError::new(
-                    doing,
-                    format!("not up {} s after start: {why}", svc.start_timeout_secs),
-                ));
+                return Err(ActionError::new(doing, format!("not up {} s after start: {why}", svc.start_timeout_secs)));
             }
             Err(_) => std::thread::sleep(CHECK_EVERY),
         }
@@ -256,8 +203,7 @@ fn up_state(svc: &ServiceConfig, log_offset: Option<u64>) -> Result<(), String> 
         return Err("no process found".into());
     }
     if let Some(addr) = svc.up.tcp {
-        TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-            .map_err(|e| format!("{addr} refuses: {e}"))?;
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| format!("{addr} refuses: {e}"))?;
     }
     if let (Some(file), Some(pattern)) = (&svc.up.log_file, &svc.up.log_pattern) {
         let re = regex::Regex::new(pattern).map_err(|e| e.to_string())?;
@@ -266,9 +212,7 @@ fn up_state(svc: &ServiceConfig, log_offset: Option<u64>) -> Result<(), String> 
         let from = log_offset.filter(|o| *o <= len).unwrap_or(0);
         std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from)).map_err(|e| e.to_string())?;
         let mut text = Vec::new();
-        f.take(8 << 20)
-            .read_to_end(&mut text)
-            .map_err(|e| e.to_string())?;
+        f.take(8 << 20).read_to_end(&mut text).map_err(|e| e.to_string())?;
         if !re.is_match(&String::from_utf8_lossy(&text)) {
             return Err(format!("{pattern:?} not yet in {}", file.display()));
         }
@@ -281,10 +225,9 @@ pub fn verify(config: &Config, op: ServiceOp, name: &Name) -> Result<String, Act
     let pids = running_pids(svc);
     match op {
         ServiceOp::Stop if pids.is_empty() => Ok(format!("{name} is not running")),
-        ServiceOp::Stop => Err(ActionError::new(
-            format!("verifying {name} stopped"),
-            format!("pid {pids:?} still running"),
-        )),
+        ServiceOp::Stop => {
+            Err(ActionError::new(format!("verifying {name} stopped"), format!("pid {pids:?} still running")))
+        }
         _ => up_state(svc, None)
             .map(|()| format!("{name} runs (pid {pids:?})"))
             .map_err(|why| ActionError::new(format!("verifying {name} is up"), why)),
@@ -304,16 +247,11 @@ fn spawn(argv: &[String], svc: &ServiceConfig, out_log: &Path) -> Result<Child, 
         .map_err(|e| format!("opening {}: {e}", out_log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
     if let Some(dir) = &svc.workdir {
         cmd.current_dir(dir);
     }
-    cmd.spawn()
-        .map_err(|e| format!("running `{}`: {e}", describe_cmd(argv)))
+    cmd.spawn().map_err(|e| format!("running `{}`: {e}", describe_cmd(argv)))
 }
 
 /// Waits up to `limit` for a script to exit; true if it did.

@@ -14,7 +14,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
-use crate::sources::Record;
+use crate::sources::{Interest, Record};
 
 /// A named pattern with named captures, declared by a rule.
 #[derive(Debug, Clone)]
@@ -40,7 +40,9 @@ struct Signature {
 
 #[derive(Default)]
 struct SourceMatcher {
-    automaton: Option<AhoCorasick>,
+    automaton: Option<Arc<AhoCorasick>>,
+    /// Some literal spans lines, so a chunk-wide search could miss it.
+    multiline_literal: bool,
     /// For each literal in the automaton, the signature it belongs to.
     literal_owner: Vec<usize>,
     /// Signatures without a usable literal.
@@ -68,16 +70,10 @@ impl Matcher {
         let mut signatures = Vec::with_capacity(specs.len());
         let mut literals_of = Vec::with_capacity(specs.len());
         for spec in specs {
-            let err = |message: String| SignatureError {
-                name: spec.name.clone(),
-                message,
-            };
+            let err = |message: String| SignatureError { name: spec.name.clone(), message };
             let regex = Regex::new(&spec.pattern).map_err(|e| err(e.to_string()))?;
             literals_of.push(required_literals(&spec.pattern).map_err(err)?);
-            signatures.push(Signature {
-                name: spec.name.as_str().into(),
-                regex,
-            });
+            signatures.push(Signature { name: spec.name.as_str().into(), regex });
         }
         // Per source: every literal with the signature it belongs to, and the
         // signatures without one.
@@ -104,41 +100,38 @@ impl Matcher {
         }
         let by_source = by_source
             .into_iter()
-            .map(
-                |(
-                    source,
-                    Collect {
-                        literals,
-                        owners: literal_owner,
-                        always,
-                    },
-                )| {
-                    let automaton = (!literals.is_empty()).then(|| {
+            .map(|(source, Collect { literals, owners: literal_owner, always })| {
+                let multiline_literal = literals.iter().any(|l| l.contains(&b'\n'));
+                let automaton = (!literals.is_empty()).then(|| {
+                    Arc::new(
                         AhoCorasick::builder()
                             .match_kind(MatchKind::Standard)
                             .build(&literals)
-                            .expect("literal automaton fits in memory")
-                    });
-                    (
-                        source,
-                        SourceMatcher {
-                            automaton,
-                            literal_owner,
-                            always,
-                        },
+                            .expect("literal automaton fits in memory"),
                     )
-                },
-            )
+                });
+                (source, SourceMatcher { automaton, multiline_literal, literal_owner, always })
+            })
             .collect();
-        Ok(Matcher {
-            signatures,
-            by_source,
-        })
+        Ok(Matcher { signatures, by_source })
     }
 
     /// Whether any signature applies to this source.
     pub fn watches(&self, source: &str) -> bool {
         self.by_source.contains_key(source)
+    }
+
+    /// Which records of `source` can match anything: the record assembler
+    /// hands out only those.
+    pub fn interest(&self, source: &str) -> Interest {
+        match self.by_source.get(source) {
+            None => Interest::Nothing,
+            Some(sm) if !sm.always.is_empty() || sm.multiline_literal => Interest::All,
+            Some(sm) => match &sm.automaton {
+                Some(ac) => Interest::Literals(ac.clone()),
+                None => Interest::Nothing,
+            },
+        }
     }
 
     /// The signatures that match `record`, each at most once, in declaration order.
@@ -169,18 +162,10 @@ impl Matcher {
                     .capture_names()
                     .flatten()
                     .filter_map(|n| {
-                        caps.name(n).map(|m| {
-                            (
-                                n.to_string(),
-                                String::from_utf8_lossy(m.as_bytes()).into_owned(),
-                            )
-                        })
+                        caps.name(n).map(|m| (n.to_string(), String::from_utf8_lossy(m.as_bytes()).into_owned()))
                     })
                     .collect();
-                out.push(Match {
-                    signature: sig.name.clone(),
-                    captures,
-                });
+                out.push(Match { signature: sig.name.clone(), captures });
             }
         }
     }
@@ -188,32 +173,24 @@ impl Matcher {
 
 /// The literals one of which must occur in any match, or `None` if the
 /// pattern has no usable literal (then its regex runs on every record).
+///
+/// Prefixes are preferred: a log pattern starts with its distinctive part
+/// (`UnknownHostException: `), while its end is often shared by every line
+/// (`(kafka.server.KafkaServer)`), which would make every line a candidate.
+/// Suffixes are the fallback for patterns that start with a class or `.*`.
 fn required_literals(pattern: &str) -> Result<Option<Vec<Vec<u8>>>, String> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .build()
-        .parse(pattern)
-        .map_err(|e| e.to_string())?;
-    let mut best: Option<Vec<Vec<u8>>> = None;
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).map_err(|e| e.to_string())?;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let mut extractor = Extractor::new();
         extractor.kind(kind);
         let seq = extractor.extract(&hir);
         let Some(lits) = seq.literals() else { continue };
-        if lits.is_empty()
-            || lits.len() > 64
-            || lits.iter().any(|l| l.as_bytes().len() < MIN_LITERAL)
-        {
+        if lits.is_empty() || lits.len() > 64 || lits.iter().any(|l| l.as_bytes().len() < MIN_LITERAL) {
             continue;
         }
-        let shortest = lits.iter().map(|l| l.as_bytes().len()).min().unwrap_or(0);
-        let better = best
-            .as_ref()
-            .is_none_or(|b| b.iter().map(Vec::len).min().unwrap_or(0) < shortest);
-        if better {
-            best = Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect());
-        }
+        return Ok(Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect()));
     }
-    Ok(best)
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -221,55 +198,29 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, pattern: &str, source: &str) -> SignatureSpec {
-        SignatureSpec {
-            name: name.into(),
-            pattern: pattern.into(),
-            sources: [source.to_string()].into(),
-        }
+        SignatureSpec { name: name.into(), pattern: pattern.into(), sources: [source.to_string()].into() }
     }
 
     fn record(source: &str, text: &str) -> Record {
-        Record {
-            source: source.into(),
-            offset: 0,
-            bytes: text.as_bytes().to_vec(),
-            truncated: false,
-        }
+        Record { source: source.into(), offset: 0, bytes: text.as_bytes().to_vec(), truncated: false }
     }
 
     #[test]
     fn captures_come_back_by_name_and_sources_are_respected() {
         let m = Matcher::new(&[
-            spec(
-                "unknown_host",
-                r"UnknownHostException: (?<host>ip-[0-9.]+)",
-                "kafka_server",
-            ),
-            spec(
-                "wakeup",
-                r"org\.apache\.kafka\.common\.errors\.WakeupException",
-                "consumer_error",
-            ),
+            spec("unknown_host", r"UnknownHostException: (?<host>ip-[0-9.]+)", "kafka_server"),
+            spec("wakeup", r"org\.apache\.kafka\.common\.errors\.WakeupException", "consumer_error"),
         ])
         .unwrap();
         let mut out = Vec::new();
         m.matches(
-            &record(
-                "kafka_server",
-                "x\nCaused by: java.net.UnknownHostException: ip-10.98.2.33: unknown",
-            ),
+            &record("kafka_server", "x\nCaused by: java.net.UnknownHostException: ip-10.98.2.33: unknown"),
             &mut out,
         );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].captures["host"], "ip-10.98.2.33");
         out.clear();
-        m.matches(
-            &record(
-                "consumer_error",
-                "java.net.UnknownHostException: ip-1.2.3.4",
-            ),
-            &mut out,
-        );
+        m.matches(&record("consumer_error", "java.net.UnknownHostException: ip-1.2.3.4"), &mut out);
         assert!(out.is_empty(), "signature of another source does not fire");
     }
 
@@ -284,17 +235,14 @@ mod tests {
     #[test]
     fn literals_are_extracted() {
         assert_eq!(
-            required_literals(r"UnknownHostException: (?<h>x)")
-                .unwrap()
-                .unwrap()[0],
+            required_literals(r"UnknownHostException: (?<h>x)").unwrap().unwrap()[0],
             b"UnknownHostException: x"
         );
         assert!(required_literals(r".*").unwrap().is_none());
-        assert!(Matcher::new(&[spec("bad", "(", "s")])
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("signature bad"));
+        assert_eq!(required_literals(r".*UnknownHost").unwrap().unwrap()[0], b"UnknownHost", "suffix as fallback");
+        let fatal = required_literals(r"(?:Fatal error|FATAL .*\(kafka\.)").unwrap().unwrap();
+        assert!(!fatal.contains(&b"(kafka.".to_vec()), "a suffix every Kafka line has is not used: {fatal:?}");
+        assert!(Matcher::new(&[spec("bad", "(", "s")]).err().unwrap().to_string().contains("signature bad"));
     }
 }
 

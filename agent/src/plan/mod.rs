@@ -32,10 +32,7 @@ impl Risk {
             "safe" => Ok(Risk::Safe),
             "dangerous" => Ok(Risk::Dangerous),
             "data-loss" => Ok(Risk::DataLoss),
-            other => Err(format!(
-                "unknown risk {}: expected safe, dangerous or data-loss",
-                excerpt(other)
-            )),
+            other => Err(format!("unknown risk {}: expected safe, dangerous or data-loss", excerpt(other))),
         }
     }
 }
@@ -72,29 +69,11 @@ impl fmt::Display for ServiceOp {
 /// A step as a rule returned it, before validation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepSpec {
-    HostsEntry {
-        host: String,
-        ip: String,
-    },
-    Service {
-        op: ServiceOp,
-        service: String,
-    },
-    PropertySet {
-        file: String,
-        key: String,
-        value: String,
-    },
-    PropertyLower {
-        file: String,
-        key: String,
-        factor: f64,
-        floor: i64,
-        default: i64,
-    },
-    Notify {
-        message: String,
-    },
+    HostsEntry { host: String, ip: String },
+    Service { op: ServiceOp, service: String },
+    PropertySet { file: String, key: String, value: String },
+    PropertyLower { file: String, key: String, factor: f64, floor: i64, default: i64 },
+    Notify { message: String },
 }
 
 impl fmt::Display for StepSpec {
@@ -106,17 +85,8 @@ impl fmt::Display for StepSpec {
             StepSpec::PropertySet { file, key, value } => {
                 write!(f, "property {file} {key} = {value}")
             }
-            StepSpec::PropertyLower {
-                file,
-                key,
-                factor,
-                floor,
-                default,
-            } => {
-                write!(
-                    f,
-                    "property {file} {key} lower x{factor} floor {floor} default {default}"
-                )
+            StepSpec::PropertyLower { file, key, factor, floor, default } => {
+                write!(f, "property {file} {key} lower x{factor} floor {floor} default {default}")
             }
             StepSpec::Notify { message } => write!(f, "notify: {message}"),
         }
@@ -132,19 +102,9 @@ pub enum Step {
     /// Stop, start or restart a configured service with its own scripts.
     Service { op: ServiceOp, service: Name },
     /// Set a key in a configured `.properties` file.
-    PropertySet {
-        file: Name,
-        key: PropertyKey,
-        value: PropertyValue,
-    },
+    PropertySet { file: Name, key: PropertyKey, value: PropertyValue },
     /// Lower a numeric key by a factor, never below a floor (runbook C2).
-    PropertyLower {
-        file: Name,
-        key: PropertyKey,
-        factor: f64,
-        floor: u64,
-        default: u64,
-    },
+    PropertyLower { file: Name, key: PropertyKey, factor: f64, floor: u64, default: u64 },
     /// Tell a person.
     Notify { message: String },
 }
@@ -165,30 +125,19 @@ impl Step {
                 if !config.services.contains_key(name.as_str()) {
                     return Err(format!("service {name} is not configured under [services]"));
                 }
-                Step::Service {
-                    op: *op,
-                    service: name,
-                }
+                Step::Service { op: *op, service: name }
             }
             StepSpec::PropertySet { file, key, value } => Step::PropertySet {
                 file: properties_file(file, config)?,
                 key: PropertyKey::parse(key).map_err(|e| e.to_string())?,
                 value: PropertyValue::parse(value).map_err(|e| e.to_string())?,
             },
-            StepSpec::PropertyLower {
-                file,
-                key,
-                factor,
-                floor,
-                default,
-            } => {
+            StepSpec::PropertyLower { file, key, factor, floor, default } => {
                 if !(*factor > 0.0 && *factor < 1.0) {
                     return Err(format!("lowering factor {factor} must be between 0 and 1"));
                 }
                 if *floor < 1 || *default < 1 {
-                    return Err(format!(
-                        "floor {floor} and default {default} must be at least 1"
-                    ));
+                    return Err(format!("floor {floor} and default {default} must be at least 1"));
                 }
                 Step::PropertyLower {
                     file: properties_file(file, config)?,
@@ -199,15 +148,9 @@ impl Step {
                 }
             }
             StepSpec::Notify { message } => {
-                let mut message: String = message
-                    .chars()
-                    .filter(|c| !c.is_control() || *c == '\n')
-                    .collect();
+                let mut message: String = message.chars().filter(|c| !c.is_control() || *c == '\n').collect();
                 if message.len() > MAX_NOTIFY {
-                    let cut = (0..=MAX_NOTIFY)
-                        .rev()
-                        .find(|i| message.is_char_boundary(*i))
-                        .unwrap_or(0);
+                    let cut = (0..=MAX_NOTIFY).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
                     message.truncate(cut);
                     message.push('…');
                 }
@@ -234,13 +177,7 @@ impl Step {
             Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
                 format!("{file}:{key}")
             }
-            Step::Notify { message } => message
-                .lines()
-                .next()
-                .unwrap_or("")
-                .chars()
-                .take(80)
-                .collect(),
+            Step::Notify { message } => message.lines().next().unwrap_or("").chars().take(80).collect(),
         }
     }
 
@@ -283,9 +220,7 @@ impl Plan {
 fn properties_file(name: &str, config: &Config) -> Result<Name, String> {
     let name = Name::parse("properties file name", name).map_err(|e| e.to_string())?;
     if !config.properties_files.contains_key(name.as_str()) {
-        return Err(format!(
-            "properties file {name} is not configured under [properties_files]"
-        ));
+        return Err(format!("properties file {name} is not configured under [properties_files]"));
     }
     Ok(name)
 }
@@ -305,10 +240,7 @@ impl PlanSpec {
     pub fn validate(self, rule: &str, runbook: &[String], config: &Config) -> Result<Plan, String> {
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, spec) in self.steps.iter().enumerate() {
-            steps.push(
-                Step::validate(spec, config)
-                    .map_err(|e| format!("step {} ({}): {e}", i + 1, spec_kind(spec)))?,
-            );
+            steps.push(Step::validate(spec, config).map_err(|e| format!("step {} ({}): {e}", i + 1, spec_kind(spec)))?);
         }
         let risk = steps.iter().map(Step::min_risk).fold(self.risk, Risk::max);
         Ok(Plan {

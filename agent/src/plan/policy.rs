@@ -59,20 +59,12 @@ impl Policy {
     pub fn persistent(limits: Limits, state_dir: &Path) -> Result<Policy, StateError> {
         let file = state_dir.join("policy.json");
         let history = read_json(&file)?.unwrap_or_default();
-        Ok(Policy {
-            limits,
-            history,
-            file: Some(file),
-        })
+        Ok(Policy { limits, history, file: Some(file) })
     }
 
     /// A policy that forgets when the process ends (dry-run, replay, tests).
     pub fn in_memory(limits: Limits) -> Policy {
-        Policy {
-            limits,
-            history: History::default(),
-            file: None,
-        }
+        Policy { limits, history: History::default(), file: None }
     }
 
     /// Decides about `plan`, given which steps are no-ops according to their
@@ -95,13 +87,7 @@ impl Policy {
                 self.limits.breaker_window_secs / 60
             ));
         }
-        let active: Vec<_> = plan
-            .steps
-            .iter()
-            .zip(noop)
-            .filter(|(_, n)| !**n)
-            .map(|(s, _)| s)
-            .collect();
+        let active: Vec<_> = plan.steps.iter().zip(noop).filter(|(_, n)| !**n).map(|(s, _)| s).collect();
         if active.is_empty() {
             return Verdict::NothingToDo;
         }
@@ -109,10 +95,7 @@ impl Policy {
         for step in active {
             let key = step.limit_key();
             let times = self.history.steps.get(&key);
-            if let Some(last) = times
-                .and_then(|t| t.iter().max())
-                .filter(|t| now - **t < cooldown)
-            {
+            if let Some(last) = times.and_then(|t| t.iter().max()).filter(|t| now - **t < cooldown) {
                 return Verdict::RateLimited(format!(
                     "{key} ran {} s ago; cooldown is {} s",
                     (now - last) / 1000,
@@ -133,21 +116,11 @@ impl Policy {
     /// Records that `plan` was applied (or, in dry-run, would have been) at `now`.
     pub fn record(&mut self, plan: &Plan, noop: &[bool], now: i64) -> Result<(), StateError> {
         let keep_from = now
-            - (self.limits.breaker_window_secs as i64 * 1000)
-                .max(HOUR_MS)
-                .max(self.limits.cooldown_secs as i64 * 1000);
+            - (self.limits.breaker_window_secs as i64 * 1000).max(HOUR_MS).max(self.limits.cooldown_secs as i64 * 1000);
         for (step, _) in plan.steps.iter().zip(noop).filter(|(_, n)| !**n) {
-            push_pruned(
-                self.history.steps.entry(step.limit_key()).or_default(),
-                now,
-                keep_from,
-            );
+            push_pruned(self.history.steps.entry(step.limit_key()).or_default(), now, keep_from);
         }
-        push_pruned(
-            self.history.plans.entry(plan.breaker_key()).or_default(),
-            now,
-            keep_from,
-        );
+        push_pruned(self.history.plans.entry(plan.breaker_key()).or_default(), now, keep_from);
         self.history.steps.retain(|_, v| !v.is_empty());
         self.history.plans.retain(|_, v| !v.is_empty());
         match &self.file {
@@ -162,9 +135,7 @@ impl Policy {
         self.history
             .plans
             .iter()
-            .filter(|(_, t)| {
-                count_since(Some(t), now - window) >= self.limits.breaker_threshold as usize
-            })
+            .filter(|(_, t)| count_since(Some(t), now - window) >= self.limits.breaker_threshold as usize)
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -192,43 +163,25 @@ mod tests {
             summary: "restart".into(),
             risk: Risk::Safe,
             benign: false,
-            steps: vec![Step::Service {
-                op: ServiceOp::Restart,
-                service: Name::parse("s", "kafka").unwrap(),
-            }],
+            steps: vec![Step::Service { op: ServiceOp::Restart, service: Name::parse("s", "kafka").unwrap() }],
         }
     }
 
     #[test]
     fn cooldown_then_rate_then_circuit() {
-        let limits = Limits {
-            cooldown_secs: 60,
-            max_per_hour: 10,
-            breaker_threshold: 3,
-            ..Limits::default()
-        };
+        let limits = Limits { cooldown_secs: 60, max_per_hour: 10, breaker_threshold: 3, ..Limits::default() };
         let mut p = Policy::in_memory(limits);
         let plan = restart_plan();
         let min = 60_000;
         assert_eq!(p.decide(&plan, &[false], 0), Verdict::Proceed);
         p.record(&plan, &[false], 0).unwrap();
-        assert!(matches!(
-            p.decide(&plan, &[false], 30_000),
-            Verdict::RateLimited(_)
-        ));
+        assert!(matches!(p.decide(&plan, &[false], 30_000), Verdict::RateLimited(_)));
         assert_eq!(p.decide(&plan, &[false], 2 * min), Verdict::Proceed);
         p.record(&plan, &[false], 2 * min).unwrap();
         p.record(&plan, &[false], 4 * min).unwrap();
-        assert!(matches!(
-            p.decide(&plan, &[false], 6 * min),
-            Verdict::CircuitOpen(_)
-        ));
+        assert!(matches!(p.decide(&plan, &[false], 6 * min), Verdict::CircuitOpen(_)));
         assert_eq!(p.open_circuits(6 * min).len(), 1);
-        assert_eq!(
-            p.decide(&plan, &[false], 2 * 60 * min),
-            Verdict::Proceed,
-            "the circuit closes after its window"
-        );
+        assert_eq!(p.decide(&plan, &[false], 2 * 60 * min), Verdict::Proceed, "the circuit closes after its window");
     }
 
     #[test]
@@ -237,24 +190,15 @@ mod tests {
         let mut plan = restart_plan();
         assert_eq!(p.decide(&plan, &[true], 0), Verdict::NothingToDo);
         plan.risk = Risk::Dangerous;
-        assert!(matches!(
-            p.decide(&plan, &[false], 0),
-            Verdict::NeedsApproval(_)
-        ));
+        assert!(matches!(p.decide(&plan, &[false], 0), Verdict::NeedsApproval(_)));
     }
 
     #[test]
     fn history_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let plan = restart_plan();
-        Policy::persistent(Limits::default(), dir.path())
-            .unwrap()
-            .record(&plan, &[false], 1000)
-            .unwrap();
+        Policy::persistent(Limits::default(), dir.path()).unwrap().record(&plan, &[false], 1000).unwrap();
         let p = Policy::persistent(Limits::default(), dir.path()).unwrap();
-        assert!(matches!(
-            p.decide(&plan, &[false], 2000),
-            Verdict::RateLimited(_)
-        ));
+        assert!(matches!(p.decide(&plan, &[false], 2000), Verdict::RateLimited(_)));
     }
 }

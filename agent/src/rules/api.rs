@@ -20,17 +20,11 @@ pub struct RuleContext {
 
 impl RuleContext {
     fn count(&mut self, signature: &str, minutes: i64) -> i64 {
-        self.history
-            .lock()
-            .expect("history lock")
-            .count(signature, minutes, self.now)
+        self.history.lock().expect("history lock").count(signature, minutes, self.now)
     }
 
     fn param(&mut self, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
-        self.params
-            .get(name)
-            .cloned()
-            .ok_or_else(|| format!("rule parameter `{name}` is not defined").into())
+        self.params.get(name).cloned().ok_or_else(|| format!("rule parameter `{name}` is not defined").into())
     }
 }
 
@@ -39,48 +33,32 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<StepSpec>("Step");
     engine.register_fn("to_string", |s: &mut StepSpec| s.to_string());
     engine.register_fn("to_debug", |s: &mut StepSpec| s.to_string());
-    engine.register_fn(
-        "hosts_entry",
-        |host: ImmutableString, ip: ImmutableString| StepSpec::HostsEntry {
-            host: host.to_string(),
-            ip: ip.to_string(),
-        },
-    );
+    engine.register_fn("hosts_entry", |host: ImmutableString, ip: ImmutableString| StepSpec::HostsEntry {
+        host: host.to_string(),
+        ip: ip.to_string(),
+    });
     for (name, op) in [
         ("service_restart", ServiceOp::Restart),
         ("service_start", ServiceOp::Start),
         ("service_stop", ServiceOp::Stop),
     ] {
-        engine.register_fn(name, move |service: ImmutableString| StepSpec::Service {
-            op,
-            service: service.to_string(),
-        });
+        engine
+            .register_fn(name, move |service: ImmutableString| StepSpec::Service { op, service: service.to_string() });
     }
-    engine.register_fn(
-        "property_set",
-        |file: ImmutableString, key: ImmutableString, value: ImmutableString| {
-            StepSpec::PropertySet {
-                file: file.to_string(),
-                key: key.to_string(),
-                value: value.to_string(),
-            }
-        },
-    );
+    engine.register_fn("property_set", |file: ImmutableString, key: ImmutableString, value: ImmutableString| {
+        StepSpec::PropertySet { file: file.to_string(), key: key.to_string(), value: value.to_string() }
+    });
     engine.register_fn(
         "property_lower",
-        |file: ImmutableString, key: ImmutableString, factor: f64, floor: i64, default: i64| {
-            StepSpec::PropertyLower {
-                file: file.to_string(),
-                key: key.to_string(),
-                factor,
-                floor,
-                default,
-            }
+        |file: ImmutableString, key: ImmutableString, factor: f64, floor: i64, default: i64| StepSpec::PropertyLower {
+            file: file.to_string(),
+            key: key.to_string(),
+            factor,
+            floor,
+            default,
         },
     );
-    engine.register_fn("notify", |message: ImmutableString| StepSpec::Notify {
-        message: message.to_string(),
-    });
+    engine.register_fn("notify", |message: ImmutableString| StepSpec::Notify { message: message.to_string() });
 
     engine.register_type_with_name::<RuleContext>("Context");
     engine.register_fn("count", RuleContext::count);

@@ -32,9 +32,7 @@ impl EventHistory {
     /// How many times `signature` fired in the `minutes` before `now`, `now` included.
     pub fn count(&self, signature: &str, minutes: i64, now: i64) -> i64 {
         let since = now - minutes.clamp(0, MAX_WINDOW_MINUTES) * 60_000;
-        self.times.get(signature).map_or(0, |q| {
-            q.iter().rev().take_while(|t| **t > since).count() as i64
-        })
+        self.times.get(signature).map_or(0, |q| q.iter().rev().take_while(|t| **t > since).count() as i64)
     }
 }
 

@@ -99,40 +99,21 @@ impl RuleSet {
         for dir in &config.rule_dirs {
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound && dir != &config.rule_dirs[0] =>
-                {
-                    continue
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != &config.rule_dirs[0] => continue,
                 Err(e) => {
-                    errors.push(RuleError::at(
-                        dir,
-                        Position::NONE,
-                        format!("reading rule directory: {e}"),
-                    ));
+                    errors.push(RuleError::at(dir, Position::NONE, format!("reading rule directory: {e}")));
                     continue;
                 }
             };
             let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
             paths.sort();
-            for path in paths
-                .into_iter()
-                .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
-            {
-                let stem = path
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
+            for path in paths.into_iter().filter(|p| p.extension().is_some_and(|x| x == "rhai")) {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
                 files.insert(stem, path);
             }
         }
         let engine = sandboxed_engine(config.limits.rule_max_operations);
-        let mut set = RuleSet {
-            engine,
-            rules: Vec::new(),
-            subscribers: HashMap::new(),
-        };
+        let mut set = RuleSet { engine, rules: Vec::new(), subscribers: HashMap::new() };
         let mut patterns: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
         for (name, path) in files {
             match set.load_one(&name, &path, config, &mut patterns) {
@@ -143,10 +124,7 @@ impl RuleSet {
         for (i, rule) in set.rules.iter().enumerate() {
             for sig in rule.signatures.keys() {
                 for source in &rule.sources {
-                    set.subscribers
-                        .entry((sig.clone(), source.clone()))
-                        .or_default()
-                        .push(i);
+                    set.subscribers.entry((sig.clone(), source.clone())).or_default().push(i);
                 }
             }
         }
@@ -162,16 +140,10 @@ impl RuleSet {
     ) -> Result<Rule, RuleError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| RuleError::at(path, Position::NONE, format!("reading rule: {e}")))?;
-        crate::types::Name::parse("rule name", name)
-            .map_err(|e| RuleError::at(path, Position::NONE, e.to_string()))?;
-        let ast = self
-            .engine
-            .compile(&src)
-            .map_err(|e| RuleError::at(path, e.position(), e.err_type().to_string()))?;
-        let functions: BTreeSet<(String, usize)> = ast
-            .iter_functions()
-            .map(|f| (f.name.to_string(), f.params.len()))
-            .collect();
+        crate::types::Name::parse("rule name", name).map_err(|e| RuleError::at(path, Position::NONE, e.to_string()))?;
+        let ast = self.engine.compile(&src).map_err(|e| RuleError::at(path, e.position(), e.err_type().to_string()))?;
+        let functions: BTreeSet<(String, usize)> =
+            ast.iter_functions().map(|f| (f.name.to_string(), f.params.len())).collect();
         for (f, arity) in [("meta", 0), ("plan", 2)] {
             if !functions.contains(&(f.to_string(), arity)) {
                 return Err(RuleError::at(
@@ -183,38 +155,20 @@ impl RuleSet {
         }
         let meta = self
             .engine
-            .call_fn_with_options::<Dynamic>(
-                CallFnOptions::new().eval_ast(false),
-                &mut Scope::new(),
-                &ast,
-                "meta",
-                (),
-            )
+            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &ast, "meta", ())
             .map_err(|e| RuleError::at(path, e.position(), format!("in meta(): {e}")))?;
         let bad = |m: String| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
-        let meta = meta
-            .try_cast::<rhai::Map>()
-            .ok_or_else(|| bad("must return a map".into()))?;
+        let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map".into()))?;
         for key in meta.keys() {
             if !["runbook", "sources", "signatures", "params"].contains(&key.as_str()) {
-                return Err(bad(format!(
-                    "unknown key `{key}` (expected runbook, sources, signatures, params)"
-                )));
+                return Err(bad(format!("unknown key `{key}` (expected runbook, sources, signatures, params)")));
             }
         }
         let strings = |key: &str| -> Result<Vec<String>, RuleError> {
-            let v = meta
-                .get(key)
-                .cloned()
-                .ok_or_else(|| bad(format!("`{key}` is missing")))?;
-            let arr = v
-                .into_array()
-                .map_err(|t| bad(format!("`{key}` must be an array of strings, not {t}")))?;
+            let v = meta.get(key).cloned().ok_or_else(|| bad(format!("`{key}` is missing")))?;
+            let arr = v.into_array().map_err(|t| bad(format!("`{key}` must be an array of strings, not {t}")))?;
             arr.into_iter()
-                .map(|d| {
-                    d.into_string()
-                        .map_err(|t| bad(format!("`{key}` holds a {t}, not a string")))
-                })
+                .map(|d| d.into_string().map_err(|t| bad(format!("`{key}` holds a {t}, not a string"))))
                 .collect()
         };
         let runbook = strings("runbook")?;
@@ -229,9 +183,8 @@ impl RuleSet {
             .ok_or_else(|| bad("`signatures` must be a map of name → regex".into()))?;
         let mut signatures = BTreeMap::new();
         for (sig, pattern) in sig_map {
-            let pattern = pattern
-                .into_string()
-                .map_err(|t| bad(format!("signature `{sig}` must be a string, not {t}")))?;
+            let pattern =
+                pattern.into_string().map_err(|t| bad(format!("signature `{sig}` must be a string, not {t}")))?;
             crate::types::Name::parse("signature name", &sig).map_err(|e| bad(e.to_string()))?;
             regex::Regex::new(&pattern).map_err(|e| bad(format!("signature `{sig}`: {e}")))?;
             if let Some((other, other_path)) = patterns.get(sig.as_str()) {
@@ -247,10 +200,7 @@ impl RuleSet {
         }
         let mut params = match meta.get("params") {
             None => rhai::Map::new(),
-            Some(d) => d
-                .clone()
-                .try_cast::<rhai::Map>()
-                .ok_or_else(|| bad("`params` must be a map".into()))?,
+            Some(d) => d.clone().try_cast::<rhai::Map>().ok_or_else(|| bad("`params` must be a map".into()))?,
         };
         if let Some(overrides) = config.rules.get(name) {
             for (key, value) in overrides {
@@ -292,18 +242,11 @@ impl RuleSet {
 
     /// The rules that want `signature` on `source`.
     pub fn subscribers(&self, signature: &str, source: &str) -> &[usize] {
-        self.subscribers
-            .get(&(signature.to_string(), source.to_string()))
-            .map_or(&[], Vec::as_slice)
+        self.subscribers.get(&(signature.to_string(), source.to_string())).map_or(&[], Vec::as_slice)
     }
 
     /// Runs a rule's `plan(ev, ctx)`. `Ok(None)`: the rule saw nothing to do.
-    pub fn run(
-        &self,
-        rule: &Rule,
-        event: &Event,
-        ctx: RuleContext,
-    ) -> Result<Option<PlanSpec>, RuleError> {
+    pub fn run(&self, rule: &Rule, event: &Event, ctx: RuleContext) -> Result<Option<PlanSpec>, RuleError> {
         let ev = event_map(event);
         let out = self
             .engine
@@ -355,14 +298,10 @@ fn event_map(event: &Event) -> rhai::Map {
 
 fn plan_from_dynamic(out: Dynamic) -> Result<PlanSpec, String> {
     let type_name = out.type_name().to_string();
-    let map = out
-        .try_cast::<rhai::Map>()
-        .ok_or_else(|| format!("a {type_name}; expected a plan map or ()"))?;
+    let map = out.try_cast::<rhai::Map>().ok_or_else(|| format!("a {type_name}; expected a plan map or ()"))?;
     for key in map.keys() {
         if !["summary", "risk", "steps", "benign"].contains(&key.as_str()) {
-            return Err(format!(
-                "a plan with unknown key `{key}` (expected summary, risk, steps, benign)"
-            ));
+            return Err(format!("a plan with unknown key `{key}` (expected summary, risk, steps, benign)"));
         }
     }
     let summary = map
@@ -373,17 +312,11 @@ fn plan_from_dynamic(out: Dynamic) -> Result<PlanSpec, String> {
         .map_err(|t| format!("a plan whose summary is a {t}"))?;
     let risk = match map.get("risk") {
         None => Risk::Safe,
-        Some(d) => Risk::parse(
-            &d.clone()
-                .into_string()
-                .map_err(|t| format!("a plan whose risk is a {t}"))?,
-        )?,
+        Some(d) => Risk::parse(&d.clone().into_string().map_err(|t| format!("a plan whose risk is a {t}"))?)?,
     };
     let benign = match map.get("benign") {
         None => false,
-        Some(d) => d
-            .as_bool()
-            .map_err(|t| format!("a plan whose benign is a {t}"))?,
+        Some(d) => d.as_bool().map_err(|t| format!("a plan whose benign is a {t}"))?,
     };
     let steps = match map.get("steps") {
         None => Vec::new(),
@@ -394,16 +327,13 @@ fn plan_from_dynamic(out: Dynamic) -> Result<PlanSpec, String> {
             .into_iter()
             .map(|s| {
                 let t = s.type_name().to_string();
-                s.try_cast::<StepSpec>().ok_or_else(|| format!("a step that is a {t}; build steps with hosts_entry(), service_restart(), …"))
+                s.try_cast::<StepSpec>().ok_or_else(|| {
+                    format!("a step that is a {t}; build steps with hosts_entry(), service_restart(), …")
+                })
             })
             .collect::<Result<_, _>>()?,
     };
-    Ok(PlanSpec {
-        summary,
-        risk,
-        benign,
-        steps,
-    })
+    Ok(PlanSpec { summary, risk, benign, steps })
 }
 
 fn toml_to_dynamic(value: &toml::Value) -> Dynamic {
@@ -413,15 +343,9 @@ fn toml_to_dynamic(value: &toml::Value) -> Dynamic {
         toml::Value::Float(f) => (*f).into(),
         toml::Value::Boolean(b) => (*b).into(),
         toml::Value::Datetime(d) => d.to_string().into(),
-        toml::Value::Array(a) => a
-            .iter()
-            .map(toml_to_dynamic)
-            .collect::<rhai::Array>()
-            .into(),
-        toml::Value::Table(t) => t
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), toml_to_dynamic(v)))
-            .collect::<rhai::Map>()
-            .into(),
+        toml::Value::Array(a) => a.iter().map(toml_to_dynamic).collect::<rhai::Array>().into(),
+        toml::Value::Table(t) => {
+            t.iter().map(|(k, v)| (k.as_str().into(), toml_to_dynamic(v))).collect::<rhai::Map>().into()
+        }
     }
 }

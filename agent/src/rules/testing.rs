@@ -58,11 +58,7 @@ pub fn run_all(rules: &RuleSet, config: &Config) -> Vec<CaseResult> {
         let cases = match rules.test_cases(rule) {
             Ok(c) => c,
             Err(e) => {
-                results.push(CaseResult {
-                    rule: rule.name.clone(),
-                    case: "-".into(),
-                    failure: Some(e.to_string()),
-                });
+                results.push(CaseResult { rule: rule.name.clone(), case: "-".into(), failure: Some(e.to_string()) });
                 continue;
             }
         };
@@ -71,11 +67,7 @@ pub fn run_all(rules: &RuleSet, config: &Config) -> Vec<CaseResult> {
                 Ok((name, failure)) => (name, failure),
                 Err(e) => (format!("#{}", i + 1), Some(e)),
             };
-            results.push(CaseResult {
-                rule: rule.name.clone(),
-                case: name,
-                failure,
-            });
+            results.push(CaseResult { rule: rule.name.clone(), case: name, failure });
         }
     }
     results
@@ -84,23 +76,12 @@ pub fn run_all(rules: &RuleSet, config: &Config) -> Vec<CaseResult> {
 fn get_string(map: &rhai::Map, key: &str) -> Result<Option<String>, String> {
     match map.get(key) {
         None => Ok(None),
-        Some(d) => d
-            .clone()
-            .into_string()
-            .map(Some)
-            .map_err(|t| format!("`{key}` must be a string, not {t}")),
+        Some(d) => d.clone().into_string().map(Some).map_err(|t| format!("`{key}` must be a string, not {t}")),
     }
 }
 
-fn run_case(
-    rules: &RuleSet,
-    rule: &Rule,
-    config: &Config,
-    case: Dynamic,
-) -> Result<(String, Option<String>), String> {
-    let case = case
-        .try_cast::<rhai::Map>()
-        .ok_or("a test case must be a map")?;
+fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Result<(String, Option<String>), String> {
+    let case = case.try_cast::<rhai::Map>().ok_or("a test case must be a map")?;
     let name = get_string(&case, "name")?.unwrap_or_else(|| "unnamed".into());
     let source = get_string(&case, "source")?.unwrap_or_else(|| rule.sources[0].clone());
     let log = get_string(&case, "log")?.ok_or("a test case needs `log`")?;
@@ -121,13 +102,12 @@ fn run_case(
         })
         .collect();
     let matcher = Matcher::new(&specs).map_err(|e| e.to_string())?;
-    let start = config
-        .source(&source)
-        .map_or(RecordStart::Timestamp, |s| s.record_start);
+    let start = config.source(&source).map_or(RecordStart::Timestamp, |s| s.record_start);
     let assembly = Assembly {
         start,
         max_bytes: config.limits.max_record_bytes,
         max_lines: config.limits.max_record_lines,
+        interest: matcher.interest(&source),
     };
     let mut assembler = Assembler::new(source.as_str().into(), assembly, 0);
     let mut records = Vec::new();
@@ -144,10 +124,7 @@ fn run_case(
         let at = parse_log_time(&record.bytes).unwrap_or(last_time + 1);
         last_time = at;
         for m in &matches {
-            history
-                .lock()
-                .expect("history lock")
-                .record(&m.signature, at);
+            history.lock().expect("history lock").record(&m.signature, at);
             let event = Event {
                 signature: m.signature.clone(),
                 source: record.source.clone(),
@@ -157,21 +134,12 @@ fn run_case(
                 at,
                 truncated: record.truncated,
             };
-            let ctx = RuleContext {
-                history: history.clone(),
-                now: at,
-                params: rule.params.clone(),
-            };
+            let ctx = RuleContext { history: history.clone(), now: at, params: rule.params.clone() };
             if let Some(spec) = rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
                 let steps = spec.steps.iter().map(ToString::to_string).collect();
                 let (risk, benign) = (spec.risk.to_string(), spec.benign);
                 let refused = spec.validate(&rule.name, &rule.runbook, config).err();
-                observed.push(Observed {
-                    steps,
-                    risk,
-                    benign,
-                    refused,
-                });
+                observed.push(Observed { steps, risk, benign, refused });
             }
         }
     }
@@ -180,62 +148,34 @@ fn run_case(
 
 fn compare(expect: &[Dynamic], observed: &[Observed]) -> Option<String> {
     if expect.len() != observed.len() {
-        return Some(format!(
-            "expected {} plan(s), got {}: {observed:#?}",
-            expect.len(),
-            observed.len()
-        ));
+        return Some(format!("expected {} plan(s), got {}: {observed:#?}", expect.len(), observed.len()));
     }
     for (i, (want, got)) in expect.iter().zip(observed).enumerate() {
         let Some(want) = want.clone().try_cast::<rhai::Map>() else {
             return Some(format!("expect[{i}] must be a map"));
         };
         if let Some(steps) = want.get("steps") {
-            let steps: Vec<String> = match steps.clone().into_typed_array::<rhai::ImmutableString>()
-            {
+            let steps: Vec<String> = match steps.clone().into_typed_array::<rhai::ImmutableString>() {
                 Ok(s) => s.into_iter().map(|s| s.to_string()).collect(),
-                Err(t) => {
-                    return Some(format!(
-                        "expect[{i}].steps must be an array of strings, not {t}"
-                    ))
-                }
+                Err(t) => return Some(format!("expect[{i}].steps must be an array of strings, not {t}")),
             };
             if steps != got.steps {
-                return Some(format!(
-                    "plan {}: expected steps {steps:?}, got {:?}",
-                    i + 1,
-                    got.steps
-                ));
+                return Some(format!("plan {}: expected steps {steps:?}, got {:?}", i + 1, got.steps));
             }
         }
         if let Some(risk) = want.get("risk").and_then(|r| r.clone().into_string().ok()) {
             if risk != got.risk {
-                return Some(format!(
-                    "plan {}: expected risk {risk}, got {}",
-                    i + 1,
-                    got.risk
-                ));
+                return Some(format!("plan {}: expected risk {risk}, got {}", i + 1, got.risk));
             }
         }
         if let Some(benign) = want.get("benign").and_then(|b| b.as_bool().ok()) {
             if benign != got.benign {
-                return Some(format!(
-                    "plan {}: expected benign {benign}, got {}",
-                    i + 1,
-                    got.benign
-                ));
+                return Some(format!("plan {}: expected benign {benign}, got {}", i + 1, got.benign));
             }
         }
-        let refused = want
-            .get("refused")
-            .and_then(|b| b.as_bool().ok())
-            .unwrap_or(false);
+        let refused = want.get("refused").and_then(|b| b.as_bool().ok()).unwrap_or(false);
         if refused != got.refused.is_some() {
-            return Some(format!(
-                "plan {}: expected refused {refused}, got {:?}",
-                i + 1,
-                got.refused
-            ));
+            return Some(format!("plan {}: expected refused {refused}, got {:?}", i + 1, got.refused));
         }
     }
     None

@@ -34,11 +34,7 @@ impl FileId {
         use std::os::unix::fs::MetadataExt;
         let inode = file.metadata()?.ino();
         let (fingerprint, fingerprint_len) = fingerprint(file, FINGERPRINT_BYTES)?;
-        Ok(FileId {
-            inode,
-            fingerprint,
-            fingerprint_len,
-        })
+        Ok(FileId { inode, fingerprint, fingerprint_len })
     }
 
     /// Whether `file` is (still) this file: same inode and the same first

@@ -45,7 +45,7 @@ impl Follower {
     pub fn new(name: &str, path: PathBuf, assembly: Assembly) -> Self {
         let name: Arc<str> = name.into();
         Follower {
-            assembler: Assembler::new(name.clone(), assembly, 0),
+            assembler: Assembler::new(name.clone(), assembly.clone(), 0),
             name,
             path,
             assembly,
@@ -93,21 +93,13 @@ impl Follower {
 
     fn switch_to(&mut self, file: File, offset: u64) -> io::Result<()> {
         let id = FileId::of(&file)?;
-        self.assembler = Assembler::new(self.name.clone(), self.assembly, offset);
-        self.open = Some(OpenFile {
-            file,
-            id,
-            read_pos: offset,
-        });
+        self.assembler = Assembler::new(self.name.clone(), self.assembly.clone(), offset);
+        self.open = Some(OpenFile { file, id, read_pos: offset });
         Ok(())
     }
 
     /// Finishes a file that was rotated away while the agent was down.
-    fn drain_rotated_sibling(
-        &mut self,
-        cp: &Checkpoint,
-        emit: &mut dyn FnMut(Record),
-    ) -> io::Result<()> {
+    fn drain_rotated_sibling(&mut self, cp: &Checkpoint, emit: &mut dyn FnMut(Record)) -> io::Result<()> {
         let (Some(dir), Some(base)) = (self.path.parent(), self.path.file_name()) else {
             return Ok(());
         };
@@ -166,9 +158,7 @@ impl Follower {
             tracing::info!(source = %self.name, path = %self.path.display(), "file truncated; reading it from the start");
             let file = File::open(&self.path)?;
             self.switch_to(file, 0)?;
-        } else if open.id.fingerprint_len < FINGERPRINT_BYTES
-            && meta.len() > open.id.fingerprint_len as u64
-        {
+        } else if open.id.fingerprint_len < FINGERPRINT_BYTES && meta.len() > open.id.fingerprint_len as u64 {
             // Young file: widen its fingerprint now that it has more bytes.
             let id = FileId::of(&open.file)?;
             self.open.as_mut().expect("open").id = id;
@@ -210,20 +200,13 @@ impl Follower {
     /// has not been handed out.
     pub fn checkpoint(&self) -> Option<Checkpoint> {
         let open = self.open.as_ref()?;
-        Some(Checkpoint {
-            path: self.path.clone(),
-            file: open.id.clone(),
-            offset: self.assembler.resume_offset(),
-        })
+        Some(Checkpoint { path: self.path.clone(), file: open.id.clone(), offset: self.assembler.resume_offset() })
     }
 
     /// Bytes in the file not yet read (tail lag).
     pub fn lag_bytes(&self) -> u64 {
         let Some(open) = &self.open else { return 0 };
-        open.file
-            .metadata()
-            .map(|m| m.len().saturating_sub(open.read_pos))
-            .unwrap_or(0)
+        open.file.metadata().map(|m| m.len().saturating_sub(open.read_pos)).unwrap_or(0)
     }
 }
 
@@ -231,28 +214,19 @@ impl Follower {
 mod tests {
     use super::*;
     use crate::config::RecordStart;
+    use crate::sources::Interest;
     use std::io::Write;
 
     fn follower(path: &Path) -> Follower {
         Follower::new(
             "s",
             path.to_path_buf(),
-            Assembly {
-                start: RecordStart::Line,
-                max_bytes: 4096,
-                max_lines: 10,
-            },
+            Assembly { start: RecordStart::Line, max_bytes: 4096, max_lines: 10, interest: Interest::All },
         )
     }
 
     fn append(path: &Path, text: &str) {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
     }
 
     fn poll(f: &mut Follower) -> Vec<String> {
@@ -268,8 +242,7 @@ mod tests {
         let p = dir.path().join("server.log");
         append(&p, "old history\n");
         let mut f = follower(&p);
-        f.start(None, StartAt::End, &mut |_| panic!("history is skipped"))
-            .unwrap();
+        f.start(None, StartAt::End, &mut |_| panic!("history is skipped")).unwrap();
         append(&p, "one\n");
         assert_eq!(poll(&mut f), ["one"]);
         append(&p, "two\n");
@@ -304,8 +277,7 @@ mod tests {
         append(&p, "c\n");
         let mut g = follower(&p);
         let mut seen = Vec::new();
-        g.start(Some(&cp), StartAt::End, &mut |r| seen.push(r.text()))
-            .unwrap();
+        g.start(Some(&cp), StartAt::End, &mut |r| seen.push(r.text())).unwrap();
         seen.extend(poll(&mut g));
         assert_eq!(seen, ["c"]);
     }
@@ -324,8 +296,7 @@ mod tests {
         append(&p, "new file\n");
         let mut g = follower(&p);
         let mut seen = Vec::new();
-        g.start(Some(&cp), StartAt::End, &mut |r| seen.push(r.text()))
-            .unwrap();
+        g.start(Some(&cp), StartAt::End, &mut |r| seen.push(r.text())).unwrap();
         seen.extend(poll(&mut g));
         assert_eq!(seen, ["written before rotation", "new file"]);
     }
