@@ -324,4 +324,23 @@ mod tests {
         let err = Config::parse(&text, Path::new("c.toml"), Path::new(".")).unwrap_err().to_string();
         assert!(err.contains("services.kafka.process"), "{err}");
     }
+
+    #[test]
+    fn shipped_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in ["packaging/pipemedic.toml", "examples/pipemedic.toml"] {
+            let c = Config::load(&root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            for name in [
+                "consumer_info",
+                "consumer_error",
+                "kafka_server",
+                "kafka_controller",
+                "canal",
+                "canal_instance",
+                "monitor",
+            ] {
+                assert!(c.source(name).is_some(), "{file} names source {name}");
+            }
+        }
+    }
 }

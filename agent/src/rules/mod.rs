@@ -24,12 +24,20 @@ pub use api::RuleContext;
 
 /// A rule problem, located in its file.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", path.display())]
+#[error("{}{}: {message}", path.display(), location(*line, *column))]
 pub struct RuleError {
     pub path: PathBuf,
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+fn location(line: usize, column: usize) -> String {
+    match (line, column) {
+        (0, _) => String::new(),
+        (l, 0) => format!(":{l}"),
+        (l, c) => format!(":{l}:{c}"),
+    }
 }
 
 impl RuleError {
