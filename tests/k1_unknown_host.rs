@@ -17,6 +17,7 @@ fn k1_unknown_host_adds_hosts_entry_once_and_restarts_broker() {
     assert_eq!(d["decision"], "applied", "{d:#}");
     assert_eq!(d["runbook"][0], "K1");
     assert_eq!(d["captures"]["host"], "ip-10.98.2.33");
+    assert!(d["file"].as_str().unwrap().ends_with("logs/server.log"), "{d:#}");
     let hosts = host.read("hosts");
     assert!(hosts.starts_with(HOSTS), "other lines kept byte for byte:\n{hosts}");
     assert_eq!(hosts.lines().filter(|l| l.starts_with("10.98.2.33\tip-10.98.2.33")).count(), 1, "{hosts}");

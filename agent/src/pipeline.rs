@@ -74,6 +74,7 @@ pub struct Outcome {
     pub rule: String,
     pub runbook: Vec<String>,
     pub source: String,
+    pub file: String,
     pub offset: u64,
     pub signature: String,
     pub captures: BTreeMap<String, String>,
@@ -194,6 +195,7 @@ impl Pipeline {
             let event = Event {
                 signature: m.signature.clone(),
                 source: record.source.clone(),
+                file: record.file.clone(),
                 captures: m.captures.clone(),
                 text: text.clone(),
                 offset: record.offset,
@@ -233,6 +235,7 @@ impl Pipeline {
             rule: rule.name.clone(),
             runbook: rule.runbook.clone(),
             source: event.source.to_string(),
+            file: event.file.display().to_string(),
             offset: event.offset,
             signature: event.signature.to_string(),
             captures: event.captures.iter().map(|(k, v)| (k.clone(), crate::types::excerpt(v))).collect(),

@@ -66,7 +66,7 @@ pub fn replay(
     let mut write_err = None;
     for path in files {
         let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut assembler = Assembler::new(source.into(), assembly.clone(), 0);
+        let mut assembler = Assembler::new(source.into(), path.as_path().into(), assembly.clone(), 0);
         let mut emit = |r: crate::sources::Record| {
             for o in pipeline.handle(&r) {
                 summary.decisions += 1;

@@ -202,7 +202,13 @@ mod tests {
     }
 
     fn record(source: &str, text: &str) -> Record {
-        Record { source: source.into(), offset: 0, bytes: text.as_bytes().to_vec(), truncated: false }
+        Record {
+            source: source.into(),
+            file: std::path::Path::new("test.log").into(),
+            offset: 0,
+            bytes: text.as_bytes().to_vec(),
+            truncated: false,
+        }
     }
 
     #[test]
@@ -251,6 +257,7 @@ mod tests {
 pub struct Event {
     pub signature: Arc<str>,
     pub source: Arc<str>,
+    pub file: Arc<std::path::Path>,
     pub captures: BTreeMap<String, String>,
     /// The whole record, as text.
     pub text: String,

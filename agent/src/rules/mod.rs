@@ -298,6 +298,7 @@ fn event_map(event: &Event) -> rhai::Map {
     ev.insert("source".into(), event.source.to_string().into());
     ev.insert("captures".into(), captures.into());
     ev.insert("text".into(), event.text.clone().into());
+    ev.insert("file".into(), event.file.display().to_string().into());
     ev.insert("offset".into(), (event.offset as i64).into());
     ev.insert("time_ms".into(), event.at.into());
     ev.insert("truncated".into(), event.truncated.into());

@@ -109,7 +109,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
         max_lines: config.limits.max_record_lines,
         interest: matcher.interest(&source),
     };
-    let mut assembler = Assembler::new(source.as_str().into(), assembly, 0);
+    let mut assembler = Assembler::new(source.as_str().into(), std::path::Path::new("(test case)").into(), assembly, 0);
     let mut records = Vec::new();
     assembler.push(log.as_bytes(), &mut |r| records.push(r));
     assembler.flush(true, &mut |r| records.push(r));
@@ -128,6 +128,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
             let event = Event {
                 signature: m.signature.clone(),
                 source: record.source.clone(),
+                file: record.file.clone(),
                 captures: m.captures.clone(),
                 text: record.text(),
                 offset: record.offset,

@@ -13,6 +13,7 @@
 //! handed out only if it contains a hit; which signatures really match is
 //! the matcher's job.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
@@ -24,6 +25,8 @@ use crate::config::RecordStart;
 pub struct Record {
     /// The configured source name (`kafka_server`, …).
     pub source: Arc<str>,
+    /// The file it was read from (a rotated file keeps its own name).
+    pub file: Arc<Path>,
     /// Byte offset of the record's first byte in its file.
     pub offset: u64,
     /// Raw bytes, lines joined by `\n`, without the final newline. May hold
@@ -78,6 +81,7 @@ struct Current {
 #[derive(Debug)]
 pub struct Assembler {
     source: Arc<str>,
+    file: Arc<Path>,
     rules: Assembly,
     /// Offset in the file of the next byte `push` will see.
     offset: u64,
@@ -89,9 +93,10 @@ pub struct Assembler {
 }
 
 impl Assembler {
-    pub fn new(source: Arc<str>, rules: Assembly, offset: u64) -> Self {
+    pub fn new(source: Arc<str>, file: Arc<Path>, rules: Assembly, offset: u64) -> Self {
         Assembler {
             source,
+            file,
             rules,
             offset,
             partial: Vec::new(),
@@ -307,7 +312,13 @@ impl Assembler {
         if memchr::memchr(b'\r', &bytes).is_some() {
             bytes = strip_carriage_returns(&bytes);
         }
-        emit(Record { source: self.source.clone(), offset: cur.start, bytes, truncated: cur.truncated });
+        emit(Record {
+            source: self.source.clone(),
+            file: self.file.clone(),
+            offset: cur.start,
+            bytes,
+            truncated: cur.truncated,
+        });
     }
 
     /// Completes the pending record, and a last line without a newline if
@@ -372,8 +383,12 @@ mod tests {
     use super::*;
 
     fn assemble(input: &[u8], start: RecordStart, max_bytes: usize, chunk: usize) -> Vec<Record> {
-        let mut a =
-            Assembler::new("s".into(), Assembly { start, max_bytes, max_lines: 50, interest: Interest::All }, 0);
+        let mut a = Assembler::new(
+            "s".into(),
+            Path::new("s.log").into(),
+            Assembly { start, max_bytes, max_lines: 50, interest: Interest::All },
+            0,
+        );
         let mut out = Vec::new();
         for c in input.chunks(chunk) {
             a.push(c, &mut |r| out.push(r));
@@ -431,6 +446,7 @@ Caused by: java.net.UnknownHostException: ip-1.2.3.4\n\
     fn resume_offset_points_at_unfinished_record() {
         let mut a = Assembler::new(
             "s".into(),
+            Path::new("s.log").into(),
             Assembly { start: RecordStart::Timestamp, max_bytes: 4096, max_lines: 50, interest: Interest::All },
             0,
         );
@@ -452,7 +468,7 @@ Caused by: java.net.UnknownHostException: ip-1.2.3.4\n\
         max_lines: usize,
     ) -> Vec<(u64, String, bool)> {
         let rules = Assembly { start: RecordStart::Timestamp, max_bytes, max_lines, interest };
-        let mut a = Assembler::new("s".into(), rules, 0);
+        let mut a = Assembler::new("s".into(), Path::new("s.log").into(), rules, 0);
         let mut out = Vec::new();
         for c in input.chunks(chunk) {
             a.push(c, &mut |r| out.push((r.offset, r.text(), r.truncated)));
@@ -521,7 +537,7 @@ Caused by: java.net.UnknownHostException: ip-1.2.3.4\n\
     fn resume_offset_is_exact_on_the_fast_path() {
         let rules =
             Assembly { start: RecordStart::Timestamp, max_bytes: 4096, max_lines: 50, interest: literals(&["WANTED"]) };
-        let mut a = Assembler::new("s".into(), rules, 0);
+        let mut a = Assembler::new("s".into(), Path::new("s.log").into(), rules, 0);
         a.push(b"2026-11-01 00:00:00.000 one\n2026-11-01 00:00:01.000 two\n\tat x\n", &mut |_| {
             panic!("nothing wanted")
         });

@@ -45,7 +45,7 @@ impl Follower {
     pub fn new(name: &str, path: PathBuf, assembly: Assembly) -> Self {
         let name: Arc<str> = name.into();
         Follower {
-            assembler: Assembler::new(name.clone(), assembly.clone(), 0),
+            assembler: Assembler::new(name.clone(), path.as_path().into(), assembly.clone(), 0),
             name,
             path,
             assembly,
@@ -88,12 +88,12 @@ impl Follower {
             None if start_at == StartAt::End => len,
             None => 0,
         };
-        self.switch_to(file, offset)
+        self.switch_to(file, &self.path.clone(), offset)
     }
 
-    fn switch_to(&mut self, file: File, offset: u64) -> io::Result<()> {
+    fn switch_to(&mut self, file: File, path: &Path, offset: u64) -> io::Result<()> {
         let id = FileId::of(&file)?;
-        self.assembler = Assembler::new(self.name.clone(), self.assembly.clone(), offset);
+        self.assembler = Assembler::new(self.name.clone(), path.into(), self.assembly.clone(), offset);
         self.open = Some(OpenFile { file, id, read_pos: offset });
         Ok(())
     }
@@ -115,7 +115,7 @@ impl Follower {
             let file = File::open(entry.path())?;
             if cp.file.matches(&file)? {
                 tracing::info!(source = %self.name, rotated = %entry.path().display(), "finishing a file rotated while the agent was down");
-                self.switch_to(file, cp.offset)?;
+                self.switch_to(file, &entry.path(), cp.offset)?;
                 self.read_to_end(emit)?;
                 self.assembler.flush(true, emit);
                 self.open = None;
@@ -144,7 +144,7 @@ impl Follower {
         let Some(open) = &self.open else {
             // A file that appears after start-up is new: read all of it.
             let file = File::open(&self.path)?;
-            self.switch_to(file, 0)?;
+            self.switch_to(file, &self.path.clone(), 0)?;
             return self.read_to_end(emit);
         };
         if meta.ino() != open.id.inode {
@@ -152,12 +152,12 @@ impl Follower {
             self.assembler.flush(true, emit);
             tracing::info!(source = %self.name, path = %self.path.display(), "file rotated; following the new one");
             let file = File::open(&self.path)?;
-            self.switch_to(file, 0)?;
+            self.switch_to(file, &self.path.clone(), 0)?;
         } else if meta.len() < open.read_pos || !open.id.matches(&open.file)? {
             self.assembler.flush(false, emit);
             tracing::info!(source = %self.name, path = %self.path.display(), "file truncated; reading it from the start");
             let file = File::open(&self.path)?;
-            self.switch_to(file, 0)?;
+            self.switch_to(file, &self.path.clone(), 0)?;
         } else if open.id.fingerprint_len < FINGERPRINT_BYTES && meta.len() > open.id.fingerprint_len as u64 {
             // Young file: widen its fingerprint now that it has more bytes.
             let id = FileId::of(&open.file)?;
