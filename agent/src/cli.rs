@@ -95,7 +95,11 @@ fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
     for e in &errors {
         eprintln!("{e}");
     }
-    let mut problems = errors.len();
+    let (playbooks, playbook_errors) = rules.check_playbooks(&config);
+    for e in &playbook_errors {
+        eprintln!("{e}");
+    }
+    let mut problems = errors.len() + playbook_errors.len();
     if let Err(e) = crate::matching::Matcher::new(&rules.signature_specs()) {
         eprintln!("{e}");
         problems += 1;
@@ -110,12 +114,14 @@ fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "{}: {} source(s), {} service(s), {} rule(s) loaded, {} failed",
+        "{}: {} source(s), {} service(s), {} rule(s) loaded, {} failed, {} playbook(s) compiled, {} failed",
         path.display(),
         config.sources.len(),
         config.services.len(),
         rules.rules.len(),
-        errors.len()
+        errors.len(),
+        playbooks - playbook_errors.len(),
+        playbook_errors.len()
     );
     Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -186,22 +186,12 @@ impl Pipeline {
             return Vec::new();
         }
         let at = self.event_time(record);
-        let text = record.text();
         let mut outcomes = Vec::new();
         let matches = std::mem::take(&mut self.matches);
         for m in &matches {
             self.stats.events += 1;
             self.history.lock().expect("history lock").record(&m.signature, at);
-            let event = Event {
-                signature: m.signature.clone(),
-                source: record.source.clone(),
-                file: record.file.clone(),
-                captures: m.captures.clone(),
-                text: text.clone(),
-                offset: record.offset,
-                at,
-                truncated: record.truncated,
-            };
+            let event = Event::new(record, m, at);
             for &i in self.rules.subscribers(&m.signature, &record.source).to_vec().iter() {
                 let outcome = self.react(i, &event);
                 *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;

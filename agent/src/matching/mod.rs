@@ -267,3 +267,19 @@ pub struct Event {
     pub at: i64,
     pub truncated: bool,
 }
+
+impl Event {
+    /// The event for signature match `m` on `record` at time `at` (ms).
+    pub fn new(record: &Record, m: &Match, at: i64) -> Event {
+        Event {
+            signature: m.signature.clone(),
+            source: record.source.clone(),
+            file: record.file.clone(),
+            captures: m.captures.clone(),
+            text: record.text(),
+            offset: record.offset,
+            at,
+            truncated: record.truncated,
+        }
+    }
+}

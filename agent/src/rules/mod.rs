@@ -232,6 +232,32 @@ impl RuleSet {
         })
     }
 
+    /// Compiles every playbook (`*.rhai` in `config.playbook_dirs`) in the
+    /// same sandbox and returns an error for each that does not compile. A
+    /// missing directory is not an error: a host may have no local playbooks.
+    pub fn check_playbooks(&self, config: &Config) -> (usize, Vec<RuleError>) {
+        let (mut count, mut errors) = (0, Vec::new());
+        for dir in &config.playbook_dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths.into_iter().filter(|p| p.extension().is_some_and(|x| x == "rhai")) {
+                count += 1;
+                let compiled = std::fs::read_to_string(&path)
+                    .map_err(|e| RuleError::at(&path, Position::NONE, format!("reading playbook: {e}")))
+                    .and_then(|src| {
+                        self.engine
+                            .compile(&src)
+                            .map_err(|e| RuleError::at(&path, e.position(), e.err_type().to_string()))
+                    });
+                if let Err(e) = compiled {
+                    errors.push(e);
+                }
+            }
+        }
+        (count, errors)
+    }
+
     /// Every signature, with the sources of the rules that declare it.
     pub fn signature_specs(&self) -> Vec<SignatureSpec> {
         let mut specs: BTreeMap<&str, SignatureSpec> = BTreeMap::new();

@@ -125,16 +125,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
         last_time = at;
         for m in &matches {
             history.lock().expect("history lock").record(&m.signature, at);
-            let event = Event {
-                signature: m.signature.clone(),
-                source: record.source.clone(),
-                file: record.file.clone(),
-                captures: m.captures.clone(),
-                text: record.text(),
-                offset: record.offset,
-                at,
-                truncated: record.truncated,
-            };
+            let event = Event::new(record, m, at);
             let ctx = RuleContext { history: history.clone(), now: at, params: rule.params.clone() };
             if let Some(spec) = rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
                 let steps = spec.steps.iter().map(ToString::to_string).collect();
