@@ -10,53 +10,66 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 const MAX_BACKLOG: usize = 10_000;
 
-/// Where audit entries go.
+/// Where audit entries go. Cheap to clone: the daemon's worker, its HTTP
+/// listener and its mail sender write to the same journal.
+#[derive(Clone)]
 pub struct Audit {
+    inner: Arc<Mutex<Journal>>,
+}
+
+struct Journal {
     path: Option<PathBuf>,
     file: Option<File>,
     backlog: VecDeque<String>,
-    /// Entries that could not be written (dropped once the backlog is full).
-    pub failed_writes: u64,
+    failed_writes: u64,
 }
 
 impl Audit {
     /// The journal in `state_dir`.
     pub fn open(state_dir: &Path) -> Audit {
-        Audit { path: Some(state_dir.join("audit.jsonl")), file: None, backlog: VecDeque::new(), failed_writes: 0 }
+        Audit::with_path(Some(state_dir.join("audit.jsonl")))
     }
 
     /// A journal that keeps nothing (replay and rule tests print instead).
     pub fn discard() -> Audit {
-        Audit { path: None, file: None, backlog: VecDeque::new(), failed_writes: 0 }
+        Audit::with_path(None)
     }
 
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+    fn with_path(path: Option<PathBuf>) -> Audit {
+        let journal = Journal { path, file: None, backlog: VecDeque::new(), failed_writes: 0 };
+        Audit { inner: Arc::new(Mutex::new(journal)) }
+    }
+
+    /// Entries that could not be written at the first try.
+    pub fn failed_writes(&self) -> u64 {
+        self.inner.lock().expect("audit lock").failed_writes
     }
 
     /// Appends one entry.
-    pub fn write<T: Serialize>(&mut self, entry: &T) {
-        let Some(path) = self.path.clone() else {
-            return;
-        };
+    pub fn write<T: Serialize>(&self, entry: &T) {
+        let mut j = self.inner.lock().expect("audit lock");
+        let Some(path) = j.path.clone() else { return };
         let mut line = serde_json::to_string(entry).expect("audit entries serialise");
         line.push('\n');
-        self.backlog.push_back(line);
-        if let Err(e) = self.flush_backlog(&path) {
-            self.failed_writes += 1;
-            self.file = None;
-            tracing::error!(path = %path.display(), backlog = self.backlog.len(), "writing the audit journal failed, will retry: {e}");
-            while self.backlog.len() > MAX_BACKLOG {
-                self.backlog.pop_front();
+        j.backlog.push_back(line);
+        if let Err(e) = j.flush_backlog(&path) {
+            j.failed_writes += 1;
+            j.file = None;
+            tracing::error!(path = %path.display(), backlog = j.backlog.len(), "writing the audit journal failed, will retry: {e}");
+            while j.backlog.len() > MAX_BACKLOG {
+                j.backlog.pop_front();
             }
         }
     }
+}
 
+impl Journal {
     fn flush_backlog(&mut self, path: &Path) -> std::io::Result<()> {
         if self.file.is_none() {
             if let Some(dir) = path.parent() {

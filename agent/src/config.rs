@@ -56,6 +56,92 @@ pub struct Config {
     /// Per-rule parameter overrides: `[rules.c2_commit_failed] threshold = 5`.
     #[serde(default)]
     pub rules: BTreeMap<String, toml::Table>,
+    /// The name mails and pages call this host (default: the kernel's host name).
+    pub host_name: Option<String>,
+    /// Approval of dangerous plans by email; without it they are refused.
+    pub approval: Option<ApprovalConfig>,
+    /// Outgoing mail: approval requests and notifications.
+    pub mail: Option<MailConfig>,
+}
+
+/// Who approves dangerous plans, and where the links point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// Where the agent's HTTP endpoint listens (`127.0.0.1:8470`).
+    pub listen: SocketAddr,
+    /// The base URL approvers reach that endpoint at (`https://host.example:8470`).
+    pub public_url: String,
+    /// Each gets a mail with links of their own. A data-loss plan needs two
+    /// different ones to approve.
+    pub approvers: Vec<String>,
+    /// How long a request stays valid.
+    #[serde(default = "default_expiry")]
+    pub expiry_secs: u64,
+}
+
+fn default_expiry() -> u64 {
+    3600
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailSecurity {
+    /// STARTTLS on the submission port (587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (465).
+    Tls,
+    /// No encryption: only for a relay on this host's loopback.
+    Plain,
+}
+
+/// The SMTP relay and the notification list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    pub server: String,
+    /// Default: 587 for starttls, 465 for tls, 25 for plain.
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: MailSecurity,
+    /// The sender, `pipemedic <pipemedic@host.example>`.
+    pub from: String,
+    /// A file with the SMTP user on the first line and the password on the
+    /// second (kept out of the config so the config can be shared).
+    pub credentials_file: Option<PathBuf>,
+    /// Who receives `notify` findings.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// The same finding is mailed at most once in this time.
+    #[serde(default = "default_dedup")]
+    pub notify_dedup_secs: u64,
+    /// First retry delay after a failed send; doubles up to 10 minutes.
+    #[serde(default = "default_retry")]
+    pub retry_initial_secs: u64,
+    #[serde(default = "default_mail_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_dedup() -> u64 {
+    3600
+}
+fn default_retry() -> u64 {
+    15
+}
+fn default_mail_timeout() -> u64 {
+    20
+}
+
+impl MailConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            MailSecurity::Starttls => 587,
+            MailSecurity::Tls => 465,
+            MailSecurity::Plain => 25,
+        })
+    }
 }
 
 fn default_hosts_file() -> PathBuf {
@@ -210,6 +296,11 @@ impl Config {
         self.rule_dirs.iter_mut().for_each(fix);
         self.playbook_dirs.iter_mut().for_each(fix);
         fix(&mut self.hosts_file);
+        if let Some(m) = &mut self.mail {
+            if let Some(c) = &mut m.credentials_file {
+                fix(c);
+            }
+        }
         self.sources.values_mut().for_each(|s| fix(&mut s.path));
         self.properties_files.values_mut().for_each(fix);
         for service in self.services.values_mut() {
@@ -263,6 +354,34 @@ impl Config {
         if self.rule_dirs.is_empty() {
             return Err("rule_dirs is empty: the agent would do nothing".into());
         }
+        if let Some(a) = &self.approval {
+            if a.approvers.is_empty() {
+                return Err("[approval] approvers is empty: nobody could approve".into());
+            }
+            if !(a.public_url.starts_with("http://") || a.public_url.starts_with("https://")) {
+                return Err(format!("[approval] public_url {:?} must start with http:// or https://", a.public_url));
+            }
+            if self.mail.is_none() {
+                return Err("[approval] needs a [mail] section to send the requests".into());
+            }
+            for who in &a.approvers {
+                who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[approval] approver {who:?}: {e}"))?;
+            }
+        }
+        if let Some(m) = &self.mail {
+            m.from.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] from {:?}: {e}", m.from))?;
+            for who in &m.notify {
+                who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] notify {who:?}: {e}"))?;
+            }
+            let loopback =
+                m.server == "localhost" || m.server.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if m.security == MailSecurity::Plain && !loopback {
+                return Err(format!(
+                    "[mail] security = \"plain\" sends credentials and approval links in clear text; it is only allowed for a relay on loopback, not {:?}",
+                    m.server
+                ));
+            }
+        }
         let l = &self.limits;
         if l.max_record_bytes < 1024 || l.max_record_lines == 0 {
             return Err("[limits] max_record_bytes must be at least 1024 and max_record_lines at least 1".into());
@@ -271,6 +390,15 @@ impl Config {
             return Err("[limits] breaker_threshold and max_per_hour must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The name this host goes by in mails and pages.
+    pub fn host_name(&self) -> String {
+        self.host_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into())
+        })
     }
 
     /// The source with this name, if configured.

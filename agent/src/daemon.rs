@@ -17,9 +17,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
 
+use crate::approval::mail::Outbox;
+use crate::approval::token::Signer;
+use crate::approval::web::WebState;
+use crate::approval::{ApprovalStore, DecideRequest};
 use crate::audit::{now_rfc3339, Audit, Lifecycle};
 use crate::config::Config;
-use crate::pipeline::{Clock, Decision, Pipeline};
+use crate::pipeline::{Approvals, Clock, Decision, Pipeline};
 use crate::rules::RuleSet;
 use crate::sources::{Assembly, Checkpoints, Follower, Record, StartAt};
 
@@ -29,6 +33,8 @@ pub enum Wake {
     Files(Vec<PathBuf>),
     /// SIGTERM / SIGINT, or a caller asked the daemon to stop.
     Shutdown,
+    /// A person decided about an approval (a link's page, or the CLI).
+    Decide(DecideRequest),
 }
 
 /// How often the worker looks at every source even without an inotify event,
@@ -44,6 +50,8 @@ pub struct Daemon {
     followers: Vec<Follower>,
     wake_tx: Sender<Wake>,
     wake_rx: Receiver<Wake>,
+    /// The approval endpoint to start, if approvals are configured.
+    web: Option<(std::net::SocketAddr, Signer)>,
 }
 
 impl Daemon {
@@ -53,7 +61,7 @@ impl Daemon {
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
         let config = Arc::new(config);
-        let mut audit = Audit::open(&config.state_dir);
+        let audit = Audit::open(&config.state_dir);
         let (rules, errors) = RuleSet::load(&config);
         for e in &errors {
             tracing::error!("rule not loaded: {e}");
@@ -65,7 +73,21 @@ impl Daemon {
             });
         }
         tracing::info!(rules = rules.rules.len(), failed = errors.len(), dry_run = config.dry_run, "rules loaded");
-        let pipeline = Pipeline::new(config.clone(), rules, audit, Clock::Live, config.dry_run)?;
+        let mut pipeline = Pipeline::new(config.clone(), rules, audit.clone(), Clock::Live, config.dry_run)?;
+        let mut web = None;
+        if let Some(mail) = &config.mail {
+            let outbox = Outbox::start(mail, &config.state_dir, audit.clone());
+            let approvals = match &config.approval {
+                Some(a) => {
+                    let signer = Signer::load_or_create(&config.state_dir)?;
+                    web = Some((a.listen, signer.clone()));
+                    let store = ApprovalStore::load(&config.state_dir);
+                    Some(Approvals { config: a.clone(), store, signer })
+                }
+                None => None,
+            };
+            pipeline = pipeline.with_mail(config.host_name(), outbox, approvals);
+        }
         let followers = config
             .sources
             .iter()
@@ -80,7 +102,7 @@ impl Daemon {
             })
             .collect();
         let (wake_tx, wake_rx) = mpsc::channel();
-        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx })
+        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx, web })
     }
 
     /// A handle that stops the daemon when sent [`Wake::Shutdown`].
@@ -113,6 +135,21 @@ impl Daemon {
         .context("starting the inotify watcher")?;
         let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
         self.watch_dirs(&mut watcher, &mut watched);
+        if let Some((listen, signer)) = self.web.take() {
+            let submit_tx = self.wake_tx.clone();
+            crate::approval::web::spawn(
+                listen,
+                WebState {
+                    state_dir: self.config.state_dir.clone(),
+                    host: self.config.host_name(),
+                    signer,
+                    audit: self.pipeline.audit().clone(),
+                    submit: std::sync::Arc::new(move |req| {
+                        let _ = submit_tx.send(Wake::Decide(req));
+                    }),
+                },
+            );
+        }
 
         let checkpoints = match Checkpoints::load(&self.config.state_dir) {
             Ok(c) => c,
@@ -150,9 +187,11 @@ impl Daemon {
             let wait = if pending { quiet } else { TICK.saturating_sub(last_tick.elapsed()) };
             let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
             let mut all = false;
+            let mut decisions = Vec::new();
             match self.wake_rx.recv_timeout(wait) {
                 Ok(Wake::Shutdown) => break,
                 Ok(Wake::Files(paths)) => dirty.extend(paths),
+                Ok(Wake::Decide(req)) => decisions.push(req),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -162,12 +201,18 @@ impl Daemon {
                 match w {
                     Wake::Shutdown => stop = true,
                     Wake::Files(paths) => dirty.extend(paths),
+                    Wake::Decide(req) => decisions.push(req),
                 }
+            }
+            for req in decisions {
+                self.pipeline.decide(req);
+                urgent = true;
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 all = true;
                 self.watch_dirs(&mut watcher, &mut watched);
+                self.pipeline.expire_approvals(chrono::Utc::now().timestamp_millis());
             }
             let pipeline = &mut self.pipeline;
             for f in &mut self.followers {

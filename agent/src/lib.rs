@@ -9,6 +9,7 @@
 //! over live files, [`replay`] over old ones.
 
 pub mod actions;
+pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod config;

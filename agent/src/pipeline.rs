@@ -8,7 +8,14 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::actions::{Executor, Preview};
+use crate::approval::mail::{approval_mail, Links, Outbox};
+use crate::approval::token::{random_hex, Signer};
+use crate::approval::{
+    check_link, human_time, link, Approval, ApprovalState, ApprovalStore, DecideReply, DecideRequest, Decider,
+    Decision as Answer, PlannedStep,
+};
 use crate::audit::Audit;
+use crate::config::ApprovalConfig;
 use crate::config::Config;
 use crate::matching::{Event, Match, Matcher, SignatureError};
 use crate::plan::policy::{Policy, Verdict};
@@ -50,6 +57,8 @@ pub enum Decision {
     CircuitOpen,
     /// A preview, apply or verify failed; the reason says which and why.
     Failed,
+    /// Mailed to the approvers; waits for them.
+    AwaitingApproval,
     /// The rule itself failed at run time.
     RuleError,
 }
@@ -87,6 +96,9 @@ pub struct Outcome {
     pub reason: Option<String>,
     pub steps: Vec<StepOutcome>,
     pub dry_run: bool,
+    /// The approval this decision belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     /// The start of the record, for a person reading the journal.
     pub record: String,
 }
@@ -113,7 +125,19 @@ pub struct Pipeline {
     dry_run: bool,
     last_log_time: Option<i64>,
     matches: Vec<Match>,
+    /// Outgoing mail, if configured.
+    outbox: Option<Outbox>,
+    /// Approval by email, if configured.
+    approvals: Option<Approvals>,
+    host: String,
     pub stats: Stats,
+}
+
+/// What asking for and acting on approvals needs.
+pub struct Approvals {
+    pub config: ApprovalConfig,
+    pub store: ApprovalStore,
+    pub signer: Signer,
 }
 
 /// Why a pipeline could not be built.
@@ -155,16 +179,29 @@ impl Pipeline {
             dry_run,
             last_log_time: None,
             matches: Vec::new(),
+            outbox: None,
+            approvals: None,
+            host: String::new(),
             stats: Stats::default(),
         })
+    }
+
+    /// Sends mail through `outbox`: notifications, escalations and (with
+    /// `approvals`) approval requests for plans riskier than `safe`.
+    pub fn with_mail(mut self, host: String, outbox: Outbox, approvals: Option<Approvals>) -> Pipeline {
+        self.executor.set_outbox(outbox.clone(), host.clone());
+        self.outbox = Some(outbox);
+        self.approvals = approvals;
+        self.host = host;
+        self
     }
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }
 
-    pub fn audit(&mut self) -> &mut Audit {
-        &mut self.audit
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// Which records of the source the signatures can match.
@@ -235,6 +272,7 @@ impl Pipeline {
             reason: None,
             steps: Vec::new(),
             dry_run: self.dry_run,
+            approval: None,
             record: excerpt_record(&event.text),
         };
         // Captures are shown raw when they are short and printable, escaped otherwise.
@@ -265,11 +303,12 @@ impl Pipeline {
             }
         };
         out.risk = Some(plan.risk);
-        self.decide_and_apply(&plan, event.at, &mut out);
+        self.decide_and_apply(&plan, event, &mut out);
         out
     }
 
-    fn decide_and_apply(&mut self, plan: &Plan, now: i64, out: &mut Outcome) {
+    fn decide_and_apply(&mut self, plan: &Plan, event: &Event, out: &mut Outcome) {
+        let now = event.at;
         out.steps = plan
             .steps
             .iter()
@@ -307,8 +346,15 @@ impl Pipeline {
                 return;
             }
             Verdict::NeedsApproval(why) => {
-                out.decision = Decision::NeedsApproval;
-                out.reason = Some(why);
+                match self.approvals.is_some() {
+                    true => self.request_approval(plan, &previews, event, out),
+                    false => {
+                        out.decision = Decision::NeedsApproval;
+                        out.reason = Some(format!(
+                            "{why}; this host has no [approval] section, so nobody can be asked and nothing was changed"
+                        ));
+                    }
+                }
                 return;
             }
             Verdict::RateLimited(why) => {
@@ -319,7 +365,15 @@ impl Pipeline {
             Verdict::CircuitOpen(why) => {
                 out.decision = Decision::CircuitOpen;
                 tracing::error!(rule = %plan.rule, "escalation: {why}");
-                out.reason = Some(why);
+                if let Some(outbox) = &self.outbox {
+                    let subject =
+                        format!("[pipemedic] {}: {} stopped repeating a fix", self.host, plan.runbook.join(", "));
+                    let text = format!("{}\n\n{why}\n\nWhat kept happening:\n{}\n", plan.summary, out.record);
+                    let mailed = outbox.notify(&format!("circuit:{}", plan.breaker_key()), &subject, &text);
+                    out.reason = Some(format!("{why} ({mailed})"));
+                } else {
+                    out.reason = Some(why);
+                }
                 return;
             }
         }
@@ -329,6 +383,12 @@ impl Pipeline {
             let _ = self.policy.record(plan, &noop, now);
             return;
         }
+        self.execute(plan, &previews, now, out);
+    }
+
+    /// Applies and verifies each step in order; stops at the first failure.
+    fn execute(&mut self, plan: &Plan, previews: &[Preview], now: i64, out: &mut Outcome) {
+        let noop: Vec<bool> = previews.iter().map(|p| p.noop).collect();
         // From here on the world may change: record the attempt before the
         // first step so a crash mid-plan still counts against the limits.
         if let Err(e) = self.policy.record(plan, &noop, now) {
@@ -336,7 +396,7 @@ impl Pipeline {
             out.reason = Some(format!("not applying, the policy history cannot be saved: {e}"));
             return;
         }
-        for (i, (step, preview)) in plan.steps.iter().zip(&previews).enumerate() {
+        for (i, (step, preview)) in plan.steps.iter().zip(previews).enumerate() {
             if preview.noop {
                 out.steps[i].result = Some("no change needed".into());
                 continue;
@@ -355,6 +415,317 @@ impl Pipeline {
             }
         }
         out.decision = Decision::Applied;
+    }
+}
+
+/// An approval's life-cycle entry in the audit journal.
+#[derive(Serialize)]
+struct ApprovalEntry<'a> {
+    time: String,
+    kind: &'a str,
+    approval: &'a str,
+    rule: &'a str,
+    state: ApprovalState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    who: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+fn approval_entry<'a>(
+    kind: &'a str,
+    a: &'a Approval,
+    who: Option<&'a str>,
+    via: Option<&'a str>,
+    reason: Option<&'a str>,
+) -> ApprovalEntry<'a> {
+    ApprovalEntry {
+        time: crate::audit::now_rfc3339(),
+        kind,
+        approval: &a.id,
+        rule: &a.rule,
+        state: a.state,
+        who,
+        via,
+        reason,
+    }
+}
+
+impl Pipeline {
+    /// Stores the plan as an approval and mails every approver their links.
+    fn request_approval(&mut self, plan: &Plan, previews: &[Preview], event: &Event, out: &mut Outcome) {
+        let Some(ap) = &mut self.approvals else { return };
+        let steps: Vec<PlannedStep> = plan
+            .steps
+            .iter()
+            .zip(previews)
+            .map(|(s, p)| PlannedStep {
+                step: s.clone(),
+                action: s.action().to_string(),
+                target: s.target(),
+                preview: p.text.clone(),
+                noop: p.noop,
+                depends_on: p.depends_on(),
+            })
+            .collect();
+        let plan_hash = Approval::compute_plan_hash(&plan.rule, plan.risk, &steps, self.dry_run);
+        if let Some(a) = ap.store.pending_for(&plan.rule, &plan_hash) {
+            out.decision = Decision::AwaitingApproval;
+            out.approval = Some(a.id.clone());
+            out.reason =
+                Some(format!("already asked: approval {} waits for an answer until {}", a.id, human_time(a.expires)));
+            return;
+        }
+        let needed = if plan.risk >= Risk::DataLoss { 2 } else { 1 };
+        if ap.config.approvers.len() < needed {
+            out.decision = Decision::Refused;
+            out.reason = Some(format!(
+                "a {} plan needs {needed} different approvers; [approval] lists {}",
+                plan.risk,
+                ap.config.approvers.len()
+            ));
+            return;
+        }
+        let approval = Approval {
+            id: random_hex(16),
+            state: ApprovalState::Pending,
+            created: crate::audit::now_rfc3339(),
+            expires: chrono::Utc::now().timestamp_millis() + ap.config.expiry_secs as i64 * 1000,
+            host: self.host.clone(),
+            rule: plan.rule.clone(),
+            runbook: plan.runbook.clone(),
+            summary: plan.summary.clone(),
+            risk: plan.risk,
+            steps,
+            plan_hash,
+            event: event.clone(),
+            dry_run: self.dry_run,
+            approvers_asked: ap.config.approvers.clone(),
+            approved_by: Vec::new(),
+            denied_by: None,
+            outcome: None,
+            superseded_by: None,
+        };
+        if let Err(e) = ap.store.save(approval.clone()) {
+            out.decision = Decision::Failed;
+            out.reason = Some(format!("could not store the approval request, nothing was asked or changed: {e}"));
+            return;
+        }
+        let outbox = self.outbox.as_ref().expect("approvals need mail");
+        let mut problems = Vec::new();
+        for approver in &approval.approvers_asked {
+            let links = Links {
+                approve: link(&ap.config.public_url, &approval, &ap.signer, approver, Answer::Approve),
+                deny: link(&ap.config.public_url, &approval, &ap.signer, approver, Answer::Deny),
+            };
+            if let Err(e) = outbox.enqueue(&approval_mail(&approval, approver, &links)) {
+                problems.push(format!("mail to {approver} not queued: {e}"));
+            }
+        }
+        self.audit.write(&approval_entry("approval-requested", &approval, None, None, None));
+        out.decision = Decision::AwaitingApproval;
+        out.approval = Some(approval.id.clone());
+        out.reason = Some(format!(
+            "approval {} mailed to {}; expires {}{}",
+            approval.id,
+            approval.approvers_asked.join(", "),
+            human_time(approval.expires),
+            if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
+        ));
+    }
+
+    /// Takes a decision from a link or the CLI. Replies as soon as it is
+    /// recorded; an approved plan is then re-checked and applied.
+    pub fn decide(&mut self, req: DecideRequest) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let Some(ap) = &mut self.approvals else {
+            let _ = req.reply.send(DecideReply::Refused("approvals are not configured on this host".into()));
+            return;
+        };
+        let Some(mut a) = ap.store.get(&req.id).cloned() else {
+            let _ = req.reply.send(DecideReply::Refused("no such approval on this host".into()));
+            return;
+        };
+        if let Err(why) = check_link(&a, &ap.signer, req.decision, &req.approver, req.expires, &req.token, now) {
+            self.audit.write(&approval_entry("approval-refused", &a, Some(&req.approver), Some(req.via), Some(&why)));
+            let _ = req.reply.send(DecideReply::Refused(why));
+            self.expire_approvals(now);
+            return;
+        }
+        let decider = Decider { who: req.approver.clone(), at: crate::audit::now_rfc3339(), via: req.via.to_string() };
+        let reply = match req.decision {
+            Answer::Deny => {
+                a.state = ApprovalState::Denied;
+                a.denied_by = Some(decider);
+                a.outcome = Some(format!("denied by {}; nothing was applied", req.approver));
+                "Denied. Nothing will be applied.".to_string()
+            }
+            Answer::Approve => {
+                a.approved_by.push(decider);
+                let (have, need) = (a.approved_by.len(), a.approvals_needed());
+                if have < need {
+                    format!("Recorded your approval. This plan needs {need} different approvers; {have} so far. Nothing is applied yet.")
+                } else {
+                    a.state = ApprovalState::Approved;
+                    match a.dry_run {
+                        true => "Approved. DRY RUN: this agent applies nothing.".to_string(),
+                        false => "Approved. The agent re-checks the live state and applies the plan now; the result goes to the audit journal.".to_string(),
+                    }
+                }
+            }
+        };
+        if let Err(e) = ap.store.save(a.clone()) {
+            let _ = req
+                .reply
+                .send(DecideReply::Refused(format!("the decision could not be stored, nothing was changed: {e}")));
+            return;
+        }
+        self.audit.write(&approval_entry(
+            "approval-decided",
+            &a,
+            Some(&req.approver),
+            Some(req.via),
+            Some(req.decision.as_str()),
+        ));
+        let _ = req.reply.send(DecideReply::Accepted(reply));
+        if a.state == ApprovalState::Approved {
+            self.apply_approved(a);
+        }
+    }
+
+    /// Re-checks an approved plan against live state and applies it if
+    /// nothing it depends on changed; otherwise supersedes it and asks again.
+    fn apply_approved(&mut self, mut a: Approval) {
+        let plan = Plan {
+            rule: a.rule.clone(),
+            runbook: a.runbook.clone(),
+            summary: a.summary.clone(),
+            risk: a.risk,
+            benign: false,
+            steps: a.steps.iter().map(|s| s.step.clone()).collect(),
+        };
+        let mut out = Outcome {
+            time: crate::audit::now_rfc3339(),
+            kind: "decision",
+            rule: a.rule.clone(),
+            runbook: a.runbook.clone(),
+            source: a.event.source.to_string(),
+            file: a.event.file.display().to_string(),
+            offset: a.event.offset,
+            signature: a.event.signature.to_string(),
+            captures: a.event.captures.clone(),
+            summary: Some(a.summary.clone()),
+            risk: Some(a.risk),
+            decision: Decision::Applied,
+            reason: None,
+            steps: a
+                .steps
+                .iter()
+                .map(|s| StepOutcome {
+                    action: s.step.action(),
+                    target: s.target.clone(),
+                    preview: Some(s.preview.clone()),
+                    noop: s.noop,
+                    result: None,
+                })
+                .collect(),
+            dry_run: a.dry_run,
+            approval: Some(a.id.clone()),
+            record: excerpt_record(&a.event.text),
+        };
+        let approvers: Vec<&str> = a.approved_by.iter().map(|d| d.who.as_str()).collect();
+        let approvers = approvers.join(", ");
+        if a.dry_run {
+            out.decision = Decision::DryRun;
+            out.reason = Some(format!("approved by {approvers}; dry-run: nothing was changed"));
+            a.outcome = out.reason.clone();
+            self.finish_approval(a, out);
+            return;
+        }
+        let mut previews = Vec::with_capacity(a.steps.len());
+        let mut changed = None;
+        for (i, s) in a.steps.iter().enumerate() {
+            match self.executor.preview(&s.step) {
+                Ok(p) if p.text == s.preview && p.depends_on() == s.depends_on => previews.push(p),
+                Ok(p) => {
+                    changed = Some(format!(
+                        "step {} changed since the mail: it was\n{}\nand is now\n{}",
+                        i + 1,
+                        s.preview,
+                        p.text
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    changed = Some(format!("step {} can no longer be previewed: {e}", i + 1));
+                    break;
+                }
+            }
+        }
+        if let Some(why) = changed {
+            a.state = ApprovalState::Superseded;
+            // Ask the rule again, as if the event happened now.
+            let mut event = a.event.clone();
+            event.at = chrono::Utc::now().timestamp_millis();
+            let again = self.rules.rules.iter().position(|r| r.name == a.rule).map(|i| self.react(i, &event));
+            let next = match &again {
+                Some(o) if o.decision == Decision::AwaitingApproval => {
+                    a.superseded_by = o.approval.clone();
+                    format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?"))
+                }
+                Some(o) => format!(
+                    "asked the rule again: {:?}{}",
+                    o.decision,
+                    o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+                None => format!("rule {} is no longer loaded; not asking again", a.rule),
+            };
+            a.outcome = Some(format!("not applied: {why}; {next}"));
+            let reason = a.outcome.clone();
+            let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
+            self.audit.write(&approval_entry("approval-superseded", &a, None, None, reason.as_deref()));
+            tracing::warn!(approval = %a.id, "approved plan superseded: {}", reason.unwrap_or_default());
+            if let Some(o) = again {
+                self.audit.write(&o);
+                log_outcome(&o);
+            }
+            return;
+        }
+        self.execute(&plan, &previews, chrono::Utc::now().timestamp_millis(), &mut out);
+        a.state = if out.decision == Decision::Applied { ApprovalState::Applied } else { ApprovalState::Failed };
+        out.reason = Some(match &out.reason {
+            Some(r) => format!("approved by {approvers}; {r}"),
+            None => format!("approved by {approvers}; applied and verified"),
+        });
+        a.outcome = out.reason.clone();
+        self.finish_approval(a, out);
+    }
+
+    fn finish_approval(&mut self, a: Approval, out: Outcome) {
+        if let Err(e) = self.approvals.as_mut().expect("approvals").store.save(a) {
+            tracing::error!("{e}");
+        }
+        *self.stats.decisions.entry(format!("{:?}", out.decision)).or_default() += 1;
+        self.audit.write(&out);
+        log_outcome(&out);
+    }
+
+    /// Marks pending approvals past their expiry as expired.
+    pub fn expire_approvals(&mut self, now: i64) {
+        let Some(ap) = &mut self.approvals else { return };
+        for id in ap.store.expired(now) {
+            let Some(mut a) = ap.store.get(&id).cloned() else { continue };
+            a.state = ApprovalState::Expired;
+            a.outcome =
+                Some(format!("expired at {} without enough approvals; nothing was applied", human_time(a.expires)));
+            if let Err(e) = ap.store.save(a.clone()) {
+                tracing::error!("{e}");
+            }
+            self.audit.write(&approval_entry("approval-expired", &a, None, None, a.outcome.as_deref()));
+            tracing::warn!(approval = %a.id, "approval expired without an answer");
+        }
     }
 }
 

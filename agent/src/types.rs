@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a value was refused. The message names the kind of value and shows a
 /// bounded, escaped excerpt of the offending input so an audit entry can say
@@ -34,9 +34,23 @@ pub fn excerpt(input: &str) -> String {
 }
 
 /// A DNS host name as `/etc/hosts` accepts it (RFC 1123 labels).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct HostName(String);
+
+impl From<HostName> for String {
+    fn from(v: HostName) -> String {
+        v.0
+    }
+}
+
+/// Re-validated when read back from the state directory.
+impl TryFrom<String> for HostName {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        HostName::parse(&s)
+    }
+}
 
 impl HostName {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
@@ -82,9 +96,23 @@ pub fn parse_ipv4(input: &str) -> Result<Ipv4Addr, InvalidValue> {
 /// A name from the configuration or a rule: a source, a service, a
 /// properties file, a signature. ASCII letters, digits, `_` and `-`, at most
 /// 64 characters, starting with a letter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Name(String);
+
+impl From<Name> for String {
+    fn from(v: Name) -> String {
+        v.0
+    }
+}
+
+/// Re-validated when read back from the state directory.
+impl TryFrom<String> for Name {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        Name::parse("name", &s)
+    }
+}
 
 impl Name {
     pub fn parse(what: &'static str, input: &str) -> Result<Self, InvalidValue> {
@@ -113,9 +141,23 @@ impl fmt::Display for Name {
 }
 
 /// A key in a Java `.properties` file, such as `max.poll.records`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PropertyKey(String);
+
+impl From<PropertyKey> for String {
+    fn from(v: PropertyKey) -> String {
+        v.0
+    }
+}
+
+/// Re-validated when read back from the state directory.
+impl TryFrom<String> for PropertyKey {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        PropertyKey::parse(&s)
+    }
+}
 
 impl PropertyKey {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
@@ -142,9 +184,23 @@ impl fmt::Display for PropertyKey {
 
 /// A value for a `.properties` file: one line of printable text, no escapes
 /// that would change the meaning of the file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PropertyValue(String);
+
+impl From<PropertyValue> for String {
+    fn from(v: PropertyValue) -> String {
+        v.0
+    }
+}
+
+/// Re-validated when read back from the state directory.
+impl TryFrom<String> for PropertyValue {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        PropertyValue::parse(&s)
+    }
+}
 
 impl PropertyValue {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {

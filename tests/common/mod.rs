@@ -23,6 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub struct Host {
     pub dir: tempfile::TempDir,
     agent: Option<Child>,
+    pub smtp: Option<Smtp>,
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// Settings that differ between tests.
@@ -32,6 +34,11 @@ pub struct Options {
     pub breaker_threshold: u32,
     pub stop_timeout_secs: u64,
     pub extra: String,
+    /// Configure [mail] and [approval] with these approvers (empty: none).
+    pub approvers: Vec<&'static str>,
+    pub expiry_secs: u64,
+    /// Start the SMTP server with the host (false: it is "down" until `Smtp::start`).
+    pub smtp_up: bool,
 }
 
 impl Default for Options {
@@ -42,6 +49,9 @@ impl Default for Options {
             breaker_threshold: 3,
             stop_timeout_secs: 20,
             extra: String::new(),
+            approvers: Vec::new(),
+            expiry_secs: 3600,
+            smtp_up: true,
         }
     }
 }
@@ -110,8 +120,28 @@ record_flush_ms = 200
             breaker = opts.breaker_threshold,
             extra = opts.extra,
         );
+        let mut config = config;
+        let (mut smtp, mut http) = (None, None);
+        if !opts.approvers.is_empty() {
+            let smtp_port = free_port();
+            let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            std::fs::write(root.join("server.properties"), SERVER_PROPERTIES).unwrap();
+            std::fs::write(root.join("rules.d/set_retention.rhai"), SET_RETENTION_RULE).unwrap();
+            config = config.replace("[properties_files]\n", "[properties_files]\nserver = \"server.properties\"\n");
+            config.push_str(&format!(
+                "\n[mail]\nserver = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nfrom = \"pipemedic <pipemedic@localhost>\"\nnotify = [\"oncall@example.com\"]\nretry_initial_secs = 1\ntimeout_secs = 5\n\n[approval]\nlisten = \"{http_addr}\"\npublic_url = \"http://{http_addr}\"\napprovers = {approvers:?}\nexpiry_secs = {expiry}\n",
+                approvers = opts.approvers,
+                expiry = opts.expiry_secs,
+            ));
+            let mut server = Smtp::new(smtp_port);
+            if opts.smtp_up {
+                server.start();
+            }
+            smtp = Some(server);
+            http = Some(http_addr);
+        }
         std::fs::write(root.join("pipemedic.toml"), config).unwrap();
-        Host { dir, agent: None }
+        Host { dir, agent: None, smtp, http }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -218,6 +248,173 @@ record_flush_ms = 200
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap()
     }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub const SERVER_PROPERTIES: &str = "broker.id=1\nlog.retention.hours=168\n";
+
+/// A test rule with a dangerous plan (a Kafka server property), and a
+/// data-loss variant, for the approval tests.
+pub const SET_RETENTION_RULE: &str = r#"// Test rule for approvals: sets log.retention.hours in server.properties.
+fn meta() {
+    #{ runbook: ["K3"], sources: ["kafka_server"], signatures: #{ set_retention: `SET retention=(?<hours>[0-9]+)` } }
+}
+fn plan(ev, ctx) {
+    let risk = if ev.text.contains("DATALOSS") { "data-loss" } else { "dangerous" };
+    #{
+        summary: `Set log.retention.hours to ${ev.captures.hours}`,
+        risk: risk,
+        steps: [property_set("server", "log.retention.hours", ev.captures.hours)],
+    }
+}
+fn tests() { [] }
+"#;
+
+/// A mail the SMTP server accepted.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: Vec<String>,
+    /// The raw message with quoted-printable undone.
+    pub text: String,
+}
+
+impl Mail {
+    pub fn subject(&self) -> String {
+        self.text.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("").to_string()
+    }
+
+    /// The approve and deny links of an approval request.
+    pub fn links(&self) -> (String, String) {
+        let find = |label: &str| {
+            self.text
+                .lines()
+                .find_map(|l| l.strip_prefix(label))
+                .map(|u| u.trim().to_string())
+                .unwrap_or_else(|| panic!("no {label} link in:\n{}", self.text))
+        };
+        (find("Approve: "), find("Deny:    "))
+    }
+}
+
+/// A real SMTP server (mailin-embedded) on a loopback port, capturing mail.
+pub struct Smtp {
+    pub port: u16,
+    pub mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+    started: bool,
+}
+
+#[derive(Clone)]
+struct Capture {
+    mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for Capture {
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
+        self.to = to.to_vec();
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let text = decode_quoted_printable(&String::from_utf8_lossy(&self.data));
+        self.mails.lock().unwrap().push(Mail { to: self.to.clone(), text });
+        mailin_embedded::response::OK
+    }
+}
+
+impl Smtp {
+    fn new(port: u16) -> Smtp {
+        Smtp { port, mails: Default::default(), started: false }
+    }
+
+    /// Starts serving (once).
+    pub fn start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("binding the SMTP port");
+        let mut server =
+            mailin_embedded::Server::new(Capture { mails: self.mails.clone(), to: Vec::new(), data: Vec::new() });
+        server.with_name("localhost").with_ssl(mailin_embedded::SslConfig::None).unwrap().with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+}
+
+fn decode_quoted_printable(s: &str) -> String {
+    let s = s.replace("=\r\n", "").replace("=\n", "");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            out.push(u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap(), 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
+}
+
+impl Host {
+    pub fn mails(&self) -> Vec<Mail> {
+        self.smtp.as_ref().expect("smtp configured").mails()
+    }
+
+    pub fn wait_mails(&self, n: usize) -> Vec<Mail> {
+        self.wait_until(&format!("{n} mail(s)"), || self.mails().len() >= n);
+        self.mails()
+    }
+
+    /// GET a link the way a browser (or a mail scanner) would.
+    pub fn get(&self, url: &str) -> (u16, String) {
+        let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).expect("absolute URL");
+        pipemedic::approval::web::request(self.http.unwrap(), "GET", &path, None).unwrap()
+    }
+
+    /// Presses the button on a page: POSTs its form's hidden fields.
+    pub fn press(&self, page: &str) -> (u16, String) {
+        let action = between(page, "<form method=\"post\" action=\"", "\"").expect("a form on the page");
+        let mut fields = Vec::new();
+        for input in page.split("<input type=\"hidden\" ").skip(1) {
+            let name = between(input, "name=\"", "\"").unwrap();
+            let value = between(input, "value=\"", "\"").unwrap();
+            fields.push((name, html_unescape(&value)));
+        }
+        let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pipemedic::approval::web::request(self.http.unwrap(), "POST", &action, Some(&refs)).unwrap()
+    }
+}
+
+fn between(s: &str, start: &str, end: &str) -> Option<String> {
+    let from = s.find(start)? + start.len();
+    let to = s[from..].find(end)? + from;
+    Some(s[from..to].to_string())
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 impl Drop for Host {

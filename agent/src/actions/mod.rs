@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::approval::mail::Outbox;
 use crate::config::Config;
 use crate::plan::Step;
 
@@ -42,6 +43,16 @@ pub struct Preview {
     pub guard: Guard,
 }
 
+impl Preview {
+    /// The hash of the state this preview read, if it depends on any.
+    pub fn depends_on(&self) -> Option<String> {
+        match &self.guard {
+            Guard::FileEdit { sha256, .. } => Some(sha256.clone()),
+            Guard::None => None,
+        }
+    }
+}
+
 /// A precondition captured at preview time and checked at apply time.
 #[derive(Debug, Clone, Default)]
 pub enum Guard {
@@ -56,11 +67,18 @@ pub enum Guard {
 /// Runs steps against the configured world.
 pub struct Executor {
     config: Arc<Config>,
+    /// Where `notify` mails go, and the host name for their subject.
+    mail: Option<(Outbox, String)>,
 }
 
 impl Executor {
     pub fn new(config: Arc<Config>) -> Self {
-        Executor { config }
+        Executor { config, mail: None }
+    }
+
+    /// Lets `notify` steps mail the configured list.
+    pub fn set_outbox(&mut self, outbox: Outbox, host: String) {
+        self.mail = Some((outbox, host));
     }
 
     fn backups(&self) -> PathBuf {
@@ -95,7 +113,7 @@ impl Executor {
             Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
                 properties::apply(&self.config.properties_files[file.as_str()], key, preview, &self.backups())
             }
-            Step::Notify { message } => Ok(notify::apply(message)),
+            Step::Notify { message } => Ok(notify::apply(message, self.mail.as_ref())),
         }
     }
 
@@ -113,7 +131,7 @@ impl Executor {
 }
 
 /// Hex SHA-256 of some bytes.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -252,8 +252,9 @@ mod tests {
     }
 }
 
-/// A matched signature on a record: what rules receive.
-#[derive(Debug, Clone)]
+/// A matched signature on a record: what rules receive. Kept with an
+/// approval request so the rule can be asked again after a re-check.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub signature: Arc<str>,
     pub source: Arc<str>,

@@ -9,13 +9,13 @@ pub mod policy;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::types::{excerpt, parse_ipv4, HostName, Name, PropertyKey, PropertyValue};
 
 /// How much harm a plan can do, and so who must agree before it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Risk {
     /// Runs at once.
@@ -48,7 +48,7 @@ impl fmt::Display for Risk {
 }
 
 /// What to do to a managed service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceOp {
     Start,
@@ -94,7 +94,7 @@ impl fmt::Display for StepSpec {
 }
 
 /// A validated step: every field is typed and refers to configured things.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Step {
     /// Ensure `ip host` is in the hosts file (runbook K1).
@@ -193,12 +193,17 @@ impl Step {
     /// The least risk a plan containing this step can have. A rule may raise
     /// a plan's risk, never lower it below its steps'.
     pub fn min_risk(&self) -> Risk {
-        Risk::Safe
+        match self {
+            // Setting an arbitrary value (a Kafka server property, say) can
+            // break a service; lowering a number within a floor cannot.
+            Step::PropertySet { .. } => Risk::Dangerous,
+            _ => Risk::Safe,
+        }
     }
 }
 
 /// A plan that passed validation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub rule: String,
     pub runbook: Vec<String>,

@@ -1,0 +1,372 @@
+//! Outgoing mail: an outbox in the state directory and a sender thread.
+//!
+//! A mail is first written to `state_dir/outbox/` and only removed once the
+//! relay accepted it, so a mail survives an SMTP outage and an agent restart.
+//! Failed sends are retried with exponential backoff (from
+//! `retry_initial_secs`, doubling, at most 10 minutes); every attempt is in
+//! the audit journal. Nothing waits for mail: an approval stays pending
+//! until its mail goes out and someone answers it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lettre::message::{header::ContentType, Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+use serde::{Deserialize, Serialize};
+
+use super::{escape_html, human_time, Approval};
+use crate::audit::{now_rfc3339, Audit};
+use crate::config::{MailConfig, MailSecurity};
+use crate::state::{read_json, write_json_atomic, StateError};
+
+const MAX_BACKOFF_SECS: u64 = 600;
+
+/// A mail waiting in the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutgoingMail {
+    pub id: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    /// What it is about, for the audit (`approval 3f2a…`, `notify c2_commit_failed`).
+    pub about: String,
+    pub attempts: u32,
+    /// Not before this time (ms).
+    pub next_attempt: i64,
+}
+
+/// Puts mail in the outbox and wakes the sender. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+    wake: Sender<()>,
+    notify_to: Vec<String>,
+    dedup_secs: u64,
+    dedup: Arc<Mutex<BTreeMap<String, i64>>>,
+    dedup_file: PathBuf,
+    audit: Audit,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct MailEntry<'a> {
+    time: String,
+    kind: &'a str,
+    mail: &'a str,
+    about: &'a str,
+    to: &'a [String],
+    subject: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_in_secs: Option<u64>,
+}
+
+impl Outbox {
+    /// Starts the sender thread for `config`'s relay.
+    pub fn start(config: &MailConfig, state_dir: &Path, audit: Audit) -> Outbox {
+        let dir = state_dir.join("outbox");
+        let (wake, rx) = mpsc::channel();
+        let dedup_file = state_dir.join("notify-dedup.json");
+        let dedup = read_json(&dedup_file).ok().flatten().unwrap_or_default();
+        let sender = Sender_ { config: config.clone(), dir: dir.clone(), audit: audit.clone() };
+        std::thread::Builder::new()
+            .name("mail".into())
+            .spawn(move || sender.run(rx))
+            .expect("spawning the mail thread");
+        Outbox {
+            dir,
+            wake,
+            notify_to: config.notify.clone(),
+            dedup_secs: config.notify_dedup_secs,
+            dedup: Arc::new(Mutex::new(dedup)),
+            dedup_file,
+            audit,
+        }
+    }
+
+    /// Queues a mail; it is on disk when this returns.
+    pub fn enqueue(&self, mail: &OutgoingMail) -> Result<(), StateError> {
+        write_json_atomic(&self.dir.join(format!("{}.json", mail.id)), mail)?;
+        self.audit.write(&MailEntry {
+            time: now_rfc3339(),
+            kind: "mail-queued",
+            mail: &mail.id,
+            about: &mail.about,
+            to: &mail.to,
+            subject: &mail.subject,
+            error: None,
+            retry_in_secs: None,
+        });
+        let _ = self.wake.send(());
+        Ok(())
+    }
+
+    /// Mails a finding to the notification list, unless the same `key` was
+    /// mailed within `notify_dedup_secs`. Returns what happened, for the audit.
+    pub fn notify(&self, key: &str, subject: &str, text: &str) -> String {
+        if self.notify_to.is_empty() {
+            return "no [mail] notify list; logged only".into();
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        {
+            let mut dedup = self.dedup.lock().expect("dedup lock");
+            if let Some(last) = dedup.get(key).filter(|t| now - **t < self.dedup_secs as i64 * 1000) {
+                return format!("already mailed {} s ago; not mailing again", (now - last) / 1000);
+            }
+            dedup.retain(|_, t| now - *t < self.dedup_secs as i64 * 1000);
+            dedup.insert(key.to_string(), now);
+            if let Err(e) = write_json_atomic(&self.dedup_file, &*dedup) {
+                tracing::warn!("{e}");
+            }
+        }
+        let mail = OutgoingMail {
+            id: super::token::random_hex(16),
+            to: self.notify_to.clone(),
+            subject: subject.to_string(),
+            text: text.to_string(),
+            html: None,
+            about: format!("notify {key}"),
+            attempts: 0,
+            next_attempt: 0,
+        };
+        match self.enqueue(&mail) {
+            Ok(()) => format!("mailed to {}", self.notify_to.join(", ")),
+            Err(e) => format!("could not queue the mail: {e}"),
+        }
+    }
+}
+
+// The thread's side; named so as not to clash with mpsc::Sender.
+#[allow(non_camel_case_types)]
+struct Sender_ {
+    config: MailConfig,
+    dir: PathBuf,
+    audit: Audit,
+}
+
+impl Sender_ {
+    fn run(self, wake: Receiver<()>) {
+        loop {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut next_due = now + 60_000;
+            let mut files: Vec<PathBuf> =
+                std::fs::read_dir(&self.dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+            files.retain(|p| p.extension().is_some_and(|x| x == "json"));
+            files.sort();
+            for path in files {
+                let mut mail: OutgoingMail = match read_json(&path) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!("{e}; moving it aside");
+                        let _ = std::fs::rename(&path, path.with_extension("corrupt"));
+                        continue;
+                    }
+                };
+                if mail.next_attempt > now {
+                    next_due = next_due.min(mail.next_attempt);
+                    continue;
+                }
+                match self.send(&mail) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&path);
+                        self.entry("mail-sent", &mail, None, None);
+                    }
+                    Err(e) => {
+                        mail.attempts += 1;
+                        let delay = (self.config.retry_initial_secs.max(1) << (mail.attempts - 1).min(16))
+                            .min(MAX_BACKOFF_SECS);
+                        mail.next_attempt = now + delay as i64 * 1000;
+                        next_due = next_due.min(mail.next_attempt);
+                        tracing::warn!(mail = %mail.id, about = %mail.about, "sending mail failed, retrying in {delay} s: {e}");
+                        self.entry("mail-failed", &mail, Some(e), Some(delay));
+                        if let Err(e) = write_json_atomic(&path, &mail) {
+                            tracing::error!("{e}");
+                        }
+                    }
+                }
+            }
+            let wait = Duration::from_millis((next_due - chrono::Utc::now().timestamp_millis()).max(10) as u64);
+            match wake.recv_timeout(wait) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn entry(&self, kind: &str, mail: &OutgoingMail, error: Option<String>, retry_in_secs: Option<u64>) {
+        self.audit.write(&MailEntry {
+            time: now_rfc3339(),
+            kind,
+            mail: &mail.id,
+            about: &mail.about,
+            to: &mail.to,
+            subject: &mail.subject,
+            error,
+            retry_in_secs,
+        });
+    }
+
+    fn send(&self, mail: &OutgoingMail) -> Result<(), String> {
+        let c = &self.config;
+        let mut builder = Message::builder()
+            .from(c.from.parse::<Mailbox>().map_err(|e| format!("from {:?}: {e}", c.from))?)
+            .subject(mail.subject.clone());
+        for to in &mail.to {
+            builder = builder.to(to.parse::<Mailbox>().map_err(|e| format!("to {to:?}: {e}"))?);
+        }
+        let message = match &mail.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(mail.text.clone(), html.clone())),
+            None => builder.header(ContentType::TEXT_PLAIN).body(mail.text.clone()),
+        }
+        .map_err(|e| format!("building the message: {e}"))?;
+        let tls_err = |e: lettre::transport::smtp::Error| format!("setting up TLS to {}: {e}", c.server);
+        let builder = match c.security {
+            MailSecurity::Plain => SmtpTransport::builder_dangerous(&c.server),
+            MailSecurity::Starttls => SmtpTransport::starttls_relay(&c.server).map_err(tls_err)?,
+            MailSecurity::Tls => SmtpTransport::relay(&c.server).map_err(tls_err)?,
+        };
+        let mut builder = builder.port(c.port()).timeout(Some(Duration::from_secs(c.timeout_secs)));
+        if let Some(file) = &c.credentials_file {
+            builder = builder.credentials(read_credentials(file)?);
+        }
+        builder.build().send(&message).map(|_| ()).map_err(|e| format!("{}:{}: {e}", c.server, c.port()))
+    }
+}
+
+/// `user` on the first line, `password` on the second.
+fn read_credentials(path: &Path) -> Result<Credentials, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading SMTP credentials {}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(user), Some(pass)) if !user.is_empty() => Ok(Credentials::new(user.to_string(), pass.to_string())),
+        _ => {
+            Err(format!("SMTP credentials {}: expected the user on line 1 and the password on line 2", path.display()))
+        }
+    }
+}
+
+/// The links one approver gets.
+pub struct Links {
+    pub approve: String,
+    pub deny: String,
+}
+
+/// The request mail for one approver.
+pub fn approval_mail(a: &Approval, approver: &str, links: &Links) -> OutgoingMail {
+    let dry = if a.dry_run { "DRY RUN " } else { "" };
+    let subject = format!(
+        "[pipemedic {dry}] {host}: approve {runbook} — {summary}",
+        dry = dry.trim(),
+        host = a.host,
+        runbook = a.runbook.join(", "),
+        summary = a.summary
+    )
+    .replace("[pipemedic ]", "[pipemedic]");
+    let needed = match a.approvals_needed() {
+        1 => "one approver".to_string(),
+        n => format!("{n} different approvers"),
+    };
+    let mut text = String::new();
+    if a.dry_run {
+        text.push_str(
+            "*** DRY RUN: this agent changes nothing. Approving records your answer and applies nothing. ***\n\n",
+        );
+    }
+    text.push_str(&format!(
+        "pipemedic on {host} asks for approval.\n\n{summary}\n\nRunbook: {runbook}\nRisk: {risk} (needs {needed})\nExpires: {expires}\nApproval id: {id}\n",
+        host = a.host,
+        summary = a.summary,
+        runbook = a.runbook.join(", "),
+        risk = a.risk,
+        expires = human_time(a.expires),
+        id = a.id
+    ));
+    if a.risk >= crate::plan::Risk::DataLoss {
+        text.push_str("\nTHIS PLAN LOSES DATA. Read the steps below before you answer.\n");
+    }
+    text.push_str("\nWhat it will do, step by step, as computed from the live state now:\n");
+    for (i, s) in a.steps.iter().enumerate() {
+        text.push_str(&format!(
+            "\n{}. {} {}{}\n",
+            i + 1,
+            s.action,
+            s.target,
+            if s.noop { " (already done)" } else { "" }
+        ));
+        for line in s.preview.lines() {
+            text.push_str(&format!("   {line}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "\nWhat triggered it ({source}, {file} at byte {offset}):\n",
+        source = a.event.source,
+        file = a.event.file.display(),
+        offset = a.event.offset
+    ));
+    for line in a.event.text.lines().take(40) {
+        text.push_str(&format!("   {line}\n"));
+    }
+    text.push_str(&format!(
+        "\nApprove: {}\nDeny:    {}\n\nEach link opens a page that shows this plan again; nothing happens until you press its button.\nBefore applying, the agent checks that nothing the plan depends on has changed; if something did, it asks again.\nOn the host: pipemedic approve {id} / pipemedic deny {id}\n",
+        links.approve,
+        links.deny,
+        id = a.id
+    ));
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\">{banner}<p>pipemedic on <b>{host}</b> asks for approval.</p>\
+         <p style=\"font-size:1.1em\"><b>{summary}</b></p>\
+         <table><tr><td>Runbook</td><td>{runbook}</td></tr><tr><td>Risk</td><td><b>{risk}</b> (needs {needed})</td></tr>\
+         <tr><td>Expires</td><td>{expires}</td></tr><tr><td>Approval id</td><td><code>{id}</code></td></tr></table>{steps}\
+         <h3>What triggered it</h3><pre>{record}</pre>\
+         <p><a href=\"{approve}\">Approve…</a> &nbsp; <a href=\"{deny}\">Deny…</a></p>\
+         <p><small>Each link opens a page that shows this plan again; nothing happens until you press its button.</small></p></body></html>",
+        banner = if a.dry_run {
+            "<p style=\"background:#fd0;padding:8px\"><b>DRY RUN</b>: this agent changes nothing; approving applies nothing.</p>"
+        } else {
+            ""
+        },
+        host = escape_html(&a.host),
+        summary = escape_html(&a.summary),
+        runbook = escape_html(&a.runbook.join(", ")),
+        risk = a.risk,
+        expires = escape_html(&human_time(a.expires)),
+        id = a.id,
+        steps = steps_html(a),
+        record = escape_html(&a.event.text.lines().take(40).collect::<Vec<_>>().join("\n")),
+        approve = escape_html(&links.approve),
+        deny = escape_html(&links.deny),
+    );
+    OutgoingMail {
+        id: super::token::random_hex(16),
+        to: vec![approver.to_string()],
+        subject,
+        text,
+        html: Some(html),
+        about: format!("approval {}", a.id),
+        attempts: 0,
+        next_attempt: 0,
+    }
+}
+
+/// The steps and their previews as HTML (mail and pages).
+pub fn steps_html(a: &Approval) -> String {
+    let mut out = String::from("<h3>Steps</h3><ol>");
+    for s in &a.steps {
+        out.push_str(&format!(
+            "<li><b>{}</b> {}{}<pre>{}</pre></li>",
+            escape_html(&s.action),
+            escape_html(&s.target),
+            if s.noop { " (already done)" } else { "" },
+            escape_html(&s.preview)
+        ));
+    }
+    out.push_str("</ol>");
+    out
+}

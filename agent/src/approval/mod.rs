@@ -1,0 +1,308 @@
+//! Approval of dangerous plans by a person.
+//!
+//! A plan riskier than `safe` is stored as an [`Approval`] in the state
+//! directory and mailed to each approver with links of their own (see
+//! [`mail`]). A link leads to a page on the agent's HTTP endpoint ([`web`]);
+//! opening it changes nothing, the button on it (a POST) decides. Tokens are
+//! HMAC-signed ([`token`]). When enough approvers said yes before the
+//! expiry, the agent re-computes every preview from live state and applies
+//! the plan only if nothing it depended on changed; otherwise the approval
+//! is superseded and, if the problem is still there, a new one is asked for.
+
+pub mod mail;
+pub mod token;
+pub mod web;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::matching::Event;
+use crate::plan::{Risk, Step};
+use crate::state::{read_json, write_json_atomic, StateError};
+
+/// What a link or the CLI decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Decision> {
+        match s {
+            "approve" => Some(Decision::Approve),
+            "deny" => Some(Decision::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalState {
+    Pending,
+    /// Enough approvers said yes; being applied (or, in dry-run, done).
+    Approved,
+    Denied,
+    Expired,
+    Applied,
+    Failed,
+    /// The world changed between the mail and the approval; not applied.
+    Superseded,
+}
+
+/// One step as it was mailed: the typed step, its preview and what the
+/// preview depended on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub step: Step,
+    pub action: String,
+    pub target: String,
+    pub preview: String,
+    pub noop: bool,
+    /// Hash of the state the preview read (a file's content), if any.
+    pub depends_on: Option<String>,
+}
+
+/// Who decided, when and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decider {
+    pub who: String,
+    pub at: String,
+    /// `link` (the mailed page) or `cli` (a local root user).
+    pub via: String,
+}
+
+/// A plan waiting for (or past) a person's decision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    pub state: ApprovalState,
+    pub created: String,
+    /// Expiry, ms since the epoch.
+    pub expires: i64,
+    pub host: String,
+    pub rule: String,
+    pub runbook: Vec<String>,
+    pub summary: String,
+    pub risk: Risk,
+    pub steps: Vec<PlannedStep>,
+    /// Hash of everything the approver was shown; tokens are bound to it.
+    pub plan_hash: String,
+    pub event: Event,
+    pub dry_run: bool,
+    pub approvers_asked: Vec<String>,
+    pub approved_by: Vec<Decider>,
+    pub denied_by: Option<Decider>,
+    /// What happened after the decision, for a person.
+    pub outcome: Option<String>,
+    /// The approval that replaced this one after a re-check.
+    pub superseded_by: Option<String>,
+}
+
+impl Approval {
+    /// How many distinct approvers this plan needs.
+    pub fn approvals_needed(&self) -> usize {
+        if self.risk >= Risk::DataLoss {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The hash of a plan as shown: rule, risk, steps, previews and what
+    /// they depended on, and whether it is a dry run.
+    pub fn compute_plan_hash(rule: &str, risk: Risk, steps: &[PlannedStep], dry_run: bool) -> String {
+        let shown = serde_json::to_vec(&(rule, risk, steps, dry_run)).expect("plans serialise");
+        crate::actions::sha256_hex(&shown)
+    }
+}
+
+/// The approvals in `state_dir/approvals/`, one JSON file each.
+pub struct ApprovalStore {
+    dir: PathBuf,
+    approvals: BTreeMap<String, Approval>,
+}
+
+impl ApprovalStore {
+    pub fn dir_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("approvals")
+    }
+
+    /// Loads every approval; an unreadable file is reported and skipped.
+    pub fn load(state_dir: &Path) -> ApprovalStore {
+        let dir = Self::dir_in(state_dir);
+        let mut approvals = BTreeMap::new();
+        for path in std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()) {
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            match read_json::<Approval>(&path) {
+                Ok(Some(a)) => {
+                    approvals.insert(a.id.clone(), a);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("skipping approval: {e}"),
+            }
+        }
+        ApprovalStore { dir, approvals }
+    }
+
+    /// Reads one approval straight from disk (the HTTP listener and the CLI,
+    /// which do not own the store).
+    pub fn read_one(state_dir: &Path, id: &str) -> Result<Option<Approval>, StateError> {
+        if !is_id(id) {
+            return Ok(None);
+        }
+        read_json(&Self::dir_in(state_dir).join(format!("{id}.json")))
+    }
+
+    /// Every approval on disk, newest first.
+    pub fn read_all(state_dir: &Path) -> Vec<Approval> {
+        let mut all: Vec<Approval> = Self::load(state_dir).approvals.into_values().collect();
+        all.sort_by(|a, b| b.created.cmp(&a.created));
+        all
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Approval> {
+        self.approvals.get(id)
+    }
+
+    /// Saves (and remembers) an approval.
+    pub fn save(&mut self, approval: Approval) -> Result<(), StateError> {
+        write_json_atomic(&self.dir.join(format!("{}.json", approval.id)), &approval)?;
+        self.approvals.insert(approval.id.clone(), approval);
+        Ok(())
+    }
+
+    /// The pending approval for the same plan, if one was already asked for.
+    pub fn pending_for(&self, rule: &str, plan_hash: &str) -> Option<&Approval> {
+        self.approvals
+            .values()
+            .find(|a| a.state == ApprovalState::Pending && a.rule == rule && a.plan_hash == plan_hash)
+    }
+
+    /// Pending approvals past their expiry at `now` (ms).
+    pub fn expired(&self, now: i64) -> Vec<String> {
+        self.approvals
+            .values()
+            .filter(|a| a.state == ApprovalState::Pending && a.expires <= now)
+            .map(|a| a.id.clone())
+            .collect()
+    }
+}
+
+/// Approval ids are 32 hex digits; anything else never touches the disk.
+pub fn is_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Escapes text for HTML.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A local time for people, from ms since the epoch.
+pub fn human_time(ms: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string())
+}
+
+/// A decision on its way from a link or the CLI to the daemon's worker,
+/// which owns the approvals and is the only one that changes them.
+pub struct DecideRequest {
+    pub id: String,
+    pub decision: Decision,
+    pub approver: String,
+    pub expires: i64,
+    pub token: String,
+    /// `link` or `cli`.
+    pub via: &'static str,
+    pub reply: std::sync::mpsc::Sender<DecideReply>,
+}
+
+/// The worker's answer, shown to the person who decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecideReply {
+    Accepted(String),
+    Refused(String),
+}
+
+/// Checks a link's fields against an approval: the token, the expiry it
+/// names, and that the approval still waits for this decision. `Err` says
+/// why the link is refused, in words for the person holding it.
+pub fn check_link(
+    a: &Approval,
+    signer: &token::Signer,
+    decision: Decision,
+    approver: &str,
+    expires: i64,
+    token: &str,
+    now: i64,
+) -> Result<(), String> {
+    if expires != a.expires || !signer.verify(&a.id, &a.plan_hash, decision, expires, approver, token) {
+        return Err("this link is not valid for this approval (it was altered, or belongs to another plan)".into());
+    }
+    if !a.approvers_asked.iter().any(|x| x == approver) && !approver.starts_with("local:") {
+        return Err("this link was not issued to an approver of this plan".into());
+    }
+    if a.state != ApprovalState::Pending {
+        return Err(format!("this approval was already decided: it is {:?}; a link works once", a.state).to_lowercase());
+    }
+    if now >= a.expires {
+        return Err(format!("this approval expired at {}; nothing was or will be applied", human_time(a.expires)));
+    }
+    if decision == Decision::Approve && a.approved_by.iter().any(|d| d.who == approver) {
+        return Err("you already approved this plan; it needs a second, different approver".into());
+    }
+    Ok(())
+}
+
+/// The link for one approver and decision.
+pub fn link(public_url: &str, a: &Approval, signer: &token::Signer, approver: &str, decision: Decision) -> String {
+    let token = signer.sign(&a.id, &a.plan_hash, decision, a.expires, approver);
+    format!(
+        "{}/approvals/{}?decision={}&approver={}&exp={}&token={}",
+        public_url.trim_end_matches('/'),
+        a.id,
+        decision.as_str(),
+        url_encode(approver),
+        a.expires,
+        token
+    )
+}

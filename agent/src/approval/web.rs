@@ -1,0 +1,242 @@
+//! The agent's HTTP endpoint for approval links.
+//!
+//! `GET /approvals/{id}?…` only shows: mail scanners and link previewers
+//! fetch links, so opening one must never decide anything. The page repeats
+//! the plan and has one button; its `POST` carries the same signed fields
+//! and is passed to the daemon's worker, which checks them again and
+//! decides. Every refusal (forged, altered, expired, replayed, wrong plan)
+//! gets a page saying why and an audit entry.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Form, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::mail::steps_html;
+use super::token::Signer;
+use super::{check_link, escape_html, human_time, ApprovalStore, DecideReply, DecideRequest, Decision};
+use crate::audit::{now_rfc3339, Audit};
+
+/// What the endpoint needs.
+#[derive(Clone)]
+pub struct WebState {
+    pub state_dir: PathBuf,
+    pub host: String,
+    pub signer: Signer,
+    pub audit: Audit,
+    /// Hands a decision to the worker.
+    pub submit: Arc<dyn Fn(DecideRequest) + Send + Sync>,
+}
+
+/// The fields every link and form carries.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LinkFields {
+    pub decision: String,
+    pub approver: String,
+    pub exp: i64,
+    pub token: String,
+}
+
+#[derive(Serialize)]
+struct Refusal<'a> {
+    time: String,
+    kind: &'a str,
+    approval: &'a str,
+    approver: &'a str,
+    decision: &'a str,
+    reason: &'a str,
+    via: &'a str,
+}
+
+/// Serves the endpoint on its own thread; a failed bind is logged and
+/// retried every 30 s (the rest of the agent keeps working).
+pub fn spawn(listen: SocketAddr, state: WebState) {
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("starting the HTTP runtime: {e}"),
+            };
+            rt.block_on(async move {
+                loop {
+                    match tokio::net::TcpListener::bind(listen).await {
+                        Ok(listener) => {
+                            tracing::info!(%listen, "approval endpoint listening");
+                            if let Err(e) = axum::serve(listener, router(state.clone())).await {
+                                tracing::error!(%listen, "approval endpoint stopped: {e}");
+                            }
+                        }
+                        Err(e) => tracing::error!(%listen, "cannot listen for approval links, retrying in 30 s: {e}"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            });
+        })
+        .expect("spawning the HTTP thread");
+}
+
+fn router(state: WebState) -> Router {
+    Router::new().route("/", get(index)).route("/approvals/{id}", get(show).post(decide)).with_state(state)
+}
+
+async fn index(State(s): State<WebState>) -> Html<String> {
+    let pending =
+        ApprovalStore::read_all(&s.state_dir).into_iter().filter(|a| a.state == super::ApprovalState::Pending).count();
+    page(&s.host, "pipemedic", &format!("<p>{pending} approval(s) pending on {}.</p>", escape_html(&s.host)))
+}
+
+async fn show(State(s): State<WebState>, UrlPath(id): UrlPath<String>, Query(f): Query<LinkFields>) -> Response {
+    let approval = match ApprovalStore::read_one(&s.state_dir, &id) {
+        Ok(Some(a)) => a,
+        _ => return refuse(&s, &id, &f, "no such approval on this host", StatusCode::NOT_FOUND, "link"),
+    };
+    let Some(decision) = Decision::parse(&f.decision) else {
+        return refuse(&s, &id, &f, "the link names no valid decision", StatusCode::BAD_REQUEST, "link");
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Err(why) = check_link(&approval, &s.signer, decision, &f.approver, f.exp, &f.token, now) {
+        return refuse(&s, &id, &f, &why, StatusCode::FORBIDDEN, "link");
+    }
+    let (verb, colour) = match decision {
+        Decision::Approve => ("Approve", "#2a7"),
+        Decision::Deny => ("Deny", "#c33"),
+    };
+    let body = format!(
+        "{banner}<p style=\"font-size:1.2em\"><b>{summary}</b></p>\
+         <table><tr><td>Runbook</td><td>{runbook}</td></tr><tr><td>Risk</td><td><b>{risk}</b></td></tr>\
+         <tr><td>Expires</td><td>{expires}</td></tr><tr><td>You</td><td>{approver}</td></tr>\
+         <tr><td>Approved so far</td><td>{so_far}</td></tr></table>{steps}\
+         <h3>What triggered it</h3><pre>{record}</pre>\
+         <form method=\"post\" action=\"/approvals/{id}\">\
+         <input type=\"hidden\" name=\"decision\" value=\"{decision}\"><input type=\"hidden\" name=\"approver\" value=\"{approver}\">\
+         <input type=\"hidden\" name=\"exp\" value=\"{exp}\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+         <button id=\"decide\" type=\"submit\" style=\"font-size:1.2em;padding:8px 24px;background:{colour};color:#fff;border:0\">{verb} this plan</button></form>",
+        banner = if approval.dry_run {
+            "<p style=\"background:#fd0;padding:8px\"><b>DRY RUN</b>: this agent changes nothing; approving applies nothing.</p>"
+        } else {
+            ""
+        },
+        summary = escape_html(&approval.summary),
+        runbook = escape_html(&approval.runbook.join(", ")),
+        risk = approval.risk,
+        expires = escape_html(&human_time(approval.expires)),
+        approver = escape_html(&f.approver),
+        so_far = match approval.approved_by.len() {
+            0 => "nobody".to_string(),
+            _ => escape_html(&approval.approved_by.iter().map(|d| d.who.as_str()).collect::<Vec<_>>().join(", ")),
+        },
+        steps = steps_html(&approval),
+        record = escape_html(&approval.event.text.lines().take(40).collect::<Vec<_>>().join("\n")),
+        id = escape_html(&approval.id),
+        decision = decision.as_str(),
+        exp = f.exp,
+        token = escape_html(&f.token),
+    );
+    page(&s.host, &format!("{verb}: {}", approval.summary), &body).into_response()
+}
+
+async fn decide(State(s): State<WebState>, UrlPath(id): UrlPath<String>, Form(f): Form<LinkFields>) -> Response {
+    let Some(decision) = Decision::parse(&f.decision) else {
+        return refuse(&s, &id, &f, "the form names no valid decision", StatusCode::BAD_REQUEST, "link");
+    };
+    let via = if f.approver.starts_with("local:") { "cli" } else { "link" };
+    let (tx, rx) = std::sync::mpsc::channel();
+    (s.submit)(DecideRequest {
+        id: id.clone(),
+        decision,
+        approver: f.approver.clone(),
+        expires: f.exp,
+        token: f.token.clone(),
+        via,
+        reply: tx,
+    });
+    let reply = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60))).await;
+    match reply {
+        Ok(Ok(DecideReply::Accepted(message))) => {
+            page(&s.host, "Recorded", &format!("<p><b>{}</b></p>", escape_html(&message))).into_response()
+        }
+        // The worker audits its own refusals.
+        Ok(Ok(DecideReply::Refused(why))) => (
+            StatusCode::FORBIDDEN,
+            page(&s.host, "Refused", &format!("<p><b>Refused:</b> {}</p><p>Nothing was changed.</p>", escape_html(&why))),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            page(
+                &s.host,
+                "Busy",
+                "<p>The agent is busy applying another plan; your decision is queued and will be recorded. Check the audit journal or run <code>pipemedic approvals</code> on the host.</p>",
+            ),
+        )
+            .into_response(),
+    }
+}
+
+fn refuse(s: &WebState, id: &str, f: &LinkFields, why: &str, status: StatusCode, via: &str) -> Response {
+    tracing::warn!(approval = %id, approver = %f.approver, "approval link refused: {why}");
+    s.audit.write(&Refusal {
+        time: now_rfc3339(),
+        kind: "approval-refused",
+        approval: id,
+        approver: &f.approver,
+        decision: &f.decision,
+        reason: why,
+        via,
+    });
+    let body = format!("<p><b>Refused:</b> {}</p><p>Nothing was changed.</p>", escape_html(why));
+    (status, page(&s.host, "Refused", &body)).into_response()
+}
+
+fn page(host: &str, title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{t}</title></head><body style=\"font-family:sans-serif;max-width:60em;margin:2em auto\">\
+         <p><small>pipemedic on {h}</small></p><h2>{t}</h2>{body}</body></html>",
+        t = escape_html(title),
+        h = escape_html(host)
+    ))
+}
+
+/// A minimal HTTP/1.1 client for the CLI (and tests): sends one request to
+/// the agent's own listener and returns the status and body.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    form: Option<&[(&str, &str)]>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let body = form
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|(k, v)| format!("{}={}", super::url_encode(k), super::url_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .unwrap_or_default();
+    let mut req = format!("{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if form.is_some() {
+        req.push_str(&format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
