@@ -274,3 +274,29 @@ fn local_root_approves_from_the_cli() {
     assert!(decided["who"].as_str().unwrap().starts_with("local:root"), "{decided:#}");
     host.stop_agent();
 }
+
+#[test]
+fn notify_mails_the_list_once_per_finding() {
+    let mut host = Host::new(Options { approvers: ONE.to_vec(), cooldown_secs: 0, ..Options::default() });
+    std::fs::write(
+        host.path("rules.d/tell.rhai"),
+        "// Test rule: tell a person.\nfn meta() { #{ runbook: [\"C4\"], sources: [\"kafka_server\"], signatures: #{ tell: `TELL (?<what>[A-Za-z]+)` } } }\nfn plan(ev, ctx) { #{ summary: \"tell\", steps: [notify(`bean ${ev.captures.what} cannot be injected`)] } }\nfn tests() { [] }\n",
+    )
+    .unwrap();
+    host.start_agent();
+    host.append("logs/server.log", "[2026-11-25 10:00:00,000] WARN TELL orderBo\n");
+    let first = host.wait_decision("tell", 1);
+    assert_eq!(first["decision"], "applied", "{first:#}");
+    let mail = host.wait_mails(1).remove(0);
+    assert_eq!(mail.to, ["oncall@example.com"]);
+    assert!(mail.subject().contains("bean orderBo cannot be injected"), "{}", mail.subject());
+    host.append("logs/server.log", "[2026-11-25 10:00:01,000] WARN TELL orderBo\n");
+    let second = host.wait_decision("tell", 2);
+    assert!(second["steps"][0]["result"].as_str().unwrap().contains("already mailed"), "{second:#}");
+    host.append("logs/server.log", "[2026-11-25 10:00:02,000] WARN TELL userBo\n");
+    host.wait_decision("tell", 3);
+    host.wait_mails(2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(host.mails().len(), 2, "one mail per distinct finding");
+    host.stop_agent();
+}

@@ -12,6 +12,9 @@ use crate::config::Config;
 use crate::replay::Format;
 use crate::rules::RuleSet;
 
+/// Where the packaged agent reads its configuration.
+const DEFAULT_CONFIG: &str = "/etc/pipemedic/pipemedic.toml";
+
 /// A self-healing agent for MySQL → Canal → Kafka → consumer → PostgreSQL pipelines.
 #[derive(Parser)]
 #[command(name = "pipemedic", version, about)]
@@ -24,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: follow the logs, apply safe fixes, audit everything.
     Run {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Change nothing outside the state directory; report what would be done.
         #[arg(long)]
@@ -32,7 +35,7 @@ pub enum Command {
     },
     /// Check the configuration and that every rule and playbook loads.
     Check {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Also list every signature: source, name and regex, one per line.
         #[arg(long)]
@@ -40,7 +43,7 @@ pub enum Command {
     },
     /// Feed old logs through the rules as SOURCE (dry-run) and print one decision per line.
     Replay {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long, short)]
         source: String,
@@ -57,20 +60,20 @@ pub enum Command {
     },
     /// List approvals (pending ones; --all for every one).
     Approvals {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long)]
         all: bool,
     },
     /// Approve a pending plan as the local root user.
     Approve {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         id: String,
     },
     /// Deny a pending plan as the local root user.
     Deny {
-        #[arg(long, short)]
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         id: String,
     },
