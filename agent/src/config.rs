@@ -471,4 +471,26 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn packaged_mail_and_approval_example_parses_when_uncommented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("packaging/pipemedic.toml")).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::parse(&uncommented, Path::new("pipemedic.toml"), root).unwrap();
+        assert_eq!(c.approval.as_ref().unwrap().approvers.len(), 2);
+        assert_eq!(c.mail.as_ref().unwrap().port(), 587);
+        assert_eq!(c.host_name(), "pipeline-01");
+    }
 }
