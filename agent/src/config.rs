@@ -62,6 +62,83 @@ pub struct Config {
     pub approval: Option<ApprovalConfig>,
     /// Outgoing mail: approval requests and notifications.
     pub mail: Option<MailConfig>,
+    /// The MySQL sources, by name: where a missing column's definition is
+    /// looked up (runbook C1).
+    #[serde(default)]
+    pub mysql: BTreeMap<String, MysqlSource>,
+    /// The PostgreSQL target databases, by name (`trade_ix`, `admin`): a
+    /// missing column is added to every one of them (runbook C1).
+    #[serde(default)]
+    pub postgres: BTreeMap<String, PostgresTarget>,
+    /// Which environment the consumer's deployed build must point at (runbook C6).
+    pub consumer_build: Option<BuildCheck>,
+}
+
+/// A MySQL source database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSource {
+    pub host: String,
+    #[serde(default = "default_mysql_port")]
+    pub port: u16,
+    pub user: String,
+    /// A file holding the password (kept out of the config).
+    pub password_file: Option<PathBuf>,
+    /// The schemas (databases) whose tables are synced.
+    pub schemas: Vec<String>,
+}
+
+fn default_mysql_port() -> u16 {
+    3306
+}
+
+/// A PostgreSQL target database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTarget {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub dbname: String,
+    /// The schema the synced tables live in.
+    #[serde(default = "default_pg_schema")]
+    pub schema: String,
+    /// DDL waits at most this long for a lock, so it never blocks the live
+    /// consumer for long; past it the change fails cleanly (SQLSTATE 55P03).
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_ms: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_pg_schema() -> String {
+    "public".into()
+}
+fn default_lock_timeout() -> u64 {
+    3000
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+/// Where the consumer's deployed build says its database is, and what this
+/// host expects (runbook C6: "the sit build was run on prd").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildCheck {
+    /// The deployed properties file holding the JDBC URL.
+    pub properties_file: PathBuf,
+    /// Its key (`jdbc.url`).
+    pub url_key: String,
+    /// This host's environment (`prd`).
+    pub environment: String,
+    /// Text the URL must contain on this host (the environment's database host).
+    pub expected_url_contains: String,
 }
 
 /// Who approves dangerous plans, and where the links point.
@@ -296,6 +373,19 @@ impl Config {
         self.rule_dirs.iter_mut().for_each(fix);
         self.playbook_dirs.iter_mut().for_each(fix);
         fix(&mut self.hosts_file);
+        for m in self.mysql.values_mut() {
+            if let Some(p) = &mut m.password_file {
+                fix(p);
+            }
+        }
+        for t in self.postgres.values_mut() {
+            if let Some(p) = &mut t.password_file {
+                fix(p);
+            }
+        }
+        if let Some(b) = &mut self.consumer_build {
+            fix(&mut b.properties_file);
+        }
         if let Some(m) = &mut self.mail {
             if let Some(c) = &mut m.credentials_file {
                 fix(c);
@@ -381,6 +471,16 @@ impl Config {
                     m.server
                 ));
             }
+        }
+        for (name, m) in &self.mysql {
+            Name::parse("MySQL source name", name).map_err(|e| format!("[mysql.{name}]: {e}"))?;
+            for schema in &m.schemas {
+                crate::types::SqlIdent::parse(schema).map_err(|e| format!("[mysql.{name}] schemas: {e}"))?;
+            }
+        }
+        for (name, t) in &self.postgres {
+            Name::parse("PostgreSQL target name", name).map_err(|e| format!("[postgres.{name}]: {e}"))?;
+            crate::types::SqlIdent::parse(&t.schema).map_err(|e| format!("[postgres.{name}] schema: {e}"))?;
         }
         let l = &self.limits;
         if l.max_record_bytes < 1024 || l.max_record_lines == 0 {

@@ -19,7 +19,7 @@ use crate::config::ApprovalConfig;
 use crate::config::Config;
 use crate::matching::{Event, Match, Matcher, SignatureError};
 use crate::plan::policy::{Policy, Verdict};
-use crate::plan::{Plan, Risk};
+use crate::plan::{Plan, PlanSpec, Risk};
 use crate::rules::history::EventHistory;
 use crate::rules::{RuleContext, RuleSet};
 use crate::sources::Record;
@@ -230,15 +230,21 @@ impl Pipeline {
             self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
             for &i in self.rules.subscribers(&m.signature, &record.source).to_vec().iter() {
-                let outcome = self.react(i, &event);
-                *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;
-                self.audit.write(&outcome);
-                log_outcome(&outcome);
-                outcomes.push(outcome);
+                for outcome in self.react(i, &event) {
+                    self.record_outcome(&outcome);
+                    outcomes.push(outcome);
+                }
             }
         }
         self.matches = matches;
         outcomes
+    }
+
+    /// Counts, audits and logs a decision.
+    fn record_outcome(&mut self, outcome: &Outcome) {
+        *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;
+        self.audit.write(outcome);
+        log_outcome(outcome);
     }
 
     fn event_time(&mut self, record: &Record) -> i64 {
@@ -254,7 +260,8 @@ impl Pipeline {
         }
     }
 
-    fn react(&mut self, rule_index: usize, event: &Event) -> Outcome {
+    /// Runs one rule on one event and decides about each plan it returns.
+    fn react(&mut self, rule_index: usize, event: &Event) -> Vec<Outcome> {
         let rule = &self.rules.rules[rule_index];
         let mut out = Outcome {
             time: crate::audit::now_rfc3339(),
@@ -282,19 +289,31 @@ impl Pipeline {
             }
         }
         let ctx = RuleContext { history: self.history.clone(), now: event.at, params: rule.params.clone() };
-        let spec = match self.rules.run(rule, event, ctx) {
-            Ok(Some(spec)) => spec,
-            Ok(None) => return out,
+        let specs = match self.rules.run(rule, event, ctx) {
+            Ok(specs) if specs.is_empty() => return vec![out],
+            Ok(specs) => specs,
             Err(e) => {
                 self.stats.rule_errors += 1;
                 out.decision = Decision::RuleError;
                 out.reason = Some(e.to_string());
-                return out;
+                return vec![out];
             }
         };
+        let (name, runbook) = (rule.name.clone(), rule.runbook.clone());
+        specs.into_iter().map(|spec| self.decide_spec(spec, &name, &runbook, event, out.clone())).collect()
+    }
+
+    fn decide_spec(
+        &mut self,
+        spec: PlanSpec,
+        rule: &str,
+        runbook: &[String],
+        event: &Event,
+        mut out: Outcome,
+    ) -> Outcome {
         out.summary = Some(spec.summary.clone());
         out.risk = Some(spec.risk);
-        let plan = match spec.validate(&rule.name, &rule.runbook, &self.config) {
+        let plan = match spec.validate(rule, runbook, &self.config) {
             Ok(plan) => plan,
             Err(why) => {
                 out.decision = Decision::Refused;
@@ -671,25 +690,34 @@ impl Pipeline {
             event.at = chrono::Utc::now().timestamp_millis();
             let again = self.rules.rules.iter().position(|r| r.name == a.rule).map(|i| self.react(i, &event));
             let next = match &again {
-                Some(o) if o.decision == Decision::AwaitingApproval => {
-                    a.superseded_by = o.approval.clone();
-                    format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?"))
-                }
-                Some(o) => format!(
-                    "asked the rule again: {:?}{}",
-                    o.decision,
-                    o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-                ),
                 None => format!("rule {} is no longer loaded; not asking again", a.rule),
+                Some(outcomes) => match outcomes.iter().find(|o| o.decision == Decision::AwaitingApproval) {
+                    Some(o) => {
+                        a.superseded_by = o.approval.clone();
+                        format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?"))
+                    }
+                    None => {
+                        let said: Vec<String> = outcomes
+                            .iter()
+                            .map(|o| {
+                                format!(
+                                    "{:?}{}",
+                                    o.decision,
+                                    o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                                )
+                            })
+                            .collect();
+                        format!("asked the rule again: {}", said.join("; "))
+                    }
+                },
             };
             a.outcome = Some(format!("not applied: {why}; {next}"));
             let reason = a.outcome.clone();
             let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
             self.audit.write(&approval_entry("approval-superseded", &a, None, None, reason.as_deref()));
             tracing::warn!(approval = %a.id, "approved plan superseded: {}", reason.unwrap_or_default());
-            if let Some(o) = again {
-                self.audit.write(&o);
-                log_outcome(&o);
+            for o in again.unwrap_or_default() {
+                self.record_outcome(&o);
             }
             return;
         }
@@ -707,9 +735,7 @@ impl Pipeline {
         if let Err(e) = self.approvals.as_mut().expect("approvals").store.save(a) {
             tracing::error!("{e}");
         }
-        *self.stats.decisions.entry(format!("{:?}", out.decision)).or_default() += 1;
-        self.audit.write(&out);
-        log_outcome(&out);
+        self.record_outcome(&out);
     }
 
     /// Marks pending approvals past their expiry as expired.

@@ -225,6 +225,58 @@ impl fmt::Display for PropertyValue {
     }
 }
 
+/// A SQL identifier (table, column, schema) as the pipeline's schemas use
+/// them: a letter or `_`, then letters, digits, `_`; at most 63 bytes (the
+/// PostgreSQL limit). Always quoted when put into SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SqlIdent(String);
+
+impl From<SqlIdent> for String {
+    fn from(v: SqlIdent) -> String {
+        v.0
+    }
+}
+
+/// Re-validated when read back from the state directory.
+impl TryFrom<String> for SqlIdent {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, InvalidValue> {
+        SqlIdent::parse(&s)
+    }
+}
+
+impl SqlIdent {
+    pub fn parse(input: &str) -> Result<Self, InvalidValue> {
+        let bad = |why| InvalidValue::new("SQL identifier", input, why);
+        if input.is_empty() || input.len() > 63 {
+            return Err(bad("it must be 1 to 63 characters"));
+        }
+        if !(input.as_bytes()[0].is_ascii_alphabetic() || input.starts_with('_')) {
+            return Err(bad("it must start with a letter or '_'"));
+        }
+        if !input.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(bad("only letters, digits and '_' are allowed"));
+        }
+        Ok(SqlIdent(input.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Double-quoted for SQL (the validation leaves nothing to escape).
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl fmt::Display for SqlIdent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +304,14 @@ mod tests {
         assert!(parse_ipv4("10.98.2.333").is_err());
         assert!(parse_ipv4("10.98.2").is_err());
         assert!(parse_ipv4("010.98.2.3").is_err());
+    }
+
+    #[test]
+    fn sql_identifiers() {
+        assert_eq!(SqlIdent::parse("t_item_user").unwrap().quoted(), "\"t_item_user\"");
+        for bad in ["review\"; DROP TABLE x; --", "a b", "1abc", "", "x;y", &"a".repeat(64)] {
+            assert!(SqlIdent::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -279,8 +279,10 @@ impl RuleSet {
         self.subscribers.get(&(signature.to_string(), source.to_string())).map_or(&[], Vec::as_slice)
     }
 
-    /// Runs a rule's `plan(ev, ctx)`. `Ok(None)`: the rule saw nothing to do.
-    pub fn run(&self, rule: &Rule, event: &Event, ctx: RuleContext) -> Result<Option<PlanSpec>, RuleError> {
+    /// Runs a rule's `plan(ev, ctx)`, which returns a plan, an array of
+    /// plans (each decided on its own: a notification now and a risky fix
+    /// for approval, say), or `()`. Empty: the rule saw nothing to do.
+    pub fn run(&self, rule: &Rule, event: &Event, ctx: RuleContext) -> Result<Vec<PlanSpec>, RuleError> {
         let ev = event_map(event);
         let out = self
             .engine
@@ -292,12 +294,15 @@ impl RuleSet {
                 (ev, ctx),
             )
             .map_err(|e| RuleError::at(&rule.path, e.position(), format!("in plan(): {e}")))?;
+        let bad = |m: String| RuleError::at(&rule.path, Position::NONE, format!("plan() returned {m}"));
         if out.is_unit() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        plan_from_dynamic(out)
-            .map(Some)
-            .map_err(|m| RuleError::at(&rule.path, Position::NONE, format!("plan() returned {m}")))
+        if out.is_array() {
+            let plans = out.into_array().expect("checked");
+            return plans.into_iter().filter(|p| !p.is_unit()).map(|p| plan_from_dynamic(p).map_err(bad)).collect();
+        }
+        plan_from_dynamic(out).map(|p| vec![p]).map_err(bad)
     }
 
     /// Calls a rule's `tests()`.

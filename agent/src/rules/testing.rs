@@ -127,7 +127,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
             history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
             let ctx = RuleContext { history: history.clone(), now: at, params: rule.params.clone() };
-            if let Some(spec) = rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
+            for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
                 let steps = spec.steps.iter().map(ToString::to_string).collect();
                 let (risk, benign) = (spec.risk.to_string(), spec.benign);
                 let refused = spec.validate(&rule.name, &rule.runbook, config).err();
