@@ -14,8 +14,11 @@ use crate::config::Config;
 
 /// The shipped rules, compiled into the binary so the demo works anywhere.
 pub const SHIPPED_RULES: &[(&str, &str)] = &[
+    ("c1_schema_drift.rhai", include_str!("../../rules/c1_schema_drift.rhai")),
     ("c2_commit_failed.rhai", include_str!("../../rules/c2_commit_failed.rhai")),
     ("c3_wakeup.rhai", include_str!("../../rules/c3_wakeup.rhai")),
+    ("c4_startup_wiring.rhai", include_str!("../../rules/c4_startup_wiring.rhai")),
+    ("c6_pool_init.rhai", include_str!("../../rules/c6_pool_init.rhai")),
     ("k1_unknown_host.rhai", include_str!("../../rules/k1_unknown_host.rhai")),
     ("m2_kafka_shutdown.rhai", include_str!("../../rules/m2_kafka_shutdown.rhai")),
 ];

@@ -2,8 +2,11 @@
 //! `preview` (read-only, computed from live state), an `apply` (which checks
 //! that the state is still what the preview saw) and a `verify`.
 
+pub mod build;
 pub mod hosts;
+pub mod mysql;
 pub mod notify;
+pub mod postgres;
 pub mod properties;
 pub mod service;
 
@@ -101,6 +104,8 @@ impl Executor {
                 &properties::Change::Lower { factor: *factor, floor: *floor, default: *default },
             ),
             Step::Notify { message } => Ok(notify::preview(message)),
+            Step::PgAddColumn { table, column } => postgres::preview(&self.config, table, column),
+            Step::CheckBuild => build::preview(&self.config),
         }
     }
 
@@ -114,6 +119,8 @@ impl Executor {
                 properties::apply(&self.config.properties_files[file.as_str()], key, preview, &self.backups())
             }
             Step::Notify { message } => Ok(notify::apply(message, self.mail.as_ref())),
+            Step::PgAddColumn { table, column } => postgres::apply(&self.config, table, column),
+            Step::CheckBuild => build::apply(&self.config, self.mail.as_ref()),
         }
     }
 
@@ -125,7 +132,8 @@ impl Executor {
             Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
                 properties::verify(&self.config.properties_files[file.as_str()], key, preview)
             }
-            Step::Notify { .. } => Ok("recorded".into()),
+            Step::Notify { .. } | Step::CheckBuild => Ok("recorded".into()),
+            Step::PgAddColumn { table, column } => postgres::verify(&self.config, table, column),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::types::{excerpt, parse_ipv4, HostName, Name, PropertyKey, PropertyValue};
+use crate::types::{excerpt, parse_ipv4, HostName, Name, PropertyKey, PropertyValue, SqlIdent};
 
 /// How much harm a plan can do, and so who must agree before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -74,6 +74,8 @@ pub enum StepSpec {
     PropertySet { file: String, key: String, value: String },
     PropertyLower { file: String, key: String, factor: f64, floor: i64, default: i64 },
     Notify { message: String },
+    PgAddColumn { table: String, column: String },
+    CheckBuild,
 }
 
 impl fmt::Display for StepSpec {
@@ -89,6 +91,8 @@ impl fmt::Display for StepSpec {
                 write!(f, "property {file} {key} lower x{factor} floor {floor} default {default}")
             }
             StepSpec::Notify { message } => write!(f, "notify: {message}"),
+            StepSpec::PgAddColumn { table, column } => write!(f, "postgres add column {table}.{column}"),
+            StepSpec::CheckBuild => write!(f, "check consumer build"),
         }
     }
 }
@@ -107,6 +111,10 @@ pub enum Step {
     PropertyLower { file: Name, key: PropertyKey, factor: f64, floor: u64, default: u64 },
     /// Tell a person.
     Notify { message: String },
+    /// Add a column missing in the PostgreSQL targets, defined as in MySQL (runbook C1).
+    PgAddColumn { table: SqlIdent, column: SqlIdent },
+    /// Tell a person which environment the consumer's build points at (runbook C6).
+    CheckBuild,
 }
 
 const MAX_NOTIFY: usize = 4000;
@@ -156,6 +164,11 @@ impl Step {
                 }
                 Step::Notify { message }
             }
+            StepSpec::PgAddColumn { table, column } => Step::PgAddColumn {
+                table: SqlIdent::parse(table).map_err(|e| e.to_string())?,
+                column: SqlIdent::parse(column).map_err(|e| e.to_string())?,
+            },
+            StepSpec::CheckBuild => Step::CheckBuild,
         })
     }
 
@@ -166,6 +179,8 @@ impl Step {
             Step::Service { .. } => "service",
             Step::PropertySet { .. } | Step::PropertyLower { .. } => "properties",
             Step::Notify { .. } => "notify",
+            Step::PgAddColumn { .. } => "postgres",
+            Step::CheckBuild => "build",
         }
     }
 
@@ -178,6 +193,8 @@ impl Step {
                 format!("{file}:{key}")
             }
             Step::Notify { message } => message.lines().next().unwrap_or("").chars().take(80).collect(),
+            Step::PgAddColumn { table, column } => format!("{table}.{column}"),
+            Step::CheckBuild => "consumer".into(),
         }
     }
 
@@ -197,6 +214,8 @@ impl Step {
             // Setting an arbitrary value (a Kafka server property, say) can
             // break a service; lowering a number within a floor cannot.
             Step::PropertySet { .. } => Risk::Dangerous,
+            // DDL on the live target databases.
+            Step::PgAddColumn { .. } => Risk::Dangerous,
             _ => Risk::Safe,
         }
     }
@@ -266,5 +285,7 @@ fn spec_kind(spec: &StepSpec) -> &'static str {
         StepSpec::PropertySet { .. } => "property_set",
         StepSpec::PropertyLower { .. } => "property_lower",
         StepSpec::Notify { .. } => "notify",
+        StepSpec::PgAddColumn { .. } => "pg_add_column",
+        StepSpec::CheckBuild => "check_build",
     }
 }

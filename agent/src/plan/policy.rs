@@ -1,9 +1,10 @@
 //! Policy: whether a plan may run now.
 //!
-//! In order: a benign finding needs nothing; a plan riskier than `safe`
-//! waits for approval; an open circuit (the same remediation applied again
-//! and again while its signature keeps coming back) escalates instead of
-//! looping; a plan whose steps are all no-ops has nothing to do; a step whose
+//! In order: a benign finding needs nothing; a plan whose steps are all
+//! no-ops has nothing to do (nobody is asked to approve nothing); a plan
+//! riskier than `safe` waits for approval; an open circuit (the same
+//! remediation applied again and again while its signature keeps coming
+//! back) escalates instead of looping; a step whose
 //! action and target ran too recently (cooldown) or too often (hourly rate)
 //! holds the whole plan back — plans are never half-applied.
 //!
@@ -73,11 +74,12 @@ impl Policy {
         if plan.benign {
             return Verdict::Benign;
         }
+        let active: Vec<_> = plan.steps.iter().zip(noop).filter(|(_, n)| !**n).map(|(s, _)| s).collect();
+        if active.is_empty() {
+            return Verdict::NothingToDo;
+        }
         if plan.risk > Risk::Safe {
-            return Verdict::NeedsApproval(format!(
-                "plan risk is {}: it needs approval by a person, and this agent cannot ask for approval yet; nothing was changed",
-                plan.risk
-            ));
+            return Verdict::NeedsApproval(format!("plan risk is {}: it needs approval by a person", plan.risk));
         }
         let window = self.limits.breaker_window_secs as i64 * 1000;
         let recent = count_since(self.history.plans.get(&plan.breaker_key()), now - window);
@@ -86,10 +88,6 @@ impl Policy {
                 "circuit open: this plan was applied {recent} times in the last {} min and its signature keeps coming back; not repeating it, a person must look",
                 self.limits.breaker_window_secs / 60
             ));
-        }
-        let active: Vec<_> = plan.steps.iter().zip(noop).filter(|(_, n)| !**n).map(|(s, _)| s).collect();
-        if active.is_empty() {
-            return Verdict::NothingToDo;
         }
         let cooldown = self.limits.cooldown_secs as i64 * 1000;
         for step in active {

@@ -59,6 +59,11 @@ pub fn register(engine: &mut Engine) {
         },
     );
     engine.register_fn("notify", |message: ImmutableString| StepSpec::Notify { message: message.to_string() });
+    engine.register_fn("pg_add_column", |table: ImmutableString, column: ImmutableString| StepSpec::PgAddColumn {
+        table: table.to_string(),
+        column: column.to_string(),
+    });
+    engine.register_fn("check_build", || StepSpec::CheckBuild);
 
     engine.register_type_with_name::<RuleContext>("Context");
     engine.register_fn("count", RuleContext::count);

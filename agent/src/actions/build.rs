@@ -1,0 +1,51 @@
+//! `build`: which environment the consumer's deployed build points at
+//! (runbook C6: "the sit build was run on prd"). Read-only; its apply
+//! tells a person, like `notify`.
+
+use super::{ActionError, Preview};
+use crate::approval::mail::Outbox;
+use crate::config::Config;
+
+/// The finding, computed from the deployed properties.
+pub fn check(config: &Config) -> Result<(String, bool), ActionError> {
+    let doing = "checking which environment the consumer's build points at";
+    let Some(b) = &config.consumer_build else {
+        return Err(ActionError::new(doing, "no [consumer_build] section: nothing to compare the deployed build with"));
+    };
+    let text = std::fs::read_to_string(&b.properties_file)
+        .map_err(|e| ActionError::new(doing, format!("reading {}: {e}", b.properties_file.display())))?;
+    let url = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('!'))
+        .find_map(|l| {
+            let (k, v) = l.split_once(['=', ':'])?;
+            (k.trim() == b.url_key).then(|| v.trim().to_string())
+        })
+        .ok_or_else(|| ActionError::new(doing, format!("{} has no {}", b.properties_file.display(), b.url_key)))?;
+    let matches = url.contains(&b.expected_url_contains);
+    let message = match matches {
+        true => format!(
+            "The deployed build points at {url}, which is right for this host ({env}). The connection pool failure is not a wrong build: check that the database is up and reachable.",
+            env = b.environment
+        ),
+        false => format!(
+            "The deployed build points at {url}, but this host is {env} and expects a URL containing {want:?} ({file}, {key}). The wrong build script was probably run. Fix: stop Tomcat with its shutdown script (never kill -9), rebuild with the {env} profile, deploy, start.",
+            env = b.environment,
+            want = b.expected_url_contains,
+            file = b.properties_file.display(),
+            key = b.url_key
+        ),
+    };
+    Ok((message, matches))
+}
+
+pub fn preview(config: &Config) -> Result<Preview, ActionError> {
+    let (message, _) = check(config)?;
+    Ok(Preview { text: format!("notify: {message}"), noop: false, guard: Default::default() })
+}
+
+pub fn apply(config: &Config, mail: Option<&(Outbox, String)>) -> Result<String, ActionError> {
+    let (message, _) = check(config)?;
+    Ok(super::notify::apply(&message, mail))
+}

@@ -1,0 +1,198 @@
+//! `postgres`: add a missing column to every target database (runbook C1:
+//! "it must be added in both trade_ix and admin").
+//!
+//! The preview looks the column up in the MySQL sources, maps its type,
+//! and for each target database shows the exact SQL, or that the column is
+//! already there. Apply runs each database in its own transaction with a
+//! `lock_timeout`, so DDL never blocks the live consumer for long (a busy
+//! table fails cleanly with SQLSTATE 55P03), and reports per database.
+//! Identifiers are validated [`SqlIdent`]s, always quoted; the type and
+//! default come from the mapping, never from the log.
+
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+
+use super::mysql::{find_column, map_column, PgColumn};
+use super::{ActionError, Preview};
+use crate::config::{Config, PostgresTarget};
+use crate::types::SqlIdent;
+
+/// One target's part of the plan.
+struct TargetPlan {
+    name: String,
+    /// `None`: the column is already there.
+    sql: Option<String>,
+}
+
+fn doing(table: &SqlIdent, column: &SqlIdent) -> String {
+    format!("adding column {column} to table {table} in the PostgreSQL targets")
+}
+
+fn connect(name: &str, t: &PostgresTarget) -> Result<Client, String> {
+    let mut cfg = postgres::Config::new();
+    cfg.host(&t.host).port(t.port).user(&t.user).dbname(&t.dbname).connect_timeout(Duration::from_secs(t.connect_timeout_secs));
+    cfg.application_name("pipemedic");
+    if let Some(p) = &t.password_file {
+        let pw = std::fs::read_to_string(p).map_err(|e| format!("[postgres.{name}] reading password file {}: {e}", p.display()))?;
+        cfg.password(pw.trim_end_matches(['\n', '\r']));
+    }
+    cfg.connect(NoTls).map_err(|e| format!("[postgres.{name}] connecting to {}:{}/{}: {e}", t.host, t.port, t.dbname))
+}
+
+/// The type of `schema.table.column` as `format_type` prints it, `None` if
+/// the column does not exist; `Err` if the table does not.
+fn column_type(client: &mut Client, schema: &str, table: &str, column: &str) -> Result<Option<String>, String> {
+    let table_exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&schema, &table],
+        )
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if !table_exists {
+        return Err(format!("table {schema}.{table} does not exist there; the agent never creates tables"));
+    }
+    let row = client
+        .query_opt(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped",
+            &[&schema, &table, &column],
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(row.map(|r| r.get::<_, String>(0)))
+}
+
+fn add_column_sql(schema: &SqlIdent, table: &SqlIdent, column: &SqlIdent, pg: &PgColumn) -> String {
+    let mut sql = format!("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}", schema.quoted(), table.quoted(), column.quoted(), pg.type_sql);
+    if let Some(d) = &pg.default_sql {
+        sql.push_str(&format!(" DEFAULT {d}"));
+    }
+    if pg.not_null {
+        sql.push_str(" NOT NULL");
+    }
+    sql
+}
+
+/// The column definition (from MySQL) and each target's SQL.
+fn plan(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<(String, Vec<TargetPlan>), ActionError> {
+    let doing = doing(table, column);
+    if config.postgres.is_empty() {
+        return Err(ActionError::new(doing, "no [postgres.NAME] targets are configured"));
+    }
+    let defs = find_column(config, table, column)?;
+    let Some(first) = defs.first() else {
+        return Err(ActionError::new(doing, format!("no configured MySQL source has a column {table}.{column}; a person must look")));
+    };
+    if let Some(other) = defs.iter().find(|d| (&d.column_type, d.nullable, &d.default) != (&first.column_type, first.nullable, &first.default)) {
+        return Err(ActionError::new(
+            doing,
+            format!(
+                "the sources disagree: {}.{} says {} but {}.{} says {}; a person must choose",
+                first.source, first.schema, first.column_type, other.source, other.schema, other.column_type
+            ),
+        ));
+    }
+    let pg = map_column(first).map_err(|e| ActionError::new(&doing, e))?;
+    let mut header = format!(
+        "MySQL [{}] {}.{}.{}: {}{}{} -> PostgreSQL {}{}{}",
+        first.source,
+        first.schema,
+        table,
+        column,
+        first.column_type,
+        if first.nullable { " NULL" } else { " NOT NULL" },
+        first.default.as_deref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default(),
+        pg.type_sql,
+        pg.default_sql.as_deref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default(),
+        if pg.not_null { " NOT NULL" } else { "" },
+    );
+    for note in &pg.notes {
+        header.push_str(&format!("\nnote: {note}"));
+    }
+    let mut targets = Vec::new();
+    for (name, t) in &config.postgres {
+        let schema = SqlIdent::parse(&t.schema).map_err(|e| ActionError::new(&doing, e))?;
+        let mut client = connect(name, t).map_err(|e| ActionError::new(&doing, e))?;
+        let existing = column_type(&mut client, schema.as_str(), table.as_str(), column.as_str())
+            .map_err(|e| ActionError::new(&doing, format!("[postgres.{name}] {}: {e}", t.dbname)))?;
+        let sql = match existing {
+            Some(_) => None,
+            None => Some(format!("SET LOCAL lock_timeout = '{}ms'; {};", t.lock_timeout_ms, add_column_sql(&schema, table, column, &pg))),
+        };
+        targets.push(TargetPlan { name: name.clone(), sql });
+    }
+    Ok((header, targets))
+}
+
+pub fn preview(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<Preview, ActionError> {
+    let (header, targets) = plan(config, table, column)?;
+    let mut text = header;
+    for t in &targets {
+        let db = &config.postgres[&t.name].dbname;
+        match &t.sql {
+            Some(sql) => text.push_str(&format!("\n[{} / {db}] BEGIN; {sql} COMMIT;", t.name)),
+            None => text.push_str(&format!("\n[{} / {db}] already has the column; nothing to do", t.name)),
+        }
+    }
+    let noop = targets.iter().all(|t| t.sql.is_none());
+    Ok(Preview { text, noop, guard: Default::default() })
+}
+
+/// Adds the column where it is missing, each database in its own
+/// transaction. Every database is tried; the result names each one.
+pub fn apply(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<String, ActionError> {
+    let doing = doing(table, column);
+    let (_, targets) = plan(config, table, column)?;
+    let mut report = Vec::new();
+    let mut failed = false;
+    for t in &targets {
+        let target = &config.postgres[&t.name];
+        let Some(sql) = &t.sql else {
+            report.push(format!("{}: already had it", t.name));
+            continue;
+        };
+        let result = connect(&t.name, target).and_then(|mut client| {
+            let mut tx = client.transaction().map_err(|e| e.to_string())?;
+            tx.batch_execute(sql).map_err(|e| describe_pg_error(&e, target.lock_timeout_ms))?;
+            tx.commit().map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => report.push(format!("{}: added", t.name)),
+            Err(e) => {
+                failed = true;
+                report.push(format!("{}: FAILED, nothing changed there: {e}", t.name));
+            }
+        }
+    }
+    match failed {
+        true => Err(ActionError::new(doing, report.join("; "))),
+        false => Ok(report.join("; ")),
+    }
+}
+
+fn describe_pg_error(e: &postgres::Error, lock_timeout_ms: u64) -> String {
+    match e.code().map(|c| c.code()) {
+        Some("55P03") => format!(
+            "the table was busy: no lock within lock_timeout {lock_timeout_ms} ms (SQLSTATE 55P03), so the consumer was not blocked; try again when it is quieter"
+        ),
+        _ => e.as_db_error().map_or_else(|| e.to_string(), |d| format!("{} (SQLSTATE {})", d.message(), d.code().code())),
+    }
+}
+
+/// Checks the column now exists in every target with the mapped type.
+pub fn verify(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<String, ActionError> {
+    let doing = format!("verifying {table}.{column} in the PostgreSQL targets");
+    let defs = find_column(config, table, column)?;
+    let pg = defs.first().map(map_column).transpose().map_err(|e| ActionError::new(&doing, e))?;
+    let mut seen = Vec::new();
+    for (name, t) in &config.postgres {
+        let mut client = connect(name, t).map_err(|e| ActionError::new(&doing, e))?;
+        match column_type(&mut client, &t.schema, table.as_str(), column.as_str()).map_err(|e| ActionError::new(&doing, e))? {
+            Some(ty) if pg.as_ref().is_none_or(|p| p.type_sql == ty) => seen.push(format!("{name}: {ty}")),
+            Some(ty) => return Err(ActionError::new(doing, format!("[postgres.{name}] has it as {ty}, not {}", pg.unwrap().type_sql))),
+            None => return Err(ActionError::new(doing, format!("[postgres.{name}] still lacks it"))),
+        }
+    }
+    Ok(seen.join("; "))
+}
