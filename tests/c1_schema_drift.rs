@@ -58,7 +58,11 @@ fn c1_missing_column_is_added_to_both_databases_after_approval() {
     let d = p.host.wait_decision("c1_schema_drift", 1);
     assert_eq!(d["decision"], "awaiting-approval", "{d:#}");
     let preview = d["steps"][0]["preview"].as_str().unwrap();
-    assert!(preview.contains("trade.t_item_user.review: varchar(255) NULL DEFAULT NULL -> PostgreSQL character varying(255)"), "{preview}");
+    assert!(
+        preview
+            .contains("trade.t_item_user.review: varchar(255) NULL DEFAULT NULL -> PostgreSQL character varying(255)"),
+        "{preview}"
+    );
     for db in ["trade_ix", "admin"] {
         assert!(
             preview.contains(&format!("[{db} / {db}] BEGIN; SET LOCAL lock_timeout = '3000ms'; ALTER TABLE \"public\".\"t_item_user\" ADD COLUMN IF NOT EXISTS \"review\" character varying(255); COMMIT;")),
@@ -66,7 +70,10 @@ fn c1_missing_column_is_added_to_both_databases_after_approval() {
         );
     }
     let mail = p.host.wait_mails(1).remove(0);
-    assert!(mail.text.contains("ALTER TABLE \"public\".\"t_item_user\" ADD COLUMN IF NOT EXISTS \"review\""), "the SQL is in the mail");
+    assert!(
+        mail.text.contains("ALTER TABLE \"public\".\"t_item_user\" ADD COLUMN IF NOT EXISTS \"review\""),
+        "the SQL is in the mail"
+    );
     assert_eq!(p.pg.column_type("trade_ix", "t_item_user", "review"), None, "nothing before approval");
 
     approve(&p.host, &mail);
@@ -148,7 +155,8 @@ fn c1_missing_table_is_reported_never_created() {
     let mail = p.host.wait_mails(1).remove(0);
     assert_eq!(mail.to, ["oncall@example.com"]);
     assert!(mail.text.contains("never creates tables"));
-    let exists: bool = p.pg.connect("trade_ix").query_one("SELECT to_regclass('t_new_table') IS NOT NULL", &[]).unwrap().get(0);
+    let exists: bool =
+        p.pg.connect("trade_ix").query_one("SELECT to_regclass('t_new_table') IS NOT NULL", &[]).unwrap().get(0);
     assert!(!exists);
     p.host.stop_agent();
 }

@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use super::free_port;
 
 fn require(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: apt-get install -y {package} (./scripts/test installs it)"
-    );
+    assert!(Path::new(path).exists(), "{path} is missing: apt-get install -y {package} (./scripts/test installs it)");
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
@@ -110,7 +107,8 @@ impl Postgres {
             .unwrap_or_else(|| panic!("PostgreSQL server binaries are missing: apt-get install -y postgresql (./scripts/test installs it)"));
         let dir = tempfile::tempdir().unwrap();
         let uid = Command::new("id").args(["-u", "postgres"]).output().expect("id");
-        let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().expect("a postgres user (from the postgresql package)");
+        let uid: u32 =
+            String::from_utf8_lossy(&uid.stdout).trim().parse().expect("a postgres user (from the postgresql package)");
         std::os::unix::fs::chown(dir.path(), Some(uid), None).unwrap();
         let data = dir.path().join("data");
         let out = Command::new("runuser")
@@ -139,7 +137,11 @@ impl Postgres {
     }
 
     pub fn connect(&self, db: &str) -> postgres::Client {
-        postgres::Client::connect(&format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port), postgres::NoTls).unwrap()
+        postgres::Client::connect(
+            &format!("host=127.0.0.1 port={} user=postgres dbname={db}", self.port),
+            postgres::NoTls,
+        )
+        .unwrap()
     }
 
     pub fn create_db(&self, name: &str) {

@@ -78,7 +78,13 @@ pub fn find_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Resu
             .map_err(|e| ActionError::new(&doing, format!("[mysql.{name}] {}:{}: {e}", source.host, source.port)))?;
         for (schema, column_type, nullable, default) in rows {
             if source.schemas.iter().any(|s| *s == schema) {
-                found.push(ColumnDef { source: name.clone(), schema, column_type, nullable: nullable == "YES", default });
+                found.push(ColumnDef {
+                    source: name.clone(),
+                    schema,
+                    column_type,
+                    nullable: nullable == "YES",
+                    default,
+                });
             }
         }
     }
@@ -164,12 +170,15 @@ pub fn map_column(def: &ColumnDef) -> Result<PgColumn, String> {
         "datetime" | "timestamp" if nums.is_empty() => "timestamp without time zone".into(),
         "datetime" | "timestamp" => format!("timestamp({}) without time zone", arg(0, 0)),
         "json" => "jsonb".into(),
-        _ => return Err(format!("MySQL type {:?} has no mapping here; a person must add this column", def.column_type)),
+        _ => {
+            return Err(format!("MySQL type {:?} has no mapping here; a person must add this column", def.column_type))
+        }
     };
     let default_sql = map_default(def.default.as_deref(), base, &type_sql, &mut notes);
     let not_null = !def.nullable && default_sql.is_some();
     if !def.nullable && default_sql.is_none() {
-        notes.push("MySQL declares it NOT NULL without a default; added as nullable so existing rows stay valid".into());
+        notes
+            .push("MySQL declares it NOT NULL without a default; added as nullable so existing rows stay valid".into());
     }
     Ok(PgColumn { type_sql, not_null, default_sql, notes })
 }
@@ -194,7 +203,20 @@ fn map_default(raw: Option<&str>, base: &str, type_sql: &str, notes: &mut Vec<St
     };
     let numeric = matches!(
         base,
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal" | "numeric" | "dec" | "fixed" | "float" | "double" | "real" | "year"
+        "tinyint"
+            | "smallint"
+            | "mediumint"
+            | "int"
+            | "integer"
+            | "bigint"
+            | "decimal"
+            | "numeric"
+            | "dec"
+            | "fixed"
+            | "float"
+            | "double"
+            | "real"
+            | "year"
     );
     if numeric {
         let ok = !value.is_empty()
@@ -206,7 +228,10 @@ fn map_default(raw: Option<&str>, base: &str, type_sql: &str, notes: &mut Vec<St
         notes.push(format!("default {raw} dropped: not a plain number"));
         return None;
     }
-    if value.chars().any(char::is_control) || matches!(base, "bit" | "binary" | "varbinary" | "json") || base.ends_with("blob") {
+    if value.chars().any(char::is_control)
+        || matches!(base, "bit" | "binary" | "varbinary" | "json")
+        || base.ends_with("blob")
+    {
         notes.push(format!("default {raw} dropped: carried over only for text, number and time columns"));
         return None;
     }

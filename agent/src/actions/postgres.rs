@@ -31,10 +31,15 @@ fn doing(table: &SqlIdent, column: &SqlIdent) -> String {
 
 fn connect(name: &str, t: &PostgresTarget) -> Result<Client, String> {
     let mut cfg = postgres::Config::new();
-    cfg.host(&t.host).port(t.port).user(&t.user).dbname(&t.dbname).connect_timeout(Duration::from_secs(t.connect_timeout_secs));
+    cfg.host(&t.host)
+        .port(t.port)
+        .user(&t.user)
+        .dbname(&t.dbname)
+        .connect_timeout(Duration::from_secs(t.connect_timeout_secs));
     cfg.application_name("pipemedic");
     if let Some(p) = &t.password_file {
-        let pw = std::fs::read_to_string(p).map_err(|e| format!("[postgres.{name}] reading password file {}: {e}", p.display()))?;
+        let pw = std::fs::read_to_string(p)
+            .map_err(|e| format!("[postgres.{name}] reading password file {}: {e}", p.display()))?;
         cfg.password(pw.trim_end_matches(['\n', '\r']));
     }
     cfg.connect(NoTls).map_err(|e| format!("[postgres.{name}] connecting to {}:{}/{}: {e}", t.host, t.port, t.dbname))
@@ -64,7 +69,13 @@ fn column_type(client: &mut Client, schema: &str, table: &str, column: &str) -> 
 }
 
 fn add_column_sql(schema: &SqlIdent, table: &SqlIdent, column: &SqlIdent, pg: &PgColumn) -> String {
-    let mut sql = format!("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}", schema.quoted(), table.quoted(), column.quoted(), pg.type_sql);
+    let mut sql = format!(
+        "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}",
+        schema.quoted(),
+        table.quoted(),
+        column.quoted(),
+        pg.type_sql
+    );
     if let Some(d) = &pg.default_sql {
         sql.push_str(&format!(" DEFAULT {d}"));
     }
@@ -82,9 +93,15 @@ fn plan(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<(String,
     }
     let defs = find_column(config, table, column)?;
     let Some(first) = defs.first() else {
-        return Err(ActionError::new(doing, format!("no configured MySQL source has a column {table}.{column}; a person must look")));
+        return Err(ActionError::new(
+            doing,
+            format!("no configured MySQL source has a column {table}.{column}; a person must look"),
+        ));
     };
-    if let Some(other) = defs.iter().find(|d| (&d.column_type, d.nullable, &d.default) != (&first.column_type, first.nullable, &first.default)) {
+    if let Some(other) = defs
+        .iter()
+        .find(|d| (&d.column_type, d.nullable, &d.default) != (&first.column_type, first.nullable, &first.default))
+    {
         return Err(ActionError::new(
             doing,
             format!(
@@ -118,7 +135,11 @@ fn plan(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<(String,
             .map_err(|e| ActionError::new(&doing, format!("[postgres.{name}] {}: {e}", t.dbname)))?;
         let sql = match existing {
             Some(_) => None,
-            None => Some(format!("SET LOCAL lock_timeout = '{}ms'; {};", t.lock_timeout_ms, add_column_sql(&schema, table, column, &pg))),
+            None => Some(format!(
+                "SET LOCAL lock_timeout = '{}ms'; {};",
+                t.lock_timeout_ms,
+                add_column_sql(&schema, table, column, &pg)
+            )),
         };
         targets.push(TargetPlan { name: name.clone(), sql });
     }
@@ -188,9 +209,16 @@ pub fn verify(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<St
     let mut seen = Vec::new();
     for (name, t) in &config.postgres {
         let mut client = connect(name, t).map_err(|e| ActionError::new(&doing, e))?;
-        match column_type(&mut client, &t.schema, table.as_str(), column.as_str()).map_err(|e| ActionError::new(&doing, e))? {
+        match column_type(&mut client, &t.schema, table.as_str(), column.as_str())
+            .map_err(|e| ActionError::new(&doing, e))?
+        {
             Some(ty) if pg.as_ref().is_none_or(|p| p.type_sql == ty) => seen.push(format!("{name}: {ty}")),
-            Some(ty) => return Err(ActionError::new(doing, format!("[postgres.{name}] has it as {ty}, not {}", pg.unwrap().type_sql))),
+            Some(ty) => {
+                return Err(ActionError::new(
+                    doing,
+                    format!("[postgres.{name}] has it as {ty}, not {}", pg.unwrap().type_sql),
+                ))
+            }
             None => return Err(ActionError::new(doing, format!("[postgres.{name}] still lacks it"))),
         }
     }
