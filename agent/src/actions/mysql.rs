@@ -77,7 +77,7 @@ pub fn find_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Resu
             .block_on(query_source(source, table, column))
             .map_err(|e| ActionError::new(&doing, format!("[mysql.{name}] {}:{}: {e}", source.host, source.port)))?;
         for (schema, column_type, nullable, default) in rows {
-            if source.schemas.iter().any(|s| *s == schema) {
+            if source.schemas.contains(&schema) {
                 found.push(ColumnDef {
                     source: name.clone(),
                     schema,
