@@ -33,24 +33,47 @@ pub fn excerpt(input: &str) -> String {
     format!("\"{out}\"")
 }
 
-/// A DNS host name as `/etc/hosts` accepts it (RFC 1123 labels).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct HostName(String);
+/// A `String` newtype that only a validating `parse` can build: serialises as
+/// the plain string and is re-validated when read back (from the state
+/// directory, say), so a hand-edited file cannot smuggle in a bad value.
+macro_rules! validated_string {
+    ($(#[$doc:meta])* $name:ident, |$s:ident| $parse:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl From<HostName> for String {
-    fn from(v: HostName) -> String {
-        v.0
-    }
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidValue;
+            fn try_from($s: String) -> Result<Self, InvalidValue> {
+                $parse
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-/// Re-validated when read back from the state directory.
-impl TryFrom<String> for HostName {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, InvalidValue> {
-        HostName::parse(&s)
-    }
-}
+validated_string!(
+    /// A DNS host name as `/etc/hosts` accepts it (RFC 1123 labels).
+    HostName, |s| HostName::parse(&s)
+);
 
 impl HostName {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
@@ -74,16 +97,6 @@ impl HostName {
         }
         Ok(HostName(input.to_ascii_lowercase()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for HostName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// Parses a dotted-quad IPv4 address strictly (no leading zeros, no short forms).
@@ -93,26 +106,12 @@ pub fn parse_ipv4(input: &str) -> Result<Ipv4Addr, InvalidValue> {
         .map_err(|_| InvalidValue::new("IPv4 address", input, "expected four decimal octets like 10.98.2.33"))
 }
 
-/// A name from the configuration or a rule: a source, a service, a
-/// properties file, a signature. ASCII letters, digits, `_` and `-`, at most
-/// 64 characters, starting with a letter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Name(String);
-
-impl From<Name> for String {
-    fn from(v: Name) -> String {
-        v.0
-    }
-}
-
-/// Re-validated when read back from the state directory.
-impl TryFrom<String> for Name {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, InvalidValue> {
-        Name::parse("name", &s)
-    }
-}
+validated_string!(
+    /// A name from the configuration or a rule: a source, a service, a
+    /// properties file, a signature. ASCII letters, digits, `_` and `-`, at most
+    /// 64 characters, starting with a letter.
+    Name, |s| Name::parse("name", &s)
+);
 
 impl Name {
     pub fn parse(what: &'static str, input: &str) -> Result<Self, InvalidValue> {
@@ -128,36 +127,12 @@ impl Name {
         }
         Ok(Name(input.to_string()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A key in a Java `.properties` file, such as `max.poll.records`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PropertyKey(String);
-
-impl From<PropertyKey> for String {
-    fn from(v: PropertyKey) -> String {
-        v.0
-    }
-}
-
-/// Re-validated when read back from the state directory.
-impl TryFrom<String> for PropertyKey {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, InvalidValue> {
-        PropertyKey::parse(&s)
-    }
-}
+validated_string!(
+    /// A key in a Java `.properties` file, such as `max.poll.records`.
+    PropertyKey, |s| PropertyKey::parse(&s)
+);
 
 impl PropertyKey {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
@@ -170,37 +145,13 @@ impl PropertyKey {
         }
         Ok(PropertyKey(input.to_string()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for PropertyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A value for a `.properties` file: one line of printable text, no escapes
-/// that would change the meaning of the file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PropertyValue(String);
-
-impl From<PropertyValue> for String {
-    fn from(v: PropertyValue) -> String {
-        v.0
-    }
-}
-
-/// Re-validated when read back from the state directory.
-impl TryFrom<String> for PropertyValue {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, InvalidValue> {
-        PropertyValue::parse(&s)
-    }
-}
+validated_string!(
+    /// A value for a `.properties` file: one line of printable text, no escapes
+    /// that would change the meaning of the file.
+    PropertyValue, |s| PropertyValue::parse(&s)
+);
 
 impl PropertyValue {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
@@ -213,38 +164,14 @@ impl PropertyValue {
         }
         Ok(PropertyValue(input.trim().to_string()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for PropertyValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A SQL identifier (table, column, schema) as the pipeline's schemas use
-/// them: a letter or `_`, then letters, digits, `_`; at most 63 bytes (the
-/// PostgreSQL limit). Always quoted when put into SQL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct SqlIdent(String);
-
-impl From<SqlIdent> for String {
-    fn from(v: SqlIdent) -> String {
-        v.0
-    }
-}
-
-/// Re-validated when read back from the state directory.
-impl TryFrom<String> for SqlIdent {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, InvalidValue> {
-        SqlIdent::parse(&s)
-    }
-}
+validated_string!(
+    /// A SQL identifier (table, column, schema) as the pipeline's schemas use
+    /// them: a letter or `_`, then letters, digits, `_`; at most 63 bytes (the
+    /// PostgreSQL limit). Always quoted when put into SQL.
+    SqlIdent, |s| SqlIdent::parse(&s)
+);
 
 impl SqlIdent {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
@@ -261,19 +188,9 @@ impl SqlIdent {
         Ok(SqlIdent(input.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Double-quoted for SQL (the validation leaves nothing to escape).
     pub fn quoted(&self) -> String {
         format!("\"{}\"", self.0)
-    }
-}
-
-impl fmt::Display for SqlIdent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
