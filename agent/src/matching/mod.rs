@@ -41,6 +41,10 @@ struct Signature {
 #[derive(Default)]
 struct SourceMatcher {
     automaton: Option<Arc<AhoCorasick>>,
+    /// The same literals for scanning whole chunks: leftmost-first, so the
+    /// SIMD (Teddy) prefilter applies, which the overlapping automaton
+    /// cannot use.
+    scanner: Option<Arc<AhoCorasick>>,
     /// Some literal spans lines, so a chunk-wide search could miss it.
     multiline_literal: bool,
     /// For each literal in the automaton, the signature it belongs to.
@@ -102,15 +106,15 @@ impl Matcher {
             .into_iter()
             .map(|(source, Collect { literals, owners: literal_owner, always })| {
                 let multiline_literal = literals.iter().any(|l| l.contains(&b'\n'));
-                let automaton = (!literals.is_empty()).then(|| {
-                    Arc::new(
-                        AhoCorasick::builder()
-                            .match_kind(MatchKind::Standard)
-                            .build(&literals)
-                            .expect("literal automaton fits in memory"),
-                    )
-                });
-                (source, SourceMatcher { automaton, multiline_literal, literal_owner, always })
+                let build = |kind| {
+                    (!literals.is_empty()).then(|| {
+                        Arc::new(
+                            AhoCorasick::builder().match_kind(kind).build(&literals).expect("literal automaton fits in memory"),
+                        )
+                    })
+                };
+                let (automaton, scanner) = (build(MatchKind::Standard), build(MatchKind::LeftmostFirst));
+                (source, SourceMatcher { automaton, scanner, multiline_literal, literal_owner, always })
             })
             .collect();
         Ok(Matcher { signatures, by_source })
@@ -127,7 +131,7 @@ impl Matcher {
         match self.by_source.get(source) {
             None => Interest::Nothing,
             Some(sm) if !sm.always.is_empty() || sm.multiline_literal => Interest::All,
-            Some(sm) => match &sm.automaton {
+            Some(sm) => match &sm.scanner {
                 Some(ac) => Interest::Literals(ac.clone()),
                 None => Interest::Nothing,
             },
