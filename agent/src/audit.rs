@@ -79,7 +79,14 @@ impl Journal {
         }
         let file = self.file.as_mut().expect("opened above");
         while let Some(line) = self.backlog.front() {
-            file.write_all(line.as_bytes())?;
+            // A write cut short by a full disk would leave half a line;
+            // cut it off so the journal stays one JSON object per line and
+            // the retry writes the whole entry.
+            let before = file.metadata()?.len();
+            if let Err(e) = file.write_all(line.as_bytes()) {
+                let _ = file.set_len(before);
+                return Err(e);
+            }
             self.backlog.pop_front();
         }
         file.sync_data()

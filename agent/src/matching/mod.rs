@@ -109,7 +109,10 @@ impl Matcher {
                 let build = |kind| {
                     (!literals.is_empty()).then(|| {
                         Arc::new(
-                            AhoCorasick::builder().match_kind(kind).build(&literals).expect("literal automaton fits in memory"),
+                            AhoCorasick::builder()
+                                .match_kind(kind)
+                                .build(&literals)
+                                .expect("literal automaton fits in memory"),
                         )
                     })
                 };
