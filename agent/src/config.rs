@@ -72,6 +72,62 @@ pub struct Config {
     pub postgres: BTreeMap<String, PostgresTarget>,
     /// Which environment the consumer's deployed build must point at (runbook C6).
     pub consumer_build: Option<BuildCheck>,
+    /// The pipeline's ZooKeeper ensemble (canal's positions, Kafka's brokers).
+    pub zookeeper: Option<ZooKeeperConfig>,
+    /// The canal server and its destinations (runbook N1–N6).
+    pub canal: Option<CanalConfig>,
+}
+
+/// Where ZooKeeper is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZooKeeperConfig {
+    /// `host:port[,host:port…]`
+    pub connect: String,
+    #[serde(default = "default_zk_session")]
+    pub session_timeout_secs: u64,
+}
+
+fn default_zk_session() -> u64 {
+    10
+}
+
+/// The canal server on this host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanalConfig {
+    /// The `[services.NAME]` entry that starts and stops canal.
+    pub service: String,
+    /// canal.properties and the instance.properties files, in the order
+    /// canal reads them (a later file's `canal.instance.fallbackIntervalInSeconds` wins).
+    #[serde(default)]
+    pub properties_files: Vec<PathBuf>,
+    /// After the stop script, how long to wait for the destination's
+    /// `running` node to go (the ZooKeeper session of a dead process expires).
+    #[serde(default = "default_canal_stop_wait")]
+    pub stop_wait_secs: u64,
+    /// The destinations (instances), each listening to one MySQL source.
+    pub destinations: BTreeMap<String, CanalDestination>,
+}
+
+fn default_canal_stop_wait() -> u64 {
+    60
+}
+
+/// One canal destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanalDestination {
+    /// The `[mysql.NAME]` source it listens to; its user needs REPLICATION
+    /// SLAVE to read binlog creation times.
+    pub mysql: String,
+    /// The client id whose cursor drives canal's restart position.
+    #[serde(default = "default_client_id")]
+    pub client_id: u32,
+}
+
+fn default_client_id() -> u32 {
+    1001
 }
 
 /// A MySQL source database.
@@ -265,6 +321,10 @@ pub struct ServiceConfig {
     /// How to tell that it is up after a start.
     #[serde(default)]
     pub up: UpCheck,
+    /// A pid file the start script refuses to start over (canal's
+    /// `bin/canal.pid`); removed before a start only if no process of the
+    /// service runs. The `process.pid_file` is treated the same way.
+    pub stale_pid_file: Option<PathBuf>,
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
     #[serde(default = "default_start_timeout")]
@@ -386,6 +446,9 @@ impl Config {
         if let Some(b) = &mut self.consumer_build {
             fix(&mut b.properties_file);
         }
+        if let Some(c) = &mut self.canal {
+            c.properties_files.iter_mut().for_each(fix);
+        }
         if let Some(m) = &mut self.mail {
             if let Some(c) = &mut m.credentials_file {
                 fix(c);
@@ -400,6 +463,9 @@ impl Config {
                 service.workdir = Some(base.to_path_buf());
             }
             if let Some(p) = &mut service.process.pid_file {
+                fix(p);
+            }
+            if let Some(p) = &mut service.stale_pid_file {
                 fix(p);
             }
             if let Some(p) = &mut service.up.log_file {
@@ -481,6 +547,23 @@ impl Config {
         for (name, t) in &self.postgres {
             Name::parse("PostgreSQL target name", name).map_err(|e| format!("[postgres.{name}]: {e}"))?;
             crate::types::SqlIdent::parse(&t.schema).map_err(|e| format!("[postgres.{name}] schema: {e}"))?;
+        }
+        if let Some(c) = &self.canal {
+            if !self.services.contains_key(&c.service) {
+                return Err(format!("[canal] service {:?} is not configured under [services]", c.service));
+            }
+            if self.zookeeper.is_none() {
+                return Err("[canal] needs a [zookeeper] section: canal keeps its positions there".into());
+            }
+            for (name, d) in &c.destinations {
+                Name::parse("destination", name).map_err(|e| format!("[canal.destinations.{name}]: {e}"))?;
+                if !self.mysql.contains_key(&d.mysql) {
+                    return Err(format!(
+                        "[canal.destinations.{name}] mysql = {:?} is not configured under [mysql]",
+                        d.mysql
+                    ));
+                }
+            }
         }
         let l = &self.limits;
         if l.max_record_bytes < 1024 || l.max_record_lines == 0 {

@@ -21,6 +21,9 @@ pub const SHIPPED_RULES: &[(&str, &str)] = &[
     ("c6_pool_init.rhai", include_str!("../../rules/c6_pool_init.rhai")),
     ("k1_unknown_host.rhai", include_str!("../../rules/k1_unknown_host.rhai")),
     ("m2_kafka_shutdown.rhai", include_str!("../../rules/m2_kafka_shutdown.rhai")),
+    ("n1_no_alive_canal.rhai", include_str!("../../rules/n1_no_alive_canal.rhai")),
+    ("n2_no_route.rhai", include_str!("../../rules/n2_no_route.rhai")),
+    ("n3_n4_n6_binlog_position.rhai", include_str!("../../rules/n3_n4_n6_binlog_position.rhai")),
 ];
 
 const EXAMPLE_CONFIG: &str = include_str!("../../examples/pipemedic.toml");

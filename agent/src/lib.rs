@@ -24,3 +24,4 @@ pub mod rules;
 pub mod sources;
 pub mod state;
 pub mod types;
+pub mod zk;

@@ -3,10 +3,12 @@
 //! that the state is still what the preview saw) and a `verify`.
 
 pub mod build;
+pub mod canal;
 pub mod hosts;
 pub mod mysql;
 pub mod notify;
 pub mod postgres;
+pub mod probe;
 pub mod properties;
 pub mod service;
 
@@ -51,6 +53,7 @@ impl Preview {
     pub fn depends_on(&self) -> Option<String> {
         match &self.guard {
             Guard::FileEdit { sha256, .. } => Some(sha256.clone()),
+            Guard::ZkVersions(v) => Some(v.iter().map(|(p, n)| format!("{p}@{n}")).collect::<Vec<_>>().join(",")),
             Guard::None => None,
         }
     }
@@ -65,6 +68,9 @@ pub enum Guard {
     /// content the preview showed the diff of. Apply writes exactly this, and
     /// only if the file still hashes the same.
     FileEdit { path: PathBuf, sha256: String, new: Vec<u8> },
+    /// ZooKeeper nodes and the versions the preview read; writes are
+    /// compare-and-set on exactly these.
+    ZkVersions(Vec<(String, i32)>),
 }
 
 /// Runs steps against the configured world.
@@ -105,6 +111,10 @@ impl Executor {
             ),
             Step::Notify { message } => Ok(notify::preview(message)),
             Step::PgAddColumn { table, column } => postgres::preview(&self.config, table, column),
+            Step::CanalRewind => canal::preview_rewind(&self.config),
+            Step::CanalReset { destination } => canal::preview_reset(&self.config, destination),
+            Step::CanalNewBinlog { destination } => canal::preview_new_binlog(&self.config, destination),
+            Step::ProbeTcp { addr } => Ok(probe::preview(*addr)),
             Step::CheckBuild => build::preview(&self.config),
         }
     }
@@ -120,6 +130,10 @@ impl Executor {
             }
             Step::Notify { message } => Ok(notify::apply(message, self.mail.as_ref())),
             Step::PgAddColumn { table, column } => postgres::apply(&self.config, table, column),
+            Step::CanalRewind => canal::apply_rewind(&self.config, preview),
+            Step::CanalReset { destination } => canal::apply_reset(&self.config, destination, preview),
+            Step::CanalNewBinlog { destination } => canal::apply_new_binlog(&self.config, destination, preview),
+            Step::ProbeTcp { addr } => Ok(probe::apply(*addr, self.mail.as_ref())),
             Step::CheckBuild => build::apply(&self.config, self.mail.as_ref()),
         }
     }
@@ -134,6 +148,10 @@ impl Executor {
             }
             Step::Notify { .. } | Step::CheckBuild => Ok("recorded".into()),
             Step::PgAddColumn { table, column } => postgres::verify(&self.config, table, column),
+            Step::CanalRewind => canal::verify_rewind(&self.config, preview),
+            Step::CanalReset { destination } => canal::verify_reset(&self.config, destination),
+            Step::CanalNewBinlog { .. } => Ok("written with compare-and-set".into()),
+            Step::ProbeTcp { .. } => Ok("recorded".into()),
         }
     }
 }

@@ -93,7 +93,7 @@ pub fn find_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Resu
 
 type Row = (String, String, String, Option<String>);
 
-async fn query_source(source: &MysqlSource, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<Row>, String> {
+async fn connect(source: &MysqlSource) -> Result<mysql_async::Conn, String> {
     let password = match &source.password_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -109,11 +109,14 @@ async fn query_source(source: &MysqlSource, table: &SqlIdent, column: &SqlIdent)
         .user(Some(source.user.clone()))
         .pass(password)
         .prefer_socket(false);
-    let connect = mysql_async::Conn::new(opts);
-    let mut conn = tokio::time::timeout(Duration::from_secs(10), connect)
+    tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts))
         .await
         .map_err(|_| "connecting timed out after 10 s".to_string())?
-        .map_err(|e| format!("connecting: {e}"))?;
+        .map_err(|e| format!("connecting: {e}"))
+}
+
+async fn query_source(source: &MysqlSource, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<Row>, String> {
+    let mut conn = connect(source).await?;
     let rows: Vec<Row> = conn
         .exec(
             "SELECT TABLE_SCHEMA, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT FROM information_schema.COLUMNS \
@@ -124,6 +127,59 @@ async fn query_source(source: &MysqlSource, table: &SqlIdent, column: &SqlIdent)
         .map_err(|e| format!("querying information_schema: {e}"))?;
     let _ = conn.disconnect().await;
     Ok(rows)
+}
+
+/// One binary log of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binlog {
+    pub name: String,
+    pub size: u64,
+    /// When the file was created (its format-description event), ms.
+    pub created_ms: i64,
+}
+
+/// The source's binlogs, oldest first, each with its creation time read
+/// through the replication protocol (the user needs REPLICATION SLAVE;
+/// `SHOW BINARY LOGS` has no times).
+pub fn list_binlogs(name: &str, source: &MysqlSource) -> Result<Vec<Binlog>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(binlogs(source)).map_err(|e| format!("[mysql.{name}] {}:{}: {e}", source.host, source.port))
+}
+
+async fn binlogs(source: &MysqlSource) -> Result<Vec<Binlog>, String> {
+    use futures_util::StreamExt;
+    let mut conn = connect(source).await?;
+    let rows: Vec<mysql_async::Row> =
+        conn.query("SHOW BINARY LOGS").await.map_err(|e| format!("SHOW BINARY LOGS: {e}"))?;
+    let _ = conn.disconnect().await;
+    let mut out = Vec::with_capacity(rows.len());
+    // A replica id of our own, far from real servers'.
+    let server_id = 3_000_000_000 + std::process::id() % 1_000_000;
+    for row in rows {
+        let name: String = row.get(0).ok_or("SHOW BINARY LOGS without a name")?;
+        let size: u64 = row.get(1).unwrap_or(0);
+        let conn = connect(source).await?;
+        let request = mysql_async::BinlogStreamRequest::new(server_id)
+            .with_filename(name.as_bytes())
+            .with_pos(4u64)
+            .with_non_blocking();
+        let mut stream = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(|e| format!("reading binlog {name} (needs REPLICATION SLAVE): {e}"))?;
+        let mut created = None;
+        while let Some(event) = stream.next().await {
+            let event = event.map_err(|e| format!("reading binlog {name}: {e}"))?;
+            if event.header().event_type() == Ok(mysql_async::binlog::EventType::FORMAT_DESCRIPTION_EVENT) {
+                created = Some(event.header().timestamp() as i64 * 1000);
+                break;
+            }
+        }
+        let _ = stream.close().await;
+        let created_ms = created.ok_or_else(|| format!("binlog {name} has no format-description event"))?;
+        out.push(Binlog { name, size, created_ms });
+    }
+    Ok(out)
 }
 
 /// Maps a MySQL column to PostgreSQL; `Err` names a type with no safe mapping.

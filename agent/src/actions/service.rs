@@ -162,6 +162,19 @@ fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Acti
 
 fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, ActionError> {
     let doing = format!("starting {name}");
+    let mut notes = Vec::new();
+    // After a crash the pid file stays and some start scripts refuse to
+    // start over it; remove it, but only when no process of the service runs.
+    if running_pids(svc).is_empty() {
+        for pid_file in [&svc.process.pid_file, &svc.stale_pid_file].into_iter().flatten() {
+            if pid_file.exists() {
+                std::fs::remove_file(pid_file).map_err(|e| {
+                    ActionError::new(&doing, format!("removing the stale pid file {}: {e}", pid_file.display()))
+                })?;
+                notes.push(format!("removed the stale pid file {}", pid_file.display()));
+            }
+        }
+    }
     let log_offset = svc.up.log_file.as_ref().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let started = Instant::now();
     let mut child = spawn(&svc.start, svc, out_log).map_err(|e| ActionError::new(&doing, e))?;
@@ -183,7 +196,8 @@ fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Act
                 if script_ok.is_none() {
                     reap(child);
                 }
-                return Ok(format!("{name} is up after {:.1} s", started.elapsed().as_secs_f64()));
+                notes.push(format!("{name} is up after {:.1} s", started.elapsed().as_secs_f64()));
+                return Ok(notes.join("; "));
             }
             Err(why) if started.elapsed() >= svc.start_timeout() => {
                 if script_ok.is_none() {

@@ -76,6 +76,10 @@ pub enum StepSpec {
     Notify { message: String },
     PgAddColumn { table: String, column: String },
     CheckBuild,
+    CanalRewind,
+    CanalReset { destination: String },
+    CanalNewBinlog { destination: String },
+    ProbeTcp { addr: String },
 }
 
 impl fmt::Display for StepSpec {
@@ -93,6 +97,10 @@ impl fmt::Display for StepSpec {
             StepSpec::Notify { message } => write!(f, "notify: {message}"),
             StepSpec::PgAddColumn { table, column } => write!(f, "postgres add column {table}.{column}"),
             StepSpec::CheckBuild => write!(f, "check consumer build"),
+            StepSpec::CanalRewind => write!(f, "canal rewind to common timestamp"),
+            StepSpec::CanalReset { destination } => write!(f, "canal reset {destination}"),
+            StepSpec::CanalNewBinlog { destination } => write!(f, "canal new binlog {destination}"),
+            StepSpec::ProbeTcp { addr } => write!(f, "probe tcp {addr}"),
         }
     }
 }
@@ -115,6 +123,17 @@ pub enum Step {
     PgAddColumn { table: SqlIdent, column: SqlIdent },
     /// Tell a person which environment the consumer's build points at (runbook C6).
     CheckBuild,
+    /// Compare-and-set every canal cursor to a timestamp-only position at
+    /// which every source still has binlog (runbook N3, N4).
+    CanalRewind,
+    /// Delete a destination's cursor: canal restarts from the newest
+    /// position, losing what lies between (runbook N3, last resort).
+    CanalReset { destination: Name },
+    /// Move a destination's cursor to the binlog its source started after a
+    /// crash (runbook N6).
+    CanalNewBinlog { destination: Name },
+    /// Probe an address over TCP and tell a person (runbook N2).
+    ProbeTcp { addr: std::net::SocketAddr },
 }
 
 const MAX_NOTIFY: usize = 4000;
@@ -169,6 +188,16 @@ impl Step {
                 column: SqlIdent::parse(column).map_err(|e| e.to_string())?,
             },
             StepSpec::CheckBuild => Step::CheckBuild,
+            StepSpec::CanalRewind => Step::CanalRewind,
+            StepSpec::CanalReset { destination } => {
+                Step::CanalReset { destination: canal_destination(destination, config)? }
+            }
+            StepSpec::CanalNewBinlog { destination } => {
+                Step::CanalNewBinlog { destination: canal_destination(destination, config)? }
+            }
+            StepSpec::ProbeTcp { addr } => Step::ProbeTcp {
+                addr: addr.parse().map_err(|_| format!("{} is not an ip:port address", excerpt(addr)))?,
+            },
         })
     }
 
@@ -181,6 +210,8 @@ impl Step {
             Step::Notify { .. } => "notify",
             Step::PgAddColumn { .. } => "postgres",
             Step::CheckBuild => "build",
+            Step::CanalRewind | Step::CanalReset { .. } | Step::CanalNewBinlog { .. } => "canal",
+            Step::ProbeTcp { .. } => "probe",
         }
     }
 
@@ -195,6 +226,9 @@ impl Step {
             Step::Notify { message } => message.lines().next().unwrap_or("").chars().take(80).collect(),
             Step::PgAddColumn { table, column } => format!("{table}.{column}"),
             Step::CheckBuild => "consumer".into(),
+            Step::CanalRewind => "every cursor".into(),
+            Step::CanalReset { destination } | Step::CanalNewBinlog { destination } => format!("{destination} cursor"),
+            Step::ProbeTcp { addr } => addr.to_string(),
         }
     }
 
@@ -214,8 +248,9 @@ impl Step {
             // Setting an arbitrary value (a Kafka server property, say) can
             // break a service; lowering a number within a floor cannot.
             Step::PropertySet { .. } => Risk::Dangerous,
-            // DDL on the live target databases.
-            Step::PgAddColumn { .. } => Risk::Dangerous,
+            // DDL on the live target databases; rewriting canal's positions.
+            Step::PgAddColumn { .. } | Step::CanalRewind | Step::CanalNewBinlog { .. } => Risk::Dangerous,
+            Step::CanalReset { .. } => Risk::DataLoss,
             _ => Risk::Safe,
         }
     }
@@ -239,6 +274,14 @@ impl Plan {
         let steps: Vec<String> = self.steps.iter().map(Step::limit_key).collect();
         format!("{}[{}]", self.rule, steps.join(","))
     }
+}
+
+fn canal_destination(name: &str, config: &Config) -> Result<Name, String> {
+    let name = Name::parse("destination", name).map_err(|e| e.to_string())?;
+    if !config.canal.as_ref().is_some_and(|c| c.destinations.contains_key(name.as_str())) {
+        return Err(format!("destination {name} is not configured under [canal.destinations]"));
+    }
+    Ok(name)
 }
 
 fn properties_file(name: &str, config: &Config) -> Result<Name, String> {
@@ -287,5 +330,9 @@ fn spec_kind(spec: &StepSpec) -> &'static str {
         StepSpec::Notify { .. } => "notify",
         StepSpec::PgAddColumn { .. } => "pg_add_column",
         StepSpec::CheckBuild => "check_build",
+        StepSpec::CanalRewind => "canal_rewind",
+        StepSpec::CanalReset { .. } => "canal_reset",
+        StepSpec::CanalNewBinlog { .. } => "canal_new_binlog",
+        StepSpec::ProbeTcp { .. } => "probe_tcp",
     }
 }

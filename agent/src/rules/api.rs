@@ -64,6 +64,27 @@ pub fn register(engine: &mut Engine) {
         column: column.to_string(),
     });
     engine.register_fn("check_build", || StepSpec::CheckBuild);
+    engine.register_fn("canal_rewind", || StepSpec::CanalRewind);
+    engine.register_fn("canal_reset", |destination: ImmutableString| StepSpec::CanalReset {
+        destination: destination.to_string(),
+    });
+    engine.register_fn("canal_new_binlog", |destination: ImmutableString| StepSpec::CanalNewBinlog {
+        destination: destination.to_string(),
+    });
+    engine.register_fn("probe_tcp", |addr: ImmutableString| StepSpec::ProbeTcp { addr: addr.to_string() });
+    // Pure text helper: the first capture group of `pattern` in `text` (or
+    // the whole match), "" if none. Patterns come from rule files.
+    engine.register_fn(
+        "re_find",
+        |text: ImmutableString, pattern: ImmutableString| -> Result<String, Box<EvalAltResult>> {
+            let re = regex::RegexBuilder::new(&pattern).size_limit(1 << 20).build().map_err(|e| e.to_string())?;
+            Ok(re
+                .captures(&text)
+                .and_then(|c| c.get(1).or_else(|| c.get(0)))
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default())
+        },
+    );
 
     engine.register_type_with_name::<RuleContext>("Context");
     engine.register_fn("count", RuleContext::count);

@@ -1,0 +1,543 @@
+//! `canal`: canal's positions in ZooKeeper (runbook N3–N6).
+//!
+//! Canal restarts from `/otter/canal/destinations/<dest>/1001/cursor`, a JSON
+//! `LogPosition` whose first key must be the `@type` tag and whose position
+//! key is spelled `postion`; timestamps are milliseconds. Canal must be
+//! stopped before the cursor is written (a running instance keeps its own
+//! position and would overwrite the edit). Every write here is a
+//! compare-and-set on the version the preview showed, happens only when no
+//! canal server holds the destination (`running` and `cluster/*` gone), and
+//! the old content is kept in the result for a person to restore by hand.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::mysql::{list_binlogs, Binlog};
+use super::{ActionError, Guard, Preview};
+use crate::approval::human_time;
+use crate::config::{CanalConfig, Config};
+use crate::zk::{Node, Session};
+
+const LOG_POSITION: &str = "com.alibaba.otter.canal.protocol.position.LogPosition";
+
+/// A client cursor as canal stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanalCursor {
+    pub slave_id: i64,
+    pub address: String,
+    pub port: u16,
+    pub gtid: String,
+    pub journal: String,
+    pub position: i64,
+    pub server_id: Option<i64>,
+    pub timestamp: i64,
+}
+
+impl CanalCursor {
+    /// Parses a cursor node; refuses anything canal itself could not read.
+    pub fn parse(bytes: &[u8]) -> Result<CanalCursor, String> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        if v.get("@type").and_then(Value::as_str) != Some(LOG_POSITION) {
+            return Err(format!("no \"@type\":\"{LOG_POSITION}\""));
+        }
+        let id = &v["identity"];
+        let pos = &v["postion"];
+        let str_of = |x: &Value| x.as_str().map(String::from);
+        Ok(CanalCursor {
+            slave_id: id["slaveId"].as_i64().unwrap_or(-1),
+            address: str_of(&id["sourceAddress"]["address"]).ok_or("identity.sourceAddress.address is missing")?,
+            port: id["sourceAddress"]["port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or("identity.sourceAddress.port is missing")?,
+            gtid: str_of(&pos["gtid"]).unwrap_or_default(),
+            journal: str_of(&pos["journalName"]).unwrap_or_default(),
+            position: pos["position"].as_i64().ok_or("postion.position is missing")?,
+            server_id: pos["serverId"].as_i64(),
+            timestamp: pos["timestamp"].as_i64().ok_or("postion.timestamp is missing")?,
+        })
+    }
+
+    /// The JSON exactly as canal writes it: `@type` first, keys in
+    /// alphabetical order, `postion` spelled canal's way, milliseconds.
+    pub fn render(&self) -> String {
+        let s = |x: &str| serde_json::to_string(x).expect("strings serialise");
+        format!(
+            "{{\"@type\":\"{LOG_POSITION}\",\"identity\":{{\"slaveId\":{},\"sourceAddress\":{{\"address\":{},\"port\":{}}}}},\"postion\":{{\"gtid\":{},\"included\":false,\"journalName\":{},\"position\":{},{}\"timestamp\":{}}}}}",
+            self.slave_id,
+            s(&self.address),
+            self.port,
+            s(&self.gtid),
+            s(&self.journal),
+            self.position,
+            self.server_id.map(|id| format!("\"serverId\":{id},")).unwrap_or_default(),
+            self.timestamp
+        )
+    }
+
+    /// This cursor moved to a timestamp-only position: canal then searches
+    /// the binlogs from `timestamp − fallbackIntervalInSeconds`.
+    pub fn at_timestamp(&self, timestamp_ms: i64) -> CanalCursor {
+        CanalCursor {
+            journal: String::new(),
+            position: 0,
+            gtid: String::new(),
+            timestamp: timestamp_ms,
+            ..self.clone()
+        }
+    }
+
+    fn describe(&self) -> String {
+        let at = if self.journal.is_empty() {
+            "timestamp only".to_string()
+        } else {
+            format!("{}:{}", self.journal, self.position)
+        };
+        format!("{at} @ {} ({}) from {}:{}", human_time(self.timestamp), self.timestamp, self.address, self.port)
+    }
+}
+
+fn dest_path(dest: &str) -> String {
+    format!("/otter/canal/destinations/{dest}")
+}
+
+/// What ZooKeeper says about one destination.
+#[derive(Debug, Clone)]
+pub struct DestinationState {
+    pub name: String,
+    /// The server holding the destination (`running` node), if any.
+    pub running: Option<String>,
+    pub cluster: Vec<String>,
+    pub cursor_path: String,
+    pub cursor: Option<(Result<CanalCursor, String>, Node)>,
+}
+
+impl DestinationState {
+    /// Whether some canal server still serves it.
+    pub fn served(&self) -> bool {
+        self.running.is_some() || !self.cluster.is_empty()
+    }
+}
+
+/// Reads every configured destination's layout.
+pub fn read_destinations(zk: &Session, canal: &CanalConfig) -> Result<Vec<DestinationState>, String> {
+    let mut out = Vec::new();
+    for (name, d) in &canal.destinations {
+        let base = dest_path(name);
+        let running = zk.get(&format!("{base}/running"))?.map(|n| {
+            let v: Value = serde_json::from_slice(&n.data).unwrap_or(Value::Null);
+            v["address"].as_str().map(String::from).unwrap_or_else(|| String::from_utf8_lossy(&n.data).into_owned())
+        });
+        let cluster = zk.children(&format!("{base}/cluster"))?;
+        let cursor_path = format!("{base}/{}/cursor", d.client_id);
+        let cursor = zk.get(&cursor_path)?.map(|n| (CanalCursor::parse(&n.data), n));
+        out.push(DestinationState { name: name.clone(), running, cluster, cursor_path, cursor });
+    }
+    Ok(out)
+}
+
+/// `canal.instance.fallbackIntervalInSeconds` from the configured files
+/// (the last one that sets it wins), else canal's default of 60.
+pub fn fallback_secs(canal: &CanalConfig) -> i64 {
+    let mut secs = 60;
+    for file in &canal.properties_files {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == "canal.instance.fallbackIntervalInSeconds" {
+                    if let Ok(n) = v.trim().parse::<i64>() {
+                        secs = n;
+                    }
+                }
+            }
+        }
+    }
+    secs
+}
+
+fn setup<'a>(config: &'a Config, doing: &str) -> Result<(&'a CanalConfig, Session), ActionError> {
+    let canal = config.canal.as_ref().ok_or_else(|| ActionError::new(doing, "no [canal] section"))?;
+    let zk_config = config.zookeeper.as_ref().ok_or_else(|| ActionError::new(doing, "no [zookeeper] section"))?;
+    let zk = Session::connect(zk_config).map_err(|e| ActionError::new(doing, e))?;
+    Ok((canal, zk))
+}
+
+/// Every source's binlogs, by destination.
+fn binlogs_by_destination(config: &Config, canal: &CanalConfig) -> Result<BTreeMap<String, Vec<Binlog>>, String> {
+    let mut out = BTreeMap::new();
+    for (name, d) in &canal.destinations {
+        let logs = list_binlogs(&d.mysql, &config.mysql[&d.mysql])?;
+        if logs.is_empty() {
+            return Err(format!("[mysql.{}] has no binlogs (is log_bin on?)", d.mysql));
+        }
+        out.insert(name.clone(), logs);
+    }
+    Ok(out)
+}
+
+/// The newest time at which every source still has binlog: the latest of
+/// the sources' oldest binlog creation times (ms).
+pub fn common_timestamp(binlogs: &BTreeMap<String, Vec<Binlog>>) -> Option<i64> {
+    binlogs.values().filter_map(|logs| logs.first().map(|b| b.created_ms)).max()
+}
+
+/// What the rewind will write to each cursor, and the text that shows it.
+struct Rewind {
+    text: String,
+    writes: Vec<(String, Node, CanalCursor)>,
+}
+
+fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
+    let (canal, zk) = setup(config, doing)?;
+    let binlogs = binlogs_by_destination(config, canal).map_err(|e| ActionError::new(doing, e))?;
+    let common = common_timestamp(&binlogs).ok_or_else(|| ActionError::new(doing, "no binlogs"))?;
+    let fallback = fallback_secs(canal);
+    let stored = common + (fallback + 1) * 1000;
+    let mut text = format!(
+        "Every source still has binlog from {} on (the latest of the sources' oldest binlogs).\n\
+         Each cursor becomes timestamp-only at {} + {fallback} s + 1 s = {} ({stored}): canal searches from {fallback} s earlier, i.e. from just after {}.",
+        human_time(common),
+        human_time(common),
+        human_time(stored),
+        human_time(common)
+    );
+    let mut writes = Vec::new();
+    for d in read_destinations(&zk, canal).map_err(|e| ActionError::new(doing, e))? {
+        let logs = &binlogs[&d.name];
+        text.push_str(&format!(
+            "\n\n[{}] {}\n  binlogs: {} … {} (oldest created {})",
+            d.name,
+            d.cursor_path,
+            logs[0].name,
+            logs[logs.len() - 1].name,
+            human_time(logs[0].created_ms)
+        ));
+        if d.served() {
+            text.push_str(&format!(
+                "\n  canal serves it now (running: {}, cluster: {:?}); the write waits until it is stopped",
+                d.running.as_deref().unwrap_or("-"),
+                d.cluster
+            ));
+        }
+        match d.cursor {
+            None => text.push_str("\n  no cursor: canal starts from its instance.properties position; left alone"),
+            Some((Err(e), node)) => {
+                return Err(ActionError::new(
+                    doing,
+                    format!(
+                        "{} (version {}) is not a cursor canal wrote: {e}; a person must look",
+                        d.cursor_path, node.version
+                    ),
+                ));
+            }
+            Some((Ok(cursor), node)) => {
+                let new = cursor.at_timestamp(stored);
+                text.push_str(&format!(
+                    "\n  version {}: {}\n  -> {}\n  before: {}\n  after:  {}",
+                    node.version,
+                    cursor.describe(),
+                    new.describe(),
+                    String::from_utf8_lossy(&node.data),
+                    new.render()
+                ));
+                if cursor.timestamp < common {
+                    text.push_str(&format!(
+                        "\n  DATA LOSS on this source: its binlog from {} to {} is gone; those changes are never synced",
+                        human_time(cursor.timestamp),
+                        human_time(common)
+                    ));
+                }
+                writes.push((d.cursor_path.clone(), node, new));
+            }
+        }
+    }
+    Ok(Rewind { text, writes })
+}
+
+pub fn preview_rewind(config: &Config) -> Result<Preview, ActionError> {
+    let plan = plan_rewind(config, "computing the common rewind timestamp")?;
+    let noop = plan.writes.is_empty();
+    let versions = plan.writes.iter().map(|(path, node, _)| (path.clone(), node.version)).collect();
+    Ok(Preview { text: plan.text, noop, guard: Guard::ZkVersions(versions) })
+}
+
+/// The version the preview saw for `path`.
+fn previewed_version(preview: &Preview, path: &str, doing: &str) -> Result<i32, ActionError> {
+    match &preview.guard {
+        Guard::ZkVersions(v) => v.iter().find(|(p, _)| p == path).map(|(_, n)| *n),
+        _ => None,
+    }
+    .ok_or_else(|| ActionError::new(doing, format!("{path} was not in the preview; not writing it")))
+}
+
+/// Waits until no canal server holds any destination.
+fn wait_unserved(zk: &Session, canal: &CanalConfig, doing: &str) -> Result<(), ActionError> {
+    let deadline = Instant::now() + Duration::from_secs(canal.stop_wait_secs);
+    loop {
+        let states = read_destinations(zk, canal).map_err(|e| ActionError::new(doing, e))?;
+        let served: Vec<String> = states
+            .iter()
+            .filter(|d| d.served())
+            .map(|d| format!("{} (running: {}, cluster: {:?})", d.name, d.running.as_deref().unwrap_or("-"), d.cluster))
+            .collect();
+        if served.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ActionError::new(
+                doing,
+                format!(
+                    "canal still serves {} after {} s; not writing while it runs",
+                    served.join(", "),
+                    canal.stop_wait_secs
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn apply_rewind(config: &Config, preview: &Preview) -> Result<String, ActionError> {
+    let doing = "rewinding canal's cursors to the common timestamp";
+    let (canal, zk) = setup(config, doing)?;
+    wait_unserved(&zk, canal, doing)?;
+    let plan = plan_rewind(config, doing)?;
+    let mut done = Vec::new();
+    for (path, old, new) in &plan.writes {
+        let expected = previewed_version(preview, path, doing)?;
+        let version = zk
+            .set_if_version(path, new.render().as_bytes(), expected)
+            .map_err(|e| ActionError::new(doing, format!("{e}; written so far: {}", done.join("; "))))?;
+        done.push(format!(
+            "{path}: version {} -> {version}; old content, to restore by hand: {}",
+            old.version,
+            String::from_utf8_lossy(&old.data)
+        ));
+    }
+    Ok(done.join("\n"))
+}
+
+pub fn verify_rewind(config: &Config, preview: &Preview) -> Result<String, ActionError> {
+    let doing = "verifying canal's cursors";
+    let (canal, zk) = setup(config, doing)?;
+    let mut ok = Vec::new();
+    for d in read_destinations(&zk, canal).map_err(|e| ActionError::new(doing, e))? {
+        if let Some((Ok(c), _)) = &d.cursor {
+            if !preview.text.contains(&c.render()) {
+                return Err(ActionError::new(
+                    doing,
+                    format!("{} is now {}, not what was written", d.cursor_path, c.render()),
+                ));
+            }
+            ok.push(format!("{}: {}", d.name, c.describe()));
+        }
+    }
+    Ok(ok.join("; "))
+}
+
+/// After a crash the source started a new binlog (runbook N6). If the
+/// cursor's source address is the source's own address, point it at the
+/// new binlog, position 4; otherwise make it timestamp-only at the new
+/// binlog's creation time T1 + fallback + 1 s, so canal resumes right after T1.
+pub fn preview_new_binlog(config: &Config, destination: &crate::types::Name) -> Result<Preview, ActionError> {
+    let (text, path, version, _) = plan_new_binlog(config, destination)?;
+    Ok(Preview { text, noop: false, guard: Guard::ZkVersions(vec![(path, version)]) })
+}
+
+fn plan_new_binlog(
+    config: &Config,
+    destination: &crate::types::Name,
+) -> Result<(String, String, i32, CanalCursor), ActionError> {
+    let doing = format!("moving {destination}'s cursor past the crash");
+    let (canal, zk) = setup(config, &doing)?;
+    let dest_config = canal
+        .destinations
+        .get(destination.as_str())
+        .ok_or_else(|| ActionError::new(&doing, format!("{destination} is not under [canal.destinations]")))?;
+    let source = &config.mysql[&dest_config.mysql];
+    let d = read_destinations(&zk, canal)
+        .map_err(|e| ActionError::new(&doing, e))?
+        .into_iter()
+        .find(|d| d.name == destination.as_str())
+        .expect("configured destinations are read");
+    let (cursor, node) = match d.cursor {
+        Some((Ok(c), n)) => (c, n),
+        Some((Err(e), _)) => {
+            return Err(ActionError::new(doing, format!("{} is not a cursor canal wrote: {e}", d.cursor_path)))
+        }
+        None => return Err(ActionError::new(doing, format!("{} does not exist; nothing to move", d.cursor_path))),
+    };
+    let logs = list_binlogs(&dest_config.mysql, source).map_err(|e| ActionError::new(&doing, e))?;
+    let new = logs.iter().find(|b| b.name > cursor.journal && !cursor.journal.is_empty()).ok_or_else(|| {
+        ActionError::new(&doing, format!("no binlog newer than {} on the source; nothing to move to", cursor.journal))
+    })?;
+    let same_source = cursor.address == source.host && cursor.port == source.port;
+    let fallback = fallback_secs(canal);
+    let (target, why) = match same_source {
+        true => (
+            CanalCursor {
+                journal: new.name.clone(),
+                position: 4,
+                gtid: String::new(),
+                timestamp: new.created_ms,
+                ..cursor.clone()
+            },
+            format!(
+                "the cursor's source {}:{} is this source: start at {} position 4",
+                cursor.address, cursor.port, new.name
+            ),
+        ),
+        false => (
+            cursor.at_timestamp(new.created_ms + (fallback + 1) * 1000),
+            format!(
+                "the cursor's source {}:{} is not {}:{}: timestamp-only at T1 = {} + {fallback} s + 1 s",
+                cursor.address,
+                cursor.port,
+                source.host,
+                source.port,
+                human_time(new.created_ms)
+            ),
+        ),
+    };
+    let text = format!(
+        "{path} (version {version}): the binlog created by the restart is {new_name} (T1 = {t1}); {why}.
+  before: {before}
+  after:  {after}",
+        path = d.cursor_path,
+        version = node.version,
+        new_name = new.name,
+        t1 = human_time(new.created_ms),
+        before = String::from_utf8_lossy(&node.data),
+        after = target.render()
+    );
+    Ok((text, d.cursor_path, node.version, target))
+}
+
+pub fn apply_new_binlog(
+    config: &Config,
+    destination: &crate::types::Name,
+    preview: &Preview,
+) -> Result<String, ActionError> {
+    let doing = format!("moving {destination}'s cursor past the crash");
+    let (canal, zk) = setup(config, &doing)?;
+    wait_unserved(&zk, canal, &doing)?;
+    let (_, path, _, target) = plan_new_binlog(config, destination)?;
+    let expected = previewed_version(preview, &path, &doing)?;
+    let old = zk
+        .get(&path)
+        .map_err(|e| ActionError::new(&doing, e))?
+        .map(|n| String::from_utf8_lossy(&n.data).into_owned())
+        .unwrap_or_default();
+    let version =
+        zk.set_if_version(&path, target.render().as_bytes(), expected).map_err(|e| ActionError::new(&doing, e))?;
+    Ok(format!("{path}: version {expected} -> {version}; old content, to restore by hand: {old}"))
+}
+
+/// Deleting a destination's cursor: canal then starts from the newest
+/// position of its source, and everything between the cursor and now on
+/// that source is never synced (runbook N3's last resort).
+pub fn preview_reset(config: &Config, destination: &crate::types::Name) -> Result<Preview, ActionError> {
+    let doing = format!("deleting canal's cursor of {destination}");
+    let (canal, zk) = setup(config, &doing)?;
+    let states = read_destinations(&zk, canal).map_err(|e| ActionError::new(&doing, e))?;
+    let d = states
+        .iter()
+        .find(|d| d.name == destination.as_str())
+        .ok_or_else(|| ActionError::new(&doing, format!("{destination} is not under [canal.destinations]")))?;
+    let Some((cursor, node)) = &d.cursor else {
+        return Ok(Preview {
+            text: format!("{} does not exist; nothing to delete", d.cursor_path),
+            noop: true,
+            guard: Guard::None,
+        });
+    };
+    let since = match cursor {
+        Ok(c) => format!("{} ({})", human_time(c.timestamp), c.describe()),
+        Err(e) => format!("an unreadable cursor ({e})"),
+    };
+    let text = format!(
+        "DELETE {path} (version {version}).
+         THIS LOSES DATA: canal will start from the newest binlog position of {destination}'s source; every change made there from {since} until canal starts again is never synced to Kafka or PostgreSQL.
+         Old content, to restore by hand: {old}",
+        path = d.cursor_path,
+        version = node.version,
+        old = String::from_utf8_lossy(&node.data)
+    );
+    Ok(Preview { text, noop: false, guard: Guard::ZkVersions(vec![(d.cursor_path.clone(), node.version)]) })
+}
+
+pub fn apply_reset(
+    config: &Config,
+    destination: &crate::types::Name,
+    preview: &Preview,
+) -> Result<String, ActionError> {
+    let doing = format!("deleting canal's cursor of {destination}");
+    let (canal, zk) = setup(config, &doing)?;
+    wait_unserved(&zk, canal, &doing)?;
+    let d = read_destinations(&zk, canal)
+        .map_err(|e| ActionError::new(&doing, e))?
+        .into_iter()
+        .find(|d| d.name == destination.as_str())
+        .ok_or_else(|| ActionError::new(&doing, "destination vanished from the config"))?;
+    let expected = previewed_version(preview, &d.cursor_path, &doing)?;
+    let old = d.cursor.map(|(_, n)| String::from_utf8_lossy(&n.data).into_owned()).unwrap_or_default();
+    zk.delete_if_version(&d.cursor_path, expected).map_err(|e| ActionError::new(&doing, e))?;
+    Ok(format!("deleted {} (version {expected}); old content, to restore by hand: {old}", d.cursor_path))
+}
+
+pub fn verify_reset(config: &Config, destination: &crate::types::Name) -> Result<String, ActionError> {
+    let doing = format!("verifying canal's cursor of {destination} is gone");
+    let (canal, zk) = setup(config, &doing)?;
+    let d = read_destinations(&zk, canal)
+        .map_err(|e| ActionError::new(&doing, e))?
+        .into_iter()
+        .find(|d| d.name == destination.as_str());
+    match d.and_then(|d| d.cursor) {
+        None => Ok("the cursor is gone".into()),
+        Some(_) => Err(ActionError::new(doing, "it exists again (was canal still running?)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Verbatim from canal issue #921 (with the author's markdown removed).
+    const REAL: &str = r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","identity":{"slaveId":-1,"sourceAddress":{"address":"10.35.165.15","port":3306}},"postion":{"gtid":"","included":false,"journalName":"mysql-bin.000023","position":43893,"serverId":1,"timestamp":1536312619000}}"#;
+
+    #[test]
+    fn a_cursor_canal_wrote_round_trips_byte_for_byte() {
+        let c = CanalCursor::parse(REAL.as_bytes()).unwrap();
+        assert_eq!(c.journal, "mysql-bin.000023");
+        assert_eq!(c.render(), REAL);
+    }
+
+    #[test]
+    fn timestamp_only_cursor_has_the_exact_shape_from_the_facts_sheet() {
+        let c = CanalCursor::parse(REAL.as_bytes()).unwrap().at_timestamp(1732460061000);
+        assert_eq!(
+            c.render(),
+            r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","identity":{"slaveId":-1,"sourceAddress":{"address":"10.35.165.15","port":3306}},"postion":{"gtid":"","included":false,"journalName":"","position":0,"serverId":1,"timestamp":1732460061000}}"#
+        );
+    }
+
+    #[test]
+    fn cursors_canal_could_not_read_are_refused() {
+        assert!(CanalCursor::parse(br#"{"identity":{},"postion":{}}"#).unwrap_err().contains("@type"));
+        let no_position = REAL.replace(r#""position":43893,"#, "");
+        assert!(CanalCursor::parse(no_position.as_bytes()).is_err());
+        // The old format without gtid and serverId still reads, and renders without serverId.
+        let old = r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","identity":{"slaveId":-1,"sourceAddress":{"address":"10.20.144.15","port":3306}},"postion":{"included":false,"journalName":"mysql-bin.002253","position":2574756,"timestamp":1363688722000}}"#;
+        let c = CanalCursor::parse(old.as_bytes()).unwrap();
+        assert!(!c.render().contains("serverId"));
+    }
+
+    #[test]
+    fn common_timestamp_is_the_latest_oldest_binlog() {
+        let b = |t| vec![Binlog { name: "mysql-bin.000001".into(), size: 1, created_ms: t }];
+        let all: BTreeMap<String, Vec<Binlog>> = [("a".to_string(), b(1000)), ("b".to_string(), b(5000))].into();
+        assert_eq!(common_timestamp(&all), Some(5000));
+    }
+}

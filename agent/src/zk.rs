@@ -1,0 +1,85 @@
+//! A blocking ZooKeeper session for actions and commands. Every call runs on
+//! a private current-thread runtime, so callers stay synchronous.
+
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use crate::config::ZooKeeperConfig;
+
+/// A node's data and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub data: Vec<u8>,
+    pub version: i32,
+}
+
+/// An open session.
+pub struct Session {
+    rt: tokio::runtime::Runtime,
+    client: zk::Client,
+    connect: String,
+}
+
+impl Session {
+    /// Connects; the error names the ensemble.
+    pub fn connect(config: &ZooKeeperConfig) -> Result<Session, String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let client = rt
+            .block_on(
+                zk::Client::connector()
+                    .with_session_timeout(Duration::from_secs(config.session_timeout_secs))
+                    .with_connection_timeout(Duration::from_secs(5))
+                    .connect(&config.connect),
+            )
+            .map_err(|e| format!("connecting to ZooKeeper {}: {e}", config.connect))?;
+        Ok(Session { rt, client, connect: config.connect.clone() })
+    }
+
+    fn err(&self, doing: &str, path: &str, e: zk::Error) -> String {
+        format!("{doing} {path} on ZooKeeper {}: {e}", self.connect)
+    }
+
+    /// The node, or `None` if it does not exist.
+    pub fn get(&self, path: &str) -> Result<Option<Node>, String> {
+        match self.rt.block_on(self.client.get_data(path)) {
+            Ok((data, stat)) => Ok(Some(Node { data, version: stat.version })),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(self.err("reading", path, e)),
+        }
+    }
+
+    /// Children's names; empty if the node does not exist.
+    pub fn children(&self, path: &str) -> Result<Vec<String>, String> {
+        match self.rt.block_on(self.client.list_children(path)) {
+            Ok(mut c) => {
+                c.sort();
+                Ok(c)
+            }
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(self.err("listing", path, e)),
+        }
+    }
+
+    /// Replaces the data only if the node is still at `version`.
+    pub fn set_if_version(&self, path: &str, data: &[u8], version: i32) -> Result<i32, String> {
+        match self.rt.block_on(self.client.set_data(path, data, Some(version))) {
+            Ok(stat) => Ok(stat.version),
+            Err(zk::Error::BadVersion) => {
+                Err(format!("{path} changed since it was read (version {version} expected); not writing"))
+            }
+            Err(e) => Err(self.err("writing", path, e)),
+        }
+    }
+
+    /// Deletes the node only if it is still at `version`.
+    pub fn delete_if_version(&self, path: &str, version: i32) -> Result<(), String> {
+        match self.rt.block_on(self.client.delete(path, Some(version))) {
+            Ok(()) => Ok(()),
+            Err(zk::Error::BadVersion) => {
+                Err(format!("{path} changed since it was read (version {version} expected); not deleting"))
+            }
+            Err(e) => Err(self.err("deleting", path, e)),
+        }
+    }
+}
