@@ -19,7 +19,7 @@ use crate::config::ApprovalConfig;
 use crate::config::Config;
 use crate::matching::{Event, Match, Matcher, SignatureError};
 use crate::plan::policy::{Policy, Verdict};
-use crate::plan::{Plan, PlanSpec, Risk};
+use crate::plan::{Plan, PlanSpec, Risk, Step};
 use crate::rules::history::EventHistory;
 use crate::rules::{RuleContext, RuleSet};
 use crate::sources::Record;
@@ -416,7 +416,10 @@ impl Pipeline {
             return;
         }
         for (i, (step, preview)) in plan.steps.iter().zip(previews).enumerate() {
-            if preview.noop {
+            // A service step's preview describes the process as it was before
+            // the plan's earlier steps ran (a start after a stop in the same
+            // plan looked like a no-op); it decides again when its turn comes.
+            if preview.noop && !matches!(step, Step::Service { .. }) {
                 out.steps[i].result = Some("no change needed".into());
                 continue;
             }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod zk;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -74,7 +75,7 @@ impl Host {
         }
         std::fs::write(root.join("hosts"), HOSTS).unwrap();
         std::fs::write(root.join("consumer.properties"), PROPERTIES).unwrap();
-        for log in ["server.log", "error.log", "info.log"] {
+        for log in ["server.log", "error.log", "info.log", "canal_instance.log", "monitor.log"] {
             std::fs::write(root.join("logs").join(log), "").unwrap();
         }
         let config = format!(
@@ -89,6 +90,10 @@ path = "logs/server.log"
 path = "logs/error.log"
 [sources.consumer_info]
 path = "logs/info.log"
+[sources.canal_instance]
+path = "logs/canal_instance.log"
+[sources.monitor]
+path = "logs/monitor.log"
 
 [services.kafka]
 start = ["bin/standin.sh", "start", "kafka", "{root}/logs/server.log"]
@@ -102,6 +107,13 @@ start_timeout_secs = 20
 start = ["bin/standin.sh", "start", "consumer", "{root}/logs/info.log"]
 stop = ["bin/standin.sh", "stop", "consumer"]
 process = {{ pid_file = "bin/run/consumer.pid" }}
+stop_timeout_secs = {stop}
+start_timeout_secs = 20
+
+[services.canal]
+start = ["bin/standin.sh", "start", "canal", "{root}/logs/canal_instance.log"]
+stop = ["bin/standin.sh", "stop", "canal"]
+process = {{ pid_file = "bin/run/canal.pid" }}
 stop_timeout_secs = {stop}
 start_timeout_secs = 20
 
@@ -427,7 +439,7 @@ impl Drop for Host {
         }
         // Stand-ins left running (including one that ignores SIGTERM) are
         // the test's own processes; clean them up whatever it takes.
-        for name in ["kafka", "consumer"] {
+        for name in ["kafka", "consumer", "canal"] {
             if let Some(pid) = self.service_pid(name) {
                 let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }

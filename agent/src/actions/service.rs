@@ -107,8 +107,10 @@ pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, Acti
     if matches!(op, ServiceOp::Stop | ServiceOp::Restart) {
         done.push(stop(name, svc, &out_log)?);
     }
-    if matches!(op, ServiceOp::Start | ServiceOp::Restart) {
-        done.push(start(name, svc, &out_log)?);
+    match op {
+        ServiceOp::Start if !running_pids(svc).is_empty() => done.push(format!("{name} is already running")),
+        ServiceOp::Start | ServiceOp::Restart => done.push(start(name, svc, &out_log)?),
+        ServiceOp::Stop => {}
     }
     Ok(done.join("; "))
 }

@@ -1,0 +1,242 @@
+//! Runbook N3, N4, N6 with a real ZooKeeper (canal's nodes seeded exactly as
+//! canal writes them) and two real MariaDB sources with binlogs. The test
+//! plays canal's part in ZooKeeper: it holds each destination's ephemeral
+//! `running` node while the stand-in canal process runs, and lets it go when
+//! the stand-in stops (as the session of a stopped canal does).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::db::MariaDb;
+use common::zk::{Zk, ZooKeeper};
+use common::{Host, Options};
+use pipemedic::actions::canal::CanalCursor;
+
+const CURSOR_A: &str = "/otter/canal/destinations/ix_a/1001/cursor";
+const CURSOR_B: &str = "/otter/canal/destinations/ix_b/1001/cursor";
+
+fn cursor(port: u16, journal: &str, position: i64, timestamp: i64) -> String {
+    CanalCursor {
+        slave_id: -1,
+        address: "127.0.0.1".into(),
+        port,
+        gtid: String::new(),
+        journal: journal.into(),
+        position,
+        server_id: Some(1),
+        timestamp,
+    }
+    .render()
+}
+
+fn grant(db: &MariaDb) {
+    db.sql("CREATE USER 'canal'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'canal'@'127.0.0.1';");
+}
+
+struct Pipeline {
+    host: Host,
+    zk_server: ZooKeeper,
+    canal_session: Zk,
+    a: MariaDb,
+    b: MariaDb,
+    started: i64,
+}
+
+/// Two sources; on B the binlog canal's cursor points at is purged.
+fn pipeline(dry_run: bool) -> Pipeline {
+    let started = chrono::Utc::now().timestamp_millis();
+    let (a, b) = (MariaDb::start(), MariaDb::start());
+    grant(&a);
+    grant(&b);
+    // Binlog times have one-second resolution: make B's oldest surviving
+    // binlog clearly later than A's.
+    std::thread::sleep(Duration::from_millis(2100));
+    b.sql("FLUSH BINARY LOGS; PURGE BINARY LOGS TO 'mysql-bin.000002';");
+
+    let zk_server = ZooKeeper::start();
+    let seed = zk_server.client();
+    seed.put("/otter/canal/cluster/127.0.0.1:11111", b"");
+    for (path, port) in [(CURSOR_A, a.port), (CURSOR_B, b.port)] {
+        seed.put(path, cursor(port, "mysql-bin.000001", 4, started - 100_000).as_bytes());
+    }
+    for dest in ["ix_a", "ix_b"] {
+        seed.put(&format!("/otter/canal/destinations/{dest}/cluster"), b"");
+    }
+    let canal_session = zk_server.client();
+    for dest in ["ix_a", "ix_b"] {
+        canal_session.hold(
+            &format!("/otter/canal/destinations/{dest}/running"),
+            br#"{"active":true,"address":"127.0.0.1:11111"}"#,
+        );
+    }
+
+    let extra = format!(
+        "\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_secs = 4\n\
+         \n[mysql.src_a]\nhost = \"127.0.0.1\"\nport = {pa}\nuser = \"canal\"\npassword_file = \"mysql.pw\"\nschemas = [\"trade\"]\n\
+         \n[mysql.src_b]\nhost = \"127.0.0.1\"\nport = {pb}\nuser = \"canal\"\npassword_file = \"mysql.pw\"\nschemas = [\"trade\"]\n\
+         \n[canal]\nservice = \"canal\"\nproperties_files = [\"canal.properties\"]\nstop_wait_secs = 3\n\
+         [canal.destinations.ix_a]\nmysql = \"src_a\"\n[canal.destinations.ix_b]\nmysql = \"src_b\"\n",
+        zk = zk_server.connect_string(),
+        pa = a.port,
+        pb = b.port,
+    );
+    let host = Host::new(Options { approvers: vec!["dba@example.com"], dry_run, extra, ..Options::default() });
+    std::fs::write(host.path("mysql.pw"), "pw\n").unwrap();
+    // Not canal's default: the agent must read it, not assume 60.
+    std::fs::write(host.path("canal.properties"), "canal.instance.fallbackIntervalInSeconds = 30\n").unwrap();
+    host.start_service("canal", "logs/canal_instance.log");
+    Pipeline { host, zk_server, canal_session, a, b, started }
+}
+
+const PURGED: &str = "2026-11-25 10:00:00.001 [destination = ix_b , address = /127.0.0.1:3306 , EventParser] ERROR c.a.otter.canal.parse.inbound.mysql.MysqlEventParser - dump address /127.0.0.1:3306 has an error, retrying. caused by \n\
+java.io.IOException: Received error packet: errno = 1236, sqlstate = HY000 errmsg = Could not find first log file name in binary log index file\n\
+\tat com.alibaba.otter.canal.parse.inbound.mysql.dbsync.DirectLogFetcher.fetch(DirectLogFetcher.java:102)\n";
+
+/// Plays canal's ZooKeeper session: lets the running nodes go once the
+/// stand-in canal process has stopped.
+fn release_when_stopped(p: &mut Pipeline) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.host.service_pid("canal").is_some() {
+        assert!(Instant::now() < deadline, "canal was not stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.canal_session.close();
+}
+
+fn approve(host: &Host, mail: &common::Mail) {
+    let (approve, _) = mail.links();
+    let (_, page) = host.get(&approve);
+    let (status, result) = host.press(&page);
+    assert_eq!(status, 200, "{result}");
+}
+
+#[test]
+fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
+    let mut p = pipeline(false);
+    p.host.start_agent();
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    let d = p.host.wait_decision("n3_n4_n6_binlog_position", 1);
+    assert_eq!(d["decision"], "awaiting-approval", "{d:#}");
+    let preview = d["steps"][1]["preview"].as_str().unwrap().to_string();
+    assert!(preview.contains("+ 30 s + 1 s"), "the fallback comes from canal.properties: {preview}");
+    assert!(preview.contains("DATA LOSS on this source"), "{preview}");
+    assert!(preview.contains("version 0"), "{preview}");
+    assert!(mail.text.contains("/otter/canal/destinations/ix_b/1001/cursor"));
+
+    let zk = p.zk_server.client();
+    let (before_b, _) = zk.get(CURSOR_B).unwrap();
+    approve(&p.host, &mail);
+    release_when_stopped(&mut p);
+    let done = p.host.wait_decision("n3_n4_n6_binlog_position", 2);
+    assert_eq!(done["decision"], "applied", "{done:#}");
+    assert!(
+        done["steps"][1]["result"].as_str().unwrap().contains(&String::from_utf8_lossy(&before_b).to_string()),
+        "old content kept for a manual restore"
+    );
+
+    // B's oldest binlog is the common point; both cursors are timestamp-only there + 31 s.
+    let oldest_b = pipemedic::actions::mysql::list_binlogs(
+        "src_b",
+        &pipemedic::config::MysqlSource {
+            host: "127.0.0.1".into(),
+            port: p.b.port,
+            user: "canal".into(),
+            password_file: Some(p.host.path("mysql.pw")),
+            schemas: vec![],
+        },
+    )
+    .unwrap()[0]
+        .created_ms;
+    assert!(oldest_b > p.started, "B's oldest binlog is the new one");
+    for (path, port) in [(CURSOR_A, p.a.port), (CURSOR_B, p.b.port)] {
+        let (data, version) = zk.get(path).unwrap();
+        assert_eq!(version, 1, "written once, with compare-and-set on version 0");
+        let text = String::from_utf8(data).unwrap();
+        assert_eq!(text, cursor(port, "", 0, oldest_b + 31_000), "exact canal shape");
+        assert!(text.starts_with(r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition""#));
+    }
+    p.host.wait_until("canal started again", || p.host.starts("canal") == 2);
+    p.host.stop_agent();
+}
+
+#[test]
+fn n4_cursor_changed_after_the_mail_is_not_overwritten() {
+    let mut p = pipeline(false);
+    p.host.start_agent();
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    let zk = p.zk_server.client();
+    let moved = cursor(p.a.port, "mysql-bin.000001", 256, p.started);
+    zk.set(CURSOR_A, moved.as_bytes());
+    approve(&p.host, &mail);
+    p.host.wait_until("superseded", || !p.host.audit_of_kind("approval-superseded").is_empty());
+    assert_eq!(String::from_utf8(zk.get(CURSOR_A).unwrap().0).unwrap(), moved, "the newer cursor was not overwritten");
+    assert_eq!(p.host.service_pid("canal").is_some(), true, "canal was not stopped for a stale plan");
+    p.host.wait_mails(2);
+    p.host.stop_agent();
+}
+
+#[test]
+fn n4_refuses_to_write_while_canal_still_runs() {
+    let mut p = pipeline(false);
+    p.host.start_agent();
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    approve(&p.host, &mail);
+    // The stand-in stops, but "another canal server" keeps the destinations.
+    let d = p.host.wait_decision("n3_n4_n6_binlog_position", 2);
+    assert_eq!(d["decision"], "failed", "{d:#}");
+    assert!(d["reason"].as_str().unwrap().contains("canal still serves"), "{d:#}");
+    let zk = p.zk_server.client();
+    assert_eq!(zk.get(CURSOR_B).unwrap().1, 0, "nothing written");
+    p.host.stop_agent();
+}
+
+#[test]
+fn n4_dry_run_reads_everything_and_writes_nothing() {
+    let mut p = pipeline(true);
+    p.host.start_agent();
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    assert!(mail.subject().contains("DRY RUN"));
+    assert!(mail.text.contains("DATA LOSS on this source"), "the dry-run preview read ZooKeeper and the binlogs");
+    approve(&p.host, &mail);
+    let d = p.host.wait_decision("n3_n4_n6_binlog_position", 2);
+    assert_eq!(d["decision"], "dry-run");
+    let zk = p.zk_server.client();
+    assert_eq!(zk.get(CURSOR_A).unwrap().1, 0);
+    assert_eq!(zk.get(CURSOR_B).unwrap().1, 0);
+    assert!(p.host.service_pid("canal").is_some(), "canal untouched");
+    p.host.stop_agent();
+}
+
+#[test]
+fn n6_new_binlog_after_a_crash_both_branches() {
+    let mut p = pipeline(false);
+    let zk = p.zk_server.client();
+    // A's cursor names A itself; B's cursor names another address (a switch).
+    zk.set(CURSOR_B, cursor(1, "mysql-bin.000001", 999, p.started).as_bytes());
+    // The binlogs "the restarts created": A's mysql-bin.000002 (B already has a newer one).
+    p.a.sql("FLUSH BINARY LOGS;");
+    p.host.start_agent();
+    for dest in ["ix_a", "ix_b"] {
+        p.host.append(
+            "logs/canal_instance.log",
+            &format!("2026-11-25 10:00:00.001 [destination = {dest} , address = /127.0.0.1:3306 , EventParser] ERROR x - dump address has an error\njava.io.IOException: Received error packet: errno = 1236, sqlstate = HY000 errmsg = Client requested master to start replication from position > file size\n"),
+        );
+    }
+    let mails = p.host.wait_mails(2);
+    let a_mail = mails.iter().find(|m| m.text.contains("ix_a/1001/cursor")).unwrap();
+    assert!(a_mail.text.contains("start at mysql-bin.000002 position 4"), "{}", a_mail.text);
+    let b_mail = mails.iter().find(|m| m.text.contains("ix_b/1001/cursor")).unwrap();
+    assert!(b_mail.text.contains("is not 127.0.0.1") && b_mail.text.contains("+ 30 s + 1 s"), "{}", b_mail.text);
+
+    approve(&p.host, a_mail);
+    release_when_stopped(&mut p);
+    p.host.wait_until("A's cursor moved", || zk.get(CURSOR_A).unwrap().1 == 1);
+    let a = CanalCursor::parse(&zk.get(CURSOR_A).unwrap().0).unwrap();
+    assert_eq!((a.journal.as_str(), a.position), ("mysql-bin.000002", 4));
+    p.host.stop_agent();
+}
