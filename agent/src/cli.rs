@@ -326,28 +326,22 @@ fn canal_status(path: &Path) -> anyhow::Result<ExitCode> {
                     c.port,
                     node.version
                 );
-                match &logs {
-                    Ok(logs) => {
-                        if let Some(newest) = logs.last() {
-                            let files_behind = logs.iter().filter(|b| b.name > c.journal).count();
-                            let behind = match (c.journal == newest.name, c.journal.is_empty()) {
-                                (true, _) => format!(
-                                    "in the newest binlog, {} bytes before its end",
-                                    newest.size.saturating_sub(c.position.max(0) as u64)
-                                ),
-                                (_, true) => "timestamp only: canal searches by time on its next start".to_string(),
-                                _ => format!("{files_behind} binlog file(s) behind the newest"),
-                            };
-                            println!("  behind:   {behind}");
-                        }
-                        if logs.first().is_some_and(|b| !c.journal.is_empty() && b.name > c.journal) {
-                            println!(
-                                "  WARNING:  the cursor's binlog {} is purged on the source (runbook N4)",
-                                c.journal
-                            );
-                        }
+                if let Ok(logs) = &logs {
+                    if let Some(newest) = logs.last() {
+                        let files_behind = logs.iter().filter(|b| b.name > c.journal).count();
+                        let behind = match (c.journal == newest.name, c.journal.is_empty()) {
+                            (true, _) => format!(
+                                "in the newest binlog, {} bytes before its end",
+                                newest.size.saturating_sub(c.position.max(0) as u64)
+                            ),
+                            (_, true) => "timestamp only: canal searches by time on its next start".to_string(),
+                            _ => format!("{files_behind} binlog file(s) behind the newest"),
+                        };
+                        println!("  behind:   {behind}");
                     }
-                    Err(_) => {}
+                    if logs.first().is_some_and(|b| !c.journal.is_empty() && b.name > c.journal) {
+                        println!("  WARNING:  the cursor's binlog {} is purged on the source (runbook N4)", c.journal);
+                    }
                 }
             }
         }
