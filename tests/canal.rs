@@ -173,7 +173,7 @@ fn n4_cursor_changed_after_the_mail_is_not_overwritten() {
     approve(&p.host, &mail);
     p.host.wait_until("superseded", || !p.host.audit_of_kind("approval-superseded").is_empty());
     assert_eq!(String::from_utf8(zk.get(CURSOR_A).unwrap().0).unwrap(), moved, "the newer cursor was not overwritten");
-    assert_eq!(p.host.service_pid("canal").is_some(), true, "canal was not stopped for a stale plan");
+    assert!(p.host.service_pid("canal").is_some(), "canal was not stopped for a stale plan");
     p.host.wait_mails(2);
     p.host.stop_agent();
 }
