@@ -45,6 +45,10 @@ struct Pipeline {
 
 /// Two sources; on B the binlog canal's cursor points at is purged.
 fn pipeline(dry_run: bool) -> Pipeline {
+    pipeline_with(dry_run, "")
+}
+
+fn pipeline_with(dry_run: bool, more: &str) -> Pipeline {
     let started = chrono::Utc::now().timestamp_millis();
     let (a, b) = (MariaDb::start(), MariaDb::start());
     grant(&a);
@@ -80,7 +84,7 @@ fn pipeline(dry_run: bool) -> Pipeline {
         zk = zk_server.connect_string(),
         pa = a.port,
         pb = b.port,
-    );
+    ) + more;
     let host = Host::new(Options { approvers: vec!["dba@example.com"], dry_run, extra, ..Options::default() });
     std::fs::write(host.path("mysql.pw"), "pw\n").unwrap();
     // Not canal's default: the agent must read it, not assume 60.
@@ -238,5 +242,49 @@ fn n6_new_binlog_after_a_crash_both_branches() {
     p.host.wait_until("A's cursor moved", || zk.get(CURSOR_A).unwrap().1 == 1);
     let a = CanalCursor::parse(&zk.get(CURSOR_A).unwrap().0).unwrap();
     assert_eq!((a.journal.as_str(), a.position), ("mysql-bin.000002", 4));
+    p.host.stop_agent();
+}
+
+fn beat(host: &Host, source: &str) {
+    host.append(
+        "logs/info.log",
+        &format!("2026-11-25 10:00:00.000 [pool-2-thread-1] INFO  c.g.datasync.consumer.HeartbeatHandler - heartbeat consumed source={source} table=t_heartbeat\n"),
+    );
+}
+
+#[test]
+fn n3_fake_dead_source_asks_for_a_rewind_and_checks_the_heartbeats_return() {
+    let heartbeat = "\n[heartbeat]\nsource = \"consumer_info\"\npattern = 'heartbeat consumed source=(?<source>\\w+)'\nexpected = [\"src_a\", \"src_b\"]\nmissing_secs = 2\nreturn_deadline_secs = 2\n";
+    let mut p = pipeline_with(false, heartbeat);
+    p.host.start_agent();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // src_a beats, src_b stays silent.
+    while p.host.mails().is_empty() {
+        assert!(Instant::now() < deadline, "no fake-dead report");
+        beat(&p.host, "src_a");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mail = p.host.mails().remove(0);
+    assert!(mail.text.contains("Source src_b sends no heartbeat") && mail.text.contains("N3"), "{}", mail.text);
+    let d = p.host.wait_decision("n3_fake_dead_source", 1);
+    assert_eq!(d["decision"], "awaiting-approval", "{d:#}");
+    assert_eq!(d["captures"]["source"], "src_b");
+
+    approve(&p.host, &mail);
+    release_when_stopped(&mut p);
+    assert_eq!(p.host.wait_decision("n3_fake_dead_source", 2)["decision"], "applied");
+    // Only src_a comes back: a person is told src_b did not.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let told = p.host.mails().iter().any(|m| {
+            m.to == ["oncall@example.com"] && m.text.contains("src_b") && m.text.contains("still send no heartbeat")
+        });
+        if told {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat_not_back report: {:#?}", p.host.audit());
+        beat(&p.host, "src_a");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     p.host.stop_agent();
 }

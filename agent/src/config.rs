@@ -76,6 +76,35 @@ pub struct Config {
     pub zookeeper: Option<ZooKeeperConfig>,
     /// The canal server and its destinations (runbook N1–N6).
     pub canal: Option<CanalConfig>,
+    /// The per-source heartbeat watch (runbook M1, N3).
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+/// Every MySQL source writes a heartbeat row each minute; the consumer logs
+/// each one it consumes. A source that stops while the others go on is
+/// "fake-dead" (runbook N3); all stopping means the pipeline stalled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// The log the consumed heartbeats appear in.
+    pub source: String,
+    /// A regex with a named group `source`.
+    pub pattern: String,
+    /// The sources that must all beat (uat: four).
+    pub expected: Vec<String>,
+    /// A source silent this long while another still beats is missing.
+    #[serde(default = "default_missing")]
+    pub missing_secs: u64,
+    /// After canal's positions were rewritten, every source must beat again within this.
+    #[serde(default = "default_return")]
+    pub return_deadline_secs: u64,
+}
+
+fn default_missing() -> u64 {
+    180
+}
+fn default_return() -> u64 {
+    300
 }
 
 /// Where ZooKeeper is.
@@ -563,6 +592,18 @@ impl Config {
                         d.mysql
                     ));
                 }
+            }
+        }
+        if let Some(h) = &self.heartbeat {
+            if !self.sources.contains_key(&h.source) {
+                return Err(format!("[heartbeat] source {:?} is not configured under [sources]", h.source));
+            }
+            let re = regex::Regex::new(&h.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
+            if !re.capture_names().flatten().any(|n| n == "source") {
+                return Err("[heartbeat] pattern needs a named group (?<source>…)".into());
+            }
+            if h.expected.is_empty() {
+                return Err("[heartbeat] expected lists no source".into());
             }
         }
         let l = &self.limits;

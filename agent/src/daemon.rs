@@ -212,7 +212,7 @@ impl Daemon {
                 last_tick = Instant::now();
                 all = true;
                 self.watch_dirs(&mut watcher, &mut watched);
-                self.pipeline.expire_approvals(chrono::Utc::now().timestamp_millis());
+                self.pipeline.tick(chrono::Utc::now().timestamp_millis());
             }
             let pipeline = &mut self.pipeline;
             for f in &mut self.followers {

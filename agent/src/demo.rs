@@ -20,9 +20,11 @@ pub const SHIPPED_RULES: &[(&str, &str)] = &[
     ("c4_startup_wiring.rhai", include_str!("../../rules/c4_startup_wiring.rhai")),
     ("c6_pool_init.rhai", include_str!("../../rules/c6_pool_init.rhai")),
     ("k1_unknown_host.rhai", include_str!("../../rules/k1_unknown_host.rhai")),
+    ("m1_heartbeats.rhai", include_str!("../../rules/m1_heartbeats.rhai")),
     ("m2_kafka_shutdown.rhai", include_str!("../../rules/m2_kafka_shutdown.rhai")),
     ("n1_no_alive_canal.rhai", include_str!("../../rules/n1_no_alive_canal.rhai")),
     ("n2_no_route.rhai", include_str!("../../rules/n2_no_route.rhai")),
+    ("n3_fake_dead_source.rhai", include_str!("../../rules/n3_fake_dead_source.rhai")),
     ("n3_n4_n6_binlog_position.rhai", include_str!("../../rules/n3_n4_n6_binlog_position.rhai")),
 ];
 

@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod matching;
 pub mod pipeline;
 pub mod plan;
+pub mod probes;
 pub mod replay;
 pub mod rules;
 pub mod sources;

@@ -17,10 +17,13 @@ use crate::approval::{
 use crate::audit::Audit;
 use crate::config::ApprovalConfig;
 use crate::config::Config;
-use crate::matching::{Event, Match, Matcher, SignatureError};
+use crate::matching::{Event, Match, Matcher, SignatureError, SignatureSpec};
 use crate::plan::policy::{Policy, Verdict};
 use crate::plan::{Plan, PlanSpec, Risk, Step};
+use crate::probes::heartbeat::HeartbeatWatch;
+use crate::probes::ProbeEvent;
 use crate::rules::history::EventHistory;
+use crate::rules::PROBE_SOURCE;
 use crate::rules::{RuleContext, RuleSet};
 use crate::sources::Record;
 use crate::state::StateError;
@@ -129,6 +132,8 @@ pub struct Pipeline {
     outbox: Option<Outbox>,
     /// Approval by email, if configured.
     approvals: Option<Approvals>,
+    /// The per-source heartbeat watch, if configured.
+    heartbeat: Option<HeartbeatWatch>,
     host: String,
     pub stats: Stats,
 }
@@ -151,6 +156,9 @@ pub enum PipelineError {
 
 const RECORD_EXCERPT: usize = 2000;
 
+/// The signature the heartbeat watch counts with (reserved).
+const HEARTBEAT: &str = "heartbeat";
+
 impl Pipeline {
     /// Builds the flow. `persistent` keeps policy history in the state
     /// directory (the live daemon); otherwise it lives in memory.
@@ -161,7 +169,16 @@ impl Pipeline {
         clock: Clock,
         dry_run: bool,
     ) -> Result<Pipeline, PipelineError> {
-        let matcher = Matcher::new(&rules.signature_specs())?;
+        let mut specs = rules.signature_specs();
+        let heartbeat = config.heartbeat.clone().map(|h| {
+            specs.push(SignatureSpec {
+                name: HEARTBEAT.into(),
+                pattern: h.pattern.clone(),
+                sources: [h.source.clone()].into(),
+            });
+            HeartbeatWatch::new(h, chrono::Utc::now().timestamp_millis())
+        });
+        let matcher = Matcher::new(&specs)?;
         let policy = if dry_run || clock == Clock::LogTime {
             Policy::in_memory(config.limits.clone())
         } else {
@@ -181,6 +198,7 @@ impl Pipeline {
             matches: Vec::new(),
             outbox: None,
             approvals: None,
+            heartbeat,
             host: String::new(),
             stats: Stats::default(),
         })
@@ -227,6 +245,11 @@ impl Pipeline {
         let matches = std::mem::take(&mut self.matches);
         for m in &matches {
             self.stats.events += 1;
+            if &*m.signature == HEARTBEAT {
+                if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
+                    watch.beat(source, at);
+                }
+            }
             self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
             for &i in self.rules.subscribers(&m.signature, &record.source).to_vec().iter() {
@@ -238,6 +261,36 @@ impl Pipeline {
         }
         self.matches = matches;
         outcomes
+    }
+
+    /// Periodic work: expired approvals, and the heartbeat watch's findings
+    /// handed to the rules that want them.
+    pub fn tick(&mut self, now: i64) {
+        self.expire_approvals(now);
+        let findings = self.heartbeat.as_mut().map(|w| w.findings(now)).unwrap_or_default();
+        for finding in findings {
+            tracing::warn!(probe = finding.name, "{}", finding.text);
+            self.probe(finding, now);
+        }
+    }
+
+    /// Takes a probe's finding through the rules that subscribe to it.
+    fn probe(&mut self, finding: ProbeEvent, now: i64) {
+        let event = Event {
+            signature: finding.name.into(),
+            source: PROBE_SOURCE.into(),
+            file: std::path::Path::new("(probe)").into(),
+            captures: finding.captures,
+            text: finding.text,
+            offset: 0,
+            at: now,
+            truncated: false,
+        };
+        for i in self.rules.subscribers(finding.name, PROBE_SOURCE).to_vec() {
+            for outcome in self.react(i, &event) {
+                self.record_outcome(&outcome);
+            }
+        }
     }
 
     /// Counts, audits and logs a decision.
@@ -437,6 +490,14 @@ impl Pipeline {
             }
         }
         out.decision = Decision::Applied;
+        // Canal's positions were rewritten: every source must beat again.
+        let canal = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::CanalRewind | Step::CanalNewBinlog { .. } | Step::CanalReset { .. }));
+        if let (true, Some(watch)) = (canal, &mut self.heartbeat) {
+            watch.expect_back(now, &format!("{} ({})", plan.summary, plan.runbook.join(", ")));
+        }
     }
 }
 

@@ -37,6 +37,8 @@ impl MariaDb {
         let out = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
+            // Parallel tests must not share temporary tables in /tmp.
+            .arg(format!("--tmpdir={}", dir.path().display()))
             .output()
             .expect("running mariadb-install-db");
         assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
@@ -46,6 +48,7 @@ impl MariaDb {
             .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--skip-name-resolve", "--server-id=1"])
             .args(["--binlog-format=ROW", "--innodb-buffer-pool-size=16M"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", dir.path().display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", dir.path().join("mysqld.pid").display()))
             .arg(format!("--port={port}"))

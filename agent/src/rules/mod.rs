@@ -22,6 +22,12 @@ use crate::matching::{Event, SignatureSpec};
 use crate::plan::{PlanSpec, Risk, StepSpec};
 pub use api::RuleContext;
 
+/// The pseudo-source probe events come from.
+pub const PROBE_SOURCE: &str = "probe";
+
+/// The probe events rules can subscribe to.
+pub const PROBES: &[&str] = &["heartbeat_missing", "heartbeat_all_missing", "heartbeat_not_back"];
+
 /// A rule problem, located in its file.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}{}: {message}", path.display(), location(*line, *column))]
@@ -58,6 +64,9 @@ pub struct Rule {
     pub path: PathBuf,
     pub runbook: Vec<String>,
     pub sources: Vec<String>,
+    /// Probe events it wants (`heartbeat_missing`, …): findings of the
+    /// agent's own watches rather than log lines.
+    pub probes: Vec<String>,
     /// Signature name → pattern.
     pub signatures: BTreeMap<String, String>,
     pub params: rhai::Map,
@@ -135,6 +144,9 @@ impl RuleSet {
                     set.subscribers.entry((sig.clone(), source.clone())).or_default().push(i);
                 }
             }
+            for probe in &rule.probes {
+                set.subscribers.entry((probe.clone(), PROBE_SOURCE.to_string())).or_default().push(i);
+            }
         }
         (set, errors)
     }
@@ -168,8 +180,10 @@ impl RuleSet {
         let bad = |m: String| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
         let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map".into()))?;
         for key in meta.keys() {
-            if !["runbook", "sources", "signatures", "params"].contains(&key.as_str()) {
-                return Err(bad(format!("unknown key `{key}` (expected runbook, sources, signatures, params)")));
+            if !["runbook", "sources", "signatures", "params", "probes"].contains(&key.as_str()) {
+                return Err(bad(format!(
+                    "unknown key `{key}` (expected runbook, sources, signatures, probes, params)"
+                )));
             }
         }
         let strings = |key: &str| -> Result<Vec<String>, RuleError> {
@@ -180,15 +194,23 @@ impl RuleSet {
                 .collect()
         };
         let runbook = strings("runbook")?;
-        let sources = strings("sources")?;
-        if runbook.is_empty() || sources.is_empty() {
-            return Err(bad("`runbook` and `sources` must not be empty".into()));
+        let probes = if meta.contains_key("probes") { strings("probes")? } else { Vec::new() };
+        for p in &probes {
+            if !PROBES.contains(&p.as_str()) {
+                return Err(bad(format!("unknown probe `{p}` (known: {})", PROBES.join(", "))));
+            }
         }
-        let sig_map = meta
-            .get("signatures")
-            .cloned()
-            .and_then(|d| d.try_cast::<rhai::Map>())
-            .ok_or_else(|| bad("`signatures` must be a map of name → regex".into()))?;
+        let sources = if meta.contains_key("sources") || probes.is_empty() { strings("sources")? } else { Vec::new() };
+        if runbook.is_empty() || (sources.is_empty() && probes.is_empty()) {
+            return Err(bad("`runbook` and `sources` (or `probes`) must not be empty".into()));
+        }
+        let sig_map = match meta.get("signatures") {
+            None if !probes.is_empty() => rhai::Map::new(),
+            other => other
+                .cloned()
+                .and_then(|d| d.try_cast::<rhai::Map>())
+                .ok_or_else(|| bad("`signatures` must be a map of name → regex".into()))?,
+        };
         let mut signatures = BTreeMap::new();
         for (sig, pattern) in sig_map {
             let pattern =
@@ -225,6 +247,7 @@ impl RuleSet {
             path: path.to_path_buf(),
             runbook,
             sources,
+            probes,
             signatures,
             params,
             has_tests: functions.contains(&("tests".to_string(), 0)),

@@ -83,14 +83,18 @@ fn get_string(map: &rhai::Map, key: &str) -> Result<Option<String>, String> {
 fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Result<(String, Option<String>), String> {
     let case = case.try_cast::<rhai::Map>().ok_or("a test case must be a map")?;
     let name = get_string(&case, "name")?.unwrap_or_else(|| "unnamed".into());
-    let source = get_string(&case, "source")?.unwrap_or_else(|| rule.sources[0].clone());
-    let log = get_string(&case, "log")?.ok_or("a test case needs `log`")?;
     let expect = case
         .get("expect")
         .cloned()
         .ok_or("a test case needs `expect`")?
         .into_array()
         .map_err(|t| format!("`expect` must be an array, not {t}"))?;
+    if let Some(probe) = get_string(&case, "probe")? {
+        return run_probe_case(rules, rule, config, &case, &probe, &expect).map(|failure| (name, failure));
+    }
+    let source =
+        get_string(&case, "source")?.or_else(|| rule.sources.first().cloned()).ok_or("a test case needs `source`")?;
+    let log = get_string(&case, "log")?.ok_or("a test case needs `log` (or `probe`)")?;
 
     let specs: Vec<SignatureSpec> = rule
         .signatures
@@ -136,6 +140,47 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
         }
     }
     Ok((name, compare(&expect, &observed)))
+}
+
+/// A probe event instead of log text: `probe: "heartbeat_missing", captures: #{ source: "ix_quote" }`.
+fn run_probe_case(
+    rules: &RuleSet,
+    rule: &Rule,
+    config: &Config,
+    case: &rhai::Map,
+    probe: &str,
+    expect: &[Dynamic],
+) -> Result<Option<String>, String> {
+    let captures = match case.get("captures") {
+        None => Default::default(),
+        Some(d) => d
+            .clone()
+            .try_cast::<rhai::Map>()
+            .ok_or("`captures` must be a map")?
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let event = Event {
+        signature: probe.into(),
+        source: crate::rules::PROBE_SOURCE.into(),
+        file: std::path::Path::new("(probe)").into(),
+        captures,
+        text: get_string(case, "text")?.unwrap_or_default(),
+        offset: 0,
+        at: 0,
+        truncated: false,
+    };
+    let history = Arc::new(Mutex::new(EventHistory::default()));
+    let ctx = RuleContext { history, now: 0, params: rule.params.clone() };
+    let mut observed = Vec::new();
+    for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
+        let steps = spec.steps.iter().map(ToString::to_string).collect();
+        let (risk, benign) = (spec.risk.to_string(), spec.benign);
+        let refused = spec.validate(&rule.name, &rule.runbook, config).err();
+        observed.push(Observed { steps, risk, benign, refused });
+    }
+    Ok(compare(expect, &observed))
 }
 
 fn compare(expect: &[Dynamic], observed: &[Observed]) -> Option<String> {
