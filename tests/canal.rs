@@ -288,3 +288,52 @@ fn n3_fake_dead_source_asks_for_a_rewind_and_checks_the_heartbeats_return() {
     }
     p.host.stop_agent();
 }
+
+#[test]
+fn n1_no_alive_canal_server_starts_canal_only_when_it_is_down() {
+    let mut p = pipeline(false);
+    p.host.start_agent();
+    let line = "2026-11-25 10:00:00.001 [main] ERROR c.g.datamonitor.CanalClient - process error!\ncom.alibaba.otter.canal.protocol.exception.CanalClientException: no alive canal server\n";
+    p.host.append("logs/monitor.log", line);
+    assert_eq!(p.host.wait_decision("n1_no_alive_canal", 1)["decision"], "no-change", "canal runs: nothing to do");
+    std::process::Command::new(p.host.path("bin/standin.sh")).args(["stop", "canal"]).status().unwrap();
+    // canal died and left its pid file behind, as after a crash.
+    std::fs::write(p.host.path("bin/run/canal.pid"), "999999\n").unwrap();
+    p.host.append("logs/monitor.log", line);
+    let d = p.host.wait_decision("n1_no_alive_canal", 2);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    assert!(d["steps"][0]["result"].as_str().unwrap().contains("removed the stale pid file"), "{d:#}");
+    assert_eq!(p.host.starts("canal"), 2);
+    p.host.stop_agent();
+}
+
+#[test]
+fn n2_no_route_probes_the_source_and_tells_a_person() {
+    let mut p = pipeline(false);
+    p.host.start_agent();
+    let closed = common::free_port();
+    p.host.append(
+        "logs/canal_instance.log",
+        &format!("2026-11-25 10:00:00.001 [destination = ix_a , address = /127.0.0.1:{closed} , EventParser] ERROR c.a.o.canal.parse.inbound.mysql.dbsync.DirectLogFetcher - I/O error while reading from client socket\nfailure:java.net.NoRouteToHostException: No route to host\n"),
+    );
+    let d = p.host.wait_decision("n2_no_route", 1);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    let mail = p.host.wait_mails(1).remove(0);
+    assert!(mail.text.contains(&format!("127.0.0.1:{closed} is unreachable")), "{}", mail.text);
+    assert_eq!(p.host.starts("canal"), 1, "no restart");
+    p.host.stop_agent();
+}
+
+#[test]
+fn canal_status_shows_who_runs_each_destination_and_its_cursor() {
+    let p = pipeline(false);
+    let out = std::process::Command::new(common::BIN)
+        .args(["canal", "status", "--config", p.host.config().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("destination ix_a") && text.contains("running:  127.0.0.1:11111"), "{text}");
+    assert!(text.contains("cursor:   mysql-bin.000001:4"), "{text}");
+    assert!(text.contains("WARNING:  the cursor's binlog mysql-bin.000001 is purged on the source"), "{text}");
+}
