@@ -49,6 +49,10 @@ fn pipeline(dry_run: bool) -> Pipeline {
 }
 
 fn pipeline_with(dry_run: bool, more: &str) -> Pipeline {
+    pipeline_full(dry_run, more, vec!["dba@example.com"])
+}
+
+fn pipeline_full(dry_run: bool, more: &str, approvers: Vec<&'static str>) -> Pipeline {
     let started = chrono::Utc::now().timestamp_millis();
     let (a, b) = (MariaDb::start(), MariaDb::start());
     grant(&a);
@@ -85,7 +89,7 @@ fn pipeline_with(dry_run: bool, more: &str) -> Pipeline {
         pa = a.port,
         pb = b.port,
     ) + more;
-    let host = Host::new(Options { approvers: vec!["dba@example.com"], dry_run, extra, ..Options::default() });
+    let host = Host::new(Options { approvers, dry_run, extra, ..Options::default() });
     std::fs::write(host.path("mysql.pw"), "pw\n").unwrap();
     // Not canal's default: the agent must read it, not assume 60.
     std::fs::write(host.path("canal.properties"), "canal.instance.fallbackIntervalInSeconds = 30\n").unwrap();
@@ -336,4 +340,60 @@ fn canal_status_shows_who_runs_each_destination_and_its_cursor() {
     assert!(text.contains("destination ix_a") && text.contains("running:  127.0.0.1:11111"), "{text}");
     assert!(text.contains("cursor:   mysql-bin.000001:4"), "{text}");
     assert!(text.contains("WARNING:  the cursor's binlog mysql-bin.000001 is purged on the source"), "{text}");
+}
+
+#[test]
+fn n3_last_resort_reset_is_an_operator_playbook_needing_two_approvers() {
+    let mut p = pipeline_full(false, "", vec!["dba@example.com", "lead@example.com"]);
+    p.host.start_agent();
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "playbook",
+            "run",
+            "--config",
+            p.host.config().to_str().unwrap(),
+            "canal-reset",
+            "--param",
+            "destination=ix_b",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("AwaitingApproval"), "{said}");
+    let mails = p.host.wait_mails(2);
+    for m in &mails {
+        assert!(m.text.contains("THIS PLAN LOSES DATA") && m.text.contains("is never synced"), "{}", m.text);
+        assert!(m.text.contains("/otter/canal/destinations/ix_b/1001/cursor"));
+    }
+    let by = |who: &str| mails.iter().find(|m| m.to == [who.to_string()]).unwrap();
+    approve(&p.host, by("dba@example.com"));
+    std::thread::sleep(Duration::from_millis(500));
+    let zk = p.zk_server.client();
+    assert!(zk.get(CURSOR_B).is_some(), "one approver is not enough");
+    assert!(p.host.service_pid("canal").is_some());
+    approve(&p.host, by("lead@example.com"));
+    release_when_stopped(&mut p);
+    p.host.wait_until("the cursor deleted", || zk.get(CURSOR_B).is_none());
+    assert!(zk.get(CURSOR_A).is_some(), "only the named destination");
+    let d = p.host.wait_decision("playbook:canal-reset", 2);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    assert!(d["steps"][1]["result"].as_str().unwrap().contains("old content, to restore by hand"));
+
+    // A forged playbook request is refused.
+    let (status, _) = pipemedic::approval::web::request(
+        p.host.http.unwrap(),
+        "POST",
+        "/playbooks/canal-reset",
+        Some(&[
+            ("params", "{\"destination\":\"ix_a\"}"),
+            ("requester", "local:root@x"),
+            ("exp", "99999999999999"),
+            ("token", "00"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(status, 403);
+    assert!(zk.get(CURSOR_A).is_some());
+    p.host.stop_agent();
 }

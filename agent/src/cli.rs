@@ -77,6 +77,11 @@ pub enum Command {
         config: PathBuf,
         id: String,
     },
+    /// Operator-run procedures from the playbook directories.
+    Playbook {
+        #[command(subcommand)]
+        what: PlaybookCommand,
+    },
     /// Canal's state: who serves each destination, its cursor, its source's binlogs.
     Canal {
         #[command(subcommand)]
@@ -86,6 +91,25 @@ pub enum Command {
     Demo {
         #[arg(long, default_value = "pipemedic-demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PlaybookCommand {
+    /// The loaded playbooks with their parameters.
+    List {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Ask the running agent to run a playbook: its plan is previewed from
+    /// live state and, if risky, mailed for approval like a rule's.
+    Run {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        name: String,
+        /// A parameter, `key=value` (repeatable).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
     },
 }
 
@@ -110,6 +134,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Approve { config, id } => decide(&config, &id, Decision::Approve),
         Command::Deny { config, id } => decide(&config, &id, Decision::Deny),
         Command::Canal { what: CanalCommand::Status { config } } => canal_status(&config),
+        Command::Playbook { what: PlaybookCommand::List { config } } => playbook_list(&config),
+        Command::Playbook { what: PlaybookCommand::Run { config, name, params } } => {
+            playbook_run(&config, &name, &params)
+        }
         Command::Demo { dir } => crate::demo::run(&dir).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
@@ -138,7 +166,9 @@ fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
     for e in &errors {
         eprintln!("{e}");
     }
-    let (playbooks, playbook_errors) = rules.check_playbooks(&config);
+    let mut rules = rules;
+    let playbook_errors = rules.load_playbooks(&config);
+    let playbooks = rules.playbooks.len() + playbook_errors.len();
     for e in &playbook_errors {
         eprintln!("{e}");
     }
@@ -292,6 +322,59 @@ fn strip_tags(html: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#39;", "'");
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn playbook_list(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let (mut rules, _) = RuleSet::load(&config);
+    let errors = rules.load_playbooks(&config);
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    for pb in rules.playbooks.values() {
+        let params: Vec<String> = pb.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{} [{}] {}\n    {}\n    params: {}",
+            pb.name,
+            pb.runbook.join(","),
+            pb.path.display(),
+            pb.description,
+            params.join(" ")
+        );
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Signs the request with the approval key (reading it proves the local
+/// root user) and hands it to the running agent.
+fn playbook_run(path: &Path, name: &str, raw: &[String]) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let approval =
+        config.approval.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [approval] section", path.display()))?;
+    let mut params = std::collections::BTreeMap::new();
+    for p in raw {
+        let (k, v) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("--param {p:?}: expected key=value"))?;
+        params.insert(k.to_string(), v.to_string());
+    }
+    let params = serde_json::to_string(&params)?;
+    let signer = Signer::load(&Signer::key_path(&config.state_dir))
+        .map_err(|e| anyhow::anyhow!("{e} (running a playbook needs the root user)"))?;
+    let user = std::env::var("SUDO_USER").map(|u| format!("root (sudo by {u})")).unwrap_or_else(|_| "root".into());
+    let requester = format!("local:{user}@{}", config.host_name());
+    let expires = (chrono::Utc::now().timestamp_millis() + 60_000).to_string();
+    let id = crate::approval::playbook_token_id(name);
+    let token = signer.sign(&id, &params, Decision::Approve, expires.parse()?, &requester);
+    let fields = [
+        ("params", params.as_str()),
+        ("requester", requester.as_str()),
+        ("exp", expires.as_str()),
+        ("token", token.as_str()),
+    ];
+    let path = format!("/playbooks/{}", crate::approval::url_encode(name));
+    let (status, body) = crate::approval::web::request(approval.listen, "POST", &path, Some(&fields))
+        .map_err(|e| anyhow::anyhow!("the agent does not answer at {}: {e}; is it running?", approval.listen))?;
+    println!("{}", strip_tags(&body).trim());
+    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn canal_status(path: &Path) -> anyhow::Result<ExitCode> {

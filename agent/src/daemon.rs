@@ -20,7 +20,7 @@ use notify::{RecursiveMode, Watcher};
 use crate::approval::mail::Outbox;
 use crate::approval::token::Signer;
 use crate::approval::web::WebState;
-use crate::approval::{ApprovalStore, DecideRequest};
+use crate::approval::{ApprovalStore, WorkerRequest};
 use crate::audit::{now_rfc3339, Audit, Lifecycle};
 use crate::config::Config;
 use crate::pipeline::{Approvals, Clock, Decision, Pipeline};
@@ -33,8 +33,8 @@ pub enum Wake {
     Files(Vec<PathBuf>),
     /// SIGTERM / SIGINT, or a caller asked the daemon to stop.
     Shutdown,
-    /// A person decided about an approval (a link's page, or the CLI).
-    Decide(DecideRequest),
+    /// A person decided about an approval, or asked for a playbook run.
+    Person(WorkerRequest),
 }
 
 /// How often the worker looks at every source even without an inotify event,
@@ -62,7 +62,8 @@ impl Daemon {
             .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
         let config = Arc::new(config);
         let audit = Audit::open(&config.state_dir);
-        let (rules, errors) = RuleSet::load(&config);
+        let (mut rules, mut errors) = RuleSet::load(&config);
+        errors.extend(rules.load_playbooks(&config));
         for e in &errors {
             tracing::error!("rule not loaded: {e}");
             audit.write(&Lifecycle {
@@ -145,7 +146,7 @@ impl Daemon {
                     signer,
                     audit: self.pipeline.audit().clone(),
                     submit: std::sync::Arc::new(move |req| {
-                        let _ = submit_tx.send(Wake::Decide(req));
+                        let _ = submit_tx.send(Wake::Person(req));
                     }),
                 },
             );
@@ -191,7 +192,7 @@ impl Daemon {
             match self.wake_rx.recv_timeout(wait) {
                 Ok(Wake::Shutdown) => break,
                 Ok(Wake::Files(paths)) => dirty.extend(paths),
-                Ok(Wake::Decide(req)) => decisions.push(req),
+                Ok(Wake::Person(req)) => decisions.push(req),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -201,11 +202,14 @@ impl Daemon {
                 match w {
                     Wake::Shutdown => stop = true,
                     Wake::Files(paths) => dirty.extend(paths),
-                    Wake::Decide(req) => decisions.push(req),
+                    Wake::Person(req) => decisions.push(req),
                 }
             }
             for req in decisions {
-                self.pipeline.decide(req);
+                match req {
+                    WorkerRequest::Decide(req) => self.pipeline.decide(req),
+                    WorkerRequest::Playbook(req) => self.pipeline.run_playbook(req),
+                }
                 urgent = true;
             }
             if last_tick.elapsed() >= TICK {

@@ -66,12 +66,14 @@ impl Host {
     pub fn new(opts: Options) -> Host {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
-        for d in ["logs", "bin", "rules", "rules.d", "state"] {
+        for d in ["logs", "bin", "rules", "rules.d", "state", "playbooks"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         std::fs::copy(Path::new(REPO).join("examples/bin/standin.sh"), root.join("bin/standin.sh")).unwrap();
-        for entry in std::fs::read_dir(Path::new(REPO).join("rules")).unwrap().flatten() {
-            std::fs::copy(entry.path(), root.join("rules").join(entry.file_name())).unwrap();
+        for dir in ["rules", "playbooks"] {
+            for entry in std::fs::read_dir(Path::new(REPO).join(dir)).unwrap().flatten() {
+                std::fs::copy(entry.path(), root.join(dir).join(entry.file_name())).unwrap();
+            }
         }
         std::fs::write(root.join("hosts"), HOSTS).unwrap();
         std::fs::write(root.join("consumer.properties"), PROPERTIES).unwrap();
@@ -82,6 +84,7 @@ impl Host {
             r#"state_dir = "state"
 dry_run = {dry_run}
 rule_dirs = ["rules", "rules.d"]
+playbook_dirs = ["playbooks"]
 hosts_file = "hosts"
 
 [sources.kafka_server]

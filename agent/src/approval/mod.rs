@@ -256,6 +256,30 @@ pub struct DecideRequest {
     pub reply: std::sync::mpsc::Sender<DecideReply>,
 }
 
+/// A playbook run asked for on the host (`pipemedic playbook run`), signed
+/// with the approval key like the CLI's decisions.
+pub struct PlaybookRequest {
+    pub name: String,
+    /// The parameters as JSON (what the token signs).
+    pub params: String,
+    pub expires: i64,
+    pub requester: String,
+    pub token: String,
+    pub reply: std::sync::mpsc::Sender<DecideReply>,
+}
+
+/// What the HTTP listener hands to the worker.
+pub enum WorkerRequest {
+    Decide(DecideRequest),
+    Playbook(PlaybookRequest),
+}
+
+/// The token fields of a playbook run: its own id space, so a playbook
+/// token can never pass as an approval's.
+pub fn playbook_token_id(name: &str) -> String {
+    format!("playbook:{name}")
+}
+
 /// The worker's answer, shown to the person who decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecideReply {

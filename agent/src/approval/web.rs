@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::mail::steps_html;
 use super::token::Signer;
-use super::{check_link, escape_html, human_time, ApprovalStore, DecideReply, DecideRequest, Decision};
+use super::{
+    check_link, escape_html, human_time, ApprovalStore, DecideReply, DecideRequest, Decision, PlaybookRequest,
+    WorkerRequest,
+};
 use crate::audit::{now_rfc3339, Audit};
 
 /// What the endpoint needs.
@@ -32,8 +35,8 @@ pub struct WebState {
     pub host: String,
     pub signer: Signer,
     pub audit: Audit,
-    /// Hands a decision to the worker.
-    pub submit: Arc<dyn Fn(DecideRequest) + Send + Sync>,
+    /// Hands a decision or a playbook run to the worker.
+    pub submit: Arc<dyn Fn(WorkerRequest) + Send + Sync>,
 }
 
 /// The fields every link and form carries.
@@ -85,7 +88,11 @@ pub fn spawn(listen: SocketAddr, state: WebState) {
 }
 
 fn router(state: WebState) -> Router {
-    Router::new().route("/", get(index)).route("/approvals/{id}", get(show).post(decide)).with_state(state)
+    Router::new()
+        .route("/", get(index))
+        .route("/approvals/{id}", get(show).post(decide))
+        .route("/playbooks/{name}", axum::routing::post(run_playbook))
+        .with_state(state)
 }
 
 async fn index(State(s): State<WebState>) -> Html<String> {
@@ -150,7 +157,7 @@ async fn decide(State(s): State<WebState>, UrlPath(id): UrlPath<String>, Form(f)
     };
     let via = if f.approver.starts_with("local:") { "cli" } else { "link" };
     let (tx, rx) = std::sync::mpsc::channel();
-    (s.submit)(DecideRequest {
+    (s.submit)(WorkerRequest::Decide(DecideRequest {
         id: id.clone(),
         decision,
         approver: f.approver.clone(),
@@ -158,7 +165,38 @@ async fn decide(State(s): State<WebState>, UrlPath(id): UrlPath<String>, Form(f)
         token: f.token.clone(),
         via,
         reply: tx,
-    });
+    }));
+    answer(&s, rx).await
+}
+
+/// The fields of a playbook run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PlaybookFields {
+    pub params: String,
+    pub requester: String,
+    pub exp: i64,
+    pub token: String,
+}
+
+async fn run_playbook(
+    State(s): State<WebState>,
+    UrlPath(name): UrlPath<String>,
+    Form(f): Form<PlaybookFields>,
+) -> Response {
+    let (tx, rx) = std::sync::mpsc::channel();
+    (s.submit)(WorkerRequest::Playbook(PlaybookRequest {
+        name,
+        params: f.params,
+        expires: f.exp,
+        requester: f.requester,
+        token: f.token,
+        reply: tx,
+    }));
+    answer(&s, rx).await
+}
+
+/// Waits for the worker's answer and renders it.
+async fn answer(s: &WebState, rx: std::sync::mpsc::Receiver<DecideReply>) -> Response {
     let reply = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60))).await;
     match reply {
         Ok(Ok(DecideReply::Accepted(message))) => {

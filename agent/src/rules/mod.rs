@@ -74,10 +74,25 @@ pub struct Rule {
     ast: AST,
 }
 
+/// A named multi-step procedure an operator (or a person answering a
+/// finding) runs: `fn meta()` with `runbook`, `description`, `params`, and
+/// `fn plan(params)` returning a plan like a rule's.
+pub struct Playbook {
+    pub name: String,
+    pub path: PathBuf,
+    pub runbook: Vec<String>,
+    pub description: String,
+    /// Defaults; `pipemedic playbook run NAME --param k=v` overrides them.
+    pub params: rhai::Map,
+    ast: AST,
+}
+
 /// All rules that loaded, with the engine they run in.
 pub struct RuleSet {
     engine: Engine,
     pub rules: Vec<Rule>,
+    /// Operator-run procedures, by name.
+    pub playbooks: BTreeMap<String, Playbook>,
     /// (signature, source) → rules that want it.
     subscribers: HashMap<(String, String), Vec<usize>>,
 }
@@ -130,7 +145,7 @@ impl RuleSet {
             }
         }
         let engine = sandboxed_engine(config.limits.rule_max_operations);
-        let mut set = RuleSet { engine, rules: Vec::new(), subscribers: HashMap::new() };
+        let mut set = RuleSet { engine, rules: Vec::new(), playbooks: BTreeMap::new(), subscribers: HashMap::new() };
         let mut patterns: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
         for (name, path) in files {
             match set.load_one(&name, &path, config, &mut patterns) {
@@ -255,30 +270,101 @@ impl RuleSet {
         })
     }
 
-    /// Compiles every playbook (`*.rhai` in `config.playbook_dirs`) in the
-    /// same sandbox and returns an error for each that does not compile. A
-    /// missing directory is not an error: a host may have no local playbooks.
-    pub fn check_playbooks(&self, config: &Config) -> (usize, Vec<RuleError>) {
-        let (mut count, mut errors) = (0, Vec::new());
+    /// Loads every playbook (`*.rhai` in `config.playbook_dirs`, a later
+    /// directory replacing the same name) into the set; returns an error for
+    /// each that does not load. A missing directory is not an error.
+    pub fn load_playbooks(&mut self, config: &Config) -> Vec<RuleError> {
+        let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
         for dir in &config.playbook_dirs {
             let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            paths.sort();
-            for path in paths.into_iter().filter(|p| p.extension().is_some_and(|x| x == "rhai")) {
-                count += 1;
-                let compiled = std::fs::read_to_string(&path)
-                    .map_err(|e| RuleError::at(&path, Position::NONE, format!("reading playbook: {e}")))
-                    .and_then(|src| {
-                        self.engine
-                            .compile(&src)
-                            .map_err(|e| RuleError::at(&path, e.position(), e.err_type().to_string()))
-                    });
-                if let Err(e) = compiled {
-                    errors.push(e);
-                }
+            for path in entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "rhai")) {
+                files.insert(path.file_stem().unwrap_or_default().to_string_lossy().into_owned(), path);
             }
         }
-        (count, errors)
+        let mut errors = Vec::new();
+        for (name, path) in files {
+            match self.load_playbook(&name, &path) {
+                Ok(p) => {
+                    self.playbooks.insert(name, p);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    fn load_playbook(&self, name: &str, path: &Path) -> Result<Playbook, RuleError> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| RuleError::at(path, Position::NONE, format!("reading playbook: {e}")))?;
+        let ast = self.engine.compile(&src).map_err(|e| RuleError::at(path, e.position(), e.err_type().to_string()))?;
+        let has = |f: &str, n: usize| ast.iter_functions().any(|x| x.name == f && x.params.len() == n);
+        if !has("meta", 0) || !has("plan", 1) {
+            return Err(RuleError::at(
+                path,
+                Position::new(1, 1),
+                "a playbook must define fn meta() and fn plan(params)",
+            ));
+        }
+        let meta = self
+            .engine
+            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &ast, "meta", ())
+            .map_err(|e| RuleError::at(path, e.position(), format!("in meta(): {e}")))?;
+        let bad = |m: &str| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
+        let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map"))?;
+        let text = |k: &str| meta.get(k).and_then(|d| d.clone().into_string().ok());
+        let runbook = meta
+            .get("runbook")
+            .and_then(|d| d.clone().into_typed_array::<rhai::ImmutableString>().ok())
+            .ok_or_else(|| bad("`runbook` must be an array of strings"))?
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect();
+        let params = match meta.get("params") {
+            None => rhai::Map::new(),
+            Some(d) => d.clone().try_cast::<rhai::Map>().ok_or_else(|| bad("`params` must be a map"))?,
+        };
+        Ok(Playbook {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            runbook,
+            description: text("description").unwrap_or_default(),
+            params,
+            ast,
+        })
+    }
+
+    /// Runs a playbook's `plan(params)` with `given` over its defaults; a
+    /// parameter it does not declare is refused.
+    pub fn run_playbook(&self, pb: &Playbook, given: &BTreeMap<String, String>) -> Result<Vec<PlanSpec>, RuleError> {
+        let mut params = pb.params.clone();
+        for (k, v) in given {
+            if !params.contains_key(k.as_str()) {
+                return Err(RuleError::at(
+                    &pb.path,
+                    Position::NONE,
+                    format!("playbook {} has no parameter `{k}`", pb.name),
+                ));
+            }
+            params.insert(k.as_str().into(), v.clone().into());
+        }
+        let out = self
+            .engine
+            .call_fn_with_options::<Dynamic>(
+                CallFnOptions::new().eval_ast(false),
+                &mut Scope::new(),
+                &pb.ast,
+                "plan",
+                (params,),
+            )
+            .map_err(|e| RuleError::at(&pb.path, e.position(), format!("in plan(): {e}")))?;
+        let bad = |m: String| RuleError::at(&pb.path, Position::NONE, format!("plan() returned {m}"));
+        match out {
+            d if d.is_unit() => Ok(Vec::new()),
+            d if d.is_array() => {
+                d.into_array().expect("checked").into_iter().map(|p| plan_from_dynamic(p).map_err(bad)).collect()
+            }
+            d => plan_from_dynamic(d).map(|p| vec![p]).map_err(bad),
+        }
     }
 
     /// Every signature, with the sources of the rules that declare it.
