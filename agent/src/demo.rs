@@ -20,6 +20,8 @@ pub const SHIPPED_RULES: &[(&str, &str)] = &[
     ("c4_startup_wiring.rhai", include_str!("../../rules/c4_startup_wiring.rhai")),
     ("c6_pool_init.rhai", include_str!("../../rules/c6_pool_init.rhai")),
     ("k1_unknown_host.rhai", include_str!("../../rules/k1_unknown_host.rhai")),
+    ("k2_broker_id_changed.rhai", include_str!("../../rules/k2_broker_id_changed.rhai")),
+    ("k3_too_few_brokers.rhai", include_str!("../../rules/k3_too_few_brokers.rhai")),
     ("m1_heartbeats.rhai", include_str!("../../rules/m1_heartbeats.rhai")),
     ("m2_kafka_shutdown.rhai", include_str!("../../rules/m2_kafka_shutdown.rhai")),
     ("n1_no_alive_canal.rhai", include_str!("../../rules/n1_no_alive_canal.rhai")),
@@ -32,6 +34,7 @@ const EXAMPLE_CONFIG: &str = include_str!("../../examples/pipemedic.toml");
 const STANDIN: &str = include_str!("../../examples/bin/standin.sh");
 const HOSTS: &str = include_str!("../../examples/hosts");
 const CONSUMER_PROPERTIES: &str = include_str!("../../examples/consumer.properties");
+const SERVER_PROPERTIES: &str = include_str!("../../examples/server.properties");
 
 /// Writes the example pipeline into `dir` and returns its config path. In
 /// the repository the example reads `../rules`; here the rules are written
@@ -56,6 +59,9 @@ pub fn materialize(dir: &Path) -> anyhow::Result<PathBuf> {
     }
     if !dir.join("consumer.properties").exists() {
         write("consumer.properties", CONSUMER_PROPERTIES)?;
+    }
+    if !dir.join("server.properties").exists() {
+        write("server.properties", SERVER_PROPERTIES)?;
     }
     let config_text = EXAMPLE_CONFIG
         .replace("rule_dirs = [\"../rules\", \"rules.d\"]", "rule_dirs = [\"rules\", \"rules.d\"]")
