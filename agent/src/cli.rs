@@ -82,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         what: PlaybookCommand,
     },
+    /// Kafka's partition leaders (runbook T1) and a group's lag (T2).
+    Kafka {
+        #[command(subcommand)]
+        what: KafkaCommand,
+    },
     /// Canal's state: who serves each destination, its cursor, its source's binlogs.
     Canal {
         #[command(subcommand)]
@@ -114,6 +119,27 @@ pub enum PlaybookCommand {
 }
 
 #[derive(Subcommand)]
+pub enum KafkaCommand {
+    /// Partition → leader, replicas, ISR (what `kafka-topics.sh --describe` showed).
+    Leaders {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Per partition: committed offset, log end, lag, and the total (what ConsumerOffsetChecker showed).
+    Lag {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Default: `[kafka] group`.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        topic: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum CanalCommand {
     /// Each destination: running server, cluster, cursor (journal, position,
     /// time, source) and how far it is behind its source's newest binlog.
@@ -135,6 +161,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Deny { config, id } => decide(&config, &id, Decision::Deny),
         Command::Canal { what: CanalCommand::Status { config } } => canal_status(&config),
         Command::Playbook { what: PlaybookCommand::List { config } } => playbook_list(&config),
+        Command::Kafka { what: KafkaCommand::Leaders { config, topic } } => kafka_leaders(&config, topic.as_deref()),
+        Command::Kafka { what: KafkaCommand::Lag { config, group, topic } } => {
+            kafka_lag(&config, group.as_deref(), topic.as_deref())
+        }
         Command::Playbook { what: PlaybookCommand::Run { config, name, params } } => {
             playbook_run(&config, &name, &params)
         }
@@ -375,6 +405,49 @@ fn playbook_run(path: &Path, name: &str, raw: &[String]) -> anyhow::Result<ExitC
         .map_err(|e| anyhow::anyhow!("the agent does not answer at {}: {e}; is it running?", approval.listen))?;
     println!("{}", strip_tags(&body).trim());
     Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn kafka_leaders(path: &Path, topic: Option<&str>) -> anyhow::Result<ExitCode> {
+    use crate::probes::kafka::{leaders, leaders_from_zookeeper};
+    let config = Config::load(path)?;
+    let kafka = config.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [kafka] section", path.display()))?;
+    let (rows, from) = match leaders(kafka, topic) {
+        Ok(rows) => (rows, "the brokers' metadata".to_string()),
+        Err(e) => {
+            let zk_config =
+                config.zookeeper.as_ref().ok_or_else(|| anyhow::anyhow!("{e}; and no [zookeeper] to fall back to"))?;
+            let zk = crate::zk::Session::connect(zk_config).map_err(|z| anyhow::anyhow!("{e}; ZooKeeper: {z}"))?;
+            let rows = leaders_from_zookeeper(&zk, kafka, topic).map_err(|z| anyhow::anyhow!("{e}; ZooKeeper: {z}"))?;
+            (rows, format!("ZooKeeper's partition state ({e})"))
+        }
+    };
+    let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    for r in &rows {
+        let leader = if r.leader < 0 { "none".to_string() } else { r.leader.to_string() };
+        println!(
+            "Topic: {}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}",
+            r.topic,
+            r.partition,
+            ids(&r.replicas),
+            ids(&r.isr)
+        );
+    }
+    eprintln!("{} partition(s), from {from}", rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kafka_lag(path: &Path, group: Option<&str>, topic: Option<&str>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let kafka = config.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [kafka] section", path.display()))?;
+    let group = group.or(kafka.group.as_deref()).ok_or_else(|| anyhow::anyhow!("no --group and no [kafka] group"))?;
+    let rows = crate::probes::kafka::lag(kafka, group, topic).map_err(|e| anyhow::anyhow!(e))?;
+    println!("{:<12} {:<32} {:>5} {:>14} {:>14} {:>10}", "Group", "Topic", "Pid", "Offset", "logSize", "Lag");
+    for r in &rows {
+        let offset = r.committed.map_or("none".to_string(), |o| o.to_string());
+        println!("{group:<12} {:<32} {:>5} {offset:>14} {:>14} {:>10}", r.topic, r.partition, r.log_end, r.lag);
+    }
+    println!("total lag: {}", rows.iter().map(|r| r.lag).sum::<i64>());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn canal_status(path: &Path) -> anyhow::Result<ExitCode> {

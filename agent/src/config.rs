@@ -78,6 +78,27 @@ pub struct Config {
     pub canal: Option<CanalConfig>,
     /// The per-source heartbeat watch (runbook M1, N3).
     pub heartbeat: Option<HeartbeatConfig>,
+    /// The Kafka cluster (runbook T1, T2).
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// Where the Kafka cluster is and what the consumer reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`
+    pub bootstrap_servers: String,
+    /// The pipeline's topics (`TABLE_IX_TRADE_ALL_BASE`).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// The consumer group (`bo_01`).
+    pub group: Option<String>,
+    #[serde(default = "default_kafka_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_kafka_timeout() -> u64 {
+    10
 }
 
 /// Every MySQL source writes a heartbeat row each minute; the consumer logs

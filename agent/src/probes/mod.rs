@@ -2,6 +2,7 @@
 //! the pseudo-source `probe` (see [`crate::rules::PROBES`]).
 
 pub mod heartbeat;
+pub mod kafka;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,155 @@
+//! Kafka questions the runbook answered with its tools (T1:
+//! `kafka-topics.sh --describe`, T2: `ConsumerOffsetChecker`): partition
+//! leaders, replicas and ISR from cluster metadata (with ZooKeeper's
+//! partition state as a fallback when the brokers do not answer), and a
+//! consumer group's committed offsets against the log end.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::config::KafkaConfig;
+use crate::zk::Session;
+
+/// One partition's leadership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLeader {
+    pub topic: String,
+    pub partition: i32,
+    /// -1: no leader.
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// One partition's consumption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// `None`: the group never committed here.
+    pub committed: Option<i64>,
+    pub log_end: i64,
+    pub lag: i64,
+}
+
+fn client(config: &KafkaConfig, group: Option<&str>) -> Result<BaseConsumer, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("enable.auto.commit", "false")
+        .set("socket.timeout.ms", (config.timeout_secs * 1000).to_string())
+        .set("log_level", "3");
+    if let Some(g) = group {
+        c.set("group.id", g);
+    }
+    c.create().map_err(|e| format!("creating a Kafka client for {}: {e}", config.bootstrap_servers))
+}
+
+fn wanted(config: &KafkaConfig, topic: Option<&str>, name: &str) -> bool {
+    match topic {
+        Some(t) => t == name,
+        None if config.topics.is_empty() => !name.starts_with("__"),
+        None => config.topics.iter().any(|t| t == name),
+    }
+}
+
+/// Leaders from the brokers' metadata.
+pub fn leaders(config: &KafkaConfig, topic: Option<&str>) -> Result<Vec<PartitionLeader>, String> {
+    let c = client(config, None)?;
+    let md = c
+        .fetch_metadata(topic, Duration::from_secs(config.timeout_secs))
+        .map_err(|e| format!("reading metadata from {}: {e}", config.bootstrap_servers))?;
+    if md.brokers().is_empty() {
+        return Err(format!("no broker of {} answers", config.bootstrap_servers));
+    }
+    let mut out = Vec::new();
+    for t in md.topics().iter().filter(|t| wanted(config, topic, t.name())) {
+        for p in t.partitions() {
+            out.push(PartitionLeader {
+                topic: t.name().to_string(),
+                partition: p.id(),
+                leader: p.leader(),
+                replicas: p.replicas().to_vec(),
+                isr: p.isr().to_vec(),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(out)
+}
+
+/// Leaders from ZooKeeper's persistent partition state (a ZooKeeper-based
+/// Kafka keeps `/brokers/topics/<t>` and `/brokers/topics/<t>/partitions/<p>/state`),
+/// for when no broker answers.
+pub fn leaders_from_zookeeper(
+    zk: &Session,
+    config: &KafkaConfig,
+    topic: Option<&str>,
+) -> Result<Vec<PartitionLeader>, String> {
+    let mut out = Vec::new();
+    for name in zk.children("/brokers/topics")?.into_iter().filter(|t| wanted(config, topic, t)) {
+        let assignment: Value = zk
+            .get(&format!("/brokers/topics/{name}"))?
+            .map(|n| serde_json::from_slice(&n.data).unwrap_or(Value::Null))
+            .unwrap_or(Value::Null);
+        for p in zk.children(&format!("/brokers/topics/{name}/partitions"))? {
+            let Ok(partition) = p.parse::<i32>() else { continue };
+            let state: Value = zk
+                .get(&format!("/brokers/topics/{name}/partitions/{p}/state"))?
+                .map(|n| serde_json::from_slice(&n.data).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            let ints = |v: &Value| {
+                v.as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_i64().map(|i| i as i32)).collect())
+                    .unwrap_or_default()
+            };
+            out.push(PartitionLeader {
+                topic: name.clone(),
+                partition,
+                leader: state["leader"].as_i64().map_or(-1, |l| l as i32),
+                replicas: ints(&assignment["partitions"][p.as_str()]),
+                isr: ints(&state["isr"]),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(out)
+}
+
+/// The group's committed offsets against each partition's log end.
+pub fn lag(config: &KafkaConfig, group: &str, topic: Option<&str>) -> Result<Vec<PartitionLag>, String> {
+    let c = client(config, Some(group))?;
+    let timeout = Duration::from_secs(config.timeout_secs);
+    let md = c
+        .fetch_metadata(topic, timeout)
+        .map_err(|e| format!("reading metadata from {}: {e}", config.bootstrap_servers))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics().iter().filter(|t| wanted(config, topic, t.name())) {
+        for p in t.partitions() {
+            tpl.add_partition(t.name(), p.id());
+        }
+    }
+    let committed = c.committed_offsets(tpl, timeout).map_err(|e| format!("reading group {group}'s offsets: {e}"))?;
+    let mut out = Vec::new();
+    for e in committed.elements() {
+        let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).map_err(|err| {
+            format!("reading the log end of {}-{}: {err} (is its leader down?)", e.topic(), e.partition())
+        })?;
+        let committed = match e.offset() {
+            Offset::Offset(n) => Some(n),
+            _ => None,
+        };
+        out.push(PartitionLag {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+            committed,
+            log_end: high,
+            lag: high - committed.unwrap_or(low),
+        });
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(out)
+}
