@@ -313,19 +313,31 @@ impl Pipeline {
         }
     }
 
-    /// Runs one rule on one event and decides about each plan it returns.
-    fn react(&mut self, rule_index: usize, event: &Event) -> Vec<Outcome> {
-        let rule = &self.rules.rules[rule_index];
-        let mut out = Outcome {
+    /// The audit entry for `rule`'s reaction to `event`, before any decision.
+    fn outcome_for(&self, rule: &str, runbook: &[String], event: &Event) -> Outcome {
+        // Captures are shown raw when they are short and printable, escaped otherwise.
+        let captures = event
+            .captures
+            .iter()
+            .map(|(k, v)| {
+                let shown = if v.len() <= 200 && !v.chars().any(char::is_control) {
+                    v.clone()
+                } else {
+                    crate::types::excerpt(v)
+                };
+                (k.clone(), shown)
+            })
+            .collect();
+        Outcome {
             time: crate::audit::now_rfc3339(),
             kind: "decision",
-            rule: rule.name.clone(),
-            runbook: rule.runbook.clone(),
+            rule: rule.to_string(),
+            runbook: runbook.to_vec(),
             source: event.source.to_string(),
             file: event.file.display().to_string(),
             offset: event.offset,
             signature: event.signature.to_string(),
-            captures: event.captures.iter().map(|(k, v)| (k.clone(), crate::types::excerpt(v))).collect(),
+            captures,
             summary: None,
             risk: None,
             decision: Decision::NoPlan,
@@ -334,13 +346,13 @@ impl Pipeline {
             dry_run: self.dry_run,
             approval: None,
             record: excerpt_record(&event.text),
-        };
-        // Captures are shown raw when they are short and printable, escaped otherwise.
-        for (k, v) in &event.captures {
-            if v.len() <= 200 && !v.chars().any(char::is_control) {
-                out.captures.insert(k.clone(), v.clone());
-            }
         }
+    }
+
+    /// Runs one rule on one event and decides about each plan it returns.
+    fn react(&mut self, rule_index: usize, event: &Event) -> Vec<Outcome> {
+        let rule = &self.rules.rules[rule_index];
+        let mut out = self.outcome_for(&rule.name, &rule.runbook, event);
         let ctx = RuleContext { history: self.history.clone(), now: event.at, params: rule.params.clone() };
         let specs = match self.rules.run(rule, event, ctx) {
             Ok(specs) if specs.is_empty() => return vec![out],
@@ -689,35 +701,23 @@ impl Pipeline {
             benign: false,
             steps: a.steps.iter().map(|s| s.step.clone()).collect(),
         };
-        let mut out = Outcome {
-            time: crate::audit::now_rfc3339(),
-            kind: "decision",
-            rule: a.rule.clone(),
-            runbook: a.runbook.clone(),
-            source: a.event.source.to_string(),
-            file: a.event.file.display().to_string(),
-            offset: a.event.offset,
-            signature: a.event.signature.to_string(),
-            captures: a.event.captures.clone(),
-            summary: Some(a.summary.clone()),
-            risk: Some(a.risk),
-            decision: Decision::Applied,
-            reason: None,
-            steps: a
-                .steps
-                .iter()
-                .map(|s| StepOutcome {
-                    action: s.step.action(),
-                    target: s.target.clone(),
-                    preview: Some(s.preview.clone()),
-                    noop: s.noop,
-                    result: None,
-                })
-                .collect(),
-            dry_run: a.dry_run,
-            approval: Some(a.id.clone()),
-            record: excerpt_record(&a.event.text),
-        };
+        let mut out = self.outcome_for(&a.rule, &a.runbook, &a.event);
+        out.summary = Some(a.summary.clone());
+        out.risk = Some(a.risk);
+        out.decision = Decision::Applied;
+        out.steps = a
+            .steps
+            .iter()
+            .map(|s| StepOutcome {
+                action: s.step.action(),
+                target: s.target.clone(),
+                preview: Some(s.preview.clone()),
+                noop: s.noop,
+                result: None,
+            })
+            .collect();
+        out.dry_run = a.dry_run;
+        out.approval = Some(a.id.clone());
         let approvers: Vec<&str> = a.approved_by.iter().map(|d| d.who.as_str()).collect();
         let approvers = approvers.join(", ");
         if a.dry_run {
@@ -856,25 +856,7 @@ impl Pipeline {
             at: now,
             truncated: false,
         };
-        let template = Outcome {
-            time: crate::audit::now_rfc3339(),
-            kind: "decision",
-            rule: format!("playbook:{name}"),
-            runbook: runbook.clone(),
-            source: "operator".into(),
-            file: "(operator)".into(),
-            offset: 0,
-            signature: format!("playbook:{name}"),
-            captures: event.captures.clone(),
-            summary: None,
-            risk: None,
-            decision: Decision::NoPlan,
-            reason: None,
-            steps: Vec::new(),
-            dry_run: self.dry_run,
-            approval: None,
-            record: text,
-        };
+        let template = self.outcome_for(&format!("playbook:{name}"), &runbook, &event);
         let mut said = Vec::new();
         for spec in specs {
             let outcome = self.decide_spec(spec, &format!("playbook:{name}"), &runbook, &event, template.clone());

@@ -42,6 +42,15 @@ struct Observed {
     refused: Option<String>,
 }
 
+impl Observed {
+    fn of(spec: crate::plan::PlanSpec, rule: &Rule, config: &Config) -> Observed {
+        let steps = spec.steps.iter().map(ToString::to_string).collect();
+        let (risk, benign) = (spec.risk.to_string(), spec.benign);
+        let refused = spec.validate(&rule.name, &rule.runbook, config).err();
+        Observed { steps, risk, benign, refused }
+    }
+}
+
 /// Runs every test case of every rule. A rule without `tests()` is reported
 /// as a failure: every shipped rule must prove what it does.
 pub fn run_all(rules: &RuleSet, config: &Config) -> Vec<CaseResult> {
@@ -132,10 +141,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
             let event = Event::new(record, m, at);
             let ctx = RuleContext { history: history.clone(), now: at, params: rule.params.clone() };
             for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
-                let steps = spec.steps.iter().map(ToString::to_string).collect();
-                let (risk, benign) = (spec.risk.to_string(), spec.benign);
-                let refused = spec.validate(&rule.name, &rule.runbook, config).err();
-                observed.push(Observed { steps, risk, benign, refused });
+                observed.push(Observed::of(spec, rule, config));
             }
         }
     }
@@ -175,10 +181,7 @@ fn run_probe_case(
     let ctx = RuleContext { history, now: 0, params: rule.params.clone() };
     let mut observed = Vec::new();
     for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
-        let steps = spec.steps.iter().map(ToString::to_string).collect();
-        let (risk, benign) = (spec.risk.to_string(), spec.benign);
-        let refused = spec.validate(&rule.name, &rule.runbook, config).err();
-        observed.push(Observed { steps, risk, benign, refused });
+        observed.push(Observed::of(spec, rule, config));
     }
     Ok(compare(expect, &observed))
 }
