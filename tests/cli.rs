@@ -99,6 +99,23 @@ fn replay_prints_one_json_decision_per_line() {
     assert_eq!(k1[0]["steps"][0]["action"], "hosts");
     assert_eq!(k1[0]["steps"][0]["target"], "ip-10.98.2.33");
     assert_eq!(k1[1]["decision"], "rate-limited", "a replay shows the cooldown as the daemon would apply it");
+    assert!(
+        k1[0]["steps"][0]["preview"].as_str().unwrap().contains("not computed"),
+        "a plain replay reads nothing live"
+    );
+    let (ok, out) = run(&[
+        "replay",
+        "--previews",
+        "--config",
+        host.config().to_str().unwrap(),
+        "--source",
+        "kafka_server",
+        "--format",
+        "json",
+        log.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("+10.98.2.33\\tip-10.98.2.33"), "with --previews the hosts diff is computed: {out}");
     assert_eq!(std::fs::read_to_string(host.path("hosts")).unwrap(), common::HOSTS, "replay changes nothing");
 }
 

@@ -49,6 +49,9 @@ pub enum Command {
         source: String,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Compute each step's preview from live state, as the daemon would.
+        #[arg(long)]
+        previews: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -154,7 +157,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config, dry_run } => run_daemon(&config, dry_run),
         Command::Check { config, signatures } => check(&config, signatures),
-        Command::Replay { config, source, format, files } => replay(&config, &source, format, &files),
+        Command::Replay { config, source, format, previews, files } => {
+            replay(&config, &source, format, previews, &files)
+        }
         Command::Test { config } => test(config.as_deref()),
         Command::Approvals { config, all } => approvals(&config, all),
         Command::Approve { config, id } => decide(&config, &id, Decision::Approve),
@@ -229,11 +234,11 @@ fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
     Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn replay(path: &Path, source: &str, format: Format, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn replay(path: &Path, source: &str, format: Format, previews: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let s = crate::replay::replay(config, source, files, format, &mut out)?;
+    let s = crate::replay::replay(config, source, files, format, previews, &mut out)?;
     std::io::Write::flush(&mut out)?;
     eprintln!(
         "replayed {:.1} MiB, {} records, {} events, {} decisions in {:.2} s ({:.0} MiB/s)",

@@ -134,6 +134,9 @@ pub struct Pipeline {
     approvals: Option<Approvals>,
     /// The per-source heartbeat watch, if configured.
     heartbeat: Option<HeartbeatWatch>,
+    /// Compute previews from live state (off for a plain replay of old logs,
+    /// where live state is beside the point and may be slow to reach).
+    live_previews: bool,
     host: String,
     pub stats: Stats,
 }
@@ -199,9 +202,16 @@ impl Pipeline {
             outbox: None,
             approvals: None,
             heartbeat,
+            live_previews: true,
             host: String::new(),
             stats: Stats::default(),
         })
+    }
+
+    /// Decides without reading live state: every step counts as a change.
+    pub fn without_previews(mut self) -> Pipeline {
+        self.live_previews = false;
+        self
     }
 
     /// Sends mail through `outbox`: notifications, escalations and (with
@@ -404,6 +414,14 @@ impl Pipeline {
         }
         let mut previews: Vec<Preview> = Vec::with_capacity(plan.steps.len());
         for (i, step) in plan.steps.iter().enumerate() {
+            if !self.live_previews {
+                previews.push(Preview {
+                    text: "not computed (replay without --previews)".into(),
+                    noop: false,
+                    guard: Default::default(),
+                });
+                continue;
+            }
             match self.executor.preview(step) {
                 Ok(p) => {
                     out.steps[i].preview = Some(p.text.clone());

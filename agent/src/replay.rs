@@ -34,11 +34,15 @@ pub struct Summary {
 }
 
 /// Replays `files` as source `source`.
+/// With `previews`, each step's preview is computed from live state (the
+/// hosts file, ZooKeeper, the databases) as the daemon would; without, a
+/// replay reads nothing but the files given.
 pub fn replay(
     mut config: Config,
     source: &str,
     files: &[PathBuf],
     format: Format,
+    previews: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<Summary> {
     config.dry_run = true;
@@ -54,6 +58,9 @@ pub fn replay(
     }
     let config = Arc::new(config);
     let mut pipeline = Pipeline::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?;
+    if !previews {
+        pipeline = pipeline.without_previews();
+    }
     let assembly = Assembly {
         start: record_start,
         max_bytes: config.limits.max_record_bytes,
