@@ -415,11 +415,9 @@ impl Pipeline {
         let mut previews: Vec<Preview> = Vec::with_capacity(plan.steps.len());
         for (i, step) in plan.steps.iter().enumerate() {
             if !self.live_previews {
-                previews.push(Preview {
-                    text: "not computed (replay without --previews)".into(),
-                    noop: false,
-                    guard: Default::default(),
-                });
+                let text = "not computed (replay without --previews)".to_string();
+                out.steps[i].preview = Some(text.clone());
+                previews.push(Preview { text, noop: false, guard: Default::default() });
                 continue;
             }
             match self.executor.preview(step) {
