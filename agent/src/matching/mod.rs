@@ -14,7 +14,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
-use crate::sources::{Interest, Record};
+use crate::sources::{Interest, LiteralScanner, Record};
 
 /// A named pattern with named captures, declared by a rule.
 #[derive(Debug, Clone)]
@@ -41,10 +41,9 @@ struct Signature {
 #[derive(Default)]
 struct SourceMatcher {
     automaton: Option<Arc<AhoCorasick>>,
-    /// The same literals for scanning whole chunks: leftmost-first, so the
-    /// SIMD (Teddy) prefilter applies, which the overlapping automaton
-    /// cannot use.
-    scanner: Option<Arc<AhoCorasick>>,
+    /// The same literals for scanning whole chunks (SIMD substring search
+    /// or a leftmost-first automaton, which the overlapping one cannot be).
+    scanner: Option<LiteralScanner>,
     /// Some literal spans lines, so a chunk-wide search could miss it.
     multiline_literal: bool,
     /// For each literal in the automaton, the signature it belongs to.
@@ -116,7 +115,8 @@ impl Matcher {
                         )
                     })
                 };
-                let (automaton, scanner) = (build(MatchKind::Standard), build(MatchKind::LeftmostFirst));
+                let automaton = build(MatchKind::Standard);
+                let scanner = (!literals.is_empty()).then(|| LiteralScanner::new(&literals));
                 (source, SourceMatcher { automaton, scanner, multiline_literal, literal_owner, always })
             })
             .collect();

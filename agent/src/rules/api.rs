@@ -77,7 +77,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn(
         "re_find",
         |text: ImmutableString, pattern: ImmutableString| -> Result<String, Box<EvalAltResult>> {
-            let re = regex::RegexBuilder::new(&pattern).size_limit(1 << 20).build().map_err(|e| e.to_string())?;
+            let re = cached_regex(&pattern)?;
             Ok(re
                 .captures(&text)
                 .and_then(|c| c.get(1).or_else(|| c.get(0)))
@@ -89,4 +89,24 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<RuleContext>("Context");
     engine.register_fn("count", RuleContext::count);
     engine.register_fn("param", RuleContext::param);
+}
+
+/// Rules call `re_find` with a handful of literal patterns, once per event;
+/// compile each once. Bounded, so a rule that builds patterns from log text
+/// cannot grow it without limit.
+fn cached_regex(pattern: &str) -> Result<regex::Regex, Box<EvalAltResult>> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static CACHE: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().expect("regex cache lock").get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = regex::RegexBuilder::new(pattern).size_limit(1 << 20).build().map_err(|e| e.to_string())?;
+    let mut map = cache.lock().expect("regex cache lock");
+    if map.len() >= 256 {
+        map.clear();
+    }
+    map.insert(pattern.to_string(), re.clone());
+    Ok(re)
 }

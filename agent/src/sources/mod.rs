@@ -5,5 +5,5 @@ pub mod record;
 pub mod tail;
 
 pub use checkpoint::{Checkpoint, Checkpoints};
-pub use record::{Assembler, Assembly, Interest, Record};
+pub use record::{Assembler, Assembly, Interest, LiteralScanner, Record};
 pub use tail::{Follower, StartAt};

@@ -49,9 +49,65 @@ pub enum Interest {
     /// Every record (a signature without a usable literal, or tests).
     All,
     /// Records containing one of these literals (none contains a newline).
-    Literals(Arc<AhoCorasick>),
+    Literals(LiteralScanner),
     /// No signature watches the source.
     Nothing,
+}
+
+/// Finds a source's signature literals in a chunk. A few literals are
+/// searched one by one with SIMD substring search (fast whatever bytes the
+/// log is made of); many go through one leftmost-first Aho-Corasick pass.
+#[derive(Debug, Clone)]
+pub struct LiteralScanner(Arc<Scanner>);
+
+#[derive(Debug)]
+enum Scanner {
+    Few(Vec<memchr::memmem::Finder<'static>>),
+    Many(AhoCorasick),
+}
+
+/// Up to this many literals are searched one by one.
+const FEW_LITERALS: usize = 4;
+
+impl LiteralScanner {
+    pub fn new(literals: &[Vec<u8>]) -> LiteralScanner {
+        let scanner = if literals.len() <= FEW_LITERALS {
+            Scanner::Few(literals.iter().map(|l| memchr::memmem::Finder::new(l).into_owned()).collect())
+        } else {
+            Scanner::Many(
+                AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(literals)
+                    .expect("literal automaton fits in memory"),
+            )
+        };
+        LiteralScanner(Arc::new(scanner))
+    }
+
+    pub fn is_match(&self, hay: &[u8]) -> bool {
+        match &*self.0 {
+            Scanner::Few(finders) => finders.iter().any(|f| f.find(hay).is_some()),
+            Scanner::Many(ac) => ac.is_match(hay),
+        }
+    }
+
+    /// The start of every hit in `hay`, in order (a position may repeat).
+    fn hits<'h>(&'h self, hay: &'h [u8]) -> Box<dyn Iterator<Item = usize> + 'h> {
+        match &*self.0 {
+            Scanner::Many(ac) => Box::new(ac.find_iter(hay).map(|m| m.start())),
+            Scanner::Few(finders) => {
+                // Each finder's next hit, advanced only when it is the earliest,
+                // so no stretch of the chunk is searched twice by one finder.
+                let mut next: Vec<Option<usize>> = finders.iter().map(|f| f.find(hay)).collect();
+                Box::new(std::iter::from_fn(move || {
+                    let (i, at) =
+                        next.iter().enumerate().filter_map(|(i, n)| n.map(|at| (i, at))).min_by_key(|(_, at)| *at)?;
+                    next[i] = finders[i].find(&hay[at + 1..]).map(|n| at + 1 + n);
+                    Some(at)
+                }))
+            }
+        }
+    }
 }
 
 /// Limits, the start rule and the interest for one source's records.
@@ -168,7 +224,7 @@ impl Assembler {
     /// Complete lines at file offset `base`: line by line where every
     /// record is wanted, otherwise hit by hit.
     fn body(&mut self, body: &[u8], base: u64, emit: &mut dyn FnMut(Record)) {
-        let ac = match &self.rules.interest {
+        let scanner = match &self.rules.interest {
             Interest::All => {
                 let mut pos = 0;
                 while pos < body.len() {
@@ -179,20 +235,20 @@ impl Assembler {
                 return;
             }
             Interest::Nothing => return self.skip(body, 0, body.len(), base, emit),
-            Interest::Literals(ac) => ac.clone(),
+            Interest::Literals(scanner) => scanner.clone(),
         };
         let mut pos = 0;
-        while pos < body.len() {
-            let Some(hit) = ac.find(&body[pos..]).map(|m| pos + m.start()) else {
-                self.skip(body, pos, body.len(), base, emit);
-                return;
-            };
+        for hit in scanner.hits(body) {
+            if hit < pos {
+                continue; // another hit on a line already taken
+            }
             let line_start = memchr::memrchr(b'\n', &body[pos..hit]).map_or(pos, |i| pos + i + 1);
             let line_end = memchr::memchr(b'\n', &body[hit..]).map_or(body.len(), |i| hit + i);
             self.skip(body, pos, line_start, base, emit);
             self.line(&body[line_start..line_end], base + line_start as u64, false, emit);
             pos = line_end + 1;
         }
+        self.skip(body, pos, body.len(), base, emit);
     }
 
     /// Lines `body[from..to]` (complete, no hit in them): keep the current
@@ -295,7 +351,7 @@ impl Assembler {
         cur.wanted |= match &self.rules.interest {
             Interest::All => true,
             Interest::Nothing => false,
-            Interest::Literals(ac) => ac.is_match(line),
+            Interest::Literals(scanner) => scanner.is_match(line),
         };
     }
 
@@ -457,7 +513,8 @@ Caused by: java.net.UnknownHostException: ip-1.2.3.4\n\
     }
 
     fn literals(words: &[&str]) -> Interest {
-        Interest::Literals(Arc::new(AhoCorasick::new(words).unwrap()))
+        let words: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+        Interest::Literals(LiteralScanner::new(&words))
     }
 
     fn run(
