@@ -63,7 +63,7 @@ printf '%-16s %-32s %9.1f %10.3f %10.0f %10.0f %7.2f\n' all "" "$mib" "$total_pm
 # Nothing missed: the decisions per rule against what the generator wrote.
 echo
 echo "expected incidents: $(tr -d ' \n' < "$corpus/expected.json" | grep -o '"incidents":{[^}]*}')"
-for pair in kafka_server:server.log consumer_error:data_sync_goldoffice_error.log; do
+for pair in kafka_server:server.log consumer_error:data_sync_goldoffice_error.log canal:canal.log; do
     source=${pair%%:*}; file=$corpus/${pair#*:}
     echo "$source decisions by rule: $($bin replay --config "$config" --source "$source" --format json "$file" 2>/dev/null \
         | grep -o '"rule":"[a-z0-9_]*"' | sort | uniq -c | tr '\n' ' ')"
