@@ -94,3 +94,67 @@ fn t1_leaders_fall_back_to_zookeeper_when_no_broker_answers() {
     assert!(leaders.contains(&format!("Topic: {TOPIC}\tPartition: 1\tLeader: 2\tReplicas: 2,1\tIsr: 2")), "{leaders}");
     assert!(leaders.contains("from ZooKeeper's partition state"), "{leaders}");
 }
+
+#[test]
+fn k5_move_log_dir_playbook_drains_then_moves_after_approval() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(TOPIC, 2, 1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    for i in 0..10 {
+        producer.send(BaseRecord::to(TOPIC).partition(i % 2).key("k").payload("v")).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "bo_01")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut all = TopicPartitionList::new();
+    all.add_partition_offset(TOPIC, 0, Offset::Offset(5)).unwrap();
+    all.add_partition_offset(TOPIC, 1, Offset::Offset(3)).unwrap();
+    consumer.commit(&all, CommitMode::Sync).unwrap();
+
+    let extra = format!(
+        "\n[kafka]\nbootstrap_servers = \"{bootstrap}\"\ntopics = [\"{TOPIC}\"]\ngroup = \"bo_01\"\ntimeout_secs = 3\ndrain_timeout_secs = 30\n\
+         \n[services.monitor]\nstart = [\"bin/standin.sh\", \"start\", \"monitor\", \"logs/monitor.log\"]\nstop = [\"bin/standin.sh\", \"stop\", \"monitor\"]\nprocess = {{ pid_file = \"bin/run/monitor.pid\" }}\n"
+    );
+    let mut host = Host::new(Options { approvers: vec!["ops1@example.com"], extra, ..Options::default() });
+    let data = host.path("kafka-logs");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("meta.properties"), "broker.id=1\n").unwrap();
+    std::fs::write(host.path("server.properties"), format!("broker.id=1\nlog.dirs={}\n", data.display())).unwrap();
+    host.start_service("monitor", "logs/monitor.log");
+    host.start_service("kafka", "logs/server.log");
+    host.start_agent();
+
+    let target = host.path("data/kafka-logs");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let out = Command::new(BIN)
+        .args(["playbook", "run", "--config", host.config().to_str().unwrap(), "kafka-move-log-dir", "--param"])
+        .arg(format!("to={}", target.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mail = host.wait_mails(1).remove(0);
+    assert!(mail.text.contains("wait until group bo_01 has consumed all 2 partitions"), "{}", mail.text);
+    assert!(mail.text.contains(&format!("+log.dirs={}", target.display())), "{}", mail.text);
+
+    let (approve, _) = mail.links();
+    let (_, page) = host.get(&approve);
+    host.press(&page);
+    // The canal client stops first; the consumer then finishes the backlog.
+    host.wait_until("the canal client stopped", || host.service_pid("monitor").is_none());
+    assert!(data.exists(), "nothing moves while the consumer still has lag");
+    let mut done = TopicPartitionList::new();
+    done.add_partition_offset(TOPIC, 0, Offset::Offset(5)).unwrap();
+    done.add_partition_offset(TOPIC, 1, Offset::Offset(5)).unwrap();
+    consumer.commit(&done, CommitMode::Sync).unwrap();
+    let d = host.wait_decision("playbook:kafka-move-log-dir", 2);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    assert!(!data.exists() && target.join("meta.properties").exists(), "moved");
+    assert!(host.read("server.properties").contains(&format!("log.dirs={}", target.display())));
+    assert_eq!(host.starts("kafka"), 2, "the broker was stopped gracefully and started again");
+    host.stop_agent();
+}

@@ -95,6 +95,13 @@ pub struct KafkaConfig {
     pub group: Option<String>,
     #[serde(default = "default_kafka_timeout")]
     pub timeout_secs: u64,
+    /// How long a playbook waits for the consumer to drain every partition (K5).
+    #[serde(default = "default_drain")]
+    pub drain_timeout_secs: u64,
+}
+
+fn default_drain() -> u64 {
+    1800
 }
 
 fn default_kafka_timeout() -> u64 {

@@ -144,7 +144,10 @@ record_flush_ms = 200
             let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             std::fs::write(root.join("server.properties"), SERVER_PROPERTIES).unwrap();
             std::fs::write(root.join("rules.d/set_retention.rhai"), SET_RETENTION_RULE).unwrap();
-            config = config.replace("[properties_files]\n", "[properties_files]\nserver = \"server.properties\"\n");
+            config = config.replace(
+                "[properties_files]\n",
+                "[properties_files]\nserver = \"server.properties\"\nkafka_server = \"server.properties\"\n",
+            );
             config.push_str(&format!(
                 "\n[mail]\nserver = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nfrom = \"pipemedic <pipemedic@localhost>\"\nnotify = [\"oncall@example.com\"]\nretry_initial_secs = 1\ntimeout_secs = 5\n\n[approval]\nlisten = \"{http_addr}\"\npublic_url = \"http://{http_addr}\"\napprovers = {approvers:?}\nexpiry_secs = {expiry}\n",
                 approvers = opts.approvers,

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod canal;
 pub mod hosts;
+pub mod kafka;
 pub mod mysql;
 pub mod notify;
 pub mod postgres;
@@ -115,6 +116,8 @@ impl Executor {
             Step::CanalReset { destination } => canal::preview_reset(&self.config, destination),
             Step::CanalNewBinlog { destination } => canal::preview_new_binlog(&self.config, destination),
             Step::ProbeTcp { addr } => Ok(probe::preview(*addr)),
+            Step::KafkaWaitDrained => kafka::preview_drained(&self.config),
+            Step::KafkaMoveLogDir { to } => kafka::preview_move(&self.config, to),
             Step::CheckBuild => build::preview(&self.config),
         }
     }
@@ -134,6 +137,8 @@ impl Executor {
             Step::CanalReset { destination } => canal::apply_reset(&self.config, destination, preview),
             Step::CanalNewBinlog { destination } => canal::apply_new_binlog(&self.config, destination, preview),
             Step::ProbeTcp { addr } => Ok(probe::apply(*addr, self.mail.as_ref())),
+            Step::KafkaWaitDrained => kafka::apply_drained(&self.config),
+            Step::KafkaMoveLogDir { to } => kafka::apply_move(&self.config, to),
             Step::CheckBuild => build::apply(&self.config, self.mail.as_ref()),
         }
     }
@@ -151,7 +156,8 @@ impl Executor {
             Step::CanalRewind => canal::verify_rewind(&self.config, preview),
             Step::CanalReset { destination } => canal::verify_reset(&self.config, destination),
             Step::CanalNewBinlog { .. } => Ok("written with compare-and-set".into()),
-            Step::ProbeTcp { .. } => Ok("recorded".into()),
+            Step::ProbeTcp { .. } | Step::KafkaWaitDrained => Ok("recorded".into()),
+            Step::KafkaMoveLogDir { to } => kafka::verify_move(to),
         }
     }
 }

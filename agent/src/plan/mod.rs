@@ -80,6 +80,8 @@ pub enum StepSpec {
     CanalReset { destination: String },
     CanalNewBinlog { destination: String },
     ProbeTcp { addr: String },
+    KafkaWaitDrained,
+    KafkaMoveLogDir { to: String },
 }
 
 impl fmt::Display for StepSpec {
@@ -101,6 +103,8 @@ impl fmt::Display for StepSpec {
             StepSpec::CanalReset { destination } => write!(f, "canal reset {destination}"),
             StepSpec::CanalNewBinlog { destination } => write!(f, "canal new binlog {destination}"),
             StepSpec::ProbeTcp { addr } => write!(f, "probe tcp {addr}"),
+            StepSpec::KafkaWaitDrained => write!(f, "kafka wait drained"),
+            StepSpec::KafkaMoveLogDir { to } => write!(f, "kafka move log.dir to {to}"),
         }
     }
 }
@@ -134,6 +138,10 @@ pub enum Step {
     CanalNewBinlog { destination: Name },
     /// Probe an address over TCP and tell a person (runbook N2).
     ProbeTcp { addr: std::net::SocketAddr },
+    /// Wait until the consumer group has consumed every partition (runbook K5).
+    KafkaWaitDrained,
+    /// Rename Kafka's log.dir to a new place on the same file system (runbook K5).
+    KafkaMoveLogDir { to: std::path::PathBuf },
 }
 
 const MAX_NOTIFY: usize = 4000;
@@ -195,6 +203,17 @@ impl Step {
             StepSpec::CanalNewBinlog { destination } => {
                 Step::CanalNewBinlog { destination: canal_destination(destination, config)? }
             }
+            StepSpec::KafkaWaitDrained => Step::KafkaWaitDrained,
+            StepSpec::KafkaMoveLogDir { to } => {
+                let path = std::path::PathBuf::from(to);
+                let plain = path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+                if !path.is_absolute() || !plain || to.chars().any(char::is_control) || path.parent().is_none() {
+                    return Err(format!("{} is not an absolute, plain directory path", excerpt(to)));
+                }
+                Step::KafkaMoveLogDir { to: path }
+            }
             StepSpec::ProbeTcp { addr } => Step::ProbeTcp {
                 addr: addr.parse().map_err(|_| format!("{} is not an ip:port address", excerpt(addr)))?,
             },
@@ -212,6 +231,7 @@ impl Step {
             Step::CheckBuild => "build",
             Step::CanalRewind | Step::CanalReset { .. } | Step::CanalNewBinlog { .. } => "canal",
             Step::ProbeTcp { .. } => "probe",
+            Step::KafkaWaitDrained | Step::KafkaMoveLogDir { .. } => "kafka",
         }
     }
 
@@ -229,6 +249,8 @@ impl Step {
             Step::CanalRewind => "every cursor".into(),
             Step::CanalReset { destination } | Step::CanalNewBinlog { destination } => format!("{destination} cursor"),
             Step::ProbeTcp { addr } => addr.to_string(),
+            Step::KafkaWaitDrained => "consumer lag".into(),
+            Step::KafkaMoveLogDir { to } => format!("log.dir -> {}", to.display()),
         }
     }
 
@@ -251,6 +273,7 @@ impl Step {
             // DDL on the live target databases; rewriting canal's positions.
             Step::PgAddColumn { .. } | Step::CanalRewind | Step::CanalNewBinlog { .. } => Risk::Dangerous,
             Step::CanalReset { .. } => Risk::DataLoss,
+            Step::KafkaMoveLogDir { .. } => Risk::Dangerous,
             _ => Risk::Safe,
         }
     }
@@ -334,5 +357,7 @@ fn spec_kind(spec: &StepSpec) -> &'static str {
         StepSpec::CanalReset { .. } => "canal_reset",
         StepSpec::CanalNewBinlog { .. } => "canal_new_binlog",
         StepSpec::ProbeTcp { .. } => "probe_tcp",
+        StepSpec::KafkaWaitDrained => "kafka_wait_drained",
+        StepSpec::KafkaMoveLogDir { .. } => "kafka_move_log_dir",
     }
 }

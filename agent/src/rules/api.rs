@@ -71,6 +71,8 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("canal_new_binlog", |destination: ImmutableString| StepSpec::CanalNewBinlog {
         destination: destination.to_string(),
     });
+    engine.register_fn("kafka_wait_drained", || StepSpec::KafkaWaitDrained);
+    engine.register_fn("kafka_move_log_dir", |to: ImmutableString| StepSpec::KafkaMoveLogDir { to: to.to_string() });
     engine.register_fn("probe_tcp", |addr: ImmutableString| StepSpec::ProbeTcp { addr: addr.to_string() });
     // Pure text helper: the first capture group of `pattern` in `text` (or
     // the whole match), "" if none. Patterns come from rule files.

@@ -1,0 +1,133 @@
+//! `kafka`: the steps of moving Kafka's `log.dir` (runbook K5): wait until
+//! the consumer has consumed everything, and move the directory.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{ActionError, Preview};
+use crate::config::{Config, KafkaConfig};
+use crate::probes::kafka::lag;
+
+fn kafka<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaConfig, String), ActionError> {
+    let k = config.kafka.as_ref().ok_or_else(|| ActionError::new(doing, "no [kafka] section"))?;
+    let group = k.group.clone().ok_or_else(|| ActionError::new(doing, "no [kafka] group"))?;
+    Ok((k, group))
+}
+
+fn total_lag(k: &KafkaConfig, group: &str) -> Result<(i64, usize), String> {
+    let rows = lag(k, group, None)?;
+    Ok((rows.iter().map(|r| r.lag).sum(), rows.len()))
+}
+
+pub fn preview_drained(config: &Config) -> Result<Preview, ActionError> {
+    let doing = "reading the consumer's lag";
+    let (k, group) = kafka(config, doing)?;
+    // The lag itself moves every second; the preview (which an approval's
+    // re-check compares) states the condition, having checked it can be read.
+    let (_, partitions) = total_lag(k, &group).map_err(|e| ActionError::new(doing, e))?;
+    Ok(Preview {
+        text: format!(
+            "wait until group {group} has consumed all {partitions} partitions (lag 0 everywhere), checking each second, for at most {} s",
+            k.drain_timeout_secs
+        ),
+        noop: false,
+        guard: Default::default(),
+    })
+}
+
+/// Waits until the lag is zero everywhere; fails at the deadline.
+pub fn apply_drained(config: &Config) -> Result<String, ActionError> {
+    let doing = "waiting for the consumer to drain Kafka";
+    let (k, group) = kafka(config, doing)?;
+    let started = Instant::now();
+    loop {
+        let (total, partitions) = total_lag(k, &group).map_err(|e| ActionError::new(doing, e))?;
+        if total == 0 {
+            return Ok(format!(
+                "group {group} has consumed all {partitions} partitions after {:.0} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if started.elapsed() >= Duration::from_secs(k.drain_timeout_secs) {
+            return Err(ActionError::new(
+                doing,
+                format!("lag is still {total} after {} s; not moving anything", k.drain_timeout_secs),
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `log.dirs` (or `log.dir`) in the broker's `server.properties`.
+fn current_log_dir(config: &Config, doing: &str) -> Result<PathBuf, ActionError> {
+    let path = config.properties_files.get("kafka_server").ok_or_else(|| {
+        ActionError::new(doing, "no [properties_files] kafka_server (the broker's server.properties)")
+    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ActionError::new(doing, format!("reading {}: {e}", path.display())))?;
+    let value = ["log.dirs", "log.dir"].iter().find_map(|key| {
+        text.lines().map(str::trim).filter(|l| !l.starts_with('#')).find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == *key).then(|| v.trim().to_string())
+        })
+    });
+    let value = value.ok_or_else(|| ActionError::new(doing, format!("{} sets no log.dirs", path.display())))?;
+    if value.contains(',') {
+        return Err(ActionError::new(
+            doing,
+            format!("log.dirs lists several directories ({value}); move them by hand"),
+        ));
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn check_target(from: &Path, to: &Path, doing: &str) -> Result<(), ActionError> {
+    use std::os::unix::fs::MetadataExt;
+    let from_meta = std::fs::metadata(from).map_err(|e| ActionError::new(doing, format!("{}: {e}", from.display())))?;
+    if to.exists() {
+        return Err(ActionError::new(doing, format!("{} exists already; not moving onto it", to.display())));
+    }
+    let parent = to.parent().ok_or_else(|| ActionError::new(doing, "the target has no parent directory"))?;
+    let parent_meta =
+        std::fs::metadata(parent).map_err(|e| ActionError::new(doing, format!("{}: {e}", parent.display())))?;
+    if parent_meta.dev() != from_meta.dev() {
+        return Err(ActionError::new(
+            doing,
+            format!("{} is on another file system than {}: a rename cannot move it, and a copy of Kafka's data is for a person to do", to.display(), from.display()),
+        ));
+    }
+    Ok(())
+}
+
+pub fn preview_move(config: &Config, to: &Path) -> Result<Preview, ActionError> {
+    let doing = format!("moving Kafka's log.dir to {}", to.display());
+    let from = current_log_dir(config, &doing)?;
+    if from == to {
+        return Ok(Preview {
+            text: format!("log.dir is {} already", to.display()),
+            noop: true,
+            guard: Default::default(),
+        });
+    }
+    check_target(&from, to, &doing)?;
+    Ok(Preview {
+        text: format!("rename {} -> {} (same file system)", from.display(), to.display()),
+        noop: false,
+        guard: Default::default(),
+    })
+}
+
+pub fn apply_move(config: &Config, to: &Path) -> Result<String, ActionError> {
+    let doing = format!("moving Kafka's log.dir to {}", to.display());
+    let from = current_log_dir(config, &doing)?;
+    check_target(&from, to, &doing)?;
+    std::fs::rename(&from, to).map_err(|e| ActionError::new(&doing, format!("renaming {}: {e}", from.display())))?;
+    Ok(format!("moved {} to {}", from.display(), to.display()))
+}
+
+pub fn verify_move(to: &Path) -> Result<String, ActionError> {
+    match to.is_dir() {
+        true => Ok(format!("{} is there", to.display())),
+        false => Err(ActionError::new(format!("verifying {}", to.display()), "it is not a directory")),
+    }
+}
