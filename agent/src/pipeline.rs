@@ -363,7 +363,13 @@ impl Pipeline {
     fn react(&mut self, rule_index: usize, event: &Event) -> Vec<Outcome> {
         let rule = &self.rules.rules[rule_index];
         let mut out = self.outcome_for(&rule.name, &rule.runbook, event);
-        let ctx = RuleContext { history: self.history.clone(), now: event.at, params: rule.params.clone() };
+        let ctx = RuleContext {
+            history: self.history.clone(),
+            now: event.at,
+            params: rule.params.clone(),
+            kafka: self.config.kafka.clone().map(std::sync::Arc::new),
+            kafka_lag_answer: None,
+        };
         let specs = match self.rules.run(rule, event, ctx) {
             Ok(specs) if specs.is_empty() => return vec![out],
             Ok(specs) => specs,

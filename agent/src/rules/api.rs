@@ -16,11 +16,32 @@ pub struct RuleContext {
     pub now: i64,
     /// The rule's parameters: its defaults, overridden by the config.
     pub params: rhai::Map,
+    /// Where to ask about Kafka, if the host knows its cluster.
+    pub kafka: Option<std::sync::Arc<crate::config::KafkaConfig>>,
+    /// A rule test case's answer to `kafka_lag()` (`kafka_lag: N` in the case).
+    pub kafka_lag_answer: Option<i64>,
 }
 
 impl RuleContext {
     fn count(&mut self, signature: &str, minutes: i64) -> i64 {
         self.history.lock().expect("history lock").count(signature, minutes, self.now)
+    }
+
+    /// The consumer group's total lag over the pipeline's topics (runbook
+    /// T2, C7), or -1 if the host has no `[kafka]` or the cluster does not answer.
+    fn kafka_lag(&mut self) -> i64 {
+        if let Some(answer) = self.kafka_lag_answer {
+            return answer;
+        }
+        let Some(k) = &self.kafka else { return -1 };
+        let Some(group) = &k.group else { return -1 };
+        match crate::probes::kafka::lag(k, group, None) {
+            Ok(rows) => rows.iter().map(|r| r.lag).sum(),
+            Err(e) => {
+                tracing::warn!("a rule asked for Kafka's lag: {e}");
+                -1
+            }
+        }
     }
 
     fn param(&mut self, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -91,6 +112,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<RuleContext>("Context");
     engine.register_fn("count", RuleContext::count);
     engine.register_fn("param", RuleContext::param);
+    engine.register_fn("kafka_lag", RuleContext::kafka_lag);
 }
 
 /// Rules call `re_find` with a handful of literal patterns, once per event;

@@ -139,7 +139,13 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
         for m in &matches {
             history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
-            let ctx = RuleContext { history: history.clone(), now: at, params: rule.params.clone() };
+            let ctx = RuleContext {
+                history: history.clone(),
+                now: at,
+                params: rule.params.clone(),
+                kafka: None,
+                kafka_lag_answer: None,
+            };
             for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
                 observed.push(Observed::of(spec, rule, config));
             }
@@ -178,7 +184,8 @@ fn run_probe_case(
         truncated: false,
     };
     let history = Arc::new(Mutex::new(EventHistory::default()));
-    let ctx = RuleContext { history, now: 0, params: rule.params.clone() };
+    let lag = case.get("kafka_lag").and_then(|d| d.as_int().ok());
+    let ctx = RuleContext { history, now: 0, params: rule.params.clone(), kafka: None, kafka_lag_answer: lag };
     let mut observed = Vec::new();
     for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
         observed.push(Observed::of(spec, rule, config));
