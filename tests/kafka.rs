@@ -26,6 +26,33 @@ fn host(bootstrap: &str, zk: Option<&str>) -> Host {
     Host::new(Options { extra, ..Options::default() })
 }
 
+/// Produces `count` messages round-robin over `partitions`.
+fn produce(bootstrap: &str, partitions: i32, count: i32) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    for i in 0..count {
+        producer.send(BaseRecord::to(TOPIC).partition(i % partitions).key("k").payload("v")).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// Commits `offsets` (partition, offset) for the consumer group bo_01.
+fn commit(consumer: &BaseConsumer, offsets: &[(i32, i64)]) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        tpl.add_partition_offset(TOPIC, *p, Offset::Offset(*o)).unwrap();
+    }
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+fn group(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bo_01")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
 fn run(host: &Host, args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).arg("--config").arg(host.config()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -38,22 +65,9 @@ fn t1_leaders_and_t2_lag_from_the_cluster() {
     let mock = MockCluster::new(3).unwrap();
     mock.create_topic(TOPIC, 3, 3).unwrap();
     let bootstrap = mock.bootstrap_servers();
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
-    for i in 0..30 {
-        producer.send(BaseRecord::to(TOPIC).partition(i % 3).key("k").payload("v")).unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    produce(&bootstrap, 3, 30);
     // The consumer group bo_01 has consumed 10 of partition 0 and 5 of partition 1.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "bo_01")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(TOPIC, 0, Offset::Offset(10)).unwrap();
-    tpl.add_partition_offset(TOPIC, 1, Offset::Offset(5)).unwrap();
-    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    commit(&group(&bootstrap), &[(0, 10), (1, 5)]);
     mock.partition_leader(TOPIC, 1, Some(3)).unwrap();
 
     let host = host(&bootstrap, None);
@@ -147,10 +161,7 @@ fn k5_move_log_dir_playbook_drains_then_moves_after_approval() {
     // The canal client stops first; the consumer then finishes the backlog.
     host.wait_until("the canal client stopped", || host.service_pid("monitor").is_none());
     assert!(data.exists(), "nothing moves while the consumer still has lag");
-    let mut done = TopicPartitionList::new();
-    done.add_partition_offset(TOPIC, 0, Offset::Offset(5)).unwrap();
-    done.add_partition_offset(TOPIC, 1, Offset::Offset(5)).unwrap();
-    consumer.commit(&done, CommitMode::Sync).unwrap();
+    commit(&consumer, &[(0, 5), (1, 5)]);
     let d = host.wait_decision("playbook:kafka-move-log-dir", 2);
     assert_eq!(d["decision"], "applied", "{d:#}");
     assert!(!data.exists() && target.join("meta.properties").exists(), "moved");
