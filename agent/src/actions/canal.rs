@@ -123,19 +123,33 @@ impl DestinationState {
 
 /// Reads every configured destination's layout.
 pub fn read_destinations(zk: &Session, canal: &CanalConfig) -> Result<Vec<DestinationState>, String> {
-    let mut out = Vec::new();
-    for (name, d) in &canal.destinations {
-        let base = dest_path(name);
-        let running = zk.get(&format!("{base}/running"))?.map(|n| {
-            let v: Value = serde_json::from_slice(&n.data).unwrap_or(Value::Null);
-            v["address"].as_str().map(String::from).unwrap_or_else(|| String::from_utf8_lossy(&n.data).into_owned())
-        });
-        let cluster = zk.children(&format!("{base}/cluster"))?;
-        let cursor_path = format!("{base}/{}/cursor", d.client_id);
-        let cursor = zk.get(&cursor_path)?.map(|n| (CanalCursor::parse(&n.data), n));
-        out.push(DestinationState { name: name.clone(), running, cluster, cursor_path, cursor });
-    }
-    Ok(out)
+    canal.destinations.iter().map(|(name, d)| read_state(zk, name, d)).collect()
+}
+
+fn read_state(zk: &Session, name: &str, d: &crate::config::CanalDestination) -> Result<DestinationState, String> {
+    let base = dest_path(name);
+    let running = zk.get(&format!("{base}/running"))?.map(|n| {
+        let v: Value = serde_json::from_slice(&n.data).unwrap_or(Value::Null);
+        v["address"].as_str().map(String::from).unwrap_or_else(|| String::from_utf8_lossy(&n.data).into_owned())
+    });
+    let cluster = zk.children(&format!("{base}/cluster"))?;
+    let cursor_path = format!("{base}/{}/cursor", d.client_id);
+    let cursor = zk.get(&cursor_path)?.map(|n| (CanalCursor::parse(&n.data), n));
+    Ok(DestinationState { name: name.to_string(), running, cluster, cursor_path, cursor })
+}
+
+/// One configured destination's layout (reads only that destination).
+fn read_destination(
+    zk: &Session,
+    canal: &CanalConfig,
+    destination: &crate::types::Name,
+    doing: &str,
+) -> Result<DestinationState, ActionError> {
+    let d = canal
+        .destinations
+        .get(destination.as_str())
+        .ok_or_else(|| ActionError::new(doing, format!("{destination} is not under [canal.destinations]")))?;
+    read_state(zk, destination.as_str(), d).map_err(|e| ActionError::new(doing, e))
 }
 
 /// `canal.instance.fallbackIntervalInSeconds` from the configured files
@@ -357,11 +371,7 @@ fn plan_new_binlog(
         .get(destination.as_str())
         .ok_or_else(|| ActionError::new(&doing, format!("{destination} is not under [canal.destinations]")))?;
     let source = &config.mysql[&dest_config.mysql];
-    let d = read_destinations(&zk, canal)
-        .map_err(|e| ActionError::new(&doing, e))?
-        .into_iter()
-        .find(|d| d.name == destination.as_str())
-        .expect("configured destinations are read");
+    let d = read_destination(&zk, canal, destination, &doing)?;
     let (cursor, node) = match d.cursor {
         Some((Ok(c), n)) => (c, n),
         Some((Err(e), _)) => {
@@ -441,11 +451,7 @@ pub fn apply_new_binlog(
 pub fn preview_reset(config: &Config, destination: &crate::types::Name) -> Result<Preview, ActionError> {
     let doing = format!("deleting canal's cursor of {destination}");
     let (canal, zk) = setup(config, &doing)?;
-    let states = read_destinations(&zk, canal).map_err(|e| ActionError::new(&doing, e))?;
-    let d = states
-        .iter()
-        .find(|d| d.name == destination.as_str())
-        .ok_or_else(|| ActionError::new(&doing, format!("{destination} is not under [canal.destinations]")))?;
+    let d = read_destination(&zk, canal, destination, &doing)?;
     let Some((cursor, node)) = &d.cursor else {
         return Ok(Preview {
             text: format!("{} does not exist; nothing to delete", d.cursor_path),
@@ -476,11 +482,7 @@ pub fn apply_reset(
     let doing = format!("deleting canal's cursor of {destination}");
     let (canal, zk) = setup(config, &doing)?;
     wait_unserved(&zk, canal, &doing)?;
-    let d = read_destinations(&zk, canal)
-        .map_err(|e| ActionError::new(&doing, e))?
-        .into_iter()
-        .find(|d| d.name == destination.as_str())
-        .ok_or_else(|| ActionError::new(&doing, "destination vanished from the config"))?;
+    let d = read_destination(&zk, canal, destination, &doing)?;
     let expected = previewed_version(preview, &d.cursor_path, &doing)?;
     let old = d.cursor.map(|(_, n)| String::from_utf8_lossy(&n.data).into_owned()).unwrap_or_default();
     zk.delete_if_version(&d.cursor_path, expected).map_err(|e| ActionError::new(&doing, e))?;
@@ -490,11 +492,7 @@ pub fn apply_reset(
 pub fn verify_reset(config: &Config, destination: &crate::types::Name) -> Result<String, ActionError> {
     let doing = format!("verifying canal's cursor of {destination} is gone");
     let (canal, zk) = setup(config, &doing)?;
-    let d = read_destinations(&zk, canal)
-        .map_err(|e| ActionError::new(&doing, e))?
-        .into_iter()
-        .find(|d| d.name == destination.as_str());
-    match d.and_then(|d| d.cursor) {
+    match read_destination(&zk, canal, destination, &doing)?.cursor {
         None => Ok("the cursor is gone".into()),
         Some(_) => Err(ActionError::new(doing, "it exists again (was canal still running?)")),
     }
