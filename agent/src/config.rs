@@ -98,6 +98,47 @@ pub struct KafkaConfig {
     /// How long a playbook waits for the consumer to drain every partition (K5).
     #[serde(default = "default_drain")]
     pub drain_timeout_secs: u64,
+    /// This host's broker in a cluster whose agents restart brokers
+    /// leader-first together (runbook K4). Absent: a broker is restarted
+    /// on its own.
+    pub cluster: Option<KafkaClusterConfig>,
+}
+
+/// The local broker's part in a leader-first restart (runbook K4). Agents
+/// coordinate through the `[zookeeper]` ensemble under `/pipemedic/kafka`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaClusterConfig {
+    /// `broker.id` of the broker on this host.
+    pub broker_id: i32,
+    /// Its entry under `[services]`.
+    #[serde(default = "default_broker_service")]
+    pub service: String,
+    /// The cluster's broker ids; empty: every broker that holds a replica in
+    /// ZooKeeper's topic assignments.
+    #[serde(default)]
+    pub brokers: Vec<i32>,
+    /// How long a started broker must stay stable before the next starts.
+    #[serde(default = "default_settle")]
+    pub settle_secs: u64,
+    /// How long a broker may take to start and become stable.
+    #[serde(default = "default_broker_start")]
+    pub start_timeout_secs: u64,
+    /// How long an agent waits for another agent's sequence to finish.
+    #[serde(default = "default_drain")]
+    pub lock_wait_secs: u64,
+}
+
+fn default_broker_service() -> String {
+    "kafka".into()
+}
+
+fn default_settle() -> u64 {
+    30
+}
+
+fn default_broker_start() -> u64 {
+    300
 }
 
 fn default_drain() -> u64 {
@@ -622,6 +663,17 @@ impl Config {
                 }
             }
         }
+        if let Some(c) = self.kafka_cluster() {
+            if !self.services.contains_key(&c.service) {
+                return Err(format!("[kafka.cluster] service {:?} is not configured under [services]", c.service));
+            }
+            if self.zookeeper.is_none() {
+                return Err("[kafka.cluster] needs a [zookeeper] section: the agents coordinate there".into());
+            }
+            if c.broker_id < 0 || c.brokers.iter().any(|b| *b < 0) {
+                return Err("[kafka.cluster] broker ids are not negative".into());
+            }
+        }
         if let Some(h) = &self.heartbeat {
             if !self.sources.contains_key(&h.source) {
                 return Err(format!("[heartbeat] source {:?} is not configured under [sources]", h.source));
@@ -645,6 +697,11 @@ impl Config {
     }
 
     /// The name this host goes by in mails and pages.
+    /// This host's part in leader-first restarts (runbook K4), if any.
+    pub fn kafka_cluster(&self) -> Option<&KafkaClusterConfig> {
+        self.kafka.as_ref().and_then(|k| k.cluster.as_ref())
+    }
+
     pub fn host_name(&self) -> String {
         self.host_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")

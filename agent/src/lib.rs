@@ -12,6 +12,7 @@ pub mod actions;
 pub mod approval;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -368,7 +368,7 @@ impl Pipeline {
             now: event.at,
             params: rule.params.clone(),
             kafka: self.config.kafka.clone().map(std::sync::Arc::new),
-            kafka_lag_answer: None,
+            answers: Default::default(),
         };
         let specs = match self.rules.run(rule, event, ctx) {
             Ok(specs) if specs.is_empty() => return vec![out],

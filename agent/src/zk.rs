@@ -36,6 +36,23 @@ impl Session {
         Ok(Session { rt, client, connect: config.connect.clone() })
     }
 
+    /// The async client, for code that must keep the session alive while it
+    /// waits (locks, watches): run it with [`Session::block_on`].
+    pub fn client(&self) -> zk::Client {
+        self.client.clone()
+    }
+
+    /// Runs a future on the session's runtime. The session only answers
+    /// ZooKeeper's pings while a call or this is running.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The ensemble, for messages.
+    pub fn connect_string(&self) -> &str {
+        &self.connect
+    }
+
     fn err(&self, doing: &str, path: &str, e: zk::Error) -> String {
         format!("{doing} {path} on ZooKeeper {}: {e}", self.connect)
     }

@@ -221,6 +221,14 @@ record_flush_ms = 200
         }
     }
 
+    /// SIGKILL: the agent dies mid-whatever, as on a host crash. (The
+    /// agent's own process; managed services are never sent SIGKILL.)
+    pub fn kill_agent(&mut self) {
+        let mut child = self.agent.take().expect("agent running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.path("agent.stderr")).unwrap_or_default()
     }

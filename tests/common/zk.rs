@@ -129,6 +129,18 @@ impl Zk {
         }
     }
 
+    /// Children's names, sorted; empty if the node does not exist.
+    pub fn children(&self, path: &str) -> Vec<String> {
+        match self.rt.block_on(self.c().list_children(path)) {
+            Ok(mut c) => {
+                c.sort();
+                c
+            }
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(e) => panic!("listing {path}: {e}"),
+        }
+    }
+
     pub fn set(&self, path: &str, data: &[u8]) {
         self.rt.block_on(self.c().set_data(path, data, None)).unwrap();
     }

@@ -6,6 +6,7 @@ pub mod build;
 pub mod canal;
 pub mod hosts;
 pub mod kafka;
+pub mod kafka_cluster;
 pub mod mysql;
 pub mod notify;
 pub mod postgres;
@@ -118,6 +119,7 @@ impl Executor {
             Step::ProbeTcp { addr } => Ok(probe::preview(*addr)),
             Step::KafkaWaitDrained => kafka::preview_drained(&self.config),
             Step::KafkaMoveLogDir { to } => kafka::preview_move(&self.config, to),
+            Step::KafkaStartLeaderFirst => kafka_cluster::preview(&self.config),
             Step::CheckBuild => build::preview(&self.config),
         }
     }
@@ -139,6 +141,7 @@ impl Executor {
             Step::ProbeTcp { addr } => Ok(probe::apply(*addr, self.mail.as_ref())),
             Step::KafkaWaitDrained => kafka::apply_drained(&self.config),
             Step::KafkaMoveLogDir { to } => kafka::apply_move(&self.config, to),
+            Step::KafkaStartLeaderFirst => kafka_cluster::apply(&self.config),
             Step::CheckBuild => build::apply(&self.config, self.mail.as_ref()),
         }
     }
@@ -158,6 +161,7 @@ impl Executor {
             Step::CanalNewBinlog { .. } => Ok("written with compare-and-set".into()),
             Step::ProbeTcp { .. } | Step::KafkaWaitDrained => Ok("recorded".into()),
             Step::KafkaMoveLogDir { to } => kafka::verify_move(to),
+            Step::KafkaStartLeaderFirst => kafka_cluster::verify(&self.config),
         }
     }
 }

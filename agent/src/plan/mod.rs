@@ -82,6 +82,7 @@ pub enum StepSpec {
     ProbeTcp { addr: String },
     KafkaWaitDrained,
     KafkaMoveLogDir { to: String },
+    KafkaStartLeaderFirst,
 }
 
 impl fmt::Display for StepSpec {
@@ -105,6 +106,7 @@ impl fmt::Display for StepSpec {
             StepSpec::ProbeTcp { addr } => write!(f, "probe tcp {addr}"),
             StepSpec::KafkaWaitDrained => write!(f, "kafka wait drained"),
             StepSpec::KafkaMoveLogDir { to } => write!(f, "kafka move log.dir to {to}"),
+            StepSpec::KafkaStartLeaderFirst => write!(f, "kafka start brokers leader-first"),
         }
     }
 }
@@ -142,6 +144,9 @@ pub enum Step {
     KafkaWaitDrained,
     /// Rename Kafka's log.dir to a new place on the same file system (runbook K5).
     KafkaMoveLogDir { to: std::path::PathBuf },
+    /// Start the cluster's stopped brokers, the leader's first, each stable
+    /// before the next, with the other hosts' agents (runbook K4).
+    KafkaStartLeaderFirst,
 }
 
 const MAX_NOTIFY: usize = 4000;
@@ -214,6 +219,12 @@ impl Step {
                 }
                 Step::KafkaMoveLogDir { to: path }
             }
+            StepSpec::KafkaStartLeaderFirst => {
+                if config.kafka_cluster().is_none() {
+                    return Err("no [kafka.cluster] section: this host does not know its broker".into());
+                }
+                Step::KafkaStartLeaderFirst
+            }
             StepSpec::ProbeTcp { addr } => Step::ProbeTcp {
                 addr: addr.parse().map_err(|_| format!("{} is not an ip:port address", excerpt(addr)))?,
             },
@@ -231,7 +242,7 @@ impl Step {
             Step::CheckBuild => "build",
             Step::CanalRewind | Step::CanalReset { .. } | Step::CanalNewBinlog { .. } => "canal",
             Step::ProbeTcp { .. } => "probe",
-            Step::KafkaWaitDrained | Step::KafkaMoveLogDir { .. } => "kafka",
+            Step::KafkaWaitDrained | Step::KafkaMoveLogDir { .. } | Step::KafkaStartLeaderFirst => "kafka",
         }
     }
 
@@ -251,6 +262,7 @@ impl Step {
             Step::ProbeTcp { addr } => addr.to_string(),
             Step::KafkaWaitDrained => "consumer lag".into(),
             Step::KafkaMoveLogDir { to } => format!("log.dir -> {}", to.display()),
+            Step::KafkaStartLeaderFirst => "brokers leader-first".into(),
         }
     }
 
@@ -359,5 +371,6 @@ fn spec_kind(spec: &StepSpec) -> &'static str {
         StepSpec::ProbeTcp { .. } => "probe_tcp",
         StepSpec::KafkaWaitDrained => "kafka_wait_drained",
         StepSpec::KafkaMoveLogDir { .. } => "kafka_move_log_dir",
+        StepSpec::KafkaStartLeaderFirst => "kafka_start_leader_first",
     }
 }

@@ -89,23 +89,35 @@ pub fn leaders_from_zookeeper(
     config: &KafkaConfig,
     topic: Option<&str>,
 ) -> Result<Vec<PartitionLeader>, String> {
+    zk.block_on(zookeeper_partitions(&zk.client(), |t| wanted(config, topic, t)))
+        .map_err(|e| format!("reading Kafka's partition state from ZooKeeper {}: {e}", zk.connect_string()))
+}
+
+/// Every wanted topic's partitions as ZooKeeper's persistent state has them.
+/// Async, so a caller holding a lock or watch keeps its session alive.
+pub async fn zookeeper_partitions(
+    client: &zookeeper_client::Client,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<PartitionLeader>, zookeeper_client::Error> {
+    use zookeeper_client::Error::NoNode;
+    let json = |r: Result<(Vec<u8>, zookeeper_client::Stat), zookeeper_client::Error>| match r {
+        Ok((data, _)) => Ok(serde_json::from_slice(&data).unwrap_or(Value::Null)),
+        Err(NoNode) => Ok(Value::Null),
+        Err(e) => Err(e),
+    };
+    let children = |r: Result<Vec<String>, zookeeper_client::Error>| match r {
+        Err(NoNode) => Ok(Vec::new()),
+        other => other,
+    };
+    let ints = |v: &Value| -> Vec<i32> {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_i64().map(|i| i as i32)).collect()).unwrap_or_default()
+    };
     let mut out = Vec::new();
-    for name in zk.children("/brokers/topics")?.into_iter().filter(|t| wanted(config, topic, t)) {
-        let assignment: Value = zk
-            .get(&format!("/brokers/topics/{name}"))?
-            .map(|n| serde_json::from_slice(&n.data).unwrap_or(Value::Null))
-            .unwrap_or(Value::Null);
-        for p in zk.children(&format!("/brokers/topics/{name}/partitions"))? {
+    for name in children(client.list_children("/brokers/topics").await)?.into_iter().filter(|t| wanted(t)) {
+        let assignment = json(client.get_data(&format!("/brokers/topics/{name}")).await)?;
+        for p in children(client.list_children(&format!("/brokers/topics/{name}/partitions")).await)? {
             let Ok(partition) = p.parse::<i32>() else { continue };
-            let state: Value = zk
-                .get(&format!("/brokers/topics/{name}/partitions/{p}/state"))?
-                .map(|n| serde_json::from_slice(&n.data).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            let ints = |v: &Value| {
-                v.as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_i64().map(|i| i as i32)).collect())
-                    .unwrap_or_default()
-            };
+            let state = json(client.get_data(&format!("/brokers/topics/{name}/partitions/{p}/state")).await)?;
             out.push(PartitionLeader {
                 topic: name.clone(),
                 partition,

@@ -18,8 +18,16 @@ pub struct RuleContext {
     pub params: rhai::Map,
     /// Where to ask about Kafka, if the host knows its cluster.
     pub kafka: Option<std::sync::Arc<crate::config::KafkaConfig>>,
-    /// A rule test case's answer to `kafka_lag()` (`kafka_lag: N` in the case).
-    pub kafka_lag_answer: Option<i64>,
+    /// A rule test case's answers to the questions about live systems.
+    pub answers: CaseAnswers,
+}
+
+/// What a rule test case says the live systems answer: `kafka_lag: N`,
+/// `kafka_cluster: true`. `None`: ask the real thing.
+#[derive(Clone, Default)]
+pub struct CaseAnswers {
+    pub kafka_lag: Option<i64>,
+    pub kafka_cluster: Option<bool>,
 }
 
 impl RuleContext {
@@ -30,7 +38,7 @@ impl RuleContext {
     /// The consumer group's total lag over the pipeline's topics (runbook
     /// T2, C7), or -1 if the host has no `[kafka]` or the cluster does not answer.
     fn kafka_lag(&mut self) -> i64 {
-        if let Some(answer) = self.kafka_lag_answer {
+        if let Some(answer) = self.answers.kafka_lag {
             return answer;
         }
         let Some(k) = &self.kafka else { return -1 };
@@ -42,6 +50,12 @@ impl RuleContext {
                 -1
             }
         }
+    }
+
+    /// True if this host's broker restarts leader-first with the other
+    /// hosts' agents (`[kafka.cluster]`, runbook K4).
+    fn kafka_cluster(&mut self) -> bool {
+        self.answers.kafka_cluster.unwrap_or_else(|| self.kafka.as_ref().is_some_and(|k| k.cluster.is_some()))
     }
 
     fn param(&mut self, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -94,6 +108,7 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("kafka_wait_drained", || StepSpec::KafkaWaitDrained);
     engine.register_fn("kafka_move_log_dir", |to: ImmutableString| StepSpec::KafkaMoveLogDir { to: to.to_string() });
+    engine.register_fn("kafka_start_leader_first", || StepSpec::KafkaStartLeaderFirst);
     engine.register_fn("probe_tcp", |addr: ImmutableString| StepSpec::ProbeTcp { addr: addr.to_string() });
     // Pure text helper: the first capture group of `pattern` in `text` (or
     // the whole match), "" if none. Patterns come from rule files.
@@ -113,6 +128,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("count", RuleContext::count);
     engine.register_fn("param", RuleContext::param);
     engine.register_fn("kafka_lag", RuleContext::kafka_lag);
+    engine.register_fn("kafka_cluster", RuleContext::kafka_cluster);
 }
 
 /// Rules call `re_find` with a handful of literal patterns, once per event;

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use rhai::Dynamic;
 
+use super::api::CaseAnswers;
 use super::history::EventHistory;
 use super::{Rule, RuleContext, RuleSet};
 use crate::config::{Config, RecordStart};
@@ -90,6 +91,14 @@ fn get_string(map: &rhai::Map, key: &str) -> Result<Option<String>, String> {
 }
 
 fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Result<(String, Option<String>), String> {
+    let with_cluster;
+    let config = match case.read_lock::<rhai::Map>().map(|c| answers(&c).kafka_cluster) {
+        Some(Some(true)) if config.kafka_cluster().is_none() => {
+            with_cluster = in_a_cluster(config);
+            &with_cluster
+        }
+        _ => config,
+    };
     let case = case.try_cast::<rhai::Map>().ok_or("a test case must be a map")?;
     let name = get_string(&case, "name")?.unwrap_or_else(|| "unnamed".into());
     let expect = case
@@ -144,7 +153,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
                 now: at,
                 params: rule.params.clone(),
                 kafka: None,
-                kafka_lag_answer: None,
+                answers: answers(&case),
             };
             for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
                 observed.push(Observed::of(spec, rule, config));
@@ -184,13 +193,42 @@ fn run_probe_case(
         truncated: false,
     };
     let history = Arc::new(Mutex::new(EventHistory::default()));
-    let lag = case.get("kafka_lag").and_then(|d| d.as_int().ok());
-    let ctx = RuleContext { history, now: 0, params: rule.params.clone(), kafka: None, kafka_lag_answer: lag };
+    let ctx = RuleContext { history, now: 0, params: rule.params.clone(), kafka: None, answers: answers(case) };
     let mut observed = Vec::new();
     for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
         observed.push(Observed::of(spec, rule, config));
     }
     Ok(compare(expect, &observed))
+}
+
+/// The case says this host's broker is in a coordinated cluster
+/// (`kafka_cluster: true`); the test configuration may not be.
+fn in_a_cluster(config: &Config) -> Config {
+    let mut config = config.clone();
+    let kafka = config.kafka.get_or_insert_with(|| crate::config::KafkaConfig {
+        bootstrap_servers: "127.0.0.1:9092".into(),
+        topics: Vec::new(),
+        group: None,
+        timeout_secs: 10,
+        drain_timeout_secs: 1800,
+        cluster: None,
+    });
+    kafka.cluster.get_or_insert_with(|| crate::config::KafkaClusterConfig {
+        broker_id: 1,
+        service: "kafka".into(),
+        brokers: Vec::new(),
+        settle_secs: 30,
+        start_timeout_secs: 300,
+        lock_wait_secs: 1800,
+    });
+    config
+}
+
+fn answers(case: &rhai::Map) -> CaseAnswers {
+    CaseAnswers {
+        kafka_lag: case.get("kafka_lag").and_then(|d| d.as_int().ok()),
+        kafka_cluster: case.get("kafka_cluster").and_then(|d| d.as_bool().ok()),
+    }
 }
 
 fn compare(expect: &[Dynamic], observed: &[Observed]) -> Option<String> {

@@ -1,0 +1,253 @@
+//! `kafka_start_leader_first`: start the cluster's stopped brokers, the
+//! leader's first, each stable before the next (runbook K4). The agent that
+//! holds the cluster lock coordinates; each broker is started by its own
+//! host's agent when the `turn` node names it (see [`crate::cluster`]).
+
+use std::time::{Duration, Instant};
+
+use zookeeper_client as zk;
+
+use super::{ActionError, Preview};
+use crate::cluster::{self, Snapshot, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
+use crate::config::{Config, KafkaClusterConfig};
+use crate::zk::Session;
+
+/// How often a waiting coordinator looks at ZooKeeper again.
+const POLL: Duration = Duration::from_secs(1);
+
+fn setup<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaClusterConfig, Session), ActionError> {
+    let cluster = config.kafka_cluster().ok_or_else(|| ActionError::new(doing, "no [kafka.cluster] section"))?;
+    let zk_config = config.zookeeper.as_ref().ok_or_else(|| ActionError::new(doing, "no [zookeeper] section"))?;
+    let session = Session::connect(zk_config).map_err(|e| ActionError::new(doing, e))?;
+    Ok((cluster, session))
+}
+
+fn last_controller(config: &Config, snap: &Snapshot) -> Option<i32> {
+    snap.controller.or_else(|| cluster::last_controller(&config.state_dir))
+}
+
+fn ids(set: impl IntoIterator<Item = i32>) -> String {
+    let v: Vec<String> = set.into_iter().map(|b| b.to_string()).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+pub fn preview(config: &Config) -> Result<Preview, ActionError> {
+    let doing = "reading the Kafka cluster's state in ZooKeeper";
+    let (c, zk) = setup(config, doing)?;
+    let snap = zk
+        .block_on(cluster::snapshot(&zk.client()))
+        .map_err(|e| ActionError::new(doing, format!("ZooKeeper {}: {e}", zk.connect_string())))?;
+    let order = snap.start_order(&c.brokers, last_controller(config, &snap));
+    let expected = snap.expected(&c.brokers);
+    if order.is_empty() {
+        return Ok(Preview {
+            text: format!("all {} brokers ({}) are registered; nothing to start", expected.len(), ids(expected)),
+            noop: true,
+            guard: Default::default(),
+        });
+    }
+    let mut text = format!(
+        "brokers down: {}; running: {}; agents present: {}.\nStart them one at a time, each stable for {} s \
+         (registered under /brokers/ids, leading the partitions it is the surviving in-sync replica of, \
+         no running replica out of an ISR) before the next, at most {} s each:",
+        ids(order.iter().map(|(b, _)| *b)),
+        ids(snap.registered.iter().copied()),
+        ids(snap.agents.iter().copied()),
+        c.settle_secs,
+        c.start_timeout_secs,
+    );
+    for (i, (b, why)) in order.iter().enumerate() {
+        let agent = if snap.agents.contains(b) { "" } else { " — NO AGENT: will be skipped" };
+        text.push_str(&format!("\n  {}. broker {b}: {why}{agent}", i + 1));
+    }
+    text.push_str(
+        "\nIf the first cannot be started, the others stay stopped (so none becomes leader without the data) \
+         and a person is told.",
+    );
+    Ok(Preview { text, noop: false, guard: Default::default() })
+}
+
+pub fn apply(config: &Config) -> Result<String, ActionError> {
+    let doing = "starting the Kafka brokers leader-first";
+    let (c, zk) = setup(config, doing)?;
+    let mut log = Vec::new();
+    let result = zk.block_on(coordinate(&zk.client(), config, c, &mut log));
+    let report = log.join("; ");
+    result.map(|()| report.clone()).map_err(|e| ActionError::new(doing, format!("{report}; {e}")))
+}
+
+pub fn verify(config: &Config) -> Result<String, ActionError> {
+    let doing = "checking that every Kafka broker is registered";
+    let (c, zk) = setup(config, doing)?;
+    let snap = zk.block_on(cluster::snapshot(&zk.client())).map_err(|e| ActionError::new(doing, e))?;
+    let down: Vec<i32> = snap.expected(&c.brokers).into_iter().filter(|b| !snap.registered.contains(b)).collect();
+    if down.is_empty() {
+        Ok(format!("brokers {} are registered", ids(snap.registered.iter().copied())))
+    } else {
+        Err(ActionError::new(doing, format!("brokers {} are still down", ids(down))))
+    }
+}
+
+/// Takes the cluster lock (waiting for another agent's sequence), runs the
+/// sequence, releases everything it created.
+async fn coordinate(
+    client: &zk::Client,
+    config: &Config,
+    c: &KafkaClusterConfig,
+    log: &mut Vec<String>,
+) -> Result<(), String> {
+    let zkerr = |doing: &str, e: zk::Error| format!("{doing}: {e}");
+    let dir = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let options = zk::LockOptions::new(zk::Acls::anyone_all())
+        .with_ancestor_options(dir)
+        .map_err(|e| zkerr("lock options", e))?;
+    let prefix = zk::LockPrefix::new_curator(LOCK_DIR, "lock-").map_err(|e| zkerr("lock prefix", e))?;
+    let host = config.host_name();
+    let waited = Instant::now();
+    let lock = match tokio::time::timeout(
+        Duration::from_secs(c.lock_wait_secs),
+        client.lock(prefix, host.as_bytes(), options),
+    )
+    .await
+    {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(e)) => return Err(zkerr(&format!("taking the cluster lock under {LOCK_DIR}"), e)),
+        Err(_) => {
+            return Err(format!(
+                "another agent held the cluster lock under {LOCK_DIR} for more than {} s; not starting anything",
+                c.lock_wait_secs
+            ))
+        }
+    };
+    log.push(format!("took the cluster lock after {:.0} s", waited.elapsed().as_secs_f64()));
+    let result = sequence(client, config, c, &host, log).await;
+    // Ours: the lock is held, so any turn node is this session's.
+    let _ = client.delete(TURN, None).await;
+    let _ = client.delete(lock.lock_path(), None).await;
+    drop(lock);
+    result
+}
+
+async fn sequence(
+    client: &zk::Client,
+    config: &Config,
+    c: &KafkaClusterConfig,
+    host: &str,
+    log: &mut Vec<String>,
+) -> Result<(), String> {
+    let snap = read(client).await?;
+    // Recomputed under the lock: another agent's sequence may have started
+    // some or all of them meanwhile.
+    let order = snap.start_order(&c.brokers, last_controller(config, &snap));
+    if order.is_empty() {
+        log.push("every broker is registered (another agent's sequence started them); nothing to start".into());
+        return Ok(());
+    }
+    let brokers: Vec<i32> = order.iter().map(|(b, _)| *b).collect();
+    log.push(format!("order {}", ids(brokers.iter().copied())));
+    let sequence = format!("{host}-{}", chrono::Utc::now().timestamp_millis());
+    let mut skipped = Vec::new();
+    for (i, (broker, why)) in order.iter().enumerate() {
+        let failure = match take_turn(client, c, *broker, &sequence, &brokers, host).await {
+            Ok(secs) => {
+                log.push(format!("broker {broker} ({why}) stable after {secs:.0} s"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        // With no broker running, the one that failed was to lead: starting
+        // the others could make one of them leader without its data. Once
+        // one runs, leadership is settled and the rest may join in any order.
+        if read(client).await?.registered.is_empty() {
+            let _ = client.delete(TURN, None).await;
+            return Err(format!(
+                "{failure}; no broker is running, so brokers {} stay stopped (started before broker {broker}, \
+                 which {why}, they could become leaders without its data): start broker {broker} by hand",
+                ids(brokers[i + 1..].iter().copied())
+            ));
+        }
+        log.push(format!("skipped: {failure}"));
+        skipped.push(*broker);
+    }
+    if skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("brokers {} were not started; start them by hand", ids(skipped)))
+    }
+}
+
+/// Hands the turn to `broker`'s agent and waits until the broker is stable;
+/// the seconds it took.
+async fn take_turn(
+    client: &zk::Client,
+    c: &KafkaClusterConfig,
+    broker: i32,
+    sequence: &str,
+    order: &[i32],
+    host: &str,
+) -> Result<f64, String> {
+    let snap = read(client).await?;
+    if !snap.registered.contains(&broker) && !snap.agents.contains(&broker) {
+        return Err(format!("broker {broker} is down and has no agent ({AGENTS}/{broker} is absent)"));
+    }
+    let turn = Turn { broker, sequence: sequence.to_string(), order: order.to_vec(), coordinator: host.to_string() };
+    let data = serde_json::to_vec(&turn).map_err(|e| e.to_string())?;
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    let written = match client.set_data(TURN, &data, None).await {
+        Err(zk::Error::NoNode) => client.create(TURN, &data, &ephemeral).await.map(drop),
+        other => other.map(drop),
+    };
+    written.map_err(|e| format!("writing {TURN} for broker {broker}: {e}"))?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(c.start_timeout_secs);
+    let settle = Duration::from_secs(c.settle_secs);
+    let mut stable_since: Option<Instant> = None;
+    loop {
+        let snap = read(client).await?;
+        let reason = snap.unstable(broker);
+        match &reason {
+            None => {
+                let since = *stable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= settle {
+                    return Ok(started.elapsed().as_secs_f64());
+                }
+            }
+            Some(_) => stable_since = None,
+        }
+        if !snap.registered.contains(&broker) {
+            if let Some(report) = report(client, broker, sequence).await? {
+                if !report.ok {
+                    return Err(format!("broker {broker}'s agent could not start it: {}", report.message));
+                }
+            }
+            if !snap.agents.contains(&broker) {
+                return Err(format!("broker {broker}'s agent went away before the broker registered"));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "broker {broker} was not stable after {} s: {}",
+                c.start_timeout_secs,
+                reason.unwrap_or_else(|| "it was stable for less than the settle time".into())
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn read(client: &zk::Client) -> Result<Snapshot, String> {
+    cluster::snapshot(client).await.map_err(|e| format!("reading the cluster's state: {e}"))
+}
+
+/// The broker's agent's report for this sequence, if it made one.
+async fn report(client: &zk::Client, broker: i32, sequence: &str) -> Result<Option<Started>, String> {
+    match client.get_data(&format!("{STARTED}/{broker}")).await {
+        Ok((data, _)) => Ok(serde_json::from_slice::<Started>(&data).ok().filter(|s| s.sequence == sequence)),
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(e) => Err(format!("reading {STARTED}/{broker}: {e}")),
+    }
+}

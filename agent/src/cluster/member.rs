@@ -1,0 +1,194 @@
+//! The local broker's side of a leader-first restart: announce this agent
+//! under `agents/<id>`, wait for the `turn` node to name the local broker,
+//! start it with its own scripts, report under `started/<id>`. Also
+//! remembers the controller it sees, for the leader choice after a
+//! whole-cluster crash.
+//!
+//! Runs on its own thread with its own session, so a turn is taken even while
+//! the agent's worker waits for the cluster lock or runs another action. Not
+//! started in dry-run: announcing and starting are changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use super::{controller_id, ensure_parents, remember_controller, Started, Turn, AGENTS, STARTED, TURN};
+use crate::actions::service;
+use crate::audit::{now_rfc3339, Audit, Lifecycle};
+use crate::config::{Config, KafkaClusterConfig};
+use crate::plan::ServiceOp;
+use crate::types::Name;
+
+/// Even without a watch firing, look again this often (a missed watch, or a
+/// controller change between two watches).
+const RECHECK: Duration = Duration::from_secs(60);
+const RECONNECT: Duration = Duration::from_secs(5);
+
+/// Starts the member thread if this host takes part in a cluster restart.
+pub fn spawn(config: Arc<Config>, audit: Audit) {
+    let Some(cluster) = config.kafka_cluster().cloned() else { return };
+    if config.dry_run || config.zookeeper.is_none() {
+        return;
+    }
+    let service = match Name::parse("service name", &cluster.service) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("[kafka.cluster] service: {e}; not taking part in leader-first restarts");
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("kafka-member".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("kafka member: no runtime: {e}"),
+            };
+            rt.block_on(run(config, cluster, service, audit));
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!("kafka member: cannot start its thread: {e}"));
+}
+
+async fn run(config: Arc<Config>, cluster: KafkaClusterConfig, service: Name, audit: Audit) {
+    let Some(zk_config) = config.zookeeper.clone() else { return };
+    let mut served: Option<String> = None;
+    loop {
+        let connected = zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(zk_config.session_timeout_secs))
+            .with_connection_timeout(Duration::from_secs(5))
+            .connect(&zk_config.connect)
+            .await;
+        let result = match connected {
+            Ok(client) => serve(&client, &config, &cluster, &service, &audit, &mut served).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                broker = cluster.broker_id,
+                "kafka member: ZooKeeper {}: {e}; reconnecting in {} s",
+                zk_config.connect,
+                RECONNECT.as_secs()
+            );
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// One session's life: returns when the session fails.
+async fn serve(
+    client: &zk::Client,
+    config: &Config,
+    cluster: &KafkaClusterConfig,
+    service: &Name,
+    audit: &Audit,
+    served: &mut Option<String>,
+) -> Result<(), zk::Error> {
+    let me = cluster.broker_id;
+    let presence = format!("{AGENTS}/{me}");
+    announce(client, &presence, &config.host_name()).await?;
+    tracing::info!(broker = me, "kafka member: announced at {presence}");
+    loop {
+        if client.check_stat(&presence).await?.is_none() {
+            announce(client, &presence, &config.host_name()).await?;
+        }
+        let (turn_stat, turn_watch) = client.check_and_watch_stat(TURN).await?;
+        if turn_stat.is_some() {
+            if let Some(turn) = read_turn(client).await? {
+                if turn.broker == me && served.as_deref() != Some(turn.sequence.as_str()) {
+                    *served = Some(turn.sequence.clone());
+                    take_turn(client, config, service, audit, &turn).await?;
+                    continue;
+                }
+            }
+        }
+        let (controller, controller_watch) = client.check_and_watch_stat("/controller").await?;
+        if controller.is_some() {
+            if let Ok((data, _)) = client.get_data("/controller").await {
+                if let Some(id) = controller_id(&data) {
+                    if let Err(e) = remember_controller(&config.state_dir, id) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = turn_watch.changed() => {}
+            _ = controller_watch.changed() => {}
+            _ = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}
+
+/// Creates the presence node; one left by this agent's previous session
+/// (restarted faster than the session timeout) is replaced.
+async fn announce(client: &zk::Client, path: &str, host: &str) -> Result<(), zk::Error> {
+    ensure_parents(client, path).await?;
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    match client.create(path, host.as_bytes(), &ephemeral).await {
+        Err(zk::Error::NodeExists) => {
+            match client.delete(path, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+            client.create(path, host.as_bytes(), &ephemeral).await.map(drop)
+        }
+        other => other.map(drop),
+    }
+}
+
+async fn read_turn(client: &zk::Client) -> Result<Option<Turn>, zk::Error> {
+    match client.get_data(TURN).await {
+        Ok((data, _)) => Ok(serde_json::from_slice(&data)
+            .map_err(|e| tracing::warn!("kafka member: {TURN} is not a turn ({e}); ignoring it"))
+            .ok()),
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts the local broker (on another thread, so this session keeps
+/// answering pings during a slow start), reports and audits.
+async fn take_turn(
+    client: &zk::Client,
+    config: &Config,
+    service: &Name,
+    audit: &Audit,
+    turn: &Turn,
+) -> Result<(), zk::Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (cfg, svc) = (config.clone(), service.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(service::apply(&cfg, ServiceOp::Start, &svc));
+    });
+    let result =
+        rx.await.unwrap_or_else(|_| Err(crate::actions::ActionError::new("starting", "the start thread died")));
+    let (ok, message) = match &result {
+        Ok(done) => (true, done.clone()),
+        Err(e) => (false, e.to_string()),
+    };
+    audit.write(&Lifecycle {
+        time: now_rfc3339(),
+        kind: "kafka-turn",
+        dry_run: false,
+        detail: format!(
+            "broker {}'s turn in leader-first sequence {} (coordinator {}, order {:?}): {}{message}",
+            turn.broker,
+            turn.sequence,
+            turn.coordinator,
+            turn.order,
+            if ok { "" } else { "FAILED: " }
+        ),
+    });
+    let report = serde_json::to_vec(&Started { sequence: turn.sequence.clone(), ok, message }).unwrap_or_default();
+    let path = format!("{STARTED}/{}", turn.broker);
+    ensure_parents(client, &path).await?;
+    match client.set_data(&path, &report, None).await {
+        Err(zk::Error::NoNode) => {
+            let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+            client.create(&path, &report, &persistent).await.map(drop)
+        }
+        other => other.map(drop),
+    }
+}

@@ -1,0 +1,265 @@
+//! K4: after a whole-cluster crash the brokers are started leader-first, one
+//! at a time, each by its own host's agent, coordinated through a real
+//! ZooKeeper; an agent killed mid-sequence does not wedge the others.
+//!
+//! Three agent processes stand for three broker hosts, each with its own
+//! stand-in broker (`standin.sh`). The test plays the rest of Kafka in
+//! ZooKeeper: a running stand-in registers its ephemeral `/brokers/ids/<id>`
+//! (and loses it when it stops), and a small controller elects leaders from
+//! the live in-sync replicas (unclean election off) and adds a running
+//! replica to the ISR once it has "caught up" (300 ms after registering).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::zk::{Zk, ZooKeeper};
+use common::{Host, Options};
+use serde_json::{json, Value};
+
+const TOPIC: &str = "TABLE_IX_TRADE_ALL_BASE";
+/// partition → (replicas, leader, isr) as ZooKeeper kept them after the crash:
+/// broker 2 went last and leads two partitions; 1 leads one; partition 3's
+/// only in-sync replica is 3.
+const CRASHED: [(&[i32], i32, &[i32]); 4] =
+    [(&[2, 1, 3], 2, &[2]), (&[3, 2, 1], 2, &[2]), (&[1, 2, 3], 1, &[1]), (&[3, 1, 2], -1, &[3])];
+
+fn seed(zk: &Zk) {
+    let assignment: BTreeMap<String, &[i32]> =
+        CRASHED.iter().enumerate().map(|(p, (replicas, _, _))| (p.to_string(), *replicas)).collect();
+    zk.put(&format!("/brokers/topics/{TOPIC}"), json!({"version": 1, "partitions": assignment}).to_string().as_bytes());
+    zk.put("/brokers/ids", b"");
+    for (p, (_, leader, isr)) in CRASHED.iter().enumerate() {
+        zk.put(&format!("/brokers/topics/{TOPIC}/partitions/{p}"), b"");
+        zk.put(&format!("/brokers/topics/{TOPIC}/partitions/{p}/state"), state(*leader, isr).as_bytes());
+    }
+}
+
+fn state(leader: i32, isr: &[i32]) -> String {
+    json!({"controller_epoch": 3, "leader": leader, "version": 1, "leader_epoch": 5, "isr": isr}).to_string()
+}
+
+/// The test's stand-in for Kafka's registration and controller.
+struct Kafka {
+    stop: Arc<AtomicBool>,
+    /// Broker id and when it first registered, in order.
+    registered: Arc<Mutex<Vec<(i32, Instant)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Kafka {
+    fn start(zk: &ZooKeeper, pid_files: BTreeMap<i32, PathBuf>) -> Kafka {
+        let stop = Arc::new(AtomicBool::new(false));
+        let registered = Arc::new(Mutex::new(Vec::new()));
+        let controller = zk.client();
+        // One session per broker: closing it is the broker's ephemeral id going away.
+        let mut idle: BTreeMap<i32, Zk> = pid_files.keys().map(|id| (*id, zk.client())).collect();
+        let (stop2, registered2) = (stop.clone(), registered.clone());
+        let thread = std::thread::spawn(move || {
+            let mut running: BTreeMap<i32, (Zk, Instant)> = BTreeMap::new();
+            while !stop2.load(Ordering::SeqCst) {
+                for (id, pid_file) in &pid_files {
+                    if !running.contains_key(id) && alive(pid_file) {
+                        let zk = idle.remove(id).expect("a broker registers once in these tests");
+                        let data = json!({"host": "127.0.0.1", "port": 9092}).to_string();
+                        zk.hold(&format!("/brokers/ids/{id}"), data.as_bytes());
+                        running.insert(*id, (zk, Instant::now()));
+                        registered2.lock().unwrap().push((*id, Instant::now()));
+                    }
+                }
+                let caught_up =
+                    |r: &i32| running.get(r).is_some_and(|(_, t)| t.elapsed() >= Duration::from_millis(300));
+                for (p, (replicas, _, _)) in CRASHED.iter().enumerate() {
+                    let path = format!("/brokers/topics/{TOPIC}/partitions/{p}/state");
+                    let (data, _) = controller.get(&path).unwrap();
+                    let old: Value = serde_json::from_slice(&data).unwrap();
+                    let mut leader = old["leader"].as_i64().unwrap() as i32;
+                    let mut isr: Vec<i32> =
+                        old["isr"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+                    if !running.contains_key(&leader) {
+                        // Unclean election off: only a live in-sync replica may lead.
+                        match isr.iter().copied().find(|b| running.contains_key(b)) {
+                            Some(b) => {
+                                leader = b;
+                                isr.retain(|b| running.contains_key(b));
+                            }
+                            None => leader = -1,
+                        }
+                    }
+                    if leader >= 0 {
+                        for r in replicas.iter() {
+                            if caught_up(r) && !isr.contains(r) {
+                                isr.push(*r);
+                            }
+                        }
+                    }
+                    let new = state(leader, &isr);
+                    if serde_json::from_str::<Value>(&new).unwrap() != old {
+                        controller.set(&path, new.as_bytes());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Kafka { stop, registered, thread: Some(thread) }
+    }
+
+    /// Brokers in the order they registered, and when.
+    fn registrations(&self) -> Vec<(i32, Instant)> {
+        self.registered.lock().unwrap().clone()
+    }
+
+    fn order(&self) -> Vec<i32> {
+        self.registrations().into_iter().map(|(id, _)| id).collect()
+    }
+}
+
+/// The stand-in's pid file names a live process (not a zombie).
+fn alive(pid_file: &PathBuf) -> bool {
+    std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| std::fs::read_to_string(format!("/proc/{}/status", p.trim())).ok())
+        .is_some_and(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Three broker hosts, each with its agent running.
+fn cluster(zk: &ZooKeeper, settle_secs: u64) -> Vec<Host> {
+    (1..=3)
+        .map(|id| {
+            let extra = format!(
+                "\n[zookeeper]\nconnect = \"{}\"\nsession_timeout_secs = 3\n\n\
+                 [kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n\n[kafka.cluster]\nbroker_id = {id}\n\
+                 settle_secs = {settle_secs}\nstart_timeout_secs = 30\nlock_wait_secs = 120\n",
+                zk.connect_string()
+            );
+            let mut host = Host::new(Options { extra, ..Default::default() });
+            // A top-level key: before the first table.
+            let config = format!("host_name = \"broker-{id}\"\n{}", host.read("pipemedic.toml"));
+            std::fs::write(host.config(), config).unwrap();
+            host.start_agent();
+            host
+        })
+        .collect()
+}
+
+const FATAL: &str = "[2026-11-25 03:00:00,001] FATAL [KafkaServer id=1] Fatal error during KafkaServer startup. Prepare to shutdown (kafka.server.KafkaServer)\n\
+kafka.common.KafkaException: Failed to acquire lock on file .lock in /tmp/kafka-logs.\n";
+
+fn wait(what: &str, hosts: &[Host], mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        if Instant::now() > deadline {
+            let audits: Vec<String> = hosts.iter().map(|h| format!("{:#?}\n{}", h.audit(), h.stderr())).collect();
+            panic!("timed out waiting for {what}\n{}", audits.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn pid_files(hosts: &[Host]) -> BTreeMap<i32, PathBuf> {
+    hosts.iter().enumerate().map(|(i, h)| (i as i32 + 1, h.path("bin/run/kafka.pid"))).collect()
+}
+
+fn m2_results(host: &Host) -> Vec<Value> {
+    host.decisions("m2_kafka_shutdown").into_iter().filter(|d| d["decision"] != "no-change").collect()
+}
+
+#[test]
+fn k4_whole_cluster_crash_starts_the_leader_first_then_one_at_a_time() {
+    let zk = ZooKeeper::start();
+    seed(&zk.client());
+    let hosts = cluster(&zk, 1);
+    let kafka = Kafka::start(&zk, pid_files(&hosts));
+    let admin = zk.client();
+    wait("all three agents to announce themselves", &hosts, || admin.children("/pipemedic/kafka/agents").len() == 3);
+
+    // Every broker died; each host's agent reads its broker's last words.
+    for h in &hosts {
+        h.append("logs/server.log", FATAL);
+    }
+    wait("all three brokers to register", &hosts, || kafka.order().len() == 3);
+    assert_eq!(kafka.order(), [2, 1, 3], "the broker leading most partitions first, then by rank");
+    let at = kafka.registrations();
+    for pair in at.windows(2) {
+        assert!(
+            pair[1].1.duration_since(pair[0].1) >= Duration::from_secs(1),
+            "broker {} started before broker {} had been stable for the settle time",
+            pair[1].0,
+            pair[0].0
+        );
+    }
+    // Each broker was started exactly once, by its own host's agent.
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(h.starts("kafka"), 1, "broker {}", i + 1);
+        wait("the turn in the audit", &hosts, || !h.audit_of_kind("kafka-turn").is_empty());
+        let turns = h.audit_of_kind("kafka-turn");
+        assert_eq!(turns.len(), 1, "{turns:#?}");
+        assert!(turns[0]["detail"].as_str().unwrap().contains(&format!("broker {}'s turn", i + 1)), "{turns:#?}");
+    }
+    // One agent coordinated; the others found nothing left to start.
+    wait("every agent's decision", &hosts, || hosts.iter().all(|h| !m2_results(h).is_empty()));
+    let results: Vec<Value> = hosts.iter().flat_map(m2_results).collect();
+    assert!(results.iter().all(|d| d["decision"] == "applied"), "{results:#?}");
+    let coordinated: Vec<&Value> =
+        results.iter().filter(|d| d["steps"][0]["result"].as_str().unwrap_or("").contains("order 2, 1, 3")).collect();
+    assert_eq!(coordinated.len(), 1, "{results:#?}");
+    let preview = coordinated[0]["steps"][0]["preview"].as_str().unwrap();
+    assert!(preview.contains("1. broker 2: leads 2 of 4 partitions"), "{preview}");
+}
+
+#[test]
+fn k4_an_agent_killed_mid_sequence_does_not_wedge_the_others() {
+    let zk = ZooKeeper::start();
+    seed(&zk.client());
+    let mut hosts = cluster(&zk, 4);
+    let kafka = Kafka::start(&zk, pid_files(&hosts));
+    let admin = zk.client();
+    wait("all three agents to announce themselves", &hosts, || admin.children("/pipemedic/kafka/agents").len() == 3);
+    for h in &hosts {
+        h.append("logs/server.log", FATAL);
+    }
+    wait("the leader's broker to register", &hosts, || kafka.order() == [2]);
+    // Broker 2 is settling; kill the agent coordinating the sequence.
+    let holders = admin.children("/pipemedic/kafka/lock");
+    let first = holders.iter().min_by_key(|n| n.rsplit('-').next().unwrap().to_string()).expect("a lock holder");
+    let (data, _) = admin.get(&format!("/pipemedic/kafka/lock/{first}")).unwrap();
+    let coordinator: usize = String::from_utf8(data).unwrap().trim_start_matches("broker-").parse().unwrap();
+    eprintln!("killing the coordinator, agent {coordinator}");
+    hosts[coordinator - 1].kill_agent();
+
+    // Another agent takes the lock once the dead one's session expires and
+    // finishes what it can: every broker whose agent lives.
+    let alive: Vec<i32> = (1..=3).filter(|b| *b == 2 || *b as usize != coordinator).collect();
+    wait("the surviving agents' brokers to register", &hosts, || {
+        let order = kafka.order();
+        alive.iter().all(|b| order.contains(b))
+    });
+    assert_eq!(kafka.order()[0], 2);
+    if coordinator != 2 {
+        // The dead agent's broker cannot be started by anyone else: the new
+        // coordinator says so and moves on.
+        let survivors: Vec<&Host> =
+            hosts.iter().enumerate().filter(|(i, _)| *i + 1 != coordinator).map(|(_, h)| h).collect();
+        wait("the new coordinator's report", &hosts, || {
+            survivors.iter().flat_map(|h| m2_results(h)).any(|d| d["decision"] == "failed")
+        });
+        let failed: Vec<Value> =
+            survivors.iter().flat_map(|h| m2_results(h)).filter(|d| d["decision"] == "failed").collect();
+        let reason = failed[0].to_string();
+        assert!(reason.contains(&format!("broker {coordinator} is down and has no agent")), "{reason}");
+        assert!(!kafka.order().contains(&(coordinator as i32)), "nobody but its own agent starts a broker");
+    }
+}
