@@ -80,6 +80,73 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     /// The Kafka cluster (runbook T1, T2).
     pub kafka: Option<KafkaConfig>,
+    /// The stall diagnosis after a consumer start (runbook C5).
+    pub stall: Option<StallConfig>,
+}
+
+/// Where the stall diagnosis (runbook C5) looks. Every field has a default
+/// that fits the runbook's hosts; `[stall]` alone turns it on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StallConfig {
+    /// The consumer's log, where it says it started (and consumes).
+    #[serde(default = "default_consumer_source")]
+    pub consumer_source: String,
+    /// A (re)start of the consumer's Tomcat / Spring context.
+    #[serde(default = "default_started_pattern")]
+    pub started_pattern: String,
+    /// A line that proves consumption, besides `[heartbeat]`'s.
+    pub consumed_pattern: Option<String>,
+    #[serde(default = "default_error_source")]
+    pub error_source: String,
+    /// Any such record in `error_source` is "an error" (then it is not C5).
+    #[serde(default = "default_error_pattern")]
+    pub error_pattern: String,
+    /// The canal client's ("monitor") log.
+    #[serde(default = "default_monitor_source")]
+    pub monitor_source: String,
+    /// A line saying the monitor parsed binlog entries.
+    #[serde(default = "default_parse_pattern")]
+    pub parse_pattern: String,
+    /// The broker log, whose last start / shutdown line tells if it runs.
+    #[serde(default = "default_broker_source")]
+    pub broker_source: String,
+    /// How long consumption may take to begin after a start.
+    #[serde(default = "default_grace")]
+    pub grace_secs: u64,
+}
+
+fn default_consumer_source() -> String {
+    "consumer_info".into()
+}
+
+fn default_started_pattern() -> String {
+    r"Server startup in \d+ ms|Root WebApplicationContext: initialization completed|Started \w+ in [\d.]+ seconds"
+        .into()
+}
+
+fn default_error_source() -> String {
+    "consumer_error".into()
+}
+
+fn default_error_pattern() -> String {
+    r"\bERROR\b|Exception".into()
+}
+
+fn default_monitor_source() -> String {
+    "monitor".into()
+}
+
+fn default_parse_pattern() -> String {
+    r"(?i)\bpars(?:e|ed|ing)\b|binlog\[".into()
+}
+
+fn default_broker_source() -> String {
+    "kafka_server".into()
+}
+
+fn default_grace() -> u64 {
+    300
 }
 
 /// Where the Kafka cluster is and what the consumer reads.
@@ -672,6 +739,31 @@ impl Config {
             }
             if c.broker_id < 0 || c.brokers.iter().any(|b| *b < 0) {
                 return Err("[kafka.cluster] broker ids are not negative".into());
+            }
+        }
+        if let Some(s) = &self.stall {
+            for (key, source) in [
+                ("consumer_source", &s.consumer_source),
+                ("error_source", &s.error_source),
+                ("monitor_source", &s.monitor_source),
+                ("broker_source", &s.broker_source),
+            ] {
+                if !self.sources.contains_key(source) {
+                    return Err(format!("[stall] {key} {source:?} is not configured under [sources]"));
+                }
+            }
+            for (key, pattern) in [
+                ("started_pattern", Some(&s.started_pattern)),
+                ("consumed_pattern", s.consumed_pattern.as_ref()),
+                ("error_pattern", Some(&s.error_pattern)),
+                ("parse_pattern", Some(&s.parse_pattern)),
+            ] {
+                if let Some(p) = pattern {
+                    regex::Regex::new(p).map_err(|e| format!("[stall] {key}: {e}"))?;
+                }
+            }
+            if self.heartbeat.is_none() && s.consumed_pattern.is_none() {
+                return Err("[stall] needs [heartbeat] or a consumed_pattern: it must see consumption".into());
             }
         }
         if let Some(h) = &self.heartbeat {

@@ -18,6 +18,7 @@ pub const SHIPPED_RULES: &[(&str, &str)] = &[
     ("c2_commit_failed.rhai", include_str!("../../rules/c2_commit_failed.rhai")),
     ("c3_wakeup.rhai", include_str!("../../rules/c3_wakeup.rhai")),
     ("c4_startup_wiring.rhai", include_str!("../../rules/c4_startup_wiring.rhai")),
+    ("c5_stall.rhai", include_str!("../../rules/c5_stall.rhai")),
     ("c6_pool_init.rhai", include_str!("../../rules/c6_pool_init.rhai")),
     ("k1_unknown_host.rhai", include_str!("../../rules/k1_unknown_host.rhai")),
     ("k2_broker_id_changed.rhai", include_str!("../../rules/k2_broker_id_changed.rhai")),

@@ -21,6 +21,7 @@ use crate::matching::{Event, Match, Matcher, SignatureError, SignatureSpec};
 use crate::plan::policy::{Policy, Verdict};
 use crate::plan::{Plan, PlanSpec, Risk, Step};
 use crate::probes::heartbeat::HeartbeatWatch;
+use crate::probes::stall::{Registration, Signal, StallWatch};
 use crate::probes::ProbeEvent;
 use crate::rules::history::EventHistory;
 use crate::rules::PROBE_SOURCE;
@@ -134,6 +135,8 @@ pub struct Pipeline {
     approvals: Option<Approvals>,
     /// The per-source heartbeat watch, if configured.
     heartbeat: Option<HeartbeatWatch>,
+    /// The stall diagnosis after a consumer start, if configured.
+    stall: Option<StallWatch>,
     /// Compute previews from live state (off for a plain replay of old logs,
     /// where live state is beside the point and may be slow to reach).
     live_previews: bool,
@@ -162,6 +165,49 @@ const RECORD_EXCERPT: usize = 2000;
 /// The signature the heartbeat watch counts with (reserved).
 const HEARTBEAT: &str = "heartbeat";
 
+/// The signatures the stall watch follows (reserved), and the broker log's
+/// lifecycle lines.
+const STALL_SIGNALS: &[(&str, Signal)] = &[
+    ("c5_consumer_started", Signal::ConsumerStarted),
+    ("c5_consumed", Signal::Consumed),
+    ("c5_consumer_error", Signal::ConsumerError),
+    ("c5_monitor_parse", Signal::MonitorParse),
+    ("c5_broker_started", Signal::BrokerStarted),
+    ("c5_broker_shut_down", Signal::BrokerShutDown),
+];
+const BROKER_STARTED: &str = r"started \(kafka\.server\.KafkaServer\)";
+const BROKER_SHUT_DOWN: &str = r"shut down completed \(kafka\.server\.KafkaServer\)";
+
+fn stall_specs(s: &crate::config::StallConfig) -> Vec<SignatureSpec> {
+    let spec = |name: &str, pattern: &str, source: &str| SignatureSpec {
+        name: name.into(),
+        pattern: pattern.into(),
+        sources: [source.to_string()].into(),
+    };
+    let mut specs = vec![
+        spec("c5_consumer_started", &s.started_pattern, &s.consumer_source),
+        spec("c5_consumer_error", &s.error_pattern, &s.error_source),
+        spec("c5_monitor_parse", &s.parse_pattern, &s.monitor_source),
+        spec("c5_broker_started", BROKER_STARTED, &s.broker_source),
+        spec("c5_broker_shut_down", BROKER_SHUT_DOWN, &s.broker_source),
+    ];
+    if let Some(p) = &s.consumed_pattern {
+        specs.push(spec("c5_consumed", p, &s.consumer_source));
+    }
+    specs
+}
+
+/// Which brokers ZooKeeper has registered and which the cluster has, for
+/// the stall diagnosis; `None` without `[zookeeper]`.
+fn broker_registration(config: &Config) -> Option<Registration> {
+    let zk = config.zookeeper.as_ref()?;
+    let configured = config.kafka_cluster().map(|c| c.brokers.clone()).unwrap_or_default();
+    Some(crate::zk::Session::connect(zk).and_then(|s| {
+        let snap = s.block_on(crate::cluster::snapshot(&s.client())).map_err(|e| e.to_string())?;
+        Ok((snap.registered.clone(), snap.expected(&configured)))
+    }))
+}
+
 impl Pipeline {
     /// Builds the flow. `persistent` keeps policy history in the state
     /// directory (the live daemon); otherwise it lives in memory.
@@ -180,6 +226,10 @@ impl Pipeline {
                 sources: [h.source.clone()].into(),
             });
             HeartbeatWatch::new(h, chrono::Utc::now().timestamp_millis())
+        });
+        let stall = config.stall.clone().map(|s| {
+            specs.extend(stall_specs(&s));
+            StallWatch::new(s)
         });
         let matcher = Matcher::new(&specs)?;
         let policy = if dry_run || clock == Clock::LogTime {
@@ -202,6 +252,7 @@ impl Pipeline {
             outbox: None,
             approvals: None,
             heartbeat,
+            stall,
             live_previews: true,
             host: String::new(),
             stats: Stats::default(),
@@ -259,6 +310,14 @@ impl Pipeline {
                 if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
                     watch.beat(source, at);
                 }
+                if let Some(stall) = &mut self.stall {
+                    stall.signal(Signal::Consumed, at);
+                }
+            }
+            if let (Some(stall), Some((_, signal))) =
+                (&mut self.stall, STALL_SIGNALS.iter().find(|(name, _)| *name == &*m.signature))
+            {
+                stall.signal(*signal, at);
             }
             self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
@@ -277,7 +336,11 @@ impl Pipeline {
     /// handed to the rules that want them.
     pub fn tick(&mut self, now: i64) {
         self.expire_approvals(now);
-        let findings = self.heartbeat.as_mut().map(|w| w.findings(now)).unwrap_or_default();
+        let mut findings = self.heartbeat.as_mut().map(|w| w.findings(now)).unwrap_or_default();
+        let config = self.config.clone();
+        if let Some(f) = self.stall.as_mut().and_then(|s| s.diagnose(now, || broker_registration(&config))) {
+            findings.push(f);
+        }
         for finding in findings {
             tracing::warn!(probe = finding.name, "{}", finding.text);
             self.probe(finding, now);

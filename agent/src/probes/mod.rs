@@ -3,6 +3,7 @@
 
 pub mod heartbeat;
 pub mod kafka;
+pub mod stall;
 
 use std::collections::BTreeMap;
 

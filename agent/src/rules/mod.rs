@@ -26,7 +26,14 @@ pub use api::RuleContext;
 pub const PROBE_SOURCE: &str = "probe";
 
 /// The probe events rules can subscribe to.
-pub const PROBES: &[&str] = &["heartbeat_missing", "heartbeat_all_missing", "heartbeat_not_back"];
+pub const PROBES: &[&str] = &[
+    "heartbeat_missing",
+    "heartbeat_all_missing",
+    "heartbeat_not_back",
+    "stall_canal_side",
+    "stall_broker_down",
+    "stall_unexplained",
+];
 
 /// A rule problem, located in its file.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,0 +1,237 @@
+//! The stall diagnosis (runbook C5): after the consumer starts, consumption
+//! may take up to `grace_secs` (five minutes by default) to begin — many
+//! consumers, many partitions, a slow rebalance. If by then nothing was
+//! consumed and nothing went wrong in the error log, the runbook's reasoning
+//! is followed, and every step of it is written into the finding:
+//!
+//! 1. The monitor (canal client) log: no parse line since the consumer
+//!    started → the problem is on the canal side (`stall_canal_side`).
+//! 2. Parse lines present → the broker: its log's last word was a shutdown,
+//!    or ZooKeeper lacks some brokers under `/brokers/ids` → restart it
+//!    (`stall_broker_down`, the rule decides how: K4 leader-first or a plain
+//!    restart).
+//! 3. Otherwise nothing the runbook knows explains it (`stall_unexplained`).
+//!
+//! Once per consumer start.
+
+use std::collections::BTreeSet;
+
+use super::ProbeEvent;
+use crate::approval::human_time;
+use crate::config::StallConfig;
+
+/// What ZooKeeper says about the brokers: registered and expected.
+pub type Registration = Result<(BTreeSet<i32>, BTreeSet<i32>), String>;
+
+/// The signals the watch follows, from the pipeline's reserved signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    ConsumerStarted,
+    Consumed,
+    ConsumerError,
+    MonitorParse,
+    BrokerStarted,
+    BrokerShutDown,
+}
+
+/// The consumer's latest start and what happened since.
+pub struct StallWatch {
+    config: StallConfig,
+    started: Option<i64>,
+    diagnosed: bool,
+    consumed: Option<i64>,
+    error: Option<i64>,
+    parse: Option<i64>,
+    /// The broker log's last lifecycle line: (time, shut down?).
+    broker: Option<(i64, bool)>,
+}
+
+impl StallWatch {
+    pub fn new(config: StallConfig) -> StallWatch {
+        StallWatch { config, started: None, diagnosed: false, consumed: None, error: None, parse: None, broker: None }
+    }
+
+    pub fn config(&self) -> &StallConfig {
+        &self.config
+    }
+
+    pub fn signal(&mut self, signal: Signal, at: i64) {
+        let latest = |slot: &mut Option<i64>| *slot = Some(slot.map_or(at, |t| t.max(at)));
+        match signal {
+            Signal::ConsumerStarted => {
+                self.started = Some(at);
+                self.diagnosed = false;
+            }
+            Signal::Consumed => latest(&mut self.consumed),
+            Signal::ConsumerError => latest(&mut self.error),
+            Signal::MonitorParse => latest(&mut self.parse),
+            Signal::BrokerStarted => self.broker = Some((at, false)),
+            Signal::BrokerShutDown => self.broker = Some((at, true)),
+        }
+    }
+
+    /// True once the grace period after a start ran out undiagnosed.
+    pub fn due(&self, now: i64) -> bool {
+        self.started.is_some_and(|s| !self.diagnosed && now - s >= self.config.grace_secs as i64 * 1000)
+    }
+
+    /// The diagnosis, if one is due; `registration` is asked only if the
+    /// reasoning gets as far as the brokers.
+    pub fn diagnose(&mut self, now: i64, registration: impl FnOnce() -> Option<Registration>) -> Option<ProbeEvent> {
+        if !self.due(now) {
+            return None;
+        }
+        self.diagnosed = true;
+        let started = self.started?;
+        let since = |t: Option<i64>| t.filter(|t| *t >= started);
+        if since(self.consumed).is_some() {
+            return None;
+        }
+        let mut why = vec![format!(
+            "the consumer started at {}; nothing consumed in the {} s since (grace {} s)",
+            human_time(started),
+            (now - started) / 1000,
+            self.config.grace_secs
+        )];
+        if let Some(t) = since(self.error) {
+            // Not C5: an error explains it, and the error's own rule acts.
+            tracing::info!(
+                "consumer not consuming since {}, but it logged an error at {}",
+                human_time(started),
+                human_time(t)
+            );
+            return None;
+        }
+        why.push(format!("no error in {} since the start", self.config.error_source));
+        let finding = |name: &'static str, why: Vec<String>, extra: Vec<(&str, String)>| {
+            let reasoning =
+                why.iter().enumerate().map(|(i, w)| format!("{}. {w}", i + 1)).collect::<Vec<_>>().join("\n");
+            let mut captures: std::collections::BTreeMap<String, String> =
+                extra.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            captures.insert("started".into(), human_time(started));
+            captures.insert("reasoning".into(), reasoning.clone());
+            Some(ProbeEvent { name, captures, text: format!("consumer stalled (runbook C5):\n{reasoning}") })
+        };
+        let Some(parse) = since(self.parse) else {
+            why.push(format!(
+                "no parse line in {} since the start: the canal client is not producing — canal side",
+                self.config.monitor_source
+            ));
+            return finding("stall_canal_side", why, Vec::new());
+        };
+        why.push(format!(
+            "{} has parse lines (last at {}): data enters Kafka",
+            self.config.monitor_source,
+            human_time(parse)
+        ));
+        let mut down = Vec::new();
+        match self.broker {
+            Some((t, true)) => {
+                why.push(format!(
+                    "{}: the broker shut down at {} and did not start again",
+                    self.config.broker_source,
+                    human_time(t)
+                ));
+                down.push("the local broker".to_string());
+            }
+            Some((t, false)) => {
+                why.push(format!("{}: the broker last started at {}", self.config.broker_source, human_time(t)))
+            }
+            None => why.push(format!("{}: no start or shutdown seen", self.config.broker_source)),
+        }
+        match registration() {
+            None => why.push("ZooKeeper not configured: broker registration not checked".into()),
+            Some(Err(e)) => why.push(format!("ZooKeeper could not be read ({e}): broker registration not checked")),
+            Some(Ok((registered, expected))) => {
+                let missing: Vec<String> = expected.difference(&registered).map(|b| b.to_string()).collect();
+                if missing.is_empty() {
+                    why.push(format!("ZooKeeper: every broker is registered ({})", join(&registered)));
+                } else {
+                    why.push(format!(
+                        "ZooKeeper: brokers {} are not registered under /brokers/ids",
+                        missing.join(", ")
+                    ));
+                    down.push(format!("brokers {}", missing.join(", ")));
+                }
+            }
+        }
+        if down.is_empty() {
+            why.push("nothing the runbook knows explains it: a person must look".into());
+            return finding("stall_unexplained", why, Vec::new());
+        }
+        why.push("a broker is down: restart it (runbook C5, K4)".into());
+        finding("stall_broker_down", why, vec![("down", down.join("; "))])
+    }
+}
+
+fn join(ids: &BTreeSet<i32>) -> String {
+    ids.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn watch() -> StallWatch {
+        StallWatch::new(toml::from_str("").unwrap())
+    }
+
+    fn all_registered() -> Option<Registration> {
+        Some(Ok(([1, 2, 3].into(), [1, 2, 3].into())))
+    }
+
+    #[test]
+    fn consumption_within_the_grace_period_is_normal() {
+        let mut w = watch();
+        w.signal(Signal::ConsumerStarted, 0);
+        assert!(!w.due(4 * MIN));
+        w.signal(Signal::Consumed, 4 * MIN + 59_000);
+        assert_eq!(w.diagnose(5 * MIN, all_registered), None);
+        assert_eq!(w.diagnose(6 * MIN, all_registered), None, "once per start");
+    }
+
+    #[test]
+    fn an_error_is_not_a_stall() {
+        let mut w = watch();
+        w.signal(Signal::ConsumerStarted, 0);
+        w.signal(Signal::ConsumerError, MIN);
+        assert_eq!(w.diagnose(5 * MIN, all_registered), None);
+    }
+
+    #[test]
+    fn no_parse_lines_means_the_canal_side() {
+        let mut w = watch();
+        w.signal(Signal::MonitorParse, -MIN); // before the start: not recent
+        w.signal(Signal::ConsumerStarted, 0);
+        let f = w.diagnose(5 * MIN, || panic!("the brokers are not asked")).unwrap();
+        assert_eq!(f.name, "stall_canal_side");
+        assert!(f.captures["reasoning"].contains("3. no parse line in monitor"), "{f:#?}");
+    }
+
+    #[test]
+    fn parse_lines_and_a_broker_that_shut_down_mean_restart_it() {
+        let mut w = watch();
+        w.signal(Signal::BrokerShutDown, -MIN);
+        w.signal(Signal::ConsumerStarted, 0);
+        w.signal(Signal::MonitorParse, MIN);
+        let f = w.diagnose(5 * MIN, || Some(Ok(([1, 3].into(), [1, 2, 3].into())))).unwrap();
+        assert_eq!(f.name, "stall_broker_down");
+        assert_eq!(f.captures["down"], "the local broker; brokers 2");
+        let r = &f.captures["reasoning"];
+        assert!(r.contains("the broker shut down at") && r.contains("brokers 2 are not registered"), "{r}");
+    }
+
+    #[test]
+    fn parse_lines_and_healthy_brokers_are_unexplained() {
+        let mut w = watch();
+        w.signal(Signal::BrokerShutDown, -2 * MIN);
+        w.signal(Signal::BrokerStarted, -MIN);
+        w.signal(Signal::ConsumerStarted, 0);
+        w.signal(Signal::MonitorParse, MIN);
+        assert_eq!(w.diagnose(5 * MIN, all_registered).unwrap().name, "stall_unexplained");
+        w.signal(Signal::ConsumerStarted, 10 * MIN);
+        assert!(!w.due(14 * MIN) && w.due(15 * MIN), "a new start, a new grace period");
+    }
+}
