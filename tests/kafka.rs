@@ -169,3 +169,26 @@ fn k5_move_log_dir_playbook_drains_then_moves_after_approval() {
     assert_eq!(host.starts("kafka"), 2, "the broker was stopped gracefully and started again");
     host.stop_agent();
 }
+
+#[test]
+fn t1_t2_leaders_and_lag_are_exported_as_metrics() {
+    let mock = MockCluster::new(3).unwrap();
+    mock.create_topic(TOPIC, 3, 3).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, 3, 30);
+    commit(&group(&bootstrap), &[(0, 10), (1, 5)]);
+    mock.partition_leader(TOPIC, 1, Some(3)).unwrap();
+
+    let mut host = host(&bootstrap, None);
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    host.append("pipemedic.toml", &format!("\n[metrics]\nlisten = \"{listen}\"\nkafka_interval_secs = 5\n"));
+    host.start_agent();
+    let lag = format!("pipemedic_consumer_lag{{topic=\"{TOPIC}\",partition=\"1\"}} 5");
+    let leader = format!("pipemedic_kafka_partition_leader{{topic=\"{TOPIC}\",partition=\"1\"}} 3");
+    let mut text = String::new();
+    host.wait_until("lag and leaders in /metrics", || {
+        text = pipemedic::approval::web::request(listen, "GET", "/metrics", None).map(|r| r.1).unwrap_or_default();
+        text.contains(&lag) && text.contains(&leader)
+    });
+    assert!(text.contains("pipemedic_kafka_up 1"), "{text}");
+}

@@ -82,6 +82,29 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// The stall diagnosis after a consumer start (runbook C5).
     pub stall: Option<StallConfig>,
+    /// Prometheus metrics (also served on the `[approval]` listener).
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// Where `/metrics` is served besides the approval listener, and how often
+/// Kafka is asked for lag and leaders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A listener for `/metrics` alone (e.g. on a private interface).
+    pub listen: Option<std::net::SocketAddr>,
+    #[serde(default = "default_kafka_interval")]
+    pub kafka_interval_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: None, kafka_interval_secs: default_kafka_interval() }
+    }
+}
+
+fn default_kafka_interval() -> u64 {
+    60
 }
 
 /// Where the stall diagnosis (runbook C5) looks. Every field has a default

@@ -149,8 +149,17 @@ impl Daemon {
                     submit: std::sync::Arc::new(move |req| {
                         let _ = submit_tx.send(Wake::Person(req));
                     }),
+                    metrics: self.pipeline.metrics().clone(),
                 },
             );
+        }
+        let metrics_config = self.config.metrics.clone().unwrap_or_default();
+        if let Some(listen) = metrics_config.listen {
+            crate::approval::web::spawn_metrics(listen, self.pipeline.metrics().clone());
+        }
+        if let Some(kafka) = &self.config.kafka {
+            let every = Duration::from_secs(metrics_config.kafka_interval_secs.max(5));
+            self.pipeline.metrics().spawn_kafka_collector(kafka.clone(), every);
         }
 
         let checkpoints = match Checkpoints::load(&self.config.state_dir) {
@@ -219,6 +228,7 @@ impl Daemon {
                 self.watch_dirs(&mut watcher, &mut watched);
                 self.pipeline.tick(chrono::Utc::now().timestamp_millis());
             }
+            let metrics = self.pipeline.metrics().clone();
             let pipeline = &mut self.pipeline;
             for f in &mut self.followers {
                 let touched = all || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
@@ -229,6 +239,11 @@ impl Daemon {
                     }
                 }
                 f.flush_if_quiet(quiet, &mut handle);
+                let read = f.take_bytes_read();
+                metrics.read(f.name(), read);
+                if all {
+                    metrics.tail_lag(f.name(), f.lag_bytes());
+                }
             }
             if urgent || last_save.elapsed() >= CHECKPOINT_EVERY {
                 save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod demo;
 pub mod fsutil;
 pub mod matching;
+pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod probes;

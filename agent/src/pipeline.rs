@@ -142,6 +142,8 @@ pub struct Pipeline {
     live_previews: bool,
     host: String,
     pub stats: Stats,
+    /// The same counts (and more) for Prometheus.
+    metrics: crate::metrics::Metrics,
 }
 
 /// What asking for and acting on approvals needs.
@@ -256,6 +258,7 @@ impl Pipeline {
             live_previews: true,
             host: String::new(),
             stats: Stats::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -279,6 +282,10 @@ impl Pipeline {
         &self.rules
     }
 
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
     pub fn audit(&self) -> &Audit {
         &self.audit
     }
@@ -296,6 +303,7 @@ impl Pipeline {
     /// Takes one record through the flow; returns what was decided.
     pub fn handle(&mut self, record: &Record) -> Vec<Outcome> {
         self.stats.records += 1;
+        self.metrics.record(&record.source);
         self.matches.clear();
         self.matcher.matches(record, &mut self.matches);
         if self.matches.is_empty() {
@@ -306,9 +314,11 @@ impl Pipeline {
         let matches = std::mem::take(&mut self.matches);
         for m in &matches {
             self.stats.events += 1;
+            self.metrics.event(&m.signature);
             if &*m.signature == HEARTBEAT {
                 if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
                     watch.beat(source, at);
+                    self.metrics.heartbeat(source, at);
                 }
                 if let Some(stall) = &mut self.stall {
                     stall.signal(Signal::Consumed, at);
@@ -336,6 +346,9 @@ impl Pipeline {
     /// handed to the rules that want them.
     pub fn tick(&mut self, now: i64) {
         self.expire_approvals(now);
+        if let Some(ap) = &self.approvals {
+            self.metrics.pending_approvals(ap.store.pending());
+        }
         let mut findings = self.heartbeat.as_mut().map(|w| w.findings(now)).unwrap_or_default();
         let config = self.config.clone();
         if let Some(f) = self.stall.as_mut().and_then(|s| s.diagnose(now, || broker_registration(&config))) {
@@ -369,6 +382,15 @@ impl Pipeline {
     /// Counts, audits and logs a decision.
     fn record_outcome(&mut self, outcome: &Outcome) {
         *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;
+        let decision = serde_json::to_value(outcome.decision).ok();
+        self.metrics.plan(&outcome.rule, decision.as_ref().and_then(|d| d.as_str()).unwrap_or("?"));
+        if matches!(outcome.decision, Decision::Applied | Decision::Failed) {
+            for s in &outcome.steps {
+                if let Some(result) = &s.result {
+                    self.metrics.action(s.action, !result.starts_with("failed"));
+                }
+            }
+        }
         self.audit.write(outcome);
         log_outcome(outcome);
     }
@@ -438,6 +460,7 @@ impl Pipeline {
             Ok(specs) => specs,
             Err(e) => {
                 self.stats.rule_errors += 1;
+                self.metrics.rule_error();
                 out.decision = Decision::RuleError;
                 out.reason = Some(e.to_string());
                 return vec![out];

@@ -193,6 +193,10 @@ impl ApprovalStore {
             .find(|a| a.state == ApprovalState::Pending && a.rule == rule && a.plan_hash == plan_hash)
     }
 
+    pub fn pending(&self) -> usize {
+        self.approvals.values().filter(|a| a.state == ApprovalState::Pending).count()
+    }
+
     /// Pending approvals past their expiry at `now` (ms).
     pub fn expired(&self, now: i64) -> Vec<String> {
         self.approvals

@@ -37,6 +37,8 @@ pub struct WebState {
     pub audit: Audit,
     /// Hands a decision or a playbook run to the worker.
     pub submit: Arc<dyn Fn(WorkerRequest) + Send + Sync>,
+    /// Served at `/metrics` too.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The fields every link and form carries.
@@ -59,9 +61,22 @@ struct Refusal<'a> {
     via: &'a str,
 }
 
-/// Serves the endpoint on its own thread; a failed bind is logged and
-/// retried every 30 s (the rest of the agent keeps working).
+/// Serves the approval endpoint (and `/metrics`) on its own thread.
 pub fn spawn(listen: SocketAddr, state: WebState) {
+    serve(listen, "approval endpoint", move || router(state.clone()));
+}
+
+/// Serves only `/metrics`, for a listener apart from the approval links.
+pub fn spawn_metrics(listen: SocketAddr, metrics: crate::metrics::Metrics) {
+    serve(listen, "metrics endpoint", move || {
+        let m = metrics.clone();
+        Router::new().route("/metrics", get(move || async move { exposition(&m) }))
+    });
+}
+
+/// Runs `app` on `listen` on its own thread; a failed bind is logged and
+/// retried every 30 s (the rest of the agent keeps working).
+fn serve(listen: SocketAddr, what: &'static str, app: impl Fn() -> Router + Send + 'static) {
     std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
@@ -73,12 +88,12 @@ pub fn spawn(listen: SocketAddr, state: WebState) {
                 loop {
                     match tokio::net::TcpListener::bind(listen).await {
                         Ok(listener) => {
-                            tracing::info!(%listen, "approval endpoint listening");
-                            if let Err(e) = axum::serve(listener, router(state.clone())).await {
-                                tracing::error!(%listen, "approval endpoint stopped: {e}");
+                            tracing::info!(%listen, "{what} listening");
+                            if let Err(e) = axum::serve(listener, app()).await {
+                                tracing::error!(%listen, "{what} stopped: {e}");
                             }
                         }
-                        Err(e) => tracing::error!(%listen, "cannot listen for approval links, retrying in 30 s: {e}"),
+                        Err(e) => tracing::error!(%listen, "cannot listen for the {what}, retrying in 30 s: {e}"),
                     }
                     tokio::time::sleep(Duration::from_secs(30)).await;
                 }
@@ -90,9 +105,18 @@ pub fn spawn(listen: SocketAddr, state: WebState) {
 fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/metrics", get(metrics))
         .route("/approvals/{id}", get(show).post(decide))
         .route("/playbooks/{name}", axum::routing::post(run_playbook))
         .with_state(state)
+}
+
+async fn metrics(State(s): State<WebState>) -> Response {
+    exposition(&s.metrics)
+}
+
+fn exposition(m: &crate::metrics::Metrics) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.encode()).into_response()
 }
 
 async fn index(State(s): State<WebState>) -> Html<String> {

@@ -39,6 +39,8 @@ pub struct Follower {
     assembler: Assembler,
     last_data: Instant,
     buf: Vec<u8>,
+    /// Bytes read since [`Follower::take_bytes_read`] last asked.
+    bytes_read: u64,
 }
 
 impl Follower {
@@ -52,6 +54,7 @@ impl Follower {
             open: None,
             last_data: Instant::now(),
             buf: Vec::new(),
+            bytes_read: 0,
         }
     }
 
@@ -177,6 +180,7 @@ impl Follower {
                 break;
             }
             open.read_pos += n as u64;
+            self.bytes_read += n as u64;
             self.last_data = Instant::now();
             self.assembler.push(&self.buf[..n], emit);
         }
@@ -201,6 +205,11 @@ impl Follower {
     pub fn checkpoint(&self) -> Option<Checkpoint> {
         let open = self.open.as_ref()?;
         Some(Checkpoint { path: self.path.clone(), file: open.id.clone(), offset: self.assembler.resume_offset() })
+    }
+
+    /// Bytes read since the last call (for the metrics).
+    pub fn take_bytes_read(&mut self) -> u64 {
+        std::mem::take(&mut self.bytes_read)
     }
 
     /// Bytes in the file not yet read (tail lag).

@@ -1,0 +1,212 @@
+//! Prometheus metrics, served as text at `/metrics` on the agent's HTTP
+//! listener. Cheap to update from any thread; the worker counts what flows
+//! through the pipeline, a collector thread asks Kafka for lag and leaders.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::config::KafkaConfig;
+use crate::probes::kafka;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The agent's metrics. Clones share the same values.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    bytes_read: Family<Labels, Counter>,
+    records: Family<Labels, Counter>,
+    events: Family<Labels, Counter>,
+    plans: Family<Labels, Counter>,
+    actions: Family<Labels, Counter>,
+    rule_errors: Counter,
+    pending_approvals: Gauge,
+    heartbeats: Family<Labels, Counter>,
+    heartbeat_last: Family<Labels, Gauge>,
+    tail_lag: Family<Labels, Gauge>,
+    consumer_lag: Family<Labels, Gauge>,
+    partition_leader: Family<Labels, Gauge>,
+    kafka_up: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("pipemedic");
+        let inner = Inner {
+            bytes_read: Family::default(),
+            records: Family::default(),
+            events: Family::default(),
+            plans: Family::default(),
+            actions: Family::default(),
+            rule_errors: Counter::default(),
+            pending_approvals: Gauge::default(),
+            heartbeats: Family::default(),
+            heartbeat_last: Family::default(),
+            tail_lag: Family::default(),
+            consumer_lag: Family::default(),
+            partition_leader: Family::default(),
+            kafka_up: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("source_read_bytes", "Bytes read from each source", inner.bytes_read.clone());
+        registry.register(
+            "records",
+            "Records of each source examined (those near a signature's literal)",
+            inner.records.clone(),
+        );
+        registry.register("events", "Events per signature", inner.events.clone());
+        registry.register("plans", "Rule decisions by rule and decision", inner.plans.clone());
+        registry.register("actions", "Steps applied, by action family and result", inner.actions.clone());
+        registry.register("rule_errors", "Rules that failed at run time", inner.rule_errors.clone());
+        registry.register("pending_approvals", "Approvals waiting for a person", inner.pending_approvals.clone());
+        registry.register("heartbeats", "Heartbeats consumed, per MySQL source", inner.heartbeats.clone());
+        registry.register(
+            "heartbeat_last_timestamp_seconds",
+            "When each MySQL source last beat (Unix time)",
+            inner.heartbeat_last.clone(),
+        );
+        registry.register("tail_lag_bytes", "Bytes of each source not read yet", inner.tail_lag.clone());
+        registry.register("consumer_lag", "The consumer group's lag per partition", inner.consumer_lag.clone());
+        registry.register(
+            "kafka_partition_leader",
+            "Each partition's leader broker id (-1: none)",
+            inner.partition_leader.clone(),
+        );
+        registry.register("kafka_up", "1 if the last lag and leader query answered", inner.kafka_up.clone());
+        Metrics { inner: Arc::new(Inner { registry, ..inner }) }
+    }
+
+    pub fn read(&self, source: &str, bytes: u64) {
+        self.inner.bytes_read.get_or_create(&vec![("source", source.to_string())]).inc_by(bytes);
+    }
+
+    pub fn record(&self, source: &str) {
+        self.inner.records.get_or_create(&vec![("source", source.to_string())]).inc();
+    }
+
+    pub fn event(&self, signature: &str) {
+        self.inner.events.get_or_create(&vec![("signature", signature.to_string())]).inc();
+    }
+
+    pub fn plan(&self, rule: &str, decision: &str) {
+        self.inner.plans.get_or_create(&vec![("rule", rule.to_string()), ("decision", decision.to_string())]).inc();
+    }
+
+    pub fn action(&self, action: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.inner.actions.get_or_create(&vec![("action", action.to_string()), ("result", result.into())]).inc();
+    }
+
+    pub fn rule_error(&self) {
+        self.inner.rule_errors.inc();
+    }
+
+    pub fn pending_approvals(&self, n: usize) {
+        self.inner.pending_approvals.set(n as i64);
+    }
+
+    pub fn heartbeat(&self, source: &str, at_ms: i64) {
+        let labels = vec![("source", source.to_string())];
+        self.inner.heartbeats.get_or_create(&labels).inc();
+        self.inner.heartbeat_last.get_or_create(&labels).set(at_ms / 1000);
+    }
+
+    pub fn tail_lag(&self, source: &str, bytes: u64) {
+        self.inner.tail_lag.get_or_create(&vec![("source", source.to_string())]).set(bytes as i64);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.inner.registry) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        out
+    }
+
+    /// Asks Kafka for the group's lag and the partitions' leaders every
+    /// `every`, on its own thread (a slow cluster never holds up the worker).
+    pub fn spawn_kafka_collector(&self, config: KafkaConfig, every: Duration) {
+        let metrics = self.clone();
+        let spawned = std::thread::Builder::new().name("kafka-metrics".into()).spawn(move || loop {
+            metrics.collect_kafka(&config);
+            std::thread::sleep(every);
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the Kafka metrics thread: {e}");
+        }
+    }
+
+    fn collect_kafka(&self, config: &KafkaConfig) {
+        let partition = |topic: &str, p: i32| vec![("topic", topic.to_string()), ("partition", p.to_string())];
+        let mut up = true;
+        match kafka::leaders(config, None) {
+            Ok(rows) => {
+                for r in rows {
+                    self.inner.partition_leader.get_or_create(&partition(&r.topic, r.partition)).set(r.leader as i64);
+                }
+            }
+            Err(e) => {
+                up = false;
+                tracing::debug!("metrics: Kafka leaders: {e}");
+            }
+        }
+        if let Some(group) = &config.group {
+            match kafka::lag(config, group, None) {
+                Ok(rows) => {
+                    for r in rows {
+                        self.inner.consumer_lag.get_or_create(&partition(&r.topic, r.partition)).set(r.lag);
+                    }
+                }
+                Err(e) => {
+                    up = false;
+                    tracing::debug!("metrics: Kafka lag: {e}");
+                }
+            }
+        }
+        self.inner.kafka_up.set(up as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_counted_values() {
+        let m = Metrics::new();
+        m.record("kafka_server");
+        m.event("unknown_host");
+        m.plan("k1_unknown_host", "applied");
+        m.action("hosts", true);
+        m.heartbeat("ix_trade", 1_700_000_000_000);
+        m.pending_approvals(2);
+        let text = m.encode();
+        for line in [
+            "pipemedic_records_total{source=\"kafka_server\"} 1",
+            "pipemedic_events_total{signature=\"unknown_host\"} 1",
+            "pipemedic_plans_total{rule=\"k1_unknown_host\",decision=\"applied\"} 1",
+            "pipemedic_actions_total{action=\"hosts\",result=\"ok\"} 1",
+            "pipemedic_heartbeat_last_timestamp_seconds{source=\"ix_trade\"} 1700000000",
+            "pipemedic_pending_approvals 2",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
+}
