@@ -95,6 +95,15 @@ pub enum Command {
         #[command(subcommand)]
         what: CanalCommand,
     },
+    /// One screen: sources' freshness, heartbeats, pending approvals, recent
+    /// actions, open circuit breakers (runbook M1–M4's look).
+    Status {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The last 24 hours with heartbeats per hour: the daily digest's text.
+        #[arg(long)]
+        day: bool,
+    },
     /// Try it: a scratch pipeline, the daemon in dry-run, incidents from the runbook.
     Demo {
         #[arg(long, default_value = "pipemedic-demo")]
@@ -161,6 +170,7 @@ pub fn run(cli: Cli) -> ExitCode {
             replay(&config, &source, format, previews, &files)
         }
         Command::Test { config } => test(config.as_deref()),
+        Command::Status { config, day } => status(&config, day),
         Command::Approvals { config, all } => approvals(&config, all),
         Command::Approve { config, id } => decide(&config, &id, Decision::Approve),
         Command::Deny { config, id } => decide(&config, &id, Decision::Deny),
@@ -179,6 +189,14 @@ pub fn run(cli: Cli) -> ExitCode {
         eprintln!("pipemedic: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+fn status(path: &Path, day: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let window = if day { crate::report::DIGEST_WINDOW } else { 3_600_000 };
+    let report = crate::report::Report::gather(&config, chrono::Utc::now().timestamp_millis(), window);
+    print!("{}", report.render(&config));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_daemon(path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {

@@ -84,6 +84,26 @@ pub struct Config {
     pub stall: Option<StallConfig>,
     /// Prometheus metrics (also served on the `[approval]` listener).
     pub metrics: Option<MetricsConfig>,
+    /// The daily digest mail (runbook M1's daily look).
+    pub digest: Option<DigestConfig>,
+}
+
+/// When the daily digest goes out, and to whom.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// Local time of day, `HH:MM`.
+    pub at: String,
+    /// Recipients; empty: `[mail] notify`.
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+impl DigestConfig {
+    pub fn time(&self) -> Result<chrono::NaiveTime, String> {
+        chrono::NaiveTime::parse_from_str(&self.at, "%H:%M")
+            .map_err(|_| format!("[digest] at = {:?} is not a time of day like \"07:30\"", self.at))
+    }
 }
 
 /// Where `/metrics` is served besides the approval listener, and how often
@@ -762,6 +782,15 @@ impl Config {
             }
             if c.broker_id < 0 || c.brokers.iter().any(|b| *b < 0) {
                 return Err("[kafka.cluster] broker ids are not negative".into());
+            }
+        }
+        if let Some(d) = &self.digest {
+            d.time()?;
+            if self.mail.is_none() {
+                return Err("[digest] needs a [mail] section to send it".into());
+            }
+            if d.to.is_empty() && self.mail.as_ref().is_some_and(|m| m.notify.is_empty()) {
+                return Err("[digest] has no recipients: set `to` or [mail] notify".into());
             }
         }
         if let Some(s) = &self.stall {

@@ -17,15 +17,23 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
 
-use crate::approval::mail::Outbox;
+use crate::approval::mail::{Outbox, OutgoingMail};
 use crate::approval::token::Signer;
 use crate::approval::web::WebState;
 use crate::approval::{ApprovalStore, WorkerRequest};
 use crate::audit::{now_rfc3339, Audit, Lifecycle};
 use crate::config::Config;
 use crate::pipeline::{Approvals, Clock, Decision, Pipeline};
+use crate::report::{digest_due, Report, StatusFile, DIGEST_WINDOW};
 use crate::rules::RuleSet;
 use crate::sources::{Assembly, Checkpoints, Follower, Record, StartAt};
+use crate::state::{read_json, write_json_atomic};
+
+/// The day the digest was last sent.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DigestState {
+    last: chrono::NaiveDate,
+}
 
 /// Wakes the worker thread.
 pub enum Wake {
@@ -42,6 +50,8 @@ pub enum Wake {
 const TICK: Duration = Duration::from_secs(5);
 /// How often checkpoints are written when nothing urgent happened.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// How often `status.json` is written for `pipemedic status`.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
 
 /// A configured, not yet running daemon.
 pub struct Daemon {
@@ -191,6 +201,8 @@ impl Daemon {
         tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
 
         let quiet = Duration::from_millis(self.config.limits.record_flush_ms);
+        let started = chrono::Utc::now().timestamp_millis();
+        let mut last_status: Option<Instant> = None;
         let mut last_save = Instant::now();
         let mut last_tick = Instant::now();
         loop {
@@ -227,6 +239,11 @@ impl Daemon {
                 all = true;
                 self.watch_dirs(&mut watcher, &mut watched);
                 self.pipeline.tick(chrono::Utc::now().timestamp_millis());
+                if last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+                    self.write_status(started);
+                    last_status = Some(Instant::now());
+                }
+                self.send_digest_if_due(started);
             }
             let metrics = self.pipeline.metrics().clone();
             let pipeline = &mut self.pipeline;
@@ -255,6 +272,7 @@ impl Daemon {
             }
         }
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
+        self.write_status(started);
         self.pipeline.audit().write(&Lifecycle {
             time: now_rfc3339(),
             kind: "stopped",
@@ -264,6 +282,77 @@ impl Daemon {
         signal_handle.close();
         tracing::info!("stopped; checkpoints written");
         Ok(())
+    }
+
+    /// Leaves what only the daemon knows for `pipemedic status`.
+    fn write_status(&self, started: i64) {
+        let status = StatusFile {
+            written: chrono::Utc::now().timestamp_millis(),
+            started,
+            pid: std::process::id(),
+            dry_run: self.config.dry_run,
+            beats: self.pipeline.beats().clone(),
+            behind: self.followers.iter().map(|f| (f.name().to_string(), f.lag_bytes())).collect(),
+        };
+        if let Err(e) = status.save(&self.config.state_dir) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Mails the day's report once a day at `[digest] at` (local time).
+    fn send_digest_if_due(&self, started: i64) {
+        let (Some(digest), Some(outbox)) = (&self.config.digest, self.pipeline.outbox()) else { return };
+        let Ok(at) = digest.time() else { return };
+        let state = self.config.state_dir.join("digest.json");
+        let last: Option<DigestState> = read_json(&state).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            None
+        });
+        let now = chrono::Local::now();
+        if !digest_due(at, last.map(|l| l.last), now.naive_local()) {
+            return;
+        }
+        self.write_status(started);
+        let report = Report::gather(&self.config, now.timestamp_millis(), DIGEST_WINDOW);
+        let failed: u64 = report.decisions.iter().filter(|((_, d), _)| d == "failed").map(|(_, n)| n).sum();
+        let mut flags = Vec::new();
+        if !report.pending.is_empty() {
+            flags.push(format!("{} pending approval(s)", report.pending.len()));
+        }
+        if failed > 0 {
+            flags.push(format!("{failed} failed"));
+        }
+        if !report.circuits.is_empty() {
+            flags.push(format!("{} open circuit breaker(s)", report.circuits.len()));
+        }
+        let to = if digest.to.is_empty() {
+            self.config.mail.as_ref().map(|m| m.notify.clone()).unwrap_or_default()
+        } else {
+            digest.to.clone()
+        };
+        let mail = OutgoingMail {
+            id: crate::approval::token::random_hex(16),
+            to,
+            subject: format!(
+                "[pipemedic] {}: daily digest {}{}",
+                self.config.host_name(),
+                now.format("%Y-%m-%d"),
+                if flags.is_empty() { String::new() } else { format!(" — {}", flags.join(", ")) }
+            ),
+            text: report.render(&self.config),
+            html: None,
+            about: "digest".into(),
+            attempts: 0,
+            next_attempt: 0,
+        };
+        match outbox.enqueue(&mail) {
+            Ok(()) => {
+                if let Err(e) = write_json_atomic(&state, &DigestState { last: now.date_naive() }) {
+                    tracing::error!("{e}; the digest may be sent again");
+                }
+            }
+            Err(e) => tracing::error!("queueing the daily digest: {e}"),
+        }
     }
 
     /// Watches the directory of every source that exists (a missing one is

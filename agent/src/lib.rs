@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod probes;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod sources;
 pub mod state;

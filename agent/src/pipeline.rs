@@ -144,6 +144,8 @@ pub struct Pipeline {
     pub stats: Stats,
     /// The same counts (and more) for Prometheus.
     metrics: crate::metrics::Metrics,
+    /// Heartbeats per source per minute, for `status` and the digest.
+    beats: crate::report::BeatCounts,
 }
 
 /// What asking for and acting on approvals needs.
@@ -259,6 +261,7 @@ impl Pipeline {
             host: String::new(),
             stats: Stats::default(),
             metrics: Default::default(),
+            beats: Default::default(),
         })
     }
 
@@ -280,6 +283,14 @@ impl Pipeline {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    pub fn beats(&self) -> &crate::report::BeatCounts {
+        &self.beats
+    }
+
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.as_ref()
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
@@ -319,6 +330,7 @@ impl Pipeline {
                 if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
                     watch.beat(source, at);
                     self.metrics.heartbeat(source, at);
+                    self.beats.count(source, at);
                 }
                 if let Some(stall) = &mut self.stall {
                     stall.signal(Signal::Consumed, at);
