@@ -125,3 +125,21 @@ fn shipped_rules_pass_their_own_tests() {
     assert!(ok, "{out}");
     assert!(out.contains(" passed, 0 failed"), "{out}");
 }
+
+#[test]
+fn diagnose_runs_the_runbook_checks_once_and_prints_them_in_its_order() {
+    let host = Host::new(Options::default());
+    host.append("logs/server.log", &k1_incident("ip-10.98.2.33"));
+    host.append("logs/error.log", &common::wakeup_incident());
+    host.start_service("consumer", "logs/info.log");
+    let (ok, out) = run(&["diagnose", "--config", host.config().to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let at = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle:?} missing in:\n{out}"));
+    // The logs' sections, then the findings (C before K), then live checks.
+    assert!(at("M1  consumer error log") < at("M2  Kafka server log"), "{out}");
+    assert!(at("  C3  1 time(s) (c3_wakeup ×1)") < at("  K1  1 time(s) (k1_unknown_host ×1)"), "{out}");
+    assert!(out.contains("hosts ip-10.98.2.33"), "the K1 plan's step is shown: {out}");
+    assert!(out.contains("service consumer: running"), "{out}");
+    assert!(out.contains("service kafka: NOT running"), "{out}");
+    assert_eq!(host.read("hosts"), common::HOSTS, "diagnose changes nothing");
+}

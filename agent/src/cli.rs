@@ -104,6 +104,15 @@ pub enum Command {
         #[arg(long)]
         day: bool,
     },
+    /// Run the runbook's checks once and print the findings in its order.
+    /// Changes nothing.
+    Diagnose {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// How much of the end of each log to read, in MiB.
+        #[arg(long, default_value_t = 8)]
+        tail_mib: u64,
+    },
     /// Try it: a scratch pipeline, the daemon in dry-run, incidents from the runbook.
     Demo {
         #[arg(long, default_value = "pipemedic-demo")]
@@ -171,6 +180,13 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Test { config } => test(config.as_deref()),
         Command::Status { config, day } => status(&config, day),
+        Command::Diagnose { config, tail_mib } => Config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| crate::diagnose::diagnose(&c, tail_mib << 20))
+            .map(|text| {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }),
         Command::Approvals { config, all } => approvals(&config, all),
         Command::Approve { config, id } => decide(&config, &id, Decision::Approve),
         Command::Deny { config, id } => decide(&config, &id, Decision::Deny),

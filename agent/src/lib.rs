@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod diagnose;
 pub mod fsutil;
 pub mod matching;
 pub mod metrics;
