@@ -300,14 +300,28 @@ fn test(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         println!("FAIL load {e}");
     }
     let results = crate::rules::testing::run_all(&rules, &config);
-    let failed = results.iter().filter(|r| r.failure.is_some()).count() + errors.len();
+    use crate::rules::testing::Verdict;
+    let (mut passed, mut skipped, mut failed) = (0, 0, errors.len());
     for r in &results {
-        match &r.failure {
-            None => println!("ok   {} / {}", r.rule, r.case),
-            Some(why) => println!("FAIL {} / {}: {why}", r.rule, r.case),
+        match &r.verdict {
+            Verdict::Pass => {
+                passed += 1;
+                println!("ok   {} / {}", r.rule, r.case);
+            }
+            Verdict::Skip(why) => {
+                skipped += 1;
+                println!("skip {} / {}: {why}", r.rule, r.case);
+            }
+            Verdict::Fail(why) => {
+                failed += 1;
+                println!("FAIL {} / {}: {why}", r.rule, r.case);
+            }
         }
     }
-    println!("{} passed, {} failed", results.len() - (failed - errors.len()), failed);
+    println!(
+        "{passed} passed, {failed} failed{}",
+        if skipped > 0 { format!(", {skipped} skipped") } else { String::new() }
+    );
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -30,8 +30,18 @@ use crate::sources::{Assembler, Assembly};
 pub struct CaseResult {
     pub rule: String,
     pub case: String,
-    /// `None` if it passed; otherwise what differed.
-    pub failure: Option<String>,
+    pub verdict: Verdict,
+}
+
+/// How a test case went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// A plan was refused only because this host's configuration lacks
+    /// what the step names (no canal here, say): the rule is not at fault.
+    Skip(String),
+    /// What differed.
+    Fail(String),
 }
 
 /// What one plan looked like, in the terms test cases use.
@@ -61,23 +71,24 @@ pub fn run_all(rules: &RuleSet, config: &Config) -> Vec<CaseResult> {
             results.push(CaseResult {
                 rule: rule.name.clone(),
                 case: "-".into(),
-                failure: Some("the rule has no tests()".into()),
+                verdict: Verdict::Fail("the rule has no tests()".into()),
             });
             continue;
         }
         let cases = match rules.test_cases(rule) {
             Ok(c) => c,
             Err(e) => {
-                results.push(CaseResult { rule: rule.name.clone(), case: "-".into(), failure: Some(e.to_string()) });
+                let verdict = Verdict::Fail(e.to_string());
+                results.push(CaseResult { rule: rule.name.clone(), case: "-".into(), verdict });
                 continue;
             }
         };
         for (i, case) in cases.into_iter().enumerate() {
-            let (name, failure) = match run_case(rules, rule, config, case) {
-                Ok((name, failure)) => (name, failure),
-                Err(e) => (format!("#{}", i + 1), Some(e)),
+            let (name, verdict) = match run_case(rules, rule, config, case) {
+                Ok((name, verdict)) => (name, verdict),
+                Err(e) => (format!("#{}", i + 1), Verdict::Fail(e)),
             };
-            results.push(CaseResult { rule: rule.name.clone(), case: name, failure });
+            results.push(CaseResult { rule: rule.name.clone(), case: name, verdict });
         }
     }
     results
@@ -90,7 +101,7 @@ fn get_string(map: &rhai::Map, key: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Result<(String, Option<String>), String> {
+fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Result<(String, Verdict), String> {
     let with_cluster;
     let config = match case.read_lock::<rhai::Map>().map(|c| answers(&c).kafka_cluster) {
         Some(Some(true)) if config.kafka_cluster().is_none() => {
@@ -108,7 +119,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
         .into_array()
         .map_err(|t| format!("`expect` must be an array, not {t}"))?;
     if let Some(probe) = get_string(&case, "probe")? {
-        return run_probe_case(rules, rule, config, &case, &probe, &expect).map(|failure| (name, failure));
+        return run_probe_case(rules, rule, config, &case, &probe, &expect).map(|verdict| (name, verdict));
     }
     let source =
         get_string(&case, "source")?.or_else(|| rule.sources.first().cloned()).ok_or("a test case needs `source`")?;
@@ -171,7 +182,7 @@ fn run_probe_case(
     case: &rhai::Map,
     probe: &str,
     expect: &[Dynamic],
-) -> Result<Option<String>, String> {
+) -> Result<Verdict, String> {
     let captures = match case.get("captures") {
         None => Default::default(),
         Some(d) => d
@@ -231,37 +242,42 @@ fn answers(case: &rhai::Map) -> CaseAnswers {
     }
 }
 
-fn compare(expect: &[Dynamic], observed: &[Observed]) -> Option<String> {
+fn compare(expect: &[Dynamic], observed: &[Observed]) -> Verdict {
     if expect.len() != observed.len() {
-        return Some(format!("expected {} plan(s), got {}: {observed:#?}", expect.len(), observed.len()));
+        return Verdict::Fail(format!("expected {} plan(s), got {}: {observed:#?}", expect.len(), observed.len()));
     }
     for (i, (want, got)) in expect.iter().zip(observed).enumerate() {
         let Some(want) = want.clone().try_cast::<rhai::Map>() else {
-            return Some(format!("expect[{i}] must be a map"));
+            return Verdict::Fail(format!("expect[{i}] must be a map"));
         };
         if let Some(steps) = want.get("steps") {
             let steps: Vec<String> = match steps.clone().into_typed_array::<rhai::ImmutableString>() {
                 Ok(s) => s.into_iter().map(|s| s.to_string()).collect(),
-                Err(t) => return Some(format!("expect[{i}].steps must be an array of strings, not {t}")),
+                Err(t) => return Verdict::Fail(format!("expect[{i}].steps must be an array of strings, not {t}")),
             };
             if steps != got.steps {
-                return Some(format!("plan {}: expected steps {steps:?}, got {:?}", i + 1, got.steps));
+                return Verdict::Fail(format!("plan {}: expected steps {steps:?}, got {:?}", i + 1, got.steps));
             }
         }
         if let Some(risk) = want.get("risk").and_then(|r| r.clone().into_string().ok()) {
             if risk != got.risk {
-                return Some(format!("plan {}: expected risk {risk}, got {}", i + 1, got.risk));
+                return Verdict::Fail(format!("plan {}: expected risk {risk}, got {}", i + 1, got.risk));
             }
         }
         if let Some(benign) = want.get("benign").and_then(|b| b.as_bool().ok()) {
             if benign != got.benign {
-                return Some(format!("plan {}: expected benign {benign}, got {}", i + 1, got.benign));
+                return Verdict::Fail(format!("plan {}: expected benign {benign}, got {}", i + 1, got.benign));
             }
         }
         let refused = want.get("refused").and_then(|b| b.as_bool().ok()).unwrap_or(false);
+        if let (false, Some(why)) = (refused, &got.refused) {
+            if why.contains("is not configured under") || why.contains(" section") {
+                return Verdict::Skip(format!("plan {} needs configuration this host lacks: {why}", i + 1));
+            }
+        }
         if refused != got.refused.is_some() {
-            return Some(format!("plan {}: expected refused {refused}, got {:?}", i + 1, got.refused));
+            return Verdict::Fail(format!("plan {}: expected refused {refused}, got {:?}", i + 1, got.refused));
         }
     }
-    None
+    Verdict::Pass
 }
