@@ -53,6 +53,18 @@ fn group(bootstrap: &str) -> BaseConsumer {
         .unwrap()
 }
 
+/// Three brokers, 30 messages over three partitions; the group bo_01 has
+/// consumed 10 of partition 0 and 5 of partition 1; broker 3 leads partition 1.
+fn seeded_cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let mock = MockCluster::new(3).unwrap();
+    mock.create_topic(TOPIC, 3, 3).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, 3, 30);
+    commit(&group(&bootstrap), &[(0, 10), (1, 5)]);
+    mock.partition_leader(TOPIC, 1, Some(3)).unwrap();
+    mock
+}
+
 fn run(host: &Host, args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).arg("--config").arg(host.config()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -62,13 +74,8 @@ fn run(host: &Host, args: &[&str]) -> String {
 
 #[test]
 fn t1_leaders_and_t2_lag_from_the_cluster() {
-    let mock = MockCluster::new(3).unwrap();
-    mock.create_topic(TOPIC, 3, 3).unwrap();
+    let mock = seeded_cluster();
     let bootstrap = mock.bootstrap_servers();
-    produce(&bootstrap, 3, 30);
-    // The consumer group bo_01 has consumed 10 of partition 0 and 5 of partition 1.
-    commit(&group(&bootstrap), &[(0, 10), (1, 5)]);
-    mock.partition_leader(TOPIC, 1, Some(3)).unwrap();
 
     let host = host(&bootstrap, None);
     let leaders = run(&host, &["kafka", "leaders"]);
@@ -172,12 +179,8 @@ fn k5_move_log_dir_playbook_drains_then_moves_after_approval() {
 
 #[test]
 fn t1_t2_leaders_and_lag_are_exported_as_metrics() {
-    let mock = MockCluster::new(3).unwrap();
-    mock.create_topic(TOPIC, 3, 3).unwrap();
+    let mock = seeded_cluster();
     let bootstrap = mock.bootstrap_servers();
-    produce(&bootstrap, 3, 30);
-    commit(&group(&bootstrap), &[(0, 10), (1, 5)]);
-    mock.partition_leader(TOPIC, 1, Some(3)).unwrap();
 
     let mut host = host(&bootstrap, None);
     let listen: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
