@@ -34,10 +34,12 @@ fn grant(db: &MariaDb) {
     db.sql("CREATE USER 'canal'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'canal'@'127.0.0.1';");
 }
 
+/// Fields drop in order: the agent first, canal's session while ZooKeeper
+/// still answers, ZooKeeper after every client.
 struct Pipeline {
     host: Host,
-    zk_server: ZooKeeper,
     canal_session: Zk,
+    zk_server: ZooKeeper,
     a: MariaDb,
     b: MariaDb,
     started: i64,

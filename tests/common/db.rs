@@ -65,7 +65,7 @@ impl MariaDb {
 
     fn client(&self, args: &[&str]) -> std::process::Output {
         Command::new("mariadb")
-            .args(["--no-defaults", "-uroot"])
+            .args(["--no-defaults", "-uroot", "--connect-timeout=10"])
             .arg(format!("--socket={}", self.socket.display()))
             .args(args)
             .output()
@@ -81,8 +81,9 @@ impl MariaDb {
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
+        // Bounded: a stuck server must not hang the test run (it is killed below).
         let _ = Command::new("mariadb-admin")
-            .args(["--no-defaults", "-uroot"])
+            .args(["--no-defaults", "-uroot", "--connect-timeout=5", "--shutdown-timeout=10"])
             .arg(format!("--socket={}", self.socket.display()))
             .arg("shutdown")
             .output();
