@@ -56,7 +56,12 @@ impl ZooKeeper {
     }
 
     fn ready(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        // Bounded: a server that accepted but is not serving yet never closes
+        // the connection, and an unbounded read hung a whole test run once.
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
         let _ = s.write_all(b"srvr");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
