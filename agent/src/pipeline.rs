@@ -2,9 +2,10 @@
 //! audit. The daemon, `replay` and the rule tests all go through here, so
 //! what a replay shows is what the daemon would do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 use crate::actions::{Executor, Preview};
@@ -116,6 +117,13 @@ pub struct Stats {
     pub decisions: BTreeMap<String, u64>,
 }
 
+/// What [`Pipeline::count`] counts.
+#[derive(Clone, Copy)]
+enum Counted {
+    Records,
+    Events,
+}
+
 /// Everything needed to take a record through the flow.
 pub struct Pipeline {
     config: Arc<Config>,
@@ -144,6 +152,9 @@ pub struct Pipeline {
     pub stats: Stats,
     /// The same counts (and more) for Prometheus.
     metrics: crate::metrics::Metrics,
+    /// Per source and per signature counters, looked up without allocating.
+    record_counters: HashMap<Arc<str>, Counter>,
+    event_counters: HashMap<Arc<str>, Counter>,
     /// Heartbeats per source per minute, for `status` and the digest.
     beats: crate::report::BeatCounts,
 }
@@ -262,6 +273,8 @@ impl Pipeline {
             stats: Stats::default(),
             metrics: Default::default(),
             beats: Default::default(),
+            record_counters: Default::default(),
+            event_counters: Default::default(),
         })
     }
 
@@ -283,6 +296,25 @@ impl Pipeline {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// Counts a record of a source, or an event of a signature, without
+    /// allocating once the counter is known.
+    fn count(&mut self, kind: Counted, name: &Arc<str>) {
+        let (map, metrics) = match kind {
+            Counted::Records => (&mut self.record_counters, &self.metrics),
+            Counted::Events => (&mut self.event_counters, &self.metrics),
+        };
+        if let Some(c) = map.get(&**name) {
+            c.inc();
+            return;
+        }
+        let counter = match kind {
+            Counted::Records => metrics.records_of(name),
+            Counted::Events => metrics.events_of(name),
+        };
+        counter.inc();
+        map.insert(name.clone(), counter);
     }
 
     pub fn beats(&self) -> &crate::report::BeatCounts {
@@ -314,7 +346,7 @@ impl Pipeline {
     /// Takes one record through the flow; returns what was decided.
     pub fn handle(&mut self, record: &Record) -> Vec<Outcome> {
         self.stats.records += 1;
-        self.metrics.record(&record.source);
+        self.count(Counted::Records, &record.source);
         self.matches.clear();
         self.matcher.matches(record, &mut self.matches);
         if self.matches.is_empty() {
@@ -325,7 +357,7 @@ impl Pipeline {
         let matches = std::mem::take(&mut self.matches);
         for m in &matches {
             self.stats.events += 1;
-            self.metrics.event(&m.signature);
+            self.count(Counted::Events, &m.signature);
             if &*m.signature == HEARTBEAT {
                 if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
                     watch.beat(source, at);
