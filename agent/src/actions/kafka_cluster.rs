@@ -68,6 +68,9 @@ pub fn preview(config: &Config) -> Result<Preview, ActionError> {
         "\nIf the first cannot be started, the others stay stopped (so none becomes leader without the data) \
          and a person is told.",
     );
+    if config.dry_run {
+        text.push_str("\n(Dry-run: agents in dry-run do not announce themselves, so none may be listed as present.)");
+    }
     Ok(Preview { text, noop: false, guard: Default::default() })
 }
 
