@@ -100,7 +100,21 @@ pub fn preview(config: &Config, op: ServiceOp, name: &Name) -> Result<Preview, A
     Ok(Preview { text, noop, guard: Default::default() })
 }
 
+/// One service's scripts run one at a time in this process: the worker and
+/// the K4 member thread may both want the broker, and two start scripts at
+/// once would start two brokers (or fight over the pid file).
+fn exclusive(name: &Name) -> std::sync::Arc<std::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    locks.entry(name.to_string()).or_default().clone()
+}
+
 pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+    let lock = exclusive(name);
+    // The state is read again below, after the lock: what the other caller did counts.
+    let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
     let svc = service(config, name);
     let out_log = config.state_dir.join("services").join(format!("{name}.out"));
     let mut done = Vec::new();
