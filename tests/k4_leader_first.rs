@@ -3,16 +3,15 @@
 //! ZooKeeper; an agent killed mid-sequence does not wedge the others.
 //!
 //! Three agent processes stand for three broker hosts, each with its own
-//! stand-in broker (`standin.sh`). The test plays the rest of Kafka in
-//! ZooKeeper: a running stand-in registers its ephemeral `/brokers/ids/<id>`
-//! (and loses it when it stops), and a small controller elects leaders from
-//! the live in-sync replicas (unclean election off) and adds a running
+//! stand-in broker (`standin.sh`), which registers its ephemeral
+//! `/brokers/ids/<id>` through a ZooKeeper session of its own while it runs,
+//! as a broker does. The test plays Kafka's controller: it elects leaders
+//! from the live in-sync replicas (unclean election off) and adds a running
 //! replica to the ISR once it has "caught up" (300 ms after registering).
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +42,8 @@ fn state(leader: i32, isr: &[i32]) -> String {
     json!({"controller_epoch": 3, "leader": leader, "version": 1, "leader_epoch": 5, "isr": isr}).to_string()
 }
 
-/// The test's stand-in for Kafka's registration and controller.
+/// The test's stand-in for Kafka's controller (the brokers register
+/// themselves: see `standin.sh`).
 struct Kafka {
     stop: Arc<AtomicBool>,
     /// Broker id and when it first registered, in order.
@@ -52,27 +52,28 @@ struct Kafka {
 }
 
 impl Kafka {
-    fn start(zk: &ZooKeeper, pid_files: BTreeMap<i32, PathBuf>) -> Kafka {
+    fn start(zk: &ZooKeeper) -> Kafka {
         let stop = Arc::new(AtomicBool::new(false));
         let registered = Arc::new(Mutex::new(Vec::new()));
         let controller = zk.client();
-        // One session per broker: closing it is the broker's ephemeral id going away.
-        let mut idle: BTreeMap<i32, Zk> = pid_files.keys().map(|id| (*id, zk.client())).collect();
         let (stop2, registered2) = (stop.clone(), registered.clone());
         let thread = std::thread::spawn(move || {
-            let mut running: BTreeMap<i32, (Zk, Instant)> = BTreeMap::new();
+            let mut since: BTreeMap<i32, Instant> = BTreeMap::new();
             while !stop2.load(Ordering::SeqCst) {
-                for (id, pid_file) in &pid_files {
-                    if !running.contains_key(id) && alive(pid_file) {
-                        let zk = idle.remove(id).expect("a broker registers once in these tests");
-                        let data = json!({"host": "127.0.0.1", "port": 9092}).to_string();
-                        zk.hold(&format!("/brokers/ids/{id}"), data.as_bytes());
-                        running.insert(*id, (zk, Instant::now()));
-                        registered2.lock().unwrap().push((*id, Instant::now()));
+                let live: Vec<i32> =
+                    controller.children("/brokers/ids").iter().filter_map(|id| id.parse().ok()).collect();
+                since.retain(|id, _| live.contains(id));
+                for id in &live {
+                    if !since.contains_key(id) {
+                        since.insert(*id, Instant::now());
+                        let mut seen = registered2.lock().unwrap();
+                        if !seen.iter().any(|(b, _)| b == id) {
+                            seen.push((*id, Instant::now()));
+                        }
                     }
                 }
-                let caught_up =
-                    |r: &i32| running.get(r).is_some_and(|(_, t)| t.elapsed() >= Duration::from_millis(300));
+                let running = |b: &i32| since.contains_key(b);
+                let caught_up = |r: &i32| since.get(r).is_some_and(|t| t.elapsed() >= Duration::from_millis(300));
                 for (p, (replicas, _, _)) in CRASHED.iter().enumerate() {
                     let path = format!("/brokers/topics/{TOPIC}/partitions/{p}/state");
                     let (data, _) = controller.get(&path).unwrap();
@@ -80,12 +81,12 @@ impl Kafka {
                     let mut leader = old["leader"].as_i64().unwrap() as i32;
                     let mut isr: Vec<i32> =
                         old["isr"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
-                    if !running.contains_key(&leader) {
+                    if !running(&leader) {
                         // Unclean election off: only a live in-sync replica may lead.
-                        match isr.iter().copied().find(|b| running.contains_key(b)) {
+                        match isr.iter().copied().find(running) {
                             Some(b) => {
                                 leader = b;
-                                isr.retain(|b| running.contains_key(b));
+                                isr.retain(running);
                             }
                             None => leader = -1,
                         }
@@ -118,14 +119,6 @@ impl Kafka {
     }
 }
 
-/// The stand-in's pid file names a live process (not a zombie).
-fn alive(pid_file: &PathBuf) -> bool {
-    std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|p| std::fs::read_to_string(format!("/proc/{}/status", p.trim())).ok())
-        .is_some_and(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
-}
-
 impl Drop for Kafka {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -149,6 +142,9 @@ fn cluster(zk: &ZooKeeper, settle_secs: u64) -> Vec<Host> {
             // A top-level key: before the first table.
             let config = format!("host_name = \"broker-{id}\"\n{}", host.read("pipemedic.toml"));
             std::fs::write(host.config(), config).unwrap();
+            // The stand-in broker registers broker {id} in ZooKeeper while it runs.
+            std::fs::create_dir_all(host.path("bin/run")).unwrap();
+            std::fs::write(host.path("bin/run/kafka.zk"), format!("{} {id}\n", zk.connect_string())).unwrap();
             host.start_agent();
             host
         })
@@ -169,10 +165,6 @@ fn wait(what: &str, hosts: &[Host], mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn pid_files(hosts: &[Host]) -> BTreeMap<i32, PathBuf> {
-    hosts.iter().enumerate().map(|(i, h)| (i as i32 + 1, h.path("bin/run/kafka.pid"))).collect()
-}
-
 fn m2_results(host: &Host) -> Vec<Value> {
     host.decisions("m2_kafka_shutdown").into_iter().filter(|d| d["decision"] != "no-change").collect()
 }
@@ -182,7 +174,7 @@ fn k4_whole_cluster_crash_starts_the_leader_first_then_one_at_a_time() {
     let zk = ZooKeeper::start();
     seed(&zk.client());
     let hosts = cluster(&zk, 1);
-    let kafka = Kafka::start(&zk, pid_files(&hosts));
+    let kafka = Kafka::start(&zk);
     let admin = zk.client();
     wait("all three agents to announce themselves", &hosts, || admin.children("/pipemedic/kafka/agents").len() == 3);
 
@@ -225,7 +217,7 @@ fn k4_an_agent_killed_mid_sequence_does_not_wedge_the_others() {
     let zk = ZooKeeper::start();
     seed(&zk.client());
     let mut hosts = cluster(&zk, 4);
-    let kafka = Kafka::start(&zk, pid_files(&hosts));
+    let kafka = Kafka::start(&zk);
     let admin = zk.client();
     wait("all three agents to announce themselves", &hosts, || admin.children("/pipemedic/kafka/agents").len() == 3);
     for h in &hosts {

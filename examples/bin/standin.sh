@@ -10,7 +10,10 @@
 #
 # State lives next to this script in run/: NAME.pid, NAME.starts (one line
 # per start), NAME.stops. If run/NAME.ignore-term exists the service ignores
-# SIGTERM, like a JVM stuck in a shutdown hook.
+# SIGTERM, like a JVM stuck in a shutdown hook. If run/NAME.zk exists
+# ("HOST:PORT BROKER_ID"), the service is a Kafka broker in ZooKeeper's eyes:
+# it registers the ephemeral /brokers/ids/BROKER_ID through a ZooKeeper
+# session (Debian's zkCli.sh) that lives exactly as long as it does.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 run="$here/run"
@@ -42,10 +45,28 @@ stop)
     ;;
 run)
     log=${3:?log}
+    zk_quit() { :; }
+    if [ -f "$run/$name.zk" ]; then
+        read -r connect id < "$run/$name.zk"
+        fifo="$run/$name.zk.fifo"
+        rm -f "$fifo" "$run/$name.zk.out"
+        mkfifo -m 600 "$fifo"
+        /usr/share/zookeeper/bin/zkCli.sh -server "$connect" < "$fifo" > "$run/$name.zk.out" 2>&1 &
+        zkcli=$!
+        echo "$zkcli" > "$run/$name.zk.pid"
+        exec 9> "$fifo"
+        echo "create -e /brokers/ids/$id {\"host\":\"127.0.0.1\",\"port\":9092,\"version\":4}" >&9
+        until grep -q "Created /brokers/ids/$id" "$run/$name.zk.out" 2>/dev/null; do
+            alive "$zkcli" || { echo "$(ts) FATAL registering broker $id in ZooKeeper failed (kafka.server.KafkaServer)" >> "$log"; exit 1; }
+            sleep 0.1
+        done
+        # Closing the session removes the ephemeral id, as a stopping broker's does.
+        zk_quit() { echo quit >&9; exec 9>&-; wait "$zkcli" 2>/dev/null; }
+    fi
     if [ -f "$run/$name.ignore-term" ]; then
         trap '' TERM
     else
-        trap 'echo "$(ts) INFO [KafkaServer id=1] shut down completed (kafka.server.KafkaServer)" >> "$log"; exit 0' TERM
+        trap 'zk_quit; echo "$(ts) INFO [KafkaServer id=1] shut down completed (kafka.server.KafkaServer)" >> "$log"; exit 0' TERM
     fi
     echo "$(ts) INFO [KafkaServer id=1] started (kafka.server.KafkaServer)" >> "$log"
     while :; do sleep 1 & wait $!; done

@@ -457,6 +457,10 @@ impl Drop for Host {
             if let Some(pid) = self.service_pid(name) {
                 let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
+            // A stand-in broker's ZooKeeper shell (standin.sh with run/NAME.zk).
+            if let Ok(pid) = std::fs::read_to_string(self.path(&format!("bin/run/{name}.zk.pid"))) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
         }
     }
 }
