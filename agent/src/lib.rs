@@ -26,6 +26,7 @@ pub mod probes;
 pub mod replay;
 pub mod report;
 pub mod rules;
+pub mod runtime;
 pub mod sources;
 pub mod state;
 pub mod types;

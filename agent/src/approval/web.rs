@@ -77,29 +77,20 @@ pub fn spawn_metrics(listen: SocketAddr, metrics: crate::metrics::Metrics) {
 /// Runs `app` on `listen` on its own thread; a failed bind is logged and
 /// retried every 30 s (the rest of the agent keeps working).
 fn serve(listen: SocketAddr, what: &'static str, app: impl Fn() -> Router + Send + 'static) {
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return tracing::error!("starting the HTTP runtime: {e}"),
-            };
-            rt.block_on(async move {
-                loop {
-                    match tokio::net::TcpListener::bind(listen).await {
-                        Ok(listener) => {
-                            tracing::info!(%listen, "{what} listening");
-                            if let Err(e) = axum::serve(listener, app()).await {
-                                tracing::error!(%listen, "{what} stopped: {e}");
-                            }
-                        }
-                        Err(e) => tracing::error!(%listen, "cannot listen for the {what}, retrying in 30 s: {e}"),
+    crate::runtime::spawn_async("http", async move {
+        loop {
+            match tokio::net::TcpListener::bind(listen).await {
+                Ok(listener) => {
+                    tracing::info!(%listen, "{what} listening");
+                    if let Err(e) = axum::serve(listener, app()).await {
+                        tracing::error!(%listen, "{what} stopped: {e}");
                     }
-                    tokio::time::sleep(Duration::from_secs(30)).await;
                 }
-            });
-        })
-        .expect("spawning the HTTP thread");
+                Err(e) => tracing::error!(%listen, "cannot listen for the {what}, retrying in 30 s: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
 }
 
 fn router(state: WebState) -> Router {

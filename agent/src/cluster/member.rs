@@ -38,17 +38,7 @@ pub fn spawn(config: Arc<Config>, audit: Audit) {
             return;
         }
     };
-    std::thread::Builder::new()
-        .name("kafka-member".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return tracing::error!("kafka member: no runtime: {e}"),
-            };
-            rt.block_on(run(config, cluster, service, audit));
-        })
-        .map(drop)
-        .unwrap_or_else(|e| tracing::error!("kafka member: cannot start its thread: {e}"));
+    crate::runtime::spawn_async("kafka-member", run(config, cluster, service, audit));
 }
 
 async fn run(config: Arc<Config>, cluster: KafkaClusterConfig, service: Name, audit: Audit) {
