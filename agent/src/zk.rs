@@ -14,6 +14,54 @@ pub struct Node {
     pub version: i32,
 }
 
+// The same reads and writes for async code that holds a session across
+// waits (locks, watches, the K4 member) — and, through `Session`, for
+// everyone else.
+
+/// The node, or `None` if it does not exist.
+pub async fn get(client: &zk::Client, path: &str) -> Result<Option<Node>, zk::Error> {
+    match client.get_data(path).await {
+        Ok((data, stat)) => Ok(Some(Node { data, version: stat.version })),
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Children's names, sorted; empty if the node does not exist.
+pub async fn children(client: &zk::Client, path: &str) -> Result<Vec<String>, zk::Error> {
+    match client.list_children(path).await {
+        Ok(mut c) => {
+            c.sort();
+            Ok(c)
+        }
+        Err(zk::Error::NoNode) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `data` at `path` whatever its version, creating it (as `mode`, with
+/// persistent parents) if it does not exist. For the agents' own nodes only:
+/// anything a preview showed is written compare-and-set.
+pub async fn put(client: &zk::Client, path: &str, data: &[u8], mode: zk::CreateMode) -> Result<(), zk::Error> {
+    match client.set_data(path, data, None).await {
+        Err(zk::Error::NoNode) => {
+            parents(client, path).await?;
+            client.create(path, data, &mode.with_acls(zk::Acls::anyone_all())).await.map(drop)
+        }
+        other => other.map(drop),
+    }
+}
+
+/// Creates the persistent parents of `path` that do not exist (`mkdir -p`).
+pub async fn parents(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
+    match path.rsplit_once('/') {
+        Some((parent, _)) if !parent.is_empty() => {
+            client.mkdir(parent, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())).await
+        }
+        _ => Ok(()),
+    }
+}
+
 /// An open session.
 pub struct Session {
     rt: tokio::runtime::Runtime,
@@ -59,23 +107,12 @@ impl Session {
 
     /// The node, or `None` if it does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Node>, String> {
-        match self.rt.block_on(self.client.get_data(path)) {
-            Ok((data, stat)) => Ok(Some(Node { data, version: stat.version })),
-            Err(zk::Error::NoNode) => Ok(None),
-            Err(e) => Err(self.err("reading", path, e)),
-        }
+        self.rt.block_on(get(&self.client, path)).map_err(|e| self.err("reading", path, e))
     }
 
-    /// Children's names; empty if the node does not exist.
+    /// Children's names, sorted; empty if the node does not exist.
     pub fn children(&self, path: &str) -> Result<Vec<String>, String> {
-        match self.rt.block_on(self.client.list_children(path)) {
-            Ok(mut c) => {
-                c.sort();
-                Ok(c)
-            }
-            Err(zk::Error::NoNode) => Ok(Vec::new()),
-            Err(e) => Err(self.err("listing", path, e)),
-        }
+        self.rt.block_on(children(&self.client, path)).map_err(|e| self.err("listing", path, e))
     }
 
     /// Replaces the data only if the node is still at `version`.

@@ -199,12 +199,10 @@ async fn take_turn(
     }
     let turn = Turn { broker, sequence: sequence.to_string(), order: order.to_vec(), coordinator: host.to_string() };
     let data = serde_json::to_vec(&turn).map_err(|e| e.to_string())?;
-    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-    let written = match client.set_data(TURN, &data, None).await {
-        Err(zk::Error::NoNode) => client.create(TURN, &data, &ephemeral).await.map(drop),
-        other => other.map(drop),
-    };
-    written.map_err(|e| format!("writing {TURN} for broker {broker}: {e}"))?;
+    // Ephemeral: the turn goes with this session if this agent dies.
+    crate::zk::put(client, TURN, &data, zk::CreateMode::Ephemeral)
+        .await
+        .map_err(|e| format!("writing {TURN} for broker {broker}: {e}"))?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(c.start_timeout_secs);
     let settle = Duration::from_secs(c.settle_secs);
@@ -248,9 +246,7 @@ async fn read(client: &zk::Client) -> Result<Snapshot, String> {
 
 /// The broker's agent's report for this sequence, if it made one.
 async fn report(client: &zk::Client, broker: i32, sequence: &str) -> Result<Option<Started>, String> {
-    match client.get_data(&format!("{STARTED}/{broker}")).await {
-        Ok((data, _)) => Ok(serde_json::from_slice::<Started>(&data).ok().filter(|s| s.sequence == sequence)),
-        Err(zk::Error::NoNode) => Ok(None),
-        Err(e) => Err(format!("reading {STARTED}/{broker}: {e}")),
-    }
+    let path = format!("{STARTED}/{broker}");
+    let node = crate::zk::get(client, &path).await.map_err(|e| format!("reading {path}: {e}"))?;
+    Ok(node.and_then(|n| serde_json::from_slice::<Started>(&n.data).ok()).filter(|s| s.sequence == sequence))
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
-use super::{controller_id, ensure_parents, remember_controller, Started, Turn, AGENTS, STARTED, TURN};
+use super::{controller_id, remember_controller, Started, Turn, AGENTS, STARTED, TURN};
 use crate::actions::service;
 use crate::audit::{now_rfc3339, Audit, Lifecycle};
 use crate::config::{Config, KafkaClusterConfig};
@@ -95,8 +95,8 @@ async fn serve(
         }
         let (controller, controller_watch) = client.check_and_watch_stat("/controller").await?;
         if controller.is_some() {
-            if let Ok((data, _)) = client.get_data("/controller").await {
-                if let Some(id) = controller_id(&data) {
+            if let Some(node) = crate::zk::get(client, "/controller").await? {
+                if let Some(id) = controller_id(&node.data) {
                     if let Err(e) = remember_controller(&config.state_dir, id) {
                         tracing::warn!("{e}");
                     }
@@ -114,7 +114,7 @@ async fn serve(
 /// Creates the presence node; one left by this agent's previous session
 /// (restarted faster than the session timeout) is replaced.
 async fn announce(client: &zk::Client, path: &str, host: &str) -> Result<(), zk::Error> {
-    ensure_parents(client, path).await?;
+    crate::zk::parents(client, path).await?;
     let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     match client.create(path, host.as_bytes(), &ephemeral).await {
         Err(zk::Error::NodeExists) => {
@@ -129,13 +129,11 @@ async fn announce(client: &zk::Client, path: &str, host: &str) -> Result<(), zk:
 }
 
 async fn read_turn(client: &zk::Client) -> Result<Option<Turn>, zk::Error> {
-    match client.get_data(TURN).await {
-        Ok((data, _)) => Ok(serde_json::from_slice(&data)
+    Ok(crate::zk::get(client, TURN).await?.and_then(|node| {
+        serde_json::from_slice(&node.data)
             .map_err(|e| tracing::warn!("kafka member: {TURN} is not a turn ({e}); ignoring it"))
-            .ok()),
-        Err(zk::Error::NoNode) => Ok(None),
-        Err(e) => Err(e),
-    }
+            .ok()
+    }))
 }
 
 /// Starts the local broker (on another thread, so this session keeps
@@ -172,13 +170,5 @@ async fn take_turn(
         ),
     });
     let report = serde_json::to_vec(&Started { sequence: turn.sequence.clone(), ok, message }).unwrap_or_default();
-    let path = format!("{STARTED}/{}", turn.broker);
-    ensure_parents(client, &path).await?;
-    match client.set_data(&path, &report, None).await {
-        Err(zk::Error::NoNode) => {
-            let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-            client.create(&path, &report, &persistent).await.map(drop)
-        }
-        other => other.map(drop),
-    }
+    crate::zk::put(client, &format!("{STARTED}/{}", turn.broker), &report, zk::CreateMode::Persistent).await
 }

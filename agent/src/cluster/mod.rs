@@ -155,44 +155,17 @@ pub struct Started {
 /// Reads the snapshot. Async so a lock holder's session stays alive.
 pub async fn snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
     let ids = |names: Vec<String>| names.iter().filter_map(|n| n.parse().ok()).collect::<BTreeSet<i32>>();
-    let registered = ids(children(client, "/brokers/ids").await?);
-    let agents = ids(children(client, AGENTS).await?);
+    let registered = ids(crate::zk::children(client, "/brokers/ids").await?);
+    let agents = ids(crate::zk::children(client, AGENTS).await?);
     let partitions = zookeeper_partitions(client, |t| !t.starts_with("__")).await?;
-    let controller = match client.get_data("/controller").await {
-        Ok((data, _)) => controller_id(&data),
-        Err(zk::Error::NoNode) => None,
-        Err(e) => return Err(e),
-    };
+    let controller = crate::zk::get(client, "/controller").await?.and_then(|n| controller_id(&n.data));
     Ok(Snapshot { registered, partitions, controller, agents })
-}
-
-async fn children(client: &zk::Client, path: &str) -> Result<Vec<String>, zk::Error> {
-    match client.list_children(path).await {
-        Err(zk::Error::NoNode) => Ok(Vec::new()),
-        other => other,
-    }
 }
 
 /// `{"version":1,"brokerid":2,"timestamp":"…"}` → 2.
 pub fn controller_id(data: &[u8]) -> Option<i32> {
     let v: Value = serde_json::from_slice(data).ok()?;
     v["brokerid"].as_i64().map(|b| b as i32)
-}
-
-/// Creates the persistent parents of `path` (not `path` itself).
-pub async fn ensure_parents(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
-    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    let mut at = String::new();
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
-        at.push('/');
-        at.push_str(part);
-        match client.create(&at, b"", &persistent).await {
-            Ok(_) | Err(zk::Error::NodeExists) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// The controller the agent last saw, kept across restarts because

@@ -99,25 +99,19 @@ pub async fn zookeeper_partitions(
     client: &zookeeper_client::Client,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<PartitionLeader>, zookeeper_client::Error> {
-    use zookeeper_client::Error::NoNode;
-    let json = |r: Result<(Vec<u8>, zookeeper_client::Stat), zookeeper_client::Error>| match r {
-        Ok((data, _)) => Ok(serde_json::from_slice(&data).unwrap_or(Value::Null)),
-        Err(NoNode) => Ok(Value::Null),
-        Err(e) => Err(e),
-    };
-    let children = |r: Result<Vec<String>, zookeeper_client::Error>| match r {
-        Err(NoNode) => Ok(Vec::new()),
-        other => other,
+    use crate::zk::{children, get};
+    let json = |node: Option<crate::zk::Node>| {
+        node.and_then(|n| serde_json::from_slice::<Value>(&n.data).ok()).unwrap_or(Value::Null)
     };
     let ints = |v: &Value| -> Vec<i32> {
         v.as_array().map(|a| a.iter().filter_map(|x| x.as_i64().map(|i| i as i32)).collect()).unwrap_or_default()
     };
     let mut out = Vec::new();
-    for name in children(client.list_children("/brokers/topics").await)?.into_iter().filter(|t| wanted(t)) {
-        let assignment = json(client.get_data(&format!("/brokers/topics/{name}")).await)?;
-        for p in children(client.list_children(&format!("/brokers/topics/{name}/partitions")).await)? {
+    for name in children(client, "/brokers/topics").await?.into_iter().filter(|t| wanted(t)) {
+        let assignment = json(get(client, &format!("/brokers/topics/{name}")).await?);
+        for p in children(client, &format!("/brokers/topics/{name}/partitions")).await? {
             let Ok(partition) = p.parse::<i32>() else { continue };
-            let state = json(client.get_data(&format!("/brokers/topics/{name}/partitions/{p}/state")).await)?;
+            let state = json(get(client, &format!("/brokers/topics/{name}/partitions/{p}/state")).await?);
             out.push(PartitionLeader {
                 topic: name.clone(),
                 partition,
