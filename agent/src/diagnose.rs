@@ -169,14 +169,14 @@ fn live_checks(config: &Config, out: &mut String) {
                 let _ = writeln!(out, "  ZooKeeper: {e}");
             }
             Ok(session) => {
-                let configured = config.kafka_cluster().map(|c| c.brokers.clone()).unwrap_or_default();
+                let configured = crate::cluster::configured_brokers(config);
                 match session.block_on(crate::cluster::snapshot(&session.client())) {
                     Err(e) => {
                         let _ = writeln!(out, "  ZooKeeper {}: {e}", zk.connect);
                     }
                     Ok(s) => {
-                        let expected = s.expected(&configured);
-                        let down: Vec<String> = expected.difference(&s.registered).map(|b| b.to_string()).collect();
+                        let expected = s.expected(configured);
+                        let down: Vec<String> = s.down(configured).iter().map(|b| b.to_string()).collect();
                         let _ = writeln!(
                             out,
                             "  K4  brokers registered in ZooKeeper: {:?} of {:?}{}",

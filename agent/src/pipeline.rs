@@ -216,10 +216,10 @@ fn stall_specs(s: &crate::config::StallConfig) -> Vec<SignatureSpec> {
 /// the stall diagnosis; `None` without `[zookeeper]`.
 fn broker_registration(config: &Config) -> Option<Registration> {
     let zk = config.zookeeper.as_ref()?;
-    let configured = config.kafka_cluster().map(|c| c.brokers.clone()).unwrap_or_default();
+    let configured = crate::cluster::configured_brokers(config);
     Some(crate::zk::Session::connect(zk).and_then(|s| {
         let snap = s.block_on(crate::cluster::snapshot(&s.client())).map_err(|e| e.to_string())?;
-        Ok((snap.registered.clone(), snap.expected(&configured)))
+        Ok((snap.registered.clone(), snap.expected(configured)))
     }))
 }
 

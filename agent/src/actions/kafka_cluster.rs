@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use zookeeper_client as zk;
 
 use super::{ActionError, Preview};
-use crate::cluster::{self, Snapshot, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
+use crate::cluster::{self, ids, Snapshot, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
 use crate::config::{Config, KafkaClusterConfig};
 use crate::zk::Session;
 
@@ -24,15 +24,6 @@ fn setup<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaClusterConfig,
 
 fn last_controller(config: &Config, snap: &Snapshot) -> Option<i32> {
     snap.controller.or_else(|| cluster::last_controller(&config.state_dir))
-}
-
-fn ids(set: impl IntoIterator<Item = i32>) -> String {
-    let v: Vec<String> = set.into_iter().map(|b| b.to_string()).collect();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
 }
 
 pub fn preview(config: &Config) -> Result<Preview, ActionError> {
@@ -87,7 +78,7 @@ pub fn verify(config: &Config) -> Result<String, ActionError> {
     let doing = "checking that every Kafka broker is registered";
     let (c, zk) = setup(config, doing)?;
     let snap = zk.block_on(cluster::snapshot(&zk.client())).map_err(|e| ActionError::new(doing, e))?;
-    let down: Vec<i32> = snap.expected(&c.brokers).into_iter().filter(|b| !snap.registered.contains(b)).collect();
+    let down = snap.down(&c.brokers);
     if down.is_empty() {
         Ok(format!("brokers {} are registered", ids(snap.registered.iter().copied())))
     } else {

@@ -69,6 +69,11 @@ impl Snapshot {
         all
     }
 
+    /// The expected brokers that are not registered.
+    pub fn down(&self, configured: &[i32]) -> BTreeSet<i32> {
+        self.expected(configured).difference(&self.registered).copied().collect()
+    }
+
     /// How many partitions each broker leads in the persistent state (see
     /// the module comment for leader -1).
     pub fn leader_counts(&self) -> BTreeMap<i32, usize> {
@@ -92,8 +97,7 @@ impl Snapshot {
     /// reason for its place.
     pub fn start_order(&self, configured: &[i32], last_controller: Option<i32>) -> Vec<(i32, String)> {
         let counts = self.leader_counts();
-        let mut down: Vec<i32> =
-            self.expected(configured).into_iter().filter(|b| !self.registered.contains(b)).collect();
+        let mut down: Vec<i32> = self.down(configured).into_iter().collect();
         let led = |b: &i32| counts.get(b).copied().unwrap_or(0);
         down.sort_by_key(|b| (std::cmp::Reverse(led(b)), Some(*b) != last_controller, *b));
         let total = self.partitions.len();
@@ -160,6 +164,22 @@ pub async fn snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
     let partitions = zookeeper_partitions(client, |t| !t.starts_with("__")).await?;
     let controller = crate::zk::get(client, "/controller").await?.and_then(|n| controller_id(&n.data));
     Ok(Snapshot { registered, partitions, controller, agents })
+}
+
+/// Broker ids for people: "1, 2, 3", or "none".
+pub fn ids(set: impl IntoIterator<Item = i32>) -> String {
+    let v: Vec<String> = set.into_iter().map(|b| b.to_string()).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The cluster's brokers as configured on this host (`[kafka.cluster]
+/// brokers`); empty: every broker that holds a replica.
+pub fn configured_brokers(config: &crate::config::Config) -> &[i32] {
+    config.kafka_cluster().map_or(&[], |c| &c.brokers)
 }
 
 /// `{"version":1,"brokerid":2,"timestamp":"…"}` → 2.

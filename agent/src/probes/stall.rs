@@ -145,7 +145,10 @@ impl StallWatch {
             Some(Ok((registered, expected))) => {
                 let missing: Vec<String> = expected.difference(&registered).map(|b| b.to_string()).collect();
                 if missing.is_empty() {
-                    why.push(format!("ZooKeeper: every broker is registered ({})", join(&registered)));
+                    why.push(format!(
+                        "ZooKeeper: every broker is registered ({})",
+                        crate::cluster::ids(registered.iter().copied())
+                    ));
                 } else {
                     why.push(format!(
                         "ZooKeeper: brokers {} are not registered under /brokers/ids",
@@ -162,10 +165,6 @@ impl StallWatch {
         why.push("a broker is down: restart it (runbook C5, K4)".into());
         finding("stall_broker_down", why, vec![("down", down.join("; "))])
     }
-}
-
-fn join(ids: &BTreeSet<i32>) -> String {
-    ids.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
