@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use crate::approval::human_time;
@@ -68,9 +67,10 @@ pub fn diagnose(config: &Config, tail_bytes: u64) -> anyhow::Result<String> {
         let source = &config.sources[name];
         let (item, what) =
             WATCHED.iter().find(|(_, w, _)| w == name).map_or(("--", name.as_str()), |(i, _, what)| (*i, *what));
-        let line = match read_tail(&source.path, tail_bytes) {
+        let line = match crate::fsutil::read_tail(&source.path, tail_bytes) {
             Err(e) => format!("{item}  {what} ({name}): {} — {e}", source.path.display()),
-            Ok((bytes, age)) => {
+            Ok(tail) => {
+                let (bytes, age) = (tail.bytes, tail.modified.and_then(|t| t.elapsed().ok()));
                 let assembly = Assembly {
                     start: source.record_start,
                     max_bytes: config.limits.max_record_bytes,
@@ -97,7 +97,7 @@ pub fn diagnose(config: &Config, tail_bytes: u64) -> anyhow::Result<String> {
                 format!(
                     "{item}  {what} ({name}): {}, last written {} ago, {} finding(s) in its last {} KiB",
                     source.path.display(),
-                    age.map_or("?".into(), |a| format!("{} s", a / 1000)),
+                    age.map_or("?".into(), |a| format!("{} s", a.as_secs())),
                     seen,
                     bytes.len() >> 10
                 )
@@ -233,17 +233,6 @@ fn live_checks(config: &Config, out: &mut String) {
             }
         }
     }
-}
-
-/// The last `max` bytes of a file and how long ago it was written (ms).
-fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<(Vec<u8>, Option<i64>)> {
-    let mut f = std::fs::File::open(path)?;
-    let meta = f.metadata()?;
-    let age = meta.modified().ok().and_then(|t| t.elapsed().ok()).map(|d| d.as_millis() as i64);
-    f.seek(SeekFrom::Start(meta.len().saturating_sub(max)))?;
-    let mut bytes = Vec::new();
-    f.take(max).read_to_end(&mut bytes)?;
-    Ok((bytes, age))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Atomic file replacement: every write the agent makes goes through here.
+//! Files: atomic replacement (every write the agent makes goes through
+//! here), backups, and reading the end of a log.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -50,9 +51,47 @@ pub fn backup(path: &Path, backup_dir: &Path, contents: &[u8]) -> io::Result<Pat
     Ok(target)
 }
 
+/// The end of a file: at most `max` bytes, starting at a whole line.
+pub struct Tail {
+    pub bytes: Vec<u8>,
+    /// The file was longer than `max` (what came before was not read).
+    pub cut: bool,
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// Reads the last `max` bytes of `path`; if that cuts a line, from the next
+/// line on (a line's end is no line to match).
+pub fn read_tail(path: &Path, max: u64) -> io::Result<Tail> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    let cut = meta.len() > max;
+    f.seek(SeekFrom::Start(meta.len().saturating_sub(max)))?;
+    let mut bytes = Vec::new();
+    f.take(max).read_to_end(&mut bytes)?;
+    if cut {
+        let start = memchr::memchr(b'\n', &bytes).map_or(bytes.len(), |i| i + 1);
+        bytes.drain(..start);
+    }
+    Ok(Tail { bytes, cut, modified: meta.modified().ok() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_starts_at_a_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        fs::write(&path, "first line\nsecond line\nthird\n").unwrap();
+        let t = read_tail(&path, 16).unwrap();
+        assert!(t.cut);
+        assert_eq!(t.bytes, b"third\n", "the cut \"line\\n\" of the second line is dropped");
+        let whole = read_tail(&path, 1 << 20).unwrap();
+        assert!(!whole.cut);
+        assert_eq!(whole.bytes.len(), 29);
+    }
 
     #[test]
     fn replaces_content_and_keeps_mode() {

@@ -9,7 +9,6 @@
 //! `status.json` once a minute.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -296,12 +295,12 @@ fn recent_decisions(
 ) -> (BTreeMap<(String, String), u64>, Vec<ActionLine>) {
     let mut counts = BTreeMap::new();
     let mut actions = Vec::new();
-    let text = match tail(audit, AUDIT_TAIL) {
-        Ok((text, cut)) => {
-            if cut {
+    let text = match crate::fsutil::read_tail(audit, AUDIT_TAIL) {
+        Ok(tail) => {
+            if tail.cut {
                 notes.push(format!("only the last {} MiB of {} were read", AUDIT_TAIL >> 20, audit.display()));
             }
-            text
+            String::from_utf8_lossy(&tail.bytes).into_owned()
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (counts, actions),
         Err(e) => {
@@ -337,22 +336,6 @@ fn recent_decisions(
         *counts.entry((rule, decision)).or_default() += 1;
     }
     (counts, actions)
-}
-
-/// The last `max` bytes of a file, from the first whole line; true if cut.
-fn tail(path: &Path, max: u64) -> std::io::Result<(String, bool)> {
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    let cut = len > max;
-    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    Ok(if cut {
-        (text.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string()), true)
-    } else {
-        (text, false)
-    })
 }
 
 /// "3 s", "4 min", "2 h", "3 d".
