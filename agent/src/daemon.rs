@@ -203,6 +203,8 @@ impl Daemon {
         let quiet = Duration::from_millis(self.config.limits.record_flush_ms);
         let started = chrono::Utc::now().timestamp_millis();
         let mut last_status: Option<Instant> = None;
+        let metrics = self.pipeline.metrics().clone();
+        let mut bytes_read = metrics.bytes_read();
         let mut last_save = Instant::now();
         let mut last_tick = Instant::now();
         loop {
@@ -245,7 +247,6 @@ impl Daemon {
                 }
                 self.send_digest_if_due(started);
             }
-            let metrics = self.pipeline.metrics().clone();
             let pipeline = &mut self.pipeline;
             for f in &mut self.followers {
                 let touched = all || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
@@ -257,7 +258,9 @@ impl Daemon {
                 }
                 f.flush_if_quiet(quiet, &mut handle);
                 let read = f.take_bytes_read();
-                metrics.read(f.name(), read);
+                if read > 0 {
+                    bytes_read.inc_by(f.name(), read);
+                }
                 if all {
                     metrics.tail_lag(f.name(), f.lag_bytes());
                 }

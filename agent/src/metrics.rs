@@ -2,6 +2,7 @@
 //! listener. Cheap to update from any thread; the worker counts what flows
 //! through the pipeline, a collector thread asks Kafka for lag and leaders.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,19 +93,19 @@ impl Metrics {
         Metrics { inner: Arc::new(Inner { registry, ..inner }) }
     }
 
-    pub fn read(&self, source: &str, bytes: u64) {
-        self.inner.bytes_read.get_or_create(&vec![("source", source.to_string())]).inc_by(bytes);
+    /// Bytes read per source, for the daemon's loop.
+    pub fn bytes_read(&self) -> CounterCache {
+        CounterCache::new(&self.inner.bytes_read, "source")
     }
 
-    /// The counter of records examined for `source`; callers on the hot
-    /// path keep it (a clone counts into the same value).
-    pub fn records_of(&self, source: &str) -> Counter {
-        self.inner.records.get_or_create_owned(&vec![("source", source.to_string())])
+    /// Records examined per source, for the pipeline.
+    pub fn records(&self) -> CounterCache {
+        CounterCache::new(&self.inner.records, "source")
     }
 
-    /// The counter of `signature`'s events; as [`Metrics::records_of`].
-    pub fn events_of(&self, signature: &str) -> Counter {
-        self.inner.events.get_or_create_owned(&vec![("signature", signature.to_string())])
+    /// Events per signature, for the pipeline.
+    pub fn events(&self) -> CounterCache {
+        CounterCache::new(&self.inner.events, "signature")
     }
 
     pub fn plan(&self, rule: &str, decision: &str) {
@@ -187,6 +188,30 @@ impl Metrics {
     }
 }
 
+/// One family's counters by name, kept by their single owner so the hot
+/// path neither allocates labels nor locks the family once a name was seen.
+pub struct CounterCache {
+    family: Family<Labels, Counter>,
+    label: &'static str,
+    counters: HashMap<Arc<str>, Counter>,
+}
+
+impl CounterCache {
+    fn new(family: &Family<Labels, Counter>, label: &'static str) -> CounterCache {
+        CounterCache { family: family.clone(), label, counters: HashMap::new() }
+    }
+
+    pub fn inc_by(&mut self, name: &str, n: u64) {
+        if let Some(c) = self.counters.get(name) {
+            c.inc_by(n);
+            return;
+        }
+        let counter = self.family.get_or_create_owned(&vec![(self.label, name.to_string())]);
+        counter.inc_by(n);
+        self.counters.insert(name.into(), counter);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,8 +219,8 @@ mod tests {
     #[test]
     fn exposition_has_the_counted_values() {
         let m = Metrics::new();
-        m.records_of("kafka_server").inc();
-        m.events_of("unknown_host").inc();
+        m.records().inc_by("kafka_server", 1);
+        m.events().inc_by("unknown_host", 1);
         m.plan("k1_unknown_host", "applied");
         m.action("hosts", true);
         m.heartbeat("ix_trade", 1_700_000_000_000);

@@ -2,10 +2,9 @@
 //! audit. The daemon, `replay` and the rule tests all go through here, so
 //! what a replay shows is what the daemon would do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 use crate::actions::{Executor, Preview};
@@ -117,13 +116,6 @@ pub struct Stats {
     pub decisions: BTreeMap<String, u64>,
 }
 
-/// What [`Pipeline::count`] counts.
-#[derive(Clone, Copy)]
-enum Counted {
-    Records,
-    Events,
-}
-
 /// Everything needed to take a record through the flow.
 pub struct Pipeline {
     config: Arc<Config>,
@@ -152,9 +144,9 @@ pub struct Pipeline {
     pub stats: Stats,
     /// The same counts (and more) for Prometheus.
     metrics: crate::metrics::Metrics,
-    /// Per source and per signature counters, looked up without allocating.
-    record_counters: HashMap<Arc<str>, Counter>,
-    event_counters: HashMap<Arc<str>, Counter>,
+    /// Records per source and events per signature (of `metrics`).
+    records: crate::metrics::CounterCache,
+    events: crate::metrics::CounterCache,
     /// Heartbeats per source per minute, for `status` and the digest.
     beats: crate::report::BeatCounts,
 }
@@ -252,6 +244,7 @@ impl Pipeline {
         } else {
             Policy::persistent(config.limits.clone(), &config.state_dir)?
         };
+        let metrics = crate::metrics::Metrics::new();
         Ok(Pipeline {
             executor: Executor::new(config.clone()),
             config,
@@ -271,10 +264,10 @@ impl Pipeline {
             live_previews: true,
             host: String::new(),
             stats: Stats::default(),
-            metrics: Default::default(),
             beats: Default::default(),
-            record_counters: Default::default(),
-            event_counters: Default::default(),
+            records: metrics.records(),
+            events: metrics.events(),
+            metrics,
         })
     }
 
@@ -296,25 +289,6 @@ impl Pipeline {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
-    }
-
-    /// Counts a record of a source, or an event of a signature, without
-    /// allocating once the counter is known.
-    fn count(&mut self, kind: Counted, name: &Arc<str>) {
-        let (map, metrics) = match kind {
-            Counted::Records => (&mut self.record_counters, &self.metrics),
-            Counted::Events => (&mut self.event_counters, &self.metrics),
-        };
-        if let Some(c) = map.get(&**name) {
-            c.inc();
-            return;
-        }
-        let counter = match kind {
-            Counted::Records => metrics.records_of(name),
-            Counted::Events => metrics.events_of(name),
-        };
-        counter.inc();
-        map.insert(name.clone(), counter);
     }
 
     pub fn beats(&self) -> &crate::report::BeatCounts {
@@ -346,7 +320,7 @@ impl Pipeline {
     /// Takes one record through the flow; returns what was decided.
     pub fn handle(&mut self, record: &Record) -> Vec<Outcome> {
         self.stats.records += 1;
-        self.count(Counted::Records, &record.source);
+        self.records.inc_by(&record.source, 1);
         self.matches.clear();
         self.matcher.matches(record, &mut self.matches);
         if self.matches.is_empty() {
@@ -357,7 +331,7 @@ impl Pipeline {
         let matches = std::mem::take(&mut self.matches);
         for m in &matches {
             self.stats.events += 1;
-            self.count(Counted::Events, &m.signature);
+            self.events.inc_by(&m.signature, 1);
             if &*m.signature == HEARTBEAT {
                 if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
                     watch.beat(source, at);
@@ -368,10 +342,10 @@ impl Pipeline {
                     stall.signal(Signal::Consumed, at);
                 }
             }
-            if let (Some(stall), Some((_, signal))) =
-                (&mut self.stall, STALL_SIGNALS.iter().find(|(name, _)| *name == &*m.signature))
-            {
-                stall.signal(*signal, at);
+            if let Some(stall) = &mut self.stall {
+                if let Some((_, signal)) = STALL_SIGNALS.iter().find(|(name, _)| *name == &*m.signature) {
+                    stall.signal(*signal, at);
+                }
             }
             self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
