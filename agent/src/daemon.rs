@@ -203,6 +203,7 @@ impl Daemon {
         let quiet = Duration::from_millis(self.config.limits.record_flush_ms);
         let started = chrono::Utc::now().timestamp_millis();
         let mut last_status: Option<Instant> = None;
+        let mut digest_sent = self.last_digest();
         let metrics = self.pipeline.metrics().clone();
         let mut bytes_read = metrics.bytes_read();
         let mut last_save = Instant::now();
@@ -245,7 +246,7 @@ impl Daemon {
                     self.write_status(started);
                     last_status = Some(Instant::now());
                 }
-                self.send_digest_if_due(started);
+                self.send_digest_if_due(started, &mut digest_sent);
             }
             let pipeline = &mut self.pipeline;
             for f in &mut self.followers {
@@ -302,17 +303,26 @@ impl Daemon {
         }
     }
 
-    /// Mails the day's report once a day at `[digest] at` (local time).
-    fn send_digest_if_due(&self, started: i64) {
-        let (Some(digest), Some(outbox)) = (&self.config.digest, self.pipeline.outbox()) else { return };
-        let Ok(at) = digest.time() else { return };
-        let state = self.config.state_dir.join("digest.json");
-        let last: Option<DigestState> = read_json(&state).unwrap_or_else(|e| {
+    fn digest_file(&self) -> PathBuf {
+        self.config.state_dir.join("digest.json")
+    }
+
+    /// The day the digest was last sent, as remembered across restarts.
+    fn last_digest(&self) -> Option<chrono::NaiveDate> {
+        let last: Option<DigestState> = read_json(&self.digest_file()).unwrap_or_else(|e| {
             tracing::warn!("{e}");
             None
         });
+        last.map(|l| l.last)
+    }
+
+    /// Mails the day's report once a day at `[digest] at` (local time);
+    /// `sent` is the day it last went out.
+    fn send_digest_if_due(&self, started: i64, sent: &mut Option<chrono::NaiveDate>) {
+        let (Some(digest), Some(outbox)) = (&self.config.digest, self.pipeline.outbox()) else { return };
+        let Ok(at) = digest.time() else { return };
         let now = chrono::Local::now();
-        if !digest_due(at, last.map(|l| l.last), now.naive_local()) {
+        if !digest_due(at, *sent, now.naive_local()) {
             return;
         }
         self.write_status(started);
@@ -350,8 +360,9 @@ impl Daemon {
         };
         match outbox.enqueue(&mail) {
             Ok(()) => {
-                if let Err(e) = write_json_atomic(&state, &DigestState { last: now.date_naive() }) {
-                    tracing::error!("{e}; the digest may be sent again");
+                *sent = Some(now.date_naive());
+                if let Err(e) = write_json_atomic(&self.digest_file(), &DigestState { last: now.date_naive() }) {
+                    tracing::error!("{e}; after a restart the digest may be sent again");
                 }
             }
             Err(e) => tracing::error!("queueing the daily digest: {e}"),
