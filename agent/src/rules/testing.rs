@@ -215,23 +215,12 @@ fn run_probe_case(
 /// The case says this host's broker is in a coordinated cluster
 /// (`kafka_cluster: true`); the test configuration may not be.
 fn in_a_cluster(config: &Config) -> Config {
+    // Parsed, so every other setting keeps the configuration's defaults.
+    let defaults: crate::config::KafkaConfig =
+        toml::from_str("bootstrap_servers = \"127.0.0.1:9092\"\n[cluster]\nbroker_id = 1\n").expect("a valid [kafka]");
     let mut config = config.clone();
-    let kafka = config.kafka.get_or_insert_with(|| crate::config::KafkaConfig {
-        bootstrap_servers: "127.0.0.1:9092".into(),
-        topics: Vec::new(),
-        group: None,
-        timeout_secs: 10,
-        drain_timeout_secs: 1800,
-        cluster: None,
-    });
-    kafka.cluster.get_or_insert_with(|| crate::config::KafkaClusterConfig {
-        broker_id: 1,
-        service: "kafka".into(),
-        brokers: Vec::new(),
-        settle_secs: 30,
-        start_timeout_secs: 300,
-        lock_wait_secs: 1800,
-    });
+    let kafka = config.kafka.get_or_insert_with(|| defaults.clone());
+    kafka.cluster = kafka.cluster.take().or(defaults.cluster);
     config
 }
 
