@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Checks a built pipemedic .deb without installing it on this machine:
-# its control data (conffile, maintainer scripts), its contents, and — in a
-# throwaway root it is unpacked into — that the shipped binary loads the
-# shipped configuration, rules and playbooks and passes the rules' own
-# tests, that systemd accepts the unit and logrotate its configuration.
+# Checks a built pipemedic .deb without installing it (no root needed): its
+# control data (conffile, maintainer scripts), its contents and modes, the
+# unit's KillMode and that logrotate accepts its configuration. That the
+# installed package works — configuration and rules load, systemd accepts the
+# unit, the agent runs, upgrade, removal — is install-test.sh's part.
 #
 #   packaging/check-deb.sh target/debian/pipemedic_*.deb
 set -euo pipefail
@@ -34,21 +34,7 @@ done
 [ "$(stat -c %a "$fs/etc/pipemedic/pipemedic.toml")" = 640 ] || fail "the configuration is not mode 0640"
 grep -qx 'dry_run = true' "$fs/etc/pipemedic/pipemedic.toml" || fail "the shipped configuration is not dry-run"
 
-# The shipped configuration, pointed into the throwaway root.
-sed -e "s|/usr/share/pipemedic|$fs/usr/share/pipemedic|g" -e "s|/etc/pipemedic|$fs/etc/pipemedic|g" \
-    -e "s|/var/lib/pipemedic|$root/state|g" "$fs/etc/pipemedic/pipemedic.toml" > "$root/pipemedic.toml"
-"$fs/usr/bin/pipemedic" check --config "$root/pipemedic.toml" | tee "$root/check.out"
-grep -q ' 0 failed, ' "$root/check.out" || fail "a shipped rule failed to load"
-grep -q 'playbook(s) compiled, 0 failed' "$root/check.out" || fail "a shipped playbook failed to compile"
-"$fs/usr/bin/pipemedic" test --config "$root/pipemedic.toml" | tail -1 | grep -q ' passed, 0 failed' \
-    || fail "the shipped rules' tests fail with the shipped configuration"
-
-# systemd checks that ExecStart exists: verify a copy pointing at the unpacked binary.
-sed "s|/usr/bin/pipemedic|$fs/usr/bin/pipemedic|g" "$fs/usr/lib/systemd/system/pipemedic.service" \
-    > "$root/pipemedic.service"
-out=$(systemd-analyze verify "$root/pipemedic.service" 2>&1 | grep -v 'sysinit.target\|Failed to create' || true)
-[ -z "$out" ] || fail "systemd-analyze verify: $out"
-grep -qx 'KillMode=process' "$root/pipemedic.service" || fail "the unit would signal the services the agent started"
+grep -qx 'KillMode=process' "$fs/usr/lib/systemd/system/pipemedic.service" || fail "the unit would signal the services the agent started"
 
 logrotate --debug --state "$root/logrotate.state" "$fs/etc/logrotate.d/pipemedic" >/dev/null 2>"$root/logrotate.err" \
     || fail "logrotate rejects its configuration: $(cat "$root/logrotate.err")"
