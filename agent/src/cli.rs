@@ -209,7 +209,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn status(path: &Path, day: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let window = if day { crate::report::DIGEST_WINDOW } else { 3_600_000 };
+    let window = if day { crate::report::DIGEST_WINDOW } else { crate::report::HOUR };
     let report = crate::report::Report::gather(&config, chrono::Utc::now().timestamp_millis(), window);
     print!("{}", report.render(&config));
     Ok(ExitCode::SUCCESS)

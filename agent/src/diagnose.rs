@@ -117,9 +117,9 @@ pub fn diagnose(config: &Config, tail_bytes: u64) -> anyhow::Result<String> {
                 let _ = writeln!(out, " none from any source  <- the pipeline is not delivering (C5, N1–N4)");
             }
             Some(end) => {
-                let end = end + 60_000;
+                let end = end + crate::report::MINUTE;
                 for s in &h.expected {
-                    let n = beats.between(s, end - 3_600_000, end);
+                    let n = beats.between(s, end - crate::report::HOUR, end);
                     let _ = write!(out, " {s} {n}{}", if n < 58 { " <- missing" } else { "" });
                 }
                 let _ = writeln!(out);

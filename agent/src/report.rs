@@ -18,8 +18,8 @@ use crate::approval::{human_time, Approval, ApprovalState, ApprovalStore};
 use crate::config::Config;
 use crate::state::{read_json, write_json_atomic, StateError};
 
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 60 * MINUTE;
+pub const MINUTE: i64 = 60_000;
+pub const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 /// How much of the audit journal's end is read for a report.
 const AUDIT_TAIL: u64 = 16 << 20;
