@@ -279,8 +279,24 @@ record_flush_ms = 200
 }
 
 /// A port nobody listens on right now.
+/// A loopback port nothing listens on, for a server a test starts later.
+/// Taken below the kernel's ephemeral range (32768 and up): a port from
+/// there can become the source port of any outgoing connection between
+/// being chosen and being bound, which made SMTP's bind fail now and then.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20000;
+    const SPAN: u16 = 12000;
+    // Each test binary starts elsewhere in the range; threads share the counter.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, (std::process::id() % SPAN as u32) as u16 + 1, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
 }
 
 pub const SERVER_PROPERTIES: &str = "broker.id=1\nlog.retention.hours=168\n";
