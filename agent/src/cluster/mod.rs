@@ -38,7 +38,6 @@ use zookeeper_client as zk;
 
 use crate::probes::kafka::{zookeeper_partitions, PartitionLeader};
 
-pub const ROOT: &str = "/pipemedic/kafka";
 pub const AGENTS: &str = "/pipemedic/kafka/agents";
 pub const LOCK_DIR: &str = "/pipemedic/kafka/lock";
 pub const TURN: &str = "/pipemedic/kafka/turn";

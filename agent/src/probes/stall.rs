@@ -51,10 +51,6 @@ impl StallWatch {
         StallWatch { config, started: None, diagnosed: false, consumed: None, error: None, parse: None, broker: None }
     }
 
-    pub fn config(&self) -> &StallConfig {
-        &self.config
-    }
-
     pub fn signal(&mut self, signal: Signal, at: i64) {
         let latest = |slot: &mut Option<i64>| *slot = Some(slot.map_or(at, |t| t.max(at)));
         match signal {
