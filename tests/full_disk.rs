@@ -15,7 +15,7 @@ impl Mount {
     fn tmpfs(path: std::path::PathBuf, size: &str) -> Mount {
         std::fs::create_dir_all(&path).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
             .arg(&path)
             .output()
             .unwrap();

@@ -7,7 +7,7 @@
 //! failure goes to the agent's log.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -75,7 +75,7 @@ impl Journal {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            self.file = Some(OpenOptions::new().create(true).append(true).open(path)?);
+            self.file = Some(crate::fsutil::open_append(path)?);
         }
         let file = self.file.as_mut().expect("opened above");
         while let Some(line) = self.backlog.front() {

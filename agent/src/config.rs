@@ -595,6 +595,8 @@ pub struct Limits {
     pub breaker_window_secs: u64,
     /// Rhai operation budget per rule call.
     pub rule_max_operations: u64,
+    /// Time budget per rule call, in milliseconds.
+    pub rule_max_ms: u64,
 }
 
 impl Default for Limits {
@@ -608,7 +610,14 @@ impl Default for Limits {
             breaker_threshold: 3,
             breaker_window_secs: 3600,
             rule_max_operations: 200_000,
+            rule_max_ms: 500,
         }
+    }
+}
+
+impl Limits {
+    pub fn rule_max_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.rule_max_ms)
     }
 }
 
@@ -617,7 +626,12 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Every path the configuration names is made absolute from here: the
+        // checkpoints and inotify's events name files by absolute path, and
+        // `--config x.toml` and `--config /etc/x.toml` must mean the same files.
+        let absolute =
+            std::path::absolute(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, path, &base)
     }
 
@@ -692,6 +706,11 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
+        // 0 would mean "unlimited" to the engine: a rule could then hold the
+        // worker for ever.
+        if self.limits.rule_max_operations == 0 || self.limits.rule_max_ms == 0 {
+            return Err("[limits] rule_max_operations and rule_max_ms must be at least 1 (0 would be unlimited)".into());
+        }
         for name in self.sources.keys() {
             Name::parse("source name", name).map_err(|e| format!("[sources.{name}]: {e}"))?;
         }

@@ -62,6 +62,8 @@ pub struct Daemon {
     wake_rx: Receiver<Wake>,
     /// The approval endpoint to start, if approvals are configured.
     web: Option<(std::net::SocketAddr, Signer)>,
+    /// This daemon's hold on its state directory.
+    _lock: crate::state::StateLock,
 }
 
 impl Daemon {
@@ -70,6 +72,7 @@ impl Daemon {
     pub fn new(config: Config) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+        let lock = crate::state::lock(&config.state_dir)?;
         let config = Arc::new(config);
         let audit = Audit::open(&config.state_dir);
         let (mut rules, mut errors) = RuleSet::load(&config);
@@ -114,7 +117,7 @@ impl Daemon {
             })
             .collect();
         let (wake_tx, wake_rx) = mpsc::channel();
-        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx, web })
+        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx, web, _lock: lock })
     }
 
     /// A handle that stops the daemon when sent [`Wake::Shutdown`].

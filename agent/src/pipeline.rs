@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::actions::{Executor, Preview};
+use crate::actions::{Executor, Guard, Preview};
 use crate::approval::mail::{approval_mail, Links, Outbox};
 use crate::approval::token::{random_hex, Signer};
 use crate::approval::{
@@ -65,6 +65,10 @@ pub enum Decision {
     AwaitingApproval,
     /// The rule itself failed at run time.
     RuleError,
+    /// The record was written by a service while the agent itself was
+    /// stopping or starting it, and the plan would act on that service again:
+    /// the agent does not react to its own actions.
+    OwnAction,
 }
 
 /// One step's part in an outcome.
@@ -116,8 +120,24 @@ pub struct Stats {
     pub decisions: BTreeMap<String, u64>,
 }
 
+/// The bytes the sources' files grew by while the agent itself stopped or
+/// started services: lines in there were caused by the agent.
+#[derive(Debug, Clone)]
+struct OwnWindow {
+    file: std::path::PathBuf,
+    from: u64,
+    to: u64,
+    services: Vec<String>,
+    what: String,
+}
+
+/// How many windows are remembered (the oldest go first).
+const OWN_WINDOWS: usize = 64;
+
 /// Everything needed to take a record through the flow.
 pub struct Pipeline {
+    /// Where the agent's own service actions made the logs grow.
+    own: std::collections::VecDeque<OwnWindow>,
     config: Arc<Config>,
     matcher: Matcher,
     rules: RuleSet,
@@ -262,6 +282,7 @@ impl Pipeline {
             heartbeat,
             stall,
             live_previews: true,
+            own: Default::default(),
             host: String::new(),
             stats: Stats::default(),
             beats: Default::default(),
@@ -522,26 +543,35 @@ impl Pipeline {
             out.decision = Decision::Benign;
             return;
         }
-        let mut previews: Vec<Preview> = Vec::with_capacity(plan.steps.len());
-        for (i, step) in plan.steps.iter().enumerate() {
-            if !self.live_previews {
-                let text = "not computed (replay without --previews)".to_string();
-                out.steps[i].preview = Some(text.clone());
-                previews.push(Preview { text, noop: false, guard: Default::default() });
-                continue;
-            }
-            match self.executor.preview(step) {
-                Ok(p) => {
-                    out.steps[i].preview = Some(p.text.clone());
-                    out.steps[i].noop = p.noop;
-                    previews.push(p);
-                }
-                Err(e) => {
-                    out.decision = Decision::Failed;
-                    out.reason = Some(format!("preview of step {} failed: {e}", i + 1));
-                    return;
-                }
-            }
+        let (previews, failed) = if self.live_previews {
+            self.executor.preview_plan(&plan.steps)
+        } else {
+            let text = "not computed (replay without --previews)".to_string();
+            (
+                plan.steps
+                    .iter()
+                    .map(|_| Preview { text: text.clone(), noop: false, guard: Default::default() })
+                    .collect(),
+                None,
+            )
+        };
+        for (step, p) in out.steps.iter_mut().zip(&previews) {
+            step.preview = Some(p.text.clone());
+            step.noop = p.noop;
+        }
+        if let Some((i, e)) = failed {
+            out.decision = Decision::Failed;
+            out.reason = Some(format!("preview of step {} failed: {e}", i + 1));
+            return;
+        }
+        if let Some(w) = self.own_window(event, plan) {
+            out.decision = Decision::OwnAction;
+            out.reason = Some(format!(
+                "this record was written while pipemedic itself was acting on {} ({}); not acting on it again",
+                w.services.join(", "),
+                w.what
+            ));
+            return;
         }
         let noop: Vec<bool> = previews.iter().map(|p| p.noop).collect();
         match self.policy.decide(plan, &noop, now) {
@@ -579,7 +609,7 @@ impl Pipeline {
                     let subject =
                         format!("[pipemedic] {}: {} stopped repeating a fix", self.host, plan.runbook.join(", "));
                     let text = format!("{}\n\n{why}\n\nWhat kept happening:\n{}\n", plan.summary, out.record);
-                    let mailed = outbox.notify(&format!("circuit:{}", plan.breaker_key()), &subject, &text);
+                    let mailed = outbox.notify(&format!("circuit:{}", plan.changes().join(",")), &subject, &text);
                     out.reason = Some(format!("{why} ({mailed})"));
                 } else {
                     out.reason = Some(why);
@@ -606,6 +636,35 @@ impl Pipeline {
             out.reason = Some(format!("not applying, the policy history cannot be saved: {e}"));
             return;
         }
+        let services: Vec<String> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Service { service, .. } => Some(service.to_string()),
+                _ => None,
+            })
+            .collect();
+        let sizes_before = (!services.is_empty()).then(|| self.source_sizes());
+        self.apply_steps(plan, previews, out);
+        if let Some(before) = sizes_before {
+            self.remember_own_window(before, services, plan);
+        }
+        if out.decision != Decision::Applied {
+            return;
+        }
+        // Canal's positions were rewritten: every source must beat again.
+        let canal = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::CanalRewind | Step::CanalNewBinlog { .. } | Step::CanalReset { .. }));
+        if let (true, Some(watch)) = (canal, &mut self.heartbeat) {
+            watch.expect_back(now, &format!("{} ({})", plan.summary, plan.runbook.join(", ")));
+        }
+    }
+
+    /// Applies and verifies each step in order; at the first failure, rolls
+    /// back what can be rolled back and stops.
+    fn apply_steps(&mut self, plan: &Plan, previews: &[Preview], out: &mut Outcome) {
         for (i, (step, preview)) in plan.steps.iter().zip(previews).enumerate() {
             // A service step's preview describes the process as it was before
             // the plan's earlier steps ran (a start after a stop in the same
@@ -622,19 +681,88 @@ impl Pipeline {
                 Err(e) => {
                     out.steps[i].result = Some(format!("failed: {e}"));
                     out.decision = Decision::Failed;
-                    out.reason = Some(format!("step {} failed, later steps not run: {e}", i + 1));
+                    let rolled = self.roll_back(&plan.steps[..=i], &previews[..=i], out);
+                    out.reason = Some(format!("step {} failed, later steps not run: {e}; {rolled}", i + 1));
                     return;
                 }
             }
         }
         out.decision = Decision::Applied;
-        // Canal's positions were rewritten: every source must beat again.
-        let canal = plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::CanalRewind | Step::CanalNewBinlog { .. } | Step::CanalReset { .. }));
-        if let (true, Some(watch)) = (canal, &mut self.heartbeat) {
-            watch.expect_back(now, &format!("{} ({})", plan.summary, plan.runbook.join(", ")));
+    }
+
+    /// Each source file's size now.
+    fn source_sizes(&self) -> Vec<(std::path::PathBuf, u64)> {
+        self.config
+            .sources
+            .values()
+            .filter_map(|s| std::fs::metadata(&s.path).ok().map(|m| (s.path.clone(), m.len())))
+            .collect()
+    }
+
+    /// Remembers what the logs gained while the plan's service steps ran.
+    fn remember_own_window(&mut self, before: Vec<(std::path::PathBuf, u64)>, services: Vec<String>, plan: &Plan) {
+        for (file, to) in self.source_sizes() {
+            let from = before.iter().find(|(f, _)| *f == file).map_or(0, |(_, n)| *n);
+            if to > from {
+                if self.own.len() == OWN_WINDOWS {
+                    self.own.pop_front();
+                }
+                let what = format!("{}: {}", plan.rule, plan.summary);
+                self.own.push_back(OwnWindow { file, from, to, services: services.clone(), what });
+            }
+        }
+    }
+
+    /// The window of the agent's own action that `event`'s record lies in,
+    /// if the plan would act on a service that window was about.
+    fn own_window(&self, event: &Event, plan: &Plan) -> Option<&OwnWindow> {
+        let touches = |w: &OwnWindow| {
+            plan.steps
+                .iter()
+                .any(|s| matches!(s, Step::Service { service, .. } if w.services.iter().any(|x| x == service.as_str())))
+        };
+        self.own.iter().find(|w| *w.file == *event.file && (w.from..w.to).contains(&event.offset) && touches(w))
+    }
+}
+
+impl Pipeline {
+    /// Puts back what the plan's steps up to the failed one changed, newest
+    /// first, so that a plan is applied whole or not at all where that can
+    /// be done: file edits are restored from what they replaced. Steps that
+    /// cannot be undone (a restart, a mail) are named. Each step's result
+    /// says what happened to it; the return value sums it up.
+    fn roll_back(&self, steps: &[Step], previews: &[Preview], out: &mut Outcome) -> String {
+        let mut restored = Vec::new();
+        let mut kept = Vec::new();
+        for (i, (step, preview)) in steps.iter().zip(previews).enumerate().rev() {
+            let Some(undo) = self.executor.undo(preview) else {
+                if !preview.noop && i + 1 < steps.len() && !matches!(preview.guard, Guard::FileEdit { .. }) {
+                    kept.push(format!("step {} ({} {}) cannot be undone", i + 1, step.action(), step.target()));
+                }
+                continue;
+            };
+            let note = match undo {
+                Ok(done) => {
+                    restored.push(format!("step {}", i + 1));
+                    format!("rolled back: {done}")
+                }
+                Err(e) => {
+                    kept.push(format!("step {} could not be rolled back: {e}", i + 1));
+                    format!("NOT rolled back: {e}")
+                }
+            };
+            let result = out.steps[i].result.get_or_insert_with(String::new);
+            result.push_str(if result.is_empty() { "" } else { "; " });
+            result.push_str(&note);
+        }
+        match (restored.is_empty(), kept.is_empty()) {
+            (true, true) => "nothing had been changed".into(),
+            (false, true) => format!("rolled back {}", restored.join(", ")),
+            (_, false) => format!(
+                "rolled back {}; {}",
+                if restored.is_empty() { "nothing".to_string() } else { restored.join(", ") },
+                kept.join("; ")
+            ),
         }
     }
 }
@@ -853,26 +981,19 @@ impl Pipeline {
             self.finish_approval(a, out);
             return;
         }
-        let mut previews = Vec::with_capacity(a.steps.len());
-        let mut changed = None;
-        for (i, s) in a.steps.iter().enumerate() {
-            match self.executor.preview(&s.step) {
-                Ok(p) if p.text == s.preview && p.depends_on() == s.depends_on => previews.push(p),
-                Ok(p) => {
-                    changed = Some(format!(
-                        "step {} changed since the mail: it was\n{}\nand is now\n{}",
-                        i + 1,
-                        s.preview,
-                        p.text
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    changed = Some(format!("step {} can no longer be previewed: {e}", i + 1));
-                    break;
-                }
-            }
-        }
+        let steps: Vec<Step> = a.steps.iter().map(|s| s.step.clone()).collect();
+        let (previews, failed) = self.executor.preview_plan(&steps);
+        let changed = a
+            .steps
+            .iter()
+            .zip(&previews)
+            .enumerate()
+            .find_map(|(i, (s, p))| {
+                (p.text != s.preview || p.depends_on() != s.depends_on).then(|| {
+                    format!("step {} changed since the mail: it was\n{}\nand is now\n{}", i + 1, s.preview, p.text)
+                })
+            })
+            .or_else(|| failed.map(|(i, e)| format!("step {} can no longer be previewed: {e}", i + 1)));
         if let Some(why) = changed {
             a.state = ApprovalState::Superseded;
             // Ask the rule again, as if the event happened now.

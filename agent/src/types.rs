@@ -106,6 +106,30 @@ pub fn parse_ipv4(input: &str) -> Result<Ipv4Addr, InvalidValue> {
         .map_err(|_| InvalidValue::new("IPv4 address", input, "expected four decimal octets like 10.98.2.33"))
 }
 
+/// An address another host (a Kafka broker) can have: a unicast address,
+/// not this host's loopback, not "any", not broadcast, multicast, link-local
+/// (where cloud metadata services live) or reserved. A hosts entry with one
+/// of those would point a name at nothing or at the wrong machine.
+pub fn parse_host_address(input: &str) -> Result<Ipv4Addr, InvalidValue> {
+    let ip = parse_ipv4(input)?;
+    let why = if ip.is_unspecified() {
+        "0.0.0.0 is no host's address"
+    } else if ip.is_loopback() {
+        "a loopback address is this host, not a broker elsewhere"
+    } else if ip.is_broadcast() {
+        "255.255.255.255 is the broadcast address"
+    } else if ip.is_multicast() {
+        "a multicast address is no host's address"
+    } else if ip.is_link_local() {
+        "a link-local address (169.254.x.x) is no broker's address"
+    } else if ip.octets()[0] >= 240 || ip.octets()[0] == 0 {
+        "a reserved address is no host's address"
+    } else {
+        return Ok(ip);
+    };
+    Err(InvalidValue::new("host address", input, why))
+}
+
 validated_string!(
     /// A name from the configuration or a rule: a source, a service, a
     /// properties file, a signature. ASCII letters, digits, `_` and `-`, at most
@@ -197,6 +221,26 @@ impl SqlIdent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_no_broker_can_have_are_refused() {
+        for bad in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "127.1.2.3",
+            "224.0.0.1",
+            "239.1.1.1",
+            "169.254.169.254",
+            "240.0.0.1",
+            "0.1.2.3",
+        ] {
+            assert!(parse_host_address(bad).is_err(), "{bad} accepted");
+        }
+        for good in ["10.98.2.33", "172.16.0.1", "192.168.1.10", "8.8.8.8"] {
+            assert!(parse_host_address(good).is_ok(), "{good} refused");
+        }
+    }
 
     #[test]
     fn host_names_from_k1_are_accepted() {

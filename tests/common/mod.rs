@@ -192,10 +192,18 @@ record_flush_ms = 200
 
     /// Starts the agent and waits until it follows its sources.
     pub fn start_agent(&mut self) {
+        let config = self.config();
+        self.start_agent_as(Path::new("/"), config.to_str().unwrap());
+    }
+
+    /// Starts the agent in `cwd` with `--config CONFIG` as given (a relative
+    /// path, say) and waits until it follows its sources.
+    pub fn start_agent_as(&mut self, cwd: &Path, config: &str) {
         let before = self.audit_of_kind("started").len();
         let stderr = OpenOptions::new().create(true).append(true).open(self.path("agent.stderr")).unwrap();
         let child = Command::new(BIN)
-            .args(["run", "--config", self.config().to_str().unwrap()])
+            .current_dir(cwd)
+            .args(["run", "--config", config])
             .env("PIPEMEDIC_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -227,6 +235,17 @@ record_flush_ms = 200
         let mut child = self.agent.take().expect("agent running");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    pub fn agent_pid(&self) -> u32 {
+        self.agent.as_ref().expect("agent running").id()
+    }
+
+    /// Rewrites the configuration (before `start_agent`).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        assert!(text.contains(from), "the configuration has no {from:?}");
+        std::fs::write(self.config(), text.replacen(from, to, 1)).unwrap();
     }
 
     pub fn stderr(&self) -> String {

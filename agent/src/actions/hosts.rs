@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::{apply_file_edit, read_for_edit, sha256_hex, ActionError, Guard, Preview};
+use super::{apply_file_edit, read_for_edit, sha256_hex, ActionError, Guard, Preview, Staged};
 use crate::types::HostName;
 
 /// What the hosts file says about `host`.
@@ -42,9 +42,9 @@ fn doing(path: &Path, host: &HostName, ip: Ipv4Addr) -> String {
     format!("mapping {host} to {ip} in {}", path.display())
 }
 
-pub fn preview(path: &Path, host: &HostName, ip: Ipv4Addr) -> Result<Preview, ActionError> {
+pub fn preview(path: &Path, host: &HostName, ip: Ipv4Addr, staged: &Staged) -> Result<Preview, ActionError> {
     let doing = doing(path, host, ip);
-    let bytes = read_for_edit(path, &doing)?;
+    let bytes = staged.read(path, &doing)?;
     let content = String::from_utf8_lossy(&bytes);
     match classify(&content, host, ip) {
         Mapping::Same => Ok(Preview {
@@ -68,7 +68,7 @@ pub fn preview(path: &Path, host: &HostName, ip: Ipv4Addr) -> Result<Preview, Ac
             Ok(Preview {
                 text: format!("--- {p}\n+++ {p}\n+{}", entry_line(host, ip).trim_end(), p = path.display()),
                 noop: false,
-                guard: Guard::FileEdit { path: path.to_path_buf(), sha256: sha256_hex(&bytes), new },
+                guard: Guard::FileEdit { path: path.to_path_buf(), sha256: sha256_hex(&bytes), old: bytes, new },
             })
         }
     }
@@ -109,7 +109,7 @@ mod tests {
         let original = "127.0.0.1\tlocalhost\n# comment kept\n::1 ip6-localhost";
         std::fs::write(&p, original).unwrap();
         let (h, ip) = (host("ip-10.98.2.33"), "10.98.2.33".parse().unwrap());
-        let pv = preview(&p, &h, ip).unwrap();
+        let pv = preview(&p, &h, ip, &Staged::default()).unwrap();
         assert!(!pv.noop);
         assert!(pv.text.contains("+10.98.2.33\tip-10.98.2.33"));
         apply(&p, &h, ip, &pv, &dir.path().join("b")).unwrap();
@@ -117,7 +117,7 @@ mod tests {
         assert!(after.starts_with(original));
         assert_eq!(after.matches("ip-10.98.2.33").count(), 1);
         verify(&p, &h, ip).unwrap();
-        assert!(preview(&p, &h, ip).unwrap().noop, "second time is a no-op");
+        assert!(preview(&p, &h, ip, &Staged::default()).unwrap().noop, "second time is a no-op");
     }
 
     #[test]
@@ -125,7 +125,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hosts");
         std::fs::write(&p, "10.0.0.1 ip-10.98.2.33\n").unwrap();
-        let err = preview(&p, &host("ip-10.98.2.33"), "10.98.2.33".parse().unwrap()).unwrap_err();
+        let err = preview(&p, &host("ip-10.98.2.33"), "10.98.2.33".parse().unwrap(), &Staged::default()).unwrap_err();
         assert!(err.to_string().contains("already maps"), "{err}");
     }
 
@@ -135,7 +135,7 @@ mod tests {
         let p = dir.path().join("hosts");
         std::fs::write(&p, "127.0.0.1 localhost\n").unwrap();
         let (h, ip) = (host("ip-1.2.3.4"), "1.2.3.4".parse().unwrap());
-        let pv = preview(&p, &h, ip).unwrap();
+        let pv = preview(&p, &h, ip, &Staged::default()).unwrap();
         std::fs::write(&p, "127.0.0.1 localhost\n10.1.1.1 other\n").unwrap();
         assert!(apply(&p, &h, ip, &pv, &dir.path().join("b")).is_err());
     }

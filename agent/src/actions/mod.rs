@@ -14,7 +14,8 @@ pub mod probe;
 pub mod properties;
 pub mod service;
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -68,11 +69,42 @@ pub enum Guard {
     None,
     /// A file edit: the file's SHA-256 (hex) when previewed, and the full new
     /// content the preview showed the diff of. Apply writes exactly this, and
-    /// only if the file still hashes the same.
-    FileEdit { path: PathBuf, sha256: String, new: Vec<u8> },
+    /// only if the file still hashes the same. `old` is what the edit
+    /// replaces, kept to roll the edit back if a later step of its plan fails.
+    FileEdit { path: PathBuf, sha256: String, old: Vec<u8>, new: Vec<u8> },
     /// ZooKeeper nodes and the versions the preview read; writes are
     /// compare-and-set on exactly these.
     ZkVersions(Vec<(String, i32)>),
+}
+
+/// The files a plan's earlier steps will have written by the time a later
+/// step runs: each step is previewed against the state the previous ones
+/// leave (two edits of one file chain instead of the second failing its
+/// guard after the first applied).
+#[derive(Default)]
+pub struct Staged {
+    files: HashMap<PathBuf, Vec<u8>>,
+}
+
+impl Staged {
+    /// One key per file, however the configuration spells its path.
+    fn key(path: &Path) -> PathBuf {
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    }
+
+    /// The content a step will find: an earlier step's edit, or the file.
+    pub(crate) fn read(&self, path: &Path, doing: &str) -> Result<Vec<u8>, ActionError> {
+        match self.files.get(&Self::key(path)) {
+            Some(bytes) => Ok(bytes.clone()),
+            None => read_for_edit(path, doing),
+        }
+    }
+
+    fn record(&mut self, preview: &Preview) {
+        if let Guard::FileEdit { path, new, .. } = &preview.guard {
+            self.files.insert(Self::key(path), new.clone());
+        }
+    }
 }
 
 /// Runs steps against the configured world.
@@ -96,20 +128,41 @@ impl Executor {
         self.config.state_dir.join("backups")
     }
 
-    /// Computes the step's preview. Reads only.
-    pub fn preview(&self, step: &Step) -> Result<Preview, ActionError> {
+    /// Computes every step's preview in order, each against the state the
+    /// steps before it leave. Reads only. Stops at the first step that cannot
+    /// be previewed: its index (from 0) and why, after the previews before it.
+    pub fn preview_plan(&self, steps: &[Step]) -> (Vec<Preview>, Option<(usize, ActionError)>) {
+        let mut staged = Staged::default();
+        let mut previews = Vec::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            match self.preview(step, &staged) {
+                Ok(p) => {
+                    staged.record(&p);
+                    previews.push(p);
+                }
+                Err(e) => return (previews, Some((i, e))),
+            }
+        }
+        (previews, None)
+    }
+
+    /// Computes the step's preview, with `staged` holding what earlier steps
+    /// of its plan will have written. Reads only.
+    fn preview(&self, step: &Step, staged: &Staged) -> Result<Preview, ActionError> {
         match step {
-            Step::Hosts { host, ip } => hosts::preview(&self.config.hosts_file, host, *ip),
+            Step::Hosts { host, ip } => hosts::preview(&self.config.hosts_file, host, *ip, staged),
             Step::Service { op, service } => service::preview(&self.config, *op, service),
             Step::PropertySet { file, key, value } => properties::preview(
                 &self.config.properties_files[file.as_str()],
                 key,
                 &properties::Change::Set(value.clone()),
+                staged,
             ),
             Step::PropertyLower { file, key, factor, floor, default } => properties::preview(
                 &self.config.properties_files[file.as_str()],
                 key,
                 &properties::Change::Lower { factor: *factor, floor: *floor, default: *default },
+                staged,
             ),
             Step::Notify { message } => Ok(notify::preview(message)),
             Step::PgAddColumn { table, column } => postgres::preview(&self.config, table, column),
@@ -164,6 +217,32 @@ impl Executor {
             Step::KafkaStartLeaderFirst => kafka_cluster::verify(&self.config),
         }
     }
+
+    /// Undoes an applied step of a plan whose later step failed, if it can
+    /// be undone: a file edit is restored to what it replaced, provided the
+    /// file still holds what the edit wrote. `None`: the step changed nothing
+    /// that can be put back (a restart, a mail), or its edit never landed.
+    pub fn undo(&self, preview: &Preview) -> Option<Result<String, ActionError>> {
+        let Guard::FileEdit { path, old, new, .. } = &preview.guard else {
+            return None;
+        };
+        let doing = format!("rolling back the edit of {}", path.display());
+        let now = match read_for_edit(path, &doing) {
+            Ok(now) => now,
+            Err(e) => return Some(Err(e)),
+        };
+        if now == *old {
+            return None; // the edit never landed
+        }
+        if now != *new {
+            return Some(Err(ActionError::new(&doing, "the file changed after the edit; leaving it as it is")));
+        }
+        Some(
+            crate::fsutil::write_atomic(path, old)
+                .map(|()| format!("{} restored to its content before the plan", path.display()))
+                .map_err(|e| ActionError::new(&doing, format!("writing {}: {e}", path.display()))),
+        )
+    }
 }
 
 /// Hex SHA-256 of some bytes.
@@ -173,19 +252,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Reads a file the agent is about to edit, with context in the error.
-pub(crate) fn read_for_edit(path: &std::path::Path, doing: &str) -> Result<Vec<u8>, ActionError> {
-    std::fs::read(path).map_err(|e| ActionError::new(doing, format!("reading {}: {e}", path.display())))
+/// Only a regular file with one link is read (see `fsutil::read_regular`).
+pub(crate) fn read_for_edit(path: &Path, doing: &str) -> Result<Vec<u8>, ActionError> {
+    crate::fsutil::read_regular(path).map_err(|e| ActionError::new(doing, format!("reading {}: {e}", path.display())))
 }
 
 /// Applies a previewed file edit: checks the file is unchanged since the
 /// preview, backs it up, and replaces it atomically with the previewed content.
 /// Returns the backup's path.
-pub(crate) fn apply_file_edit(
-    preview: &Preview,
-    backups: &std::path::Path,
-    doing: &str,
-) -> Result<PathBuf, ActionError> {
-    let Guard::FileEdit { path, sha256, new } = &preview.guard else {
+pub(crate) fn apply_file_edit(preview: &Preview, backups: &Path, doing: &str) -> Result<PathBuf, ActionError> {
+    let Guard::FileEdit { path, sha256, new, .. } = &preview.guard else {
         return Err(ActionError::new(doing, "the preview holds no edit"));
     };
     let old = read_for_edit(path, doing)?;

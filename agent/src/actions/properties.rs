@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{apply_file_edit, read_for_edit, sha256_hex, ActionError, Guard, Preview};
+use super::{apply_file_edit, read_for_edit, sha256_hex, ActionError, Guard, Preview, Staged};
 use crate::types::{PropertyKey, PropertyValue};
 
 /// The change a step wants.
@@ -103,9 +103,9 @@ fn doing(path: &Path, key: &PropertyKey) -> String {
     format!("changing {key} in {}", path.display())
 }
 
-pub fn preview(path: &Path, key: &PropertyKey, change: &Change) -> Result<Preview, ActionError> {
+pub fn preview(path: &Path, key: &PropertyKey, change: &Change, staged: &Staged) -> Result<Preview, ActionError> {
     let doing = doing(path, key);
-    let bytes = read_for_edit(path, &doing)?;
+    let bytes = staged.read(path, &doing)?;
     let content = std::str::from_utf8(&bytes).map_err(|e| ActionError::new(&doing, format!("not UTF-8 text: {e}")))?;
     match plan_edit(content, key, change).map_err(|m| ActionError::new(&doing, m))? {
         None => {
@@ -114,7 +114,12 @@ pub fn preview(path: &Path, key: &PropertyKey, change: &Change) -> Result<Previe
         Some((new, diff)) => Ok(Preview {
             text: format!("--- {p}\n+++ {p}\n{}", diff.trim_end(), p = path.display()),
             noop: false,
-            guard: Guard::FileEdit { path: path.to_path_buf(), sha256: sha256_hex(&bytes), new: new.into_bytes() },
+            guard: Guard::FileEdit {
+                path: path.to_path_buf(),
+                sha256: sha256_hex(&bytes),
+                old: bytes,
+                new: new.into_bytes(),
+            },
         }),
     }
 }
@@ -172,7 +177,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("consumer.properties");
         std::fs::write(&p, "max.poll.records: 400\n").unwrap();
-        let pv = preview(&p, &key(), &Change::Lower { factor: 0.5, floor: 50, default: 500 }).unwrap();
+        let pv =
+            preview(&p, &key(), &Change::Lower { factor: 0.5, floor: 50, default: 500 }, &Staged::default()).unwrap();
         apply(&p, &key(), &pv, &dir.path().join("b")).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "max.poll.records: 200\n");
         verify(&p, &key(), &pv).unwrap();

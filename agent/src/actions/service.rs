@@ -7,7 +7,7 @@
 //! configuration only and run without a shell; nothing from a log reaches
 //! their arguments.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -270,11 +270,7 @@ fn spawn(argv: &[String], svc: &ServiceConfig, out_log: &Path) -> Result<Child, 
     if let Some(dir) = out_log.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out_log)
-        .map_err(|e| format!("opening {}: {e}", out_log.display()))?;
+    let out = crate::fsutil::open_append(out_log).map_err(|e| format!("opening {}: {e}", out_log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::types::{excerpt, parse_ipv4, HostName, Name, PropertyKey, PropertyValue, SqlIdent};
+use crate::types::{excerpt, parse_host_address, HostName, Name, PropertyKey, PropertyValue, SqlIdent};
 
 /// How much harm a plan can do, and so who must agree before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -158,7 +158,7 @@ impl Step {
         Ok(match spec {
             StepSpec::HostsEntry { host, ip } => Step::Hosts {
                 host: HostName::parse(host).map_err(|e| e.to_string())?,
-                ip: parse_ipv4(ip).map_err(|e| e.to_string())?,
+                ip: parse_host_address(ip).map_err(|e| e.to_string())?,
             },
             StepSpec::Service { op, service } => {
                 let name = Name::parse("service name", service).map_err(|e| e.to_string())?;
@@ -275,6 +275,24 @@ impl Step {
         }
     }
 
+    /// What in the world this step changes, whatever made a rule want it:
+    /// the circuit breaker counts on this, so a fix repeated for a different
+    /// log line each time (K1 with a new host name per line) still counts as
+    /// the same broker restarted again. `None`: it changes nothing (a mail,
+    /// a probe, a wait).
+    pub fn changes(&self) -> Option<String> {
+        match self {
+            Step::Service { service, .. } => Some(format!("service {service}")),
+            Step::Hosts { .. } => Some("the hosts file".into()),
+            Step::PropertySet { file, .. } | Step::PropertyLower { file, .. } => Some(format!("properties {file}")),
+            Step::PgAddColumn { table, .. } => Some(format!("postgres table {table}")),
+            Step::CanalRewind | Step::CanalReset { .. } | Step::CanalNewBinlog { .. } => Some("canal cursors".into()),
+            Step::KafkaMoveLogDir { .. } => Some("kafka log.dir".into()),
+            Step::KafkaStartLeaderFirst => Some("kafka brokers".into()),
+            Step::Notify { .. } | Step::CheckBuild | Step::ProbeTcp { .. } | Step::KafkaWaitDrained => None,
+        }
+    }
+
     /// The least risk a plan containing this step can have. A rule may raise
     /// a plan's risk, never lower it below its steps'.
     pub fn min_risk(&self) -> Risk {
@@ -304,10 +322,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The key the circuit breaker counts on: the rule and its steps' targets.
-    pub fn breaker_key(&self) -> String {
-        let steps: Vec<String> = self.steps.iter().map(Step::limit_key).collect();
-        format!("{}[{}]", self.rule, steps.join(","))
+    /// What the plan changes (see [`Step::changes`]), each once.
+    pub fn changes(&self) -> Vec<String> {
+        let mut things: Vec<String> = self.steps.iter().filter_map(Step::changes).collect();
+        things.sort();
+        things.dedup();
+        things
     }
 }
 

@@ -2,13 +2,13 @@
 //!
 //! In order: a benign finding needs nothing; a plan whose steps are all
 //! no-ops has nothing to do (nobody is asked to approve nothing); a plan
-//! riskier than `safe` waits for approval; an open circuit (the same
-//! remediation applied again and again while its signature keeps coming
-//! back) escalates instead of looping; a step whose
+//! riskier than `safe` waits for approval; an open circuit (the same thing —
+//! a service, a file — changed again and again, by whatever rule and for
+//! whatever log line) escalates instead of looping; a step whose
 //! action and target ran too recently (cooldown) or too often (hourly rate)
 //! holds the whole plan back — plans are never half-applied.
 //!
-//! History is kept per action+target and per plan, in milliseconds of the
+//! History is kept per action+target and per thing changed, in milliseconds of the
 //! event clock, and persisted in the state directory so a restarted agent
 //! remembers what it just did. Dry-run keeps its own, unpersisted history,
 //! so switching dry-run off never inherits phantom cooldowns.
@@ -41,8 +41,9 @@ pub enum Verdict {
 struct History {
     /// Times (ms) each action+target was applied.
     steps: BTreeMap<String, Vec<i64>>,
-    /// Times (ms) each plan (rule + steps) was applied.
-    plans: BTreeMap<String, Vec<i64>>,
+    /// Times (ms) each thing (a service, a file; `Step::changes`) was changed.
+    #[serde(default)]
+    changes: BTreeMap<String, Vec<i64>>,
 }
 
 /// Rate limits, cooldowns and the circuit breaker.
@@ -82,12 +83,14 @@ impl Policy {
             return Verdict::NeedsApproval(format!("plan risk is {}: it needs approval by a person", plan.risk));
         }
         let window = self.limits.breaker_window_secs as i64 * 1000;
-        let recent = count_since(self.history.plans.get(&plan.breaker_key()), now - window);
-        if recent >= self.limits.breaker_threshold as usize {
-            return Verdict::CircuitOpen(format!(
-                "circuit open: this plan was applied {recent} times in the last {} min and its signature keeps coming back; not repeating it, a person must look",
-                self.limits.breaker_window_secs / 60
-            ));
+        for thing in plan.changes() {
+            let recent = count_since(self.history.changes.get(&thing), now - window);
+            if recent >= self.limits.breaker_threshold as usize {
+                return Verdict::CircuitOpen(format!(
+                    "circuit open for {thing}: it was changed {recent} times in the last {} min and the failures keep coming back; not changing it again, a person must look",
+                    self.limits.breaker_window_secs / 60
+                ));
+            }
         }
         let cooldown = self.limits.cooldown_secs as i64 * 1000;
         for step in active {
@@ -118,20 +121,26 @@ impl Policy {
         for (step, _) in plan.steps.iter().zip(noop).filter(|(_, n)| !**n) {
             push_pruned(self.history.steps.entry(step.limit_key()).or_default(), now, keep_from);
         }
-        push_pruned(self.history.plans.entry(plan.breaker_key()).or_default(), now, keep_from);
+        let active = Plan {
+            steps: plan.steps.iter().zip(noop).filter(|(_, n)| !**n).map(|(s, _)| s.clone()).collect(),
+            ..plan.clone()
+        };
+        for thing in active.changes() {
+            push_pruned(self.history.changes.entry(thing).or_default(), now, keep_from);
+        }
         self.history.steps.retain(|_, v| !v.is_empty());
-        self.history.plans.retain(|_, v| !v.is_empty());
+        self.history.changes.retain(|_, v| !v.is_empty());
         match &self.file {
             Some(file) => write_json_atomic(file, &self.history),
             None => Ok(()),
         }
     }
 
-    /// Plans whose circuit is open at `now`.
+    /// The things whose circuit is open at `now`.
     pub fn open_circuits(&self, now: i64) -> Vec<String> {
         let window = self.limits.breaker_window_secs as i64 * 1000;
         self.history
-            .plans
+            .changes
             .iter()
             .filter(|(_, t)| count_since(Some(t), now - window) >= self.limits.breaker_threshold as usize)
             .map(|(k, _)| k.clone())
@@ -180,6 +189,29 @@ mod tests {
         assert!(matches!(p.decide(&plan, &[false], 6 * min), Verdict::CircuitOpen(_)));
         assert_eq!(p.open_circuits(6 * min).len(), 1);
         assert_eq!(p.decide(&plan, &[false], 2 * 60 * min), Verdict::Proceed, "the circuit closes after its window");
+    }
+
+    #[test]
+    fn the_circuit_counts_the_thing_changed_not_the_rule_or_the_line() {
+        let limits = Limits { cooldown_secs: 0, max_per_hour: 100, breaker_threshold: 3, ..Limits::default() };
+        let mut p = Policy::in_memory(limits);
+        let k1 = |host: &str| Plan {
+            rule: "k1".into(),
+            steps: vec![
+                Step::Hosts { host: crate::types::HostName::parse(host).unwrap(), ip: "10.0.0.1".parse().unwrap() },
+                restart_plan().steps[0].clone(),
+            ],
+            ..restart_plan()
+        };
+        p.record(&k1("ip-10.0.0.1"), &[false, false], 0).unwrap();
+        p.record(&k1("ip-10.0.0.2"), &[false, false], 1).unwrap();
+        p.record(&restart_plan(), &[false], 2).unwrap();
+        let v = p.decide(&k1("ip-10.0.0.3"), &[false, false], 3);
+        assert!(matches!(&v, Verdict::CircuitOpen(why) if why.contains("service kafka")), "{v:?}");
+        assert!(
+            matches!(p.decide(&restart_plan(), &[false], 3), Verdict::CircuitOpen(_)),
+            "M2 counts on the same broker"
+        );
     }
 
     #[test]

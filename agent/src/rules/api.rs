@@ -66,6 +66,14 @@ impl RuleContext {
 /// Registers the step constructors and the context type.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<StepSpec>("Step");
+    // Rhai's standard `sleep` would hold the worker (and `sleep(1e300)`
+    // panics inside the engine): rules cannot sleep.
+    engine.register_fn("sleep", |_: rhai::INT| -> Result<(), Box<rhai::EvalAltResult>> {
+        Err("rules cannot sleep: a rule is called again when its signature fires".into())
+    });
+    engine.register_fn("sleep", |_: rhai::FLOAT| -> Result<(), Box<rhai::EvalAltResult>> {
+        Err("rules cannot sleep: a rule is called again when its signature fires".into())
+    });
     engine.register_fn("to_string", |s: &mut StepSpec| s.to_string());
     engine.register_fn("to_debug", |s: &mut StepSpec| s.to_string());
     engine.register_fn("hosts_entry", |host: ImmutableString, ip: ImmutableString| StepSpec::HostsEntry {

@@ -12,10 +12,12 @@ pub mod api;
 pub mod history;
 pub mod testing;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use rhai::{CallFnOptions, Dynamic, Engine, Position, Scope, AST};
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Position, Scope, AST};
 
 use crate::config::Config;
 use crate::matching::{Event, SignatureSpec};
@@ -104,8 +106,16 @@ pub struct RuleSet {
     subscribers: HashMap<(String, String), Vec<usize>>,
 }
 
-/// Builds the sandboxed engine every rule and playbook runs in.
-pub fn sandboxed_engine(max_operations: u64) -> Engine {
+thread_local! {
+    /// When the rule call running on this thread began: the time budget is
+    /// counted from here.
+    static CALL_STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Builds the sandboxed engine every rule and playbook runs in. A call is
+/// bounded by `max_operations` and by `max_time`: an operation count alone
+/// lets a loop of expensive operations (large `pad()`s) hold the worker.
+pub fn sandboxed_engine(max_operations: u64, max_time: Duration) -> Engine {
     let mut e = Engine::new();
     e.set_max_operations(max_operations)
         .set_max_call_levels(32)
@@ -124,8 +134,60 @@ pub fn sandboxed_engine(max_operations: u64) -> Engine {
     e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     e.on_print(|s| tracing::info!(target: "pipemedic::rule", "{s}"));
     e.on_debug(|s, src, pos| tracing::debug!(target: "pipemedic::rule", "{src:?} {pos}: {s}"));
+    e.on_progress(move |ops| {
+        if ops % 64 != 0 {
+            return None;
+        }
+        let started = CALL_STARTED.with(Cell::get)?;
+        (started.elapsed() > max_time).then(|| Dynamic::from(TIME_BUDGET))
+    });
     api::register(&mut e);
     e
+}
+
+/// What `on_progress` terminates a call with when its time is up.
+const TIME_BUDGET: &str = "time budget";
+
+/// Calls a script function under the engine's limits, the time budget
+/// counted from now. Any failure, a panic in the engine or a host function
+/// included, comes back as an error that names the function; nothing a
+/// script does can unwind into the daemon.
+fn call<T: Clone + Send + Sync + 'static>(
+    engine: &Engine,
+    ast: &AST,
+    path: &Path,
+    function: &str,
+    args: impl FuncArgs,
+) -> Result<T, RuleError> {
+    CALL_STARTED.with(|c| c.set(Some(Instant::now())));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine.call_fn_with_options::<T>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), ast, function, args)
+    }));
+    CALL_STARTED.with(|c| c.set(None));
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RuleError::at(path, e.position(), format!("in {function}(): {}", describe(&e)))),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(RuleError::at(path, Position::NONE, format!("in {function}(): the engine panicked: {what}")))
+        }
+    }
+}
+
+fn describe(e: &EvalAltResult) -> String {
+    match e {
+        EvalAltResult::ErrorTerminated(v, _) if v.clone().into_string().is_ok_and(|s| s == TIME_BUDGET) => {
+            "stopped: the call ran past the time budget ([limits] rule_max_ms)".into()
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            "stopped: the call ran past the operation budget ([limits] rule_max_operations)".into()
+        }
+        e => e.to_string(),
+    }
 }
 
 impl RuleSet {
@@ -151,7 +213,7 @@ impl RuleSet {
                 files.insert(stem, path);
             }
         }
-        let engine = sandboxed_engine(config.limits.rule_max_operations);
+        let engine = sandboxed_engine(config.limits.rule_max_operations, config.limits.rule_max_time());
         let mut set = RuleSet { engine, rules: Vec::new(), playbooks: BTreeMap::new(), subscribers: HashMap::new() };
         let mut patterns: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
         for (name, path) in files {
@@ -195,10 +257,7 @@ impl RuleSet {
                 ));
             }
         }
-        let meta = self
-            .engine
-            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &ast, "meta", ())
-            .map_err(|e| RuleError::at(path, e.position(), format!("in meta(): {e}")))?;
+        let meta = call::<Dynamic>(&self.engine, &ast, path, "meta", ())?;
         let bad = |m: String| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
         let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map".into()))?;
         for key in meta.keys() {
@@ -312,10 +371,7 @@ impl RuleSet {
                 "a playbook must define fn meta() and fn plan(params)",
             ));
         }
-        let meta = self
-            .engine
-            .call_fn_with_options::<Dynamic>(CallFnOptions::new().eval_ast(false), &mut Scope::new(), &ast, "meta", ())
-            .map_err(|e| RuleError::at(path, e.position(), format!("in meta(): {e}")))?;
+        let meta = call::<Dynamic>(&self.engine, &ast, path, "meta", ())?;
         let bad = |m: &str| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
         let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map"))?;
         let text = |k: &str| meta.get(k).and_then(|d| d.clone().into_string().ok());
@@ -354,16 +410,7 @@ impl RuleSet {
             }
             params.insert(k.as_str().into(), v.clone().into());
         }
-        let out = self
-            .engine
-            .call_fn_with_options::<Dynamic>(
-                CallFnOptions::new().eval_ast(false),
-                &mut Scope::new(),
-                &pb.ast,
-                "plan",
-                (params,),
-            )
-            .map_err(|e| RuleError::at(&pb.path, e.position(), format!("in plan(): {e}")))?;
+        let out = call::<Dynamic>(&self.engine, &pb.ast, &pb.path, "plan", (params,))?;
         let bad = |m: String| RuleError::at(&pb.path, Position::NONE, format!("plan() returned {m}"));
         match out {
             d if d.is_unit() => Ok(Vec::new()),
@@ -400,16 +447,7 @@ impl RuleSet {
     /// for approval, say), or `()`. Empty: the rule saw nothing to do.
     pub fn run(&self, rule: &Rule, event: &Event, ctx: RuleContext) -> Result<Vec<PlanSpec>, RuleError> {
         let ev = event_map(event);
-        let out = self
-            .engine
-            .call_fn_with_options::<Dynamic>(
-                CallFnOptions::new().eval_ast(false),
-                &mut Scope::new(),
-                &rule.ast,
-                "plan",
-                (ev, ctx),
-            )
-            .map_err(|e| RuleError::at(&rule.path, e.position(), format!("in plan(): {e}")))?;
+        let out = call::<Dynamic>(&self.engine, &rule.ast, &rule.path, "plan", (ev, ctx))?;
         let bad = |m: String| RuleError::at(&rule.path, Position::NONE, format!("plan() returned {m}"));
         if out.is_unit() {
             return Ok(Vec::new());
@@ -423,15 +461,7 @@ impl RuleSet {
 
     /// Calls a rule's `tests()`.
     pub fn test_cases(&self, rule: &Rule) -> Result<rhai::Array, RuleError> {
-        self.engine
-            .call_fn_with_options::<rhai::Array>(
-                CallFnOptions::new().eval_ast(false),
-                &mut Scope::new(),
-                &rule.ast,
-                "tests",
-                (),
-            )
-            .map_err(|e| RuleError::at(&rule.path, e.position(), format!("in tests(): {e}")))
+        call::<rhai::Array>(&self.engine, &rule.ast, &rule.path, "tests", ())
     }
 }
 

@@ -82,7 +82,10 @@ impl Follower {
             Err(e) => return Err(e),
         };
         let len = file.metadata()?.len();
-        let offset = match checkpoint.filter(|c| c.path == self.path) {
+        // The same file however its path was spelled (an older checkpoint may
+        // hold a relative one).
+        let same = |c: &&Checkpoint| c.path == self.path || same_file(&c.path, &self.path);
+        let offset = match checkpoint.filter(same) {
             Some(cp) if cp.file.matches(&file)? => cp.offset.min(len),
             Some(cp) => {
                 self.drain_rotated_sibling(cp, emit)?;
@@ -217,6 +220,11 @@ impl Follower {
         let Some(open) = &self.open else { return 0 };
         open.file.metadata().map(|m| m.len().saturating_sub(open.read_pos)).unwrap_or(0)
     }
+}
+
+/// Two paths name the same directory entry once resolved.
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 #[cfg(test)]
