@@ -106,3 +106,34 @@ pub struct Lifecycle<'a> {
 pub fn now_rfc3339() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }
+
+/// Per source, the records the journal says were decided: (inode, offset of
+/// the furthest decided record) for each file. Read from the journal's last
+/// `tail` bytes at start-up, so that records decided after the last
+/// checkpoint are not decided again.
+pub fn decided_records(state_dir: &Path, tail: u64) -> std::collections::HashMap<String, Vec<(u64, u64)>> {
+    let mut out: std::collections::HashMap<String, Vec<(u64, u64)>> = Default::default();
+    let Ok(t) = crate::fsutil::read_tail(&state_dir.join("audit.jsonl"), tail) else { return out };
+    for line in t.bytes.split(|b| *b == b'\n') {
+        #[derive(serde::Deserialize)]
+        struct Decided {
+            kind: String,
+            source: String,
+            #[serde(default)]
+            inode: u64,
+            offset: u64,
+        }
+        let Ok(d) = serde_json::from_slice::<Decided>(line) else { continue };
+        // A plan that was started counts as decided even if the agent died
+        // before the decision was written: it is reported, never re-run.
+        if !["decision", "decision-summary", "plan-started"].contains(&d.kind.as_str()) || d.inode == 0 {
+            continue;
+        }
+        let files = out.entry(d.source).or_default();
+        match files.iter_mut().find(|(inode, _)| *inode == d.inode) {
+            Some((_, at)) => *at = (*at).max(d.offset),
+            None => files.push((d.inode, d.offset)),
+        }
+    }
+    out
+}

@@ -50,6 +50,14 @@ pub enum Wake {
 const TICK: Duration = Duration::from_secs(5);
 /// How often checkpoints are written when nothing urgent happened.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// How much of one source is read in one pass before the others get their
+/// turn and a shutdown request is looked at: a flood in one log delays an
+/// incident in another, or a SIGTERM, by one pass at most.
+const PASS_BUDGET: u64 = 1 << 20;
+/// How much of the audit journal's end is read at start-up to learn which
+/// records were decided after the last checkpoint (far more than a
+/// checkpoint interval's worth of decisions).
+const DECIDED_TAIL: u64 = 8 << 20;
 /// How often `status.json` is written for `pipemedic status`.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
@@ -182,9 +190,11 @@ impl Daemon {
                 Checkpoints::default()
             }
         };
+        let mut decided = crate::audit::decided_records(&self.config.state_dir, DECIDED_TAIL);
         let pipeline = &mut self.pipeline;
         let mut urgent = false;
         for f in &mut self.followers {
+            f.skip_decided(decided.remove(f.name()).unwrap_or_default());
             let cp = checkpoints.sources.get(f.name());
             let mut handle = |r: Record| urgent |= handle(pipeline, &r);
             if let Err(e) = f.start(cp, StartAt::End, &mut handle) {
@@ -202,6 +212,7 @@ impl Daemon {
             detail: format!("following {}", sources.join(", ")),
         });
         tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
+        self.pipeline.report_interrupted_plans(DECIDED_TAIL);
 
         let quiet = Duration::from_millis(self.config.limits.record_flush_ms);
         let started = chrono::Utc::now().timestamp_millis();
@@ -211,9 +222,17 @@ impl Daemon {
         let mut bytes_read = metrics.bytes_read();
         let mut last_save = Instant::now();
         let mut last_tick = Instant::now();
+        // Sources that stopped at their pass budget with more to read.
+        let mut behind = vec![false; self.followers.len()];
         loop {
             let pending = self.followers.iter().any(Follower::has_pending);
-            let wait = if pending { quiet } else { TICK.saturating_sub(last_tick.elapsed()) };
+            let wait = if behind.contains(&true) {
+                Duration::ZERO
+            } else if pending {
+                quiet
+            } else {
+                TICK.saturating_sub(last_tick.elapsed())
+            };
             let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
             let mut all = false;
             let mut decisions = Vec::new();
@@ -252,15 +271,28 @@ impl Daemon {
                 self.send_digest_if_due(started, &mut digest_sent);
             }
             let pipeline = &mut self.pipeline;
-            for f in &mut self.followers {
-                let touched = all || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
+            for (f, behind) in self.followers.iter_mut().zip(behind.iter_mut()) {
+                let touched = all || *behind || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
                 let mut handle = |r: Record| urgent |= handle(pipeline, &r);
                 if touched {
-                    if let Err(e) = f.poll(&mut handle) {
+                    *behind = f.poll(PASS_BUDGET, &mut handle).unwrap_or_else(|e| {
                         tracing::warn!(source = f.name(), path = %f.path().display(), "reading source: {e}");
-                    }
+                        false
+                    });
                 }
                 f.flush_if_quiet(quiet, &mut handle);
+                let skipped = f.take_skipped();
+                if skipped > 0 {
+                    pipeline.audit().write(&Lifecycle {
+                        time: now_rfc3339(),
+                        kind: "not-decided-again",
+                        dry_run: self.config.dry_run,
+                        detail: format!(
+                            "{}: {skipped} record(s) read again after the restart were decided before it; not deciding them again",
+                            f.name()
+                        ),
+                    });
+                }
                 let read = f.take_bytes_read();
                 if read > 0 {
                     bytes_read.inc_by(f.name(), read);
@@ -279,6 +311,7 @@ impl Daemon {
             }
         }
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
+        self.pipeline.flush_summaries(true);
         self.write_status(started);
         self.pipeline.audit().write(&Lifecycle {
             time: now_rfc3339(),

@@ -93,6 +93,10 @@ pub struct Outcome {
     pub source: String,
     pub file: String,
     pub offset: u64,
+    /// The file's inode: with `offset`, which record this decision was
+    /// about, so that a restart after a crash does not decide it again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub inode: u64,
     pub signature: String,
     pub captures: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,8 +111,19 @@ pub struct Outcome {
     /// The approval this decision belongs to, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// The plan's id in the journal's `plan-started` and `plan-step`
+    /// entries, when it was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// In a `decision-summary`: how many more times it was decided so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<u64>,
     /// The start of the record, for a person reading the journal.
     pub record: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Counters for `status` and metrics.
@@ -134,8 +149,20 @@ struct OwnWindow {
 /// How many windows are remembered (the oldest go first).
 const OWN_WINDOWS: usize = 64;
 
+/// Repeated decisions are summed up over this long (ms).
+const SUMMARY_MS: i64 = 60_000;
+
+/// A decision that keeps repeating, being counted instead of written.
+struct Repeats {
+    since: i64,
+    count: u64,
+    last: Outcome,
+}
+
 /// Everything needed to take a record through the flow.
 pub struct Pipeline {
+    /// Running summaries of repeated decisions, by rule and (decision, captures).
+    repeats: BTreeMap<(String, String), Repeats>,
     /// Where the agent's own service actions made the logs grow.
     own: std::collections::VecDeque<OwnWindow>,
     config: Arc<Config>,
@@ -283,6 +310,7 @@ impl Pipeline {
             stall,
             live_previews: true,
             own: Default::default(),
+            repeats: BTreeMap::new(),
             host: String::new(),
             stats: Stats::default(),
             beats: Default::default(),
@@ -384,6 +412,7 @@ impl Pipeline {
     /// Periodic work: expired approvals, and the heartbeat watch's findings
     /// handed to the rules that want them.
     pub fn tick(&mut self, now: i64) {
+        self.flush_summaries(false);
         self.expire_approvals(now);
         if let Some(ap) = &self.approvals {
             self.metrics.pending_approvals(ap.store.pending());
@@ -408,6 +437,7 @@ impl Pipeline {
             captures: finding.captures,
             text: finding.text,
             offset: 0,
+            inode: 0,
             at: now,
             truncated: false,
         };
@@ -418,11 +448,15 @@ impl Pipeline {
         }
     }
 
-    /// Counts, audits and logs a decision.
+    /// Counts, audits and logs a decision. A decision that changes nothing
+    /// and repeats (the same rule rate-limited again and again in a flood)
+    /// is written once and then summed up, once per `SUMMARY_MS`: a flood of
+    /// log lines must not become a flood of journal entries.
     fn record_outcome(&mut self, outcome: &Outcome) {
         *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;
         let decision = serde_json::to_value(outcome.decision).ok();
-        self.metrics.plan(&outcome.rule, decision.as_ref().and_then(|d| d.as_str()).unwrap_or("?"));
+        let decision = decision.as_ref().and_then(|d| d.as_str()).unwrap_or("?").to_string();
+        self.metrics.plan(&outcome.rule, &decision);
         if matches!(outcome.decision, Decision::Applied | Decision::Failed) {
             for s in &outcome.steps {
                 if let Some(result) = &s.result {
@@ -430,8 +464,60 @@ impl Pipeline {
                 }
             }
         }
+        let now = chrono::Utc::now().timestamp_millis();
+        let repeats = matches!(outcome.decision, Decision::RateLimited | Decision::CircuitOpen | Decision::OwnAction);
+        // Repeated means the same rule deciding the same way about the same
+        // captures (a K1 for a new host name each time is news each time).
+        let key = (outcome.rule.clone(), format!("{decision} {:?}", outcome.captures));
+        // Anything else this rule decides closes its running summaries first,
+        // so the journal stays in order.
+        let closing: Vec<_> =
+            self.repeats.keys().filter(|k| k.0 == outcome.rule && (!repeats || **k != key)).cloned().collect();
+        for k in closing {
+            self.write_summary(&k);
+        }
+        if repeats {
+            if let Some(r) = self.repeats.get_mut(&key) {
+                if now - r.since < SUMMARY_MS {
+                    r.count += 1;
+                    r.last = outcome.clone();
+                    return;
+                }
+                self.write_summary(&key);
+            }
+            self.repeats.insert(key, Repeats { since: now, count: 0, last: outcome.clone() });
+        }
         self.audit.write(outcome);
         log_outcome(outcome);
+    }
+
+    /// Writes what a running summary counted, and ends it.
+    fn write_summary(&mut self, key: &(String, String)) {
+        let Some(r) = self.repeats.remove(key) else { return };
+        if r.count == 0 {
+            return;
+        }
+        let mut last = r.last;
+        last.kind = "decision-summary";
+        last.repeated = Some(r.count);
+        last.reason = Some(format!(
+            "decided {} more time(s) the same way since {} (the last one shown); not written one by one: {}",
+            r.count,
+            chrono::DateTime::from_timestamp_millis(r.since).map(|t| t.to_rfc3339()).unwrap_or_default(),
+            last.reason.as_deref().unwrap_or("")
+        ));
+        tracing::info!(rule = %last.rule, count = r.count, "{}", last.reason.as_deref().unwrap_or(""));
+        self.audit.write(&last);
+    }
+
+    /// Writes the summaries whose time is up (`all`: every one, at shutdown).
+    pub fn flush_summaries(&mut self, all: bool) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let due: Vec<_> =
+            self.repeats.iter().filter(|(_, r)| all || now - r.since >= SUMMARY_MS).map(|(k, _)| k.clone()).collect();
+        for k in due {
+            self.write_summary(&k);
+        }
     }
 
     fn event_time(&mut self, record: &Record) -> i64 {
@@ -470,6 +556,7 @@ impl Pipeline {
             source: event.source.to_string(),
             file: event.file.display().to_string(),
             offset: event.offset,
+            inode: event.inode,
             signature: event.signature.to_string(),
             captures,
             summary: None,
@@ -479,6 +566,8 @@ impl Pipeline {
             steps: Vec::new(),
             dry_run: self.dry_run,
             approval: None,
+            plan: None,
+            repeated: None,
             record: excerpt_record(&event.text),
         }
     }
@@ -645,6 +734,25 @@ impl Pipeline {
             })
             .collect();
         let sizes_before = (!services.is_empty()).then(|| self.source_sizes());
+        // The intent goes to the journal before the first step, each step's
+        // result after it: a crash in between is found and reported at the
+        // next start (never re-run blindly).
+        let id = random_hex(8);
+        self.audit.write(&PlanJournal {
+            time: crate::audit::now_rfc3339(),
+            kind: "plan-started",
+            plan: &id,
+            rule: &plan.rule,
+            source: Some(&out.source),
+            inode: Some(out.inode),
+            offset: Some(out.offset),
+            summary: Some(&plan.summary),
+            step: None,
+            target: None,
+            result: None,
+            steps: plan.steps.iter().map(|s| format!("{} {}", s.action(), s.target())).collect(),
+        });
+        out.plan = Some(id);
         self.apply_steps(plan, previews, out);
         if let Some(before) = sizes_before {
             self.remember_own_window(before, services, plan);
@@ -675,6 +783,24 @@ impl Pipeline {
             }
             let result = self.executor.apply(step, preview).and_then(|applied| {
                 self.executor.verify(step, preview).map(|verified| format!("{applied}; verified: {verified}"))
+            });
+            let said = match &result {
+                Ok(r) => r.clone(),
+                Err(e) => format!("failed: {e}"),
+            };
+            self.audit.write(&PlanJournal {
+                time: crate::audit::now_rfc3339(),
+                kind: "plan-step",
+                plan: out.plan.as_deref().unwrap_or(""),
+                rule: &plan.rule,
+                source: None,
+                inode: None,
+                offset: None,
+                summary: None,
+                step: Some(i + 1),
+                target: Some(format!("{} {}", step.action(), step.target())),
+                result: Some(&said),
+                steps: Vec::new(),
             });
             match result {
                 Ok(r) => out.steps[i].result = Some(r),
@@ -764,6 +890,97 @@ impl Pipeline {
                 kept.join("; ")
             ),
         }
+    }
+}
+
+/// A plan's intent (`plan-started`) and each step's result (`plan-step`) in
+/// the journal, written as they happen.
+#[derive(Serialize)]
+struct PlanJournal<'a> {
+    time: String,
+    kind: &'a str,
+    plan: &'a str,
+    rule: &'a str,
+    /// In `plan-started`: the record the plan answers, so that a restart
+    /// after a crash in the middle does not decide it (and run it) again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inode: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a str>,
+}
+
+impl Pipeline {
+    /// Finds the plans the journal says were started and never finished (the
+    /// agent died in the middle) and reports each: what its steps did, as
+    /// far as the journal knows, and that nothing will be re-run — a person
+    /// checks the state and decides. Returns how many there were.
+    pub fn report_interrupted_plans(&self, tail: u64) -> usize {
+        let Ok(t) = crate::fsutil::read_tail(&self.config.state_dir.join("audit.jsonl"), tail) else { return 0 };
+        let mut started: Vec<(String, serde_json::Value)> = Vec::new();
+        let mut finished = std::collections::HashSet::new();
+        let mut steps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in t.bytes.split(|b| *b == b'\n') {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+            let id = v["plan"].as_str().unwrap_or("").to_string();
+            match v["kind"].as_str() {
+                Some("plan-started") => started.push((id, v)),
+                Some("plan-step") => steps.entry(id).or_default().push(format!(
+                    "step {} ({}): {}",
+                    v["step"],
+                    v["target"].as_str().unwrap_or("?"),
+                    v["result"].as_str().unwrap_or("?")
+                )),
+                Some("decision") | Some("plan-interrupted") if !id.is_empty() => {
+                    finished.insert(id);
+                }
+                _ => {}
+            }
+        }
+        let mut n = 0;
+        for (id, v) in started.iter().filter(|(id, _)| !finished.contains(id)) {
+            n += 1;
+            let done = steps.remove(id).unwrap_or_default();
+            let planned: Vec<&str> = v["steps"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
+            let detail = format!(
+                "plan {id} of rule {} ({}) was interrupted: the agent stopped before it finished. Planned: {}. Done, as far as the journal knows: {}. Nothing is re-run: check the state of what it touched.",
+                v["rule"].as_str().unwrap_or("?"),
+                v["summary"].as_str().unwrap_or(""),
+                planned.join("; "),
+                if done.is_empty() { "no step finished".to_string() } else { done.join("; ") },
+            );
+            tracing::error!("{detail}");
+            self.audit.write(&PlanJournal {
+                time: crate::audit::now_rfc3339(),
+                kind: "plan-interrupted",
+                plan: id,
+                rule: v["rule"].as_str().unwrap_or("?"),
+                source: None,
+                inode: None,
+                offset: None,
+                summary: Some(&detail),
+                step: None,
+                target: None,
+                result: None,
+                steps: Vec::new(),
+            });
+            if let Some(outbox) = &self.outbox {
+                let subject = format!("[pipemedic] {}: a fix was interrupted", self.host);
+                outbox.notify(&format!("interrupted:{id}"), &subject, &detail);
+            }
+        }
+        n
     }
 }
 
@@ -1100,6 +1317,7 @@ impl Pipeline {
             captures: params,
             text: text.clone(),
             offset: 0,
+            inode: 0,
             at: now,
             truncated: false,
         };

@@ -213,6 +213,7 @@ mod tests {
             source: source.into(),
             file: std::path::Path::new("test.log").into(),
             offset: 0,
+            inode: 0,
             bytes: text.as_bytes().to_vec(),
             truncated: false,
         }
@@ -271,6 +272,9 @@ pub struct Event {
     pub text: String,
     /// Byte offset of the record in its file.
     pub offset: u64,
+    /// The file's inode (see `Record::inode`).
+    #[serde(default)]
+    pub inode: u64,
     /// Event time, ms since the epoch.
     pub at: i64,
     pub truncated: bool,
@@ -286,6 +290,7 @@ impl Event {
             captures: m.captures.clone(),
             text: record.text(),
             offset: record.offset,
+            inode: record.inode,
             at,
             truncated: record.truncated,
         }

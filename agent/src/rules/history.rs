@@ -22,6 +22,10 @@ impl EventHistory {
             Some(q) => q,
             None => self.times.entry(signature.to_string()).or_default(),
         };
+        // Kept sorted (log times can step back a little) so that a count is
+        // a binary search: a flood of one signature must not make every
+        // count walk the whole window.
+        let at = q.back().map_or(at, |last| at.max(*last));
         let horizon = at - MAX_WINDOW_MINUTES * 60_000;
         while q.front().is_some_and(|t| *t < horizon) || q.len() >= MAX_PER_SIGNATURE {
             q.pop_front();
@@ -32,7 +36,7 @@ impl EventHistory {
     /// How many times `signature` fired in the `minutes` before `now`, `now` included.
     pub fn count(&self, signature: &str, minutes: i64, now: i64) -> i64 {
         let since = now - minutes.clamp(0, MAX_WINDOW_MINUTES) * 60_000;
-        self.times.get(signature).map_or(0, |q| q.iter().rev().take_while(|t| **t > since).count() as i64)
+        self.times.get(signature).map_or(0, |q| (q.len() - q.partition_point(|t| *t <= since)) as i64)
     }
 }
 

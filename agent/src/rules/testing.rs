@@ -200,6 +200,7 @@ fn run_probe_case(
         captures,
         text: get_string(case, "text")?.unwrap_or_default(),
         offset: 0,
+        inode: 0,
         at: 0,
         truncated: false,
     };

@@ -29,6 +29,10 @@ pub struct Record {
     pub file: Arc<Path>,
     /// Byte offset of the record's first byte in its file.
     pub offset: u64,
+    /// The file's inode (0 where the records do not come from a followed
+    /// file): with `offset`, which record of which file this was, whatever
+    /// the file is called after a rotation.
+    pub inode: u64,
     /// Raw bytes, lines joined by `\n`, without the final newline. May hold
     /// invalid UTF-8; convert with [`Record::text`].
     pub bytes: Vec<u8>,
@@ -141,6 +145,8 @@ pub struct Assembler {
     rules: Assembly,
     /// Offset in the file of the next byte `push` will see.
     offset: u64,
+    /// The file's inode, for the records (see [`Record::inode`]).
+    inode: u64,
     /// The line being read (no newline seen yet), bounded by `max_bytes`.
     partial: Vec<u8>,
     partial_start: u64,
@@ -155,11 +161,17 @@ impl Assembler {
             file,
             rules,
             offset,
+            inode: 0,
             partial: Vec::new(),
             partial_start: offset,
             partial_overflow: false,
             current: None,
         }
+    }
+
+    /// Names the file's inode in the records handed out from now on.
+    pub fn set_inode(&mut self, inode: u64) {
+        self.inode = inode;
     }
 
     /// The offset from which reading must resume so that nothing that was not
@@ -372,6 +384,7 @@ impl Assembler {
             source: self.source.clone(),
             file: self.file.clone(),
             offset: cur.start,
+            inode: self.inode,
             bytes,
             truncated: cur.truncated,
         });

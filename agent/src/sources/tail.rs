@@ -41,6 +41,11 @@ pub struct Follower {
     buf: Vec<u8>,
     /// Bytes read since [`Follower::take_bytes_read`] last asked.
     bytes_read: u64,
+    /// Records already decided before a restart: (inode, offset of the last
+    /// decided record). Records up to there are not handed out again.
+    decided: Vec<(u64, u64)>,
+    /// Records held back for that since [`Follower::take_skipped`].
+    skipped: u64,
 }
 
 impl Follower {
@@ -55,6 +60,8 @@ impl Follower {
             last_data: Instant::now(),
             buf: Vec::new(),
             bytes_read: 0,
+            decided: Vec::new(),
+            skipped: 0,
         }
     }
 
@@ -100,6 +107,7 @@ impl Follower {
     fn switch_to(&mut self, file: File, path: &Path, offset: u64) -> io::Result<()> {
         let id = FileId::of(&file)?;
         self.assembler = Assembler::new(self.name.clone(), path.into(), self.assembly.clone(), offset);
+        self.assembler.set_inode(id.inode);
         self.open = Some(OpenFile { file, id, read_pos: offset });
         Ok(())
     }
@@ -133,8 +141,10 @@ impl Follower {
     }
 
     /// Catches up with the file: reads what was appended, follows a rotation
-    /// (finishing the old file first) or a truncation.
-    pub fn poll(&mut self, emit: &mut dyn FnMut(Record)) -> io::Result<()> {
+    /// (finishing the old file first) or a truncation. Reads at most about
+    /// `budget` bytes, so that one source's flood neither delays the others
+    /// nor a shutdown; true if there is more to read now.
+    pub fn poll(&mut self, budget: u64, emit: &mut dyn FnMut(Record)) -> io::Result<bool> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -142,19 +152,18 @@ impl Follower {
         };
         let Some(meta) = meta else {
             // Renamed away and not yet recreated: finish what the old file has.
-            if self.open.is_some() {
-                self.read_to_end(emit)?;
-            }
-            return Ok(());
+            return self.read_some(budget, emit);
         };
         let Some(open) = &self.open else {
             // A file that appears after start-up is new: read all of it.
             let file = File::open(&self.path)?;
             self.switch_to(file, &self.path.clone(), 0)?;
-            return self.read_to_end(emit);
+            return self.read_some(budget, emit);
         };
         if meta.ino() != open.id.inode {
-            self.read_to_end(emit)?;
+            if self.read_some(budget, emit)? {
+                return Ok(true); // the old file first, to its end
+            }
             self.assembler.flush(true, emit);
             tracing::info!(source = %self.name, path = %self.path.display(), "file rotated; following the new one");
             let file = File::open(&self.path)?;
@@ -169,25 +178,55 @@ impl Follower {
             let id = FileId::of(&open.file)?;
             self.open.as_mut().expect("open").id = id;
         }
-        self.read_to_end(emit)
+        self.read_some(budget, emit)
+    }
+
+    /// Records of these files (inode, offset of the last decided record)
+    /// were decided before the agent stopped: a crash between a decision and
+    /// the next checkpoint must not decide them again.
+    pub fn skip_decided(&mut self, decided: Vec<(u64, u64)>) {
+        self.decided = decided;
+    }
+
+    /// How many records were held back as already decided, since last asked.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     fn read_to_end(&mut self, emit: &mut dyn FnMut(Record)) -> io::Result<()> {
+        while self.read_some(u64::MAX, emit)? {}
+        Ok(())
+    }
+
+    /// Reads up to about `budget` bytes from the open file; true if it
+    /// stopped before the end.
+    fn read_some(&mut self, budget: u64, emit: &mut dyn FnMut(Record)) -> io::Result<bool> {
         let Some(open) = &mut self.open else {
-            return Ok(());
+            return Ok(false);
         };
+        let decided = self.decided.iter().find(|(inode, _)| *inode == open.id.inode).map(|(_, at)| *at);
+        let skipped = &mut self.skipped;
+        let mut emit = |r: Record| match decided {
+            Some(at) if r.offset <= at => *skipped += 1,
+            _ => emit(r),
+        };
+        let emit = &mut emit;
         self.buf.resize(READ_CHUNK, 0);
+        let mut read = 0u64;
         loop {
+            if read >= budget {
+                return Ok(true);
+            }
             let n = open.file.read_at(&mut self.buf, open.read_pos)?;
             if n == 0 {
-                break;
+                return Ok(false);
             }
             open.read_pos += n as u64;
+            read += n as u64;
             self.bytes_read += n as u64;
             self.last_data = Instant::now();
             self.assembler.push(&self.buf[..n], emit);
         }
-        Ok(())
     }
 
     /// Completes the pending record once the writer has been quiet for
@@ -248,7 +287,8 @@ mod tests {
 
     fn poll(f: &mut Follower) -> Vec<String> {
         let mut out = Vec::new();
-        f.poll(&mut |r| out.push(r.text())).unwrap();
+        // A tiny budget: every path through poll() is taken in small steps.
+        while f.poll(7, &mut |r| out.push(r.text())).unwrap() {}
         f.flush_if_quiet(Duration::ZERO, &mut |r| out.push(r.text()));
         out
     }

@@ -1,0 +1,71 @@
+//! `kill -9` at any moment: a restart decides no record twice, re-runs no
+//! plan, and reports a plan that was cut off in the middle.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{wakeup_incident, Host, Options};
+
+#[test]
+fn a_kill_in_the_middle_of_a_burst_decides_no_record_twice() {
+    let mut host = Host::new(Options::default());
+    host.start_agent();
+    const N: usize = 4000;
+    host.append("logs/error.log", &wakeup_incident().repeat(N));
+    host.wait_until("some of the burst decided", || host.decisions("c3_wakeup").len() >= 200);
+    host.kill_agent();
+    let before = host.decisions("c3_wakeup").len();
+    host.start_agent();
+    host.wait_until("the whole burst decided", || host.decisions("c3_wakeup").len() >= N);
+    let mut per_offset: HashMap<u64, usize> = HashMap::new();
+    for d in host.decisions("c3_wakeup") {
+        *per_offset.entry(d["offset"].as_u64().unwrap()).or_default() += 1;
+    }
+    let twice: Vec<_> = per_offset.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "decided twice (killed after {before} of {N}): {twice:?}");
+    assert_eq!(per_offset.len(), N, "every record decided");
+    host.stop_agent();
+}
+
+const SLOW_PLAN: &str = r#"// Test rule: an edit, then a start that takes long.
+fn meta() { #{ runbook: ["C2"], sources: ["consumer_error"], signatures: #{ slow: `SLOW FIX` } } }
+fn plan(ev, ctx) {
+    #{ summary: "lower, then start slow", risk: "safe",
+       steps: [property_lower("consumer", "max.poll.records", 0.5, 50, 500), service_start("slow")] }
+}
+"#;
+
+#[test]
+fn a_plan_cut_off_by_a_kill_is_reported_and_never_run_again() {
+    let mut host = Host::new(Options {
+        extra: "\n[services.slow]\nstart = [\"/bin/sleep\", \"30\"]\nstop = [\"/bin/true\"]\nprocess = { pid_file = \"bin/run/slow.pid\" }\nstart_timeout_secs = 60\n".into(),
+        ..Options::default()
+    });
+    std::fs::write(host.path("rules.d/slow.rhai"), SLOW_PLAN).unwrap();
+    host.start_agent();
+    host.append("logs/error.log", "2026-11-25 10:00:00.000 ERROR SLOW FIX\n");
+    host.wait_until("step 1 done and step 2 under way", || !host.audit_of_kind("plan-step").is_empty());
+    host.kill_agent();
+    assert!(host.decisions("slow").is_empty(), "the decision was never written: the agent died first");
+    let lowered = host.read("consumer.properties");
+    assert!(lowered.contains("max.poll.records=250"), "{lowered}");
+
+    host.start_agent();
+    host.wait_until("the interrupted plan reported", || !host.audit_of_kind("plan-interrupted").is_empty());
+    let report = &host.audit_of_kind("plan-interrupted")[0];
+    let text = report["summary"].as_str().unwrap();
+    assert!(text.contains("step 1 (properties consumer:max.poll.records)") && text.contains("start slow"), "{text}");
+    assert!(text.contains("Nothing is re-run"), "{text}");
+    // A marker: everything before it has been read again.
+    host.append("logs/error.log", "2026-11-25 10:00:01.000 ERROR SLOW FIX\n");
+    host.wait_decision("slow", 1);
+    let d = &host.decisions("slow")[0];
+    assert!(d["offset"].as_u64().unwrap() > 0, "the first line was not decided again: {d:#}");
+    // The marker's own plan is held back by the cooldown the cut-off plan
+    // started (its attempt counted before its first step).
+    assert_eq!(d["decision"], "rate-limited", "{d:#}");
+    assert_eq!(host.audit_of_kind("plan-started").len(), 1, "the cut-off plan was not started again");
+    assert_eq!(host.read("consumer.properties"), lowered, "not lowered a second time");
+    host.stop_agent();
+}
