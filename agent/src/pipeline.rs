@@ -536,18 +536,7 @@ impl Pipeline {
     /// The audit entry for `rule`'s reaction to `event`, before any decision.
     fn outcome_for(&self, rule: &str, runbook: &[String], event: &Event) -> Outcome {
         // Captures are shown raw when they are short and printable, escaped otherwise.
-        let captures = event
-            .captures
-            .iter()
-            .map(|(k, v)| {
-                let shown = if v.len() <= 200 && !v.chars().any(char::is_control) {
-                    v.clone()
-                } else {
-                    crate::types::excerpt(v)
-                };
-                (k.clone(), shown)
-            })
-            .collect();
+        let captures = event.captures.iter().map(|(k, v)| (k.clone(), crate::types::shown(v))).collect();
         Outcome {
             time: crate::audit::now_rfc3339(),
             kind: "decision",

@@ -33,6 +33,15 @@ pub fn excerpt(input: &str) -> String {
     format!("\"{out}\"")
 }
 
+/// A value from outside (a capture, a request field) as the journal shows
+/// it: as it is when short and printable, an escaped excerpt otherwise.
+pub fn shown(input: &str) -> String {
+    match input.len() <= 200 && !input.chars().any(char::is_control) {
+        true => input.to_string(),
+        false => excerpt(input),
+    }
+}
+
 /// A `String` newtype that only a validating `parse` can build: serialises as
 /// the plain string and is re-validated when read back (from the state
 /// directory, say), so a hand-edited file cannot smuggle in a bad value.

@@ -74,23 +74,66 @@ pub fn spawn_metrics(listen: SocketAddr, metrics: crate::metrics::Metrics) {
     });
 }
 
+/// At most this many connections are served at once; more are closed at
+/// once. An approval link is one person's click: dozens is a lot.
+const MAX_CONNECTIONS: usize = 64;
+/// A client has this long to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer than this, idle or not (no keep-alive to hog).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs `app` on `listen` on its own thread; a failed bind is logged and
-/// retried every 30 s (the rest of the agent keeps working).
+/// retried every 30 s (the rest of the agent keeps working). Connections are
+/// capped, headers and whole connections time out: idle or slow clients
+/// cannot take the agent's file descriptors (the worker needs them to fix
+/// things and to write checkpoints).
 fn serve(listen: SocketAddr, what: &'static str, app: impl Fn() -> Router + Send + 'static) {
     crate::runtime::spawn_async("http", async move {
         loop {
             match tokio::net::TcpListener::bind(listen).await {
                 Ok(listener) => {
                     tracing::info!(%listen, "{what} listening");
-                    if let Err(e) = axum::serve(listener, app()).await {
-                        tracing::error!(%listen, "{what} stopped: {e}");
-                    }
+                    accept(listener, app()).await;
                 }
                 Err(e) => tracing::error!(%listen, "cannot listen for the {what}, retrying in 30 s: {e}"),
             }
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
     });
+}
+
+async fn accept(listener: tokio::net::TcpListener, app: Router) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut turned_away: u64 = 0;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            turned_away += 1;
+            if turned_away.is_power_of_two() {
+                tracing::warn!("{turned_away} connection(s) turned away: {MAX_CONNECTIONS} already open");
+            }
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            drop(slot);
+        });
+    }
 }
 
 fn router(state: WebState) -> Router {
@@ -116,7 +159,22 @@ async fn index(State(s): State<WebState>) -> Html<String> {
     page(&s.host, "pipemedic", &format!("<p>{pending} approval(s) pending on {}.</p>", escape_html(&s.host)))
 }
 
-async fn show(State(s): State<WebState>, UrlPath(id): UrlPath<String>, Query(f): Query<LinkFields>) -> Response {
+/// The answer to a link whose fields are missing or malformed (journaled
+/// like every refusal).
+fn malformed(s: &WebState, id: &str, why: String) -> Response {
+    let none = LinkFields { decision: String::new(), approver: String::new(), exp: 0, token: String::new() };
+    refuse(s, id, &none, &format!("malformed request: {why}"), StatusCode::BAD_REQUEST, "link")
+}
+
+async fn show(
+    State(s): State<WebState>,
+    UrlPath(id): UrlPath<String>,
+    f: Result<Query<LinkFields>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let f = match f {
+        Ok(Query(f)) => f,
+        Err(e) => return malformed(&s, &id, e.body_text()),
+    };
     let approval = match ApprovalStore::read_one(&s.state_dir, &id) {
         Ok(Some(a)) => a,
         _ => return refuse(&s, &id, &f, "no such approval on this host", StatusCode::NOT_FOUND, "link"),
@@ -166,7 +224,18 @@ async fn show(State(s): State<WebState>, UrlPath(id): UrlPath<String>, Query(f):
     page(&s.host, &format!("{verb}: {}", approval.summary), &body).into_response()
 }
 
-async fn decide(State(s): State<WebState>, UrlPath(id): UrlPath<String>, Form(f): Form<LinkFields>) -> Response {
+async fn decide(
+    State(s): State<WebState>,
+    UrlPath(id): UrlPath<String>,
+    f: Result<Form<LinkFields>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let f = match f {
+        Ok(Form(f)) => f,
+        Err(e) => return malformed(&s, &id, e.body_text()),
+    };
+    if !matches!(ApprovalStore::read_one(&s.state_dir, &id), Ok(Some(_))) {
+        return refuse(&s, &id, &f, "no such approval on this host", StatusCode::NOT_FOUND, "link");
+    }
     let Some(decision) = Decision::parse(&f.decision) else {
         return refuse(&s, &id, &f, "the form names no valid decision", StatusCode::BAD_REQUEST, "link");
     };
@@ -235,17 +304,49 @@ async fn answer(s: &WebState, rx: std::sync::mpsc::Receiver<DecideReply>) -> Res
     }
 }
 
+/// At most this many refusals a minute are journaled one by one; the rest
+/// are counted, and the count is journaled with the next one that is. Each
+/// field is an escaped excerpt: a stranger's requests must not fill the
+/// journal (300 refused GETs of 64 KB each wrote 18 MB before).
+const REFUSALS_PER_MINUTE: u32 = 30;
+
+static REFUSALS: std::sync::Mutex<(i64, u32, u64)> = std::sync::Mutex::new((0, 0, 0));
+
 fn refuse(s: &WebState, id: &str, f: &LinkFields, why: &str, status: StatusCode, via: &str) -> Response {
-    tracing::warn!(approval = %id, approver = %f.approver, "approval link refused: {why}");
-    s.audit.write(&Refusal {
-        time: now_rfc3339(),
-        kind: "approval-refused",
-        approval: id,
-        approver: &f.approver,
-        decision: &f.decision,
-        reason: why,
-        via,
-    });
+    let excerpt = crate::types::shown;
+    let now = chrono::Utc::now().timestamp_millis();
+    let unrecorded = {
+        let mut r = REFUSALS.lock().expect("refusal counter");
+        if now - r.0 >= 60_000 {
+            *r = (now, 0, r.2);
+        }
+        r.1 += 1;
+        if r.1 > REFUSALS_PER_MINUTE {
+            r.2 += 1;
+            None
+        } else {
+            Some(std::mem::take(&mut r.2))
+        }
+    };
+    if let Some(unrecorded) = unrecorded {
+        tracing::warn!(approval = %excerpt(id), approver = %excerpt(&f.approver), "approval link refused: {why}");
+        let reason = match unrecorded {
+            0 => excerpt(why),
+            n => format!(
+                "{} ({n} earlier refusal(s) past {REFUSALS_PER_MINUTE} a minute were not journaled one by one)",
+                excerpt(why)
+            ),
+        };
+        s.audit.write(&Refusal {
+            time: now_rfc3339(),
+            kind: "approval-refused",
+            approval: &excerpt(id),
+            approver: &excerpt(&f.approver),
+            decision: &excerpt(&f.decision),
+            reason: &reason,
+            via,
+        });
+    }
     let body = format!("<p><b>Refused:</b> {}</p><p>Nothing was changed.</p>", escape_html(why));
     (status, page(&s.host, "Refused", &body)).into_response()
 }
