@@ -90,5 +90,10 @@ fn a_failed_later_step_rolls_back_the_earlier_edits() {
         assert!(r.contains("rolled back"), "step {}: {r}", i + 1);
     }
     assert_eq!(host.read("consumer.properties"), before, "the file is as it was before the plan");
+    // The decision's time is when it was made: after its steps ran.
+    let steps = host.audit_of_kind("plan-step");
+    assert_eq!(steps.len(), 3, "one journal entry per step");
+    let last_step = steps.iter().map(|s| s["time"].as_str().unwrap().to_string()).max().unwrap();
+    assert!(d["time"].as_str().unwrap() >= last_step.as_str(), "{d:#} vs {last_step}");
     host.stop_agent();
 }

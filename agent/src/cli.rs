@@ -172,6 +172,27 @@ pub enum CanalCommand {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> ExitCode {
+    // A report piped into `head` ends like any Unix tool's when the reader
+    // goes: SIGPIPE, not a panic on the broken pipe. The daemon and the
+    // commands that talk to it over sockets keep Rust's ignored SIGPIPE.
+    if matches!(
+        cli.command,
+        Command::Check { .. }
+            | Command::Replay { .. }
+            | Command::Test { .. }
+            | Command::Status { .. }
+            | Command::Diagnose { .. }
+            | Command::Approvals { .. }
+            | Command::Canal { .. }
+            | Command::Kafka { .. }
+            | Command::Playbook { what: PlaybookCommand::List { .. } }
+    ) {
+        // SAFETY: at start-up, before any other thread exists; SIG_DFL
+        // installs no handler code.
+        let _ = unsafe {
+            nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
+        };
+    }
     let result = match cli.command {
         Command::Run { config, dry_run } => run_daemon(&config, dry_run),
         Command::Check { config, signatures } => check(&config, signatures),
@@ -184,7 +205,7 @@ pub fn run(cli: Cli) -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|c| crate::diagnose::diagnose(&c, tail_mib << 20))
             .map(|text| {
-                print!("{text}");
+                print!("{}", crate::types::terminal_safe(&text));
                 ExitCode::SUCCESS
             }),
         Command::Approvals { config, all } => approvals(&config, all),
@@ -211,7 +232,7 @@ fn status(path: &Path, day: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let window = if day { crate::report::DIGEST_WINDOW } else { crate::report::HOUR };
     let report = crate::report::Report::gather(&config, chrono::Utc::now().timestamp_millis(), window);
-    print!("{}", report.render(&config));
+    print!("{}", crate::types::terminal_safe(&report.render(&config)));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -246,6 +267,27 @@ fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
         eprintln!("{e}");
         problems += 1;
     }
+    for name in config.rules.keys() {
+        if !rules.rules.iter().any(|r| &r.name == name)
+            && !errors.iter().any(|e| e.path.file_stem().is_some_and(|s| s == name.as_str()))
+        {
+            eprintln!("{}: [rules.{name}] names no loaded rule (misspelled?)", path.display());
+            problems += 1;
+        }
+    }
+    if rules.rules.is_empty() {
+        eprintln!("{}: no rule loaded from {}", path.display(), describe_dirs(&config.rule_dirs));
+        problems += 1;
+    }
+    for p in config.host_problems() {
+        match config.dry_run {
+            true => println!("note (fails check once dry_run is off): {p}"),
+            false => {
+                eprintln!("{}: {p}", path.display());
+                problems += 1;
+            }
+        }
+    }
     for rule in &rules.rules {
         let missing: Vec<&String> = rule.sources.iter().filter(|s| config.source(s).is_none()).collect();
         if !missing.is_empty() {
@@ -266,6 +308,11 @@ fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
         playbook_errors.len()
     );
     Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The rule directories, for a message.
+pub fn describe_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn replay(path: &Path, source: &str, format: Format, previews: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
@@ -298,6 +345,10 @@ fn test(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (rules, errors) = RuleSet::load(&config);
     for e in &errors {
         println!("FAIL load {e}");
+    }
+    if rules.rules.is_empty() {
+        println!("FAIL no rule loaded from {}", describe_dirs(&config.rule_dirs));
+        return Ok(ExitCode::FAILURE);
     }
     let results = crate::rules::testing::run_all(&rules, &config);
     use crate::rules::testing::Verdict;

@@ -873,6 +873,42 @@ impl Config {
         })
     }
 
+    /// What the configuration names that is not there on this host, or
+    /// that would be unsafe: a missing service script or properties file, a
+    /// source that is a directory, approval links over plain HTTP to a
+    /// listener other hosts reach. Not part of parsing (a configuration is
+    /// often written before the software is installed); `check` reports
+    /// these, and they fail it unless the host is in dry-run.
+    pub fn host_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, svc) in &self.services {
+            for (what, argv) in [("start", &svc.start), ("stop", &svc.stop)] {
+                if let Some(why) = argv.first().and_then(|p| not_runnable(p, svc.workdir.as_deref())) {
+                    out.push(format!("[services.{name}] {what}: {why}"));
+                }
+            }
+        }
+        for (name, path) in &self.properties_files {
+            if !path.is_file() {
+                out.push(format!("[properties_files] {name}: {} is not a file", path.display()));
+            }
+        }
+        for (name, source) in &self.sources {
+            if source.path.is_dir() {
+                out.push(format!("[sources.{name}]: {} is a directory, not a log file", source.path.display()));
+            }
+        }
+        if let Some(a) = &self.approval {
+            if !a.listen.ip().is_loopback() && a.public_url.starts_with("http://") {
+                out.push(format!(
+                    "[approval] listen {} is reachable from other hosts but public_url {:?} is plain HTTP: approval links would cross the network unencrypted; listen on 127.0.0.1 behind a TLS proxy, or use https",
+                    a.listen, a.public_url
+                ));
+            }
+        }
+        out
+    }
+
     /// The source with this name, if configured.
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.get(name)
@@ -893,6 +929,24 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         }
         None => message,
     }
+}
+
+/// Why a service script cannot be run, if it cannot: a path must name an
+/// executable file (relative to the service's directory); a bare name must
+/// be found on `PATH`.
+fn not_runnable(program: &str, workdir: Option<&Path>) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let path = match (Path::new(program).is_relative(), workdir) {
+            (true, Some(dir)) => dir.join(program),
+            _ => PathBuf::from(program),
+        };
+        return (!executable(&path)).then(|| format!("{} is not an executable file", path.display()));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| executable(&dir.join(program)));
+    (!found).then(|| format!("{program} is not on PATH"))
 }
 
 #[cfg(test)]

@@ -95,6 +95,13 @@ impl Daemon {
             });
         }
         tracing::info!(rules = rules.rules.len(), failed = errors.len(), dry_run = config.dry_run, "rules loaded");
+        // Running without a single rule would look healthy and do nothing.
+        if rules.rules.is_empty() {
+            anyhow::bail!(
+                "no rule loaded from {}; see `pipemedic check`",
+                crate::cli::describe_dirs(&config.rule_dirs)
+            );
+        }
         let mut pipeline = Pipeline::new(config.clone(), rules, audit.clone(), Clock::Live, config.dry_run)?;
         let mut web = None;
         if let Some(mail) = &config.mail {

@@ -118,6 +118,10 @@ pub struct Outcome {
     /// In a `decision-summary`: how many more times it was decided so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeated: Option<u64>,
+    /// The record was cut at the size or line limit: the rule saw only its
+    /// beginning.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// The start of the record, for a person reading the journal.
     pub record: String,
 }
@@ -487,8 +491,11 @@ impl Pipeline {
             }
             self.repeats.insert(key, Repeats { since: now, count: 0, last: outcome.clone() });
         }
-        self.audit.write(outcome);
-        log_outcome(outcome);
+        // The entry's time is when the decision was made (an apply can take
+        // minutes after the record was read).
+        let outcome = Outcome { time: crate::audit::now_rfc3339(), ..outcome.clone() };
+        self.audit.write(&outcome);
+        log_outcome(&outcome);
     }
 
     /// Writes what a running summary counted, and ends it.
@@ -557,6 +564,7 @@ impl Pipeline {
             approval: None,
             plan: None,
             repeated: None,
+            truncated: event.truncated,
             record: excerpt_record(&event.text),
         }
     }

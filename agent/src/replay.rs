@@ -56,6 +56,12 @@ pub fn replay(
     for e in &errors {
         eprintln!("rule not loaded: {e}");
     }
+    if rules.rules.is_empty() {
+        anyhow::bail!(
+            "no rule loaded from {}: nothing to replay against",
+            crate::cli::describe_dirs(&config.rule_dirs)
+        );
+    }
     let config = Arc::new(config);
     let mut pipeline = Pipeline::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?;
     if !previews {
@@ -109,8 +115,7 @@ fn print(o: &Outcome, format: Format, out: &mut dyn Write) -> std::io::Result<()
         }
         Format::Text => {
             let steps: Vec<String> = o.steps.iter().map(|s| format!("{} {}", s.action, s.target)).collect();
-            writeln!(
-                out,
+            let line = format!(
                 "{}@{} {} [{}] {:?}: {}{}{}",
                 o.source,
                 o.offset,
@@ -120,7 +125,8 @@ fn print(o: &Outcome, format: Format, out: &mut dyn Write) -> std::io::Result<()
                 o.summary.as_deref().unwrap_or("no plan"),
                 if steps.is_empty() { String::new() } else { format!(" — {}", steps.join("; ")) },
                 o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-            )
+            );
+            writeln!(out, "{}", crate::types::terminal_safe(&line))
         }
     }
 }

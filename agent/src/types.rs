@@ -42,6 +42,20 @@ pub fn shown(input: &str) -> String {
     }
 }
 
+/// Text from logs made safe to print on a terminal: control characters
+/// (escape sequences that could move the cursor, rewrite earlier lines or
+/// retitle the window) and bidirectional overrides are shown escaped;
+/// newlines and tabs stay.
+pub fn terminal_safe(text: &str) -> String {
+    let risky = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(risky) {
+        return text.to_string();
+    }
+    text.chars().map(|c| if risky(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
 /// A `String` newtype that only a validating `parse` can build: serialises as
 /// the plain string and is re-validated when read back (from the state
 /// directory, say), so a hand-edited file cannot smuggle in a bad value.
@@ -230,6 +244,12 @@ impl SqlIdent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_escapes_are_shown_not_sent() {
+        assert_eq!(terminal_safe("a\x1b]0;owned\x07b\n\tc"), "a\\u{1b}]0;owned\\u{7}b\n\tc");
+        assert_eq!(terminal_safe("plain"), "plain");
+    }
 
     #[test]
     fn addresses_no_broker_can_have_are_refused() {

@@ -1,0 +1,93 @@
+//! `check` (the unit's ExecStartPre) and the commands that load rules catch
+//! what a careless configuration gets wrong, naming the file and the part.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{Host, Options, BIN};
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn check(host: &Host) -> (bool, String) {
+    run(&["check", "--config", host.config().to_str().unwrap()])
+}
+
+#[test]
+fn a_misspelled_rule_section_fails_check() {
+    let host = Host::new(Options::default());
+    let text = std::fs::read_to_string(host.config()).unwrap();
+    std::fs::write(host.config(), format!("{text}\n[rules.c2_comit_failed]\nthreshold = 3\n")).unwrap();
+    let (ok, out) = check(&host);
+    assert!(!ok && out.contains("[rules.c2_comit_failed] names no loaded rule"), "{out}");
+}
+
+#[test]
+fn missing_scripts_and_files_a_directory_source_and_plain_http_links_fail_check() {
+    let host = Host::new(Options { approvers: vec!["ops1@example.com"], ..Options::default() });
+    assert!(check(&host).0, "the test host itself passes: {}", check(&host).1);
+    host.edit_config("stop = [\"bin/standin.sh\", \"stop\", \"consumer\"]", "stop = [\"bin/no-such-script.sh\"]");
+    host.edit_config("consumer = \"consumer.properties\"", "consumer = \"missing.properties\"");
+    std::fs::create_dir(host.path("logs/a-dir")).unwrap();
+    host.edit_config("path = \"logs/monitor.log\"", "path = \"logs/a-dir\"");
+    let text = std::fs::read_to_string(host.config()).unwrap();
+    let listen = text.lines().find(|l| l.starts_with("listen = ")).unwrap().to_string();
+    let port = listen.rsplit(':').next().unwrap().trim_end_matches('"').to_string();
+    host.edit_config(&listen, &format!("listen = \"0.0.0.0:{port}\""));
+    let (ok, out) = check(&host);
+    assert!(!ok, "{out}");
+    for want in [
+        "[services.consumer] stop: ",
+        "no-such-script.sh is not an executable file",
+        "[properties_files] consumer: ",
+        "[sources.monitor]: ",
+        "is a directory",
+        "plain HTTP",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    // In dry-run the same are notes: nothing will run those scripts yet.
+    host.edit_config("dry_run = false", "dry_run = true");
+    let (ok, out) = check(&host);
+    assert!(ok && out.contains("note (fails check once dry_run is off)"), "{out}");
+}
+
+#[test]
+fn no_rule_loaded_fails_check_replay_test_and_run_naming_the_directory() {
+    let host = Host::new(Options::default());
+    for entry in std::fs::read_dir(host.path("rules")).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let config = host.config();
+    let config = config.to_str().unwrap();
+    let log = host.path("logs/server.log");
+    let dir = host.path("rules").display().to_string();
+    for args in [
+        vec!["check", "--config", config],
+        vec!["replay", "--config", config, "--source", "kafka_server", log.to_str().unwrap()],
+        vec!["test", "--config", config],
+        vec!["run", "--config", config],
+    ] {
+        let (ok, out) = run(&args);
+        assert!(!ok, "{} succeeded with no rules: {out}", args[0]);
+        assert!(out.contains("no rule loaded") && out.contains(&dir), "{}: {out}", args[0]);
+    }
+}
+
+#[test]
+fn a_report_piped_into_head_ends_quietly() {
+    let host = Host::new(Options::default());
+    let mut child = Command::new(BIN)
+        .args(["check", "--signatures", "--config", host.config().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, as `head -0` would
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}
