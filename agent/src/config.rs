@@ -583,8 +583,12 @@ pub struct Limits {
     pub max_record_bytes: usize,
     /// A record with more lines than this is truncated and marked.
     pub max_record_lines: usize,
-    /// A record with no continuation for this long is complete.
+    /// A record whose last line is still being written is complete when
+    /// the writer has been quiet this long.
     pub record_flush_ms: u64,
+    /// A record that ends with a whole line is complete after this much
+    /// quiet: a logger writes a message and its stack trace in one write.
+    pub record_settle_ms: u64,
     /// The same action on the same target is not repeated within this time.
     pub cooldown_secs: u64,
     /// At most this many applications of one action on one target per hour.
@@ -605,6 +609,7 @@ impl Default for Limits {
             max_record_bytes: 64 * 1024,
             max_record_lines: 400,
             record_flush_ms: 300,
+            record_settle_ms: 20,
             cooldown_secs: 600,
             max_per_hour: 3,
             breaker_threshold: 3,
@@ -616,6 +621,13 @@ impl Default for Limits {
 }
 
 impl Limits {
+    pub fn record_window(&self) -> crate::sources::RecordWindow {
+        crate::sources::RecordWindow {
+            settle: std::time::Duration::from_millis(self.record_settle_ms.min(self.record_flush_ms)),
+            flush: std::time::Duration::from_millis(self.record_flush_ms),
+        }
+    }
+
     pub fn rule_max_time(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.rule_max_ms)
     }
@@ -866,11 +878,7 @@ impl Config {
     }
 
     pub fn host_name(&self) -> String {
-        self.host_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "localhost".into())
-        })
+        self.host_name.clone().unwrap_or_else(crate::system::host_name)
     }
 
     /// What the configuration names that is not there on this host, or

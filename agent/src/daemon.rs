@@ -200,12 +200,25 @@ impl Daemon {
         let mut decided = crate::audit::decided_records(&self.config.state_dir, DECIDED_TAIL);
         let pipeline = &mut self.pipeline;
         let mut urgent = false;
+        // When the checkpoints were last saved: rotated files written after
+        // that hold lines the agent has not read.
+        let since = std::fs::metadata(Checkpoints::path_in(&self.config.state_dir)).and_then(|m| m.modified()).ok();
         for f in &mut self.followers {
             f.skip_decided(decided.remove(f.name()).unwrap_or_default());
             let cp = checkpoints.sources.get(f.name());
             let mut handle = |r: Record| urgent |= handle(pipeline, &r);
-            if let Err(e) = f.start(cp, StartAt::End, &mut handle) {
-                tracing::error!(source = f.name(), path = %f.path().display(), "cannot open source yet: {e}");
+            match f.start(cp, since, StartAt::End, &mut handle) {
+                Ok(notes) => {
+                    for note in notes {
+                        pipeline.audit().write(&Lifecycle {
+                            time: now_rfc3339(),
+                            kind: "lines-missed",
+                            dry_run: self.config.dry_run,
+                            detail: format!("{}: {note}", f.name()),
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(source = f.name(), path = %f.path().display(), "cannot open source yet: {e}"),
             }
         }
         let mut saved = checkpoints;
@@ -221,7 +234,7 @@ impl Daemon {
         tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
         self.pipeline.report_interrupted_plans(DECIDED_TAIL);
 
-        let quiet = Duration::from_millis(self.config.limits.record_flush_ms);
+        let window = self.config.limits.record_window();
         let started = chrono::Utc::now().timestamp_millis();
         let mut last_status: Option<Instant> = None;
         let mut digest_sent = self.last_digest();
@@ -232,13 +245,13 @@ impl Daemon {
         // Sources that stopped at their pass budget with more to read.
         let mut behind = vec![false; self.followers.len()];
         loop {
-            let pending = self.followers.iter().any(Follower::has_pending);
+            // Sleep until the next thing is due: more to read now, a pending
+            // record's quiet time, or the tick.
+            let pending = self.followers.iter().filter_map(|f| f.pending_for(window)).min();
             let wait = if behind.contains(&true) {
                 Duration::ZERO
-            } else if pending {
-                quiet
             } else {
-                TICK.saturating_sub(last_tick.elapsed())
+                pending.unwrap_or(TICK).min(TICK.saturating_sub(last_tick.elapsed()))
             };
             let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
             let mut all = false;
@@ -271,6 +284,7 @@ impl Daemon {
                 all = true;
                 self.watch_dirs(&mut watcher, &mut watched);
                 self.pipeline.tick(chrono::Utc::now().timestamp_millis());
+                metrics.own(&crate::system::own(&self.config.state_dir));
                 if last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
                     self.write_status(started);
                     last_status = Some(Instant::now());
@@ -287,7 +301,7 @@ impl Daemon {
                         false
                     });
                 }
-                f.flush_if_quiet(quiet, &mut handle);
+                f.flush_if_quiet(window, &mut handle);
                 let skipped = f.take_skipped();
                 if skipped > 0 {
                     pipeline.audit().write(&Lifecycle {

@@ -29,5 +29,6 @@ pub mod rules;
 pub mod runtime;
 pub mod sources;
 pub mod state;
+pub mod system;
 pub mod types;
 pub mod zk;

@@ -38,6 +38,10 @@ struct Inner {
     consumer_lag: Family<Labels, Gauge>,
     partition_leader: Family<Labels, Gauge>,
     kafka_up: Gauge,
+    own_cpu_ms: Gauge,
+    own_resident: Gauge,
+    own_fds: Gauge,
+    state_free: Gauge,
 }
 
 impl Default for Metrics {
@@ -63,6 +67,10 @@ impl Metrics {
             consumer_lag: Family::default(),
             partition_leader: Family::default(),
             kafka_up: Gauge::default(),
+            own_cpu_ms: Gauge::default(),
+            own_resident: Gauge::default(),
+            own_fds: Gauge::default(),
+            state_free: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("source_read_bytes", "Bytes read from each source", inner.bytes_read.clone());
@@ -90,6 +98,14 @@ impl Metrics {
             inner.partition_leader.clone(),
         );
         registry.register("kafka_up", "1 if the last lag and leader query answered", inner.kafka_up.clone());
+        registry.register("agent_cpu_milliseconds", "CPU time the agent has used", inner.own_cpu_ms.clone());
+        registry.register("agent_resident_bytes", "The agent's resident memory", inner.own_resident.clone());
+        registry.register("agent_open_fds", "File descriptors the agent holds open", inner.own_fds.clone());
+        registry.register(
+            "state_dir_free_bytes",
+            "Free space for the state directory (journal, checkpoints)",
+            inner.state_free.clone(),
+        );
         Metrics { inner: Arc::new(Inner { registry, ..inner }) }
     }
 
@@ -129,6 +145,14 @@ impl Metrics {
         let labels = vec![("source", source.to_string())];
         self.inner.heartbeats.get_or_create(&labels).inc();
         self.inner.heartbeat_last.get_or_create(&labels).set(at_ms / 1000);
+    }
+
+    /// The agent's own costs, and the room left for its state.
+    pub fn own(&self, o: &crate::system::Own) {
+        self.inner.own_cpu_ms.set(o.cpu_ms as i64);
+        self.inner.own_resident.set(o.resident_bytes as i64);
+        self.inner.own_fds.set(o.open_fds as i64);
+        self.inner.state_free.set(o.state_free_bytes as i64);
     }
 
     pub fn tail_lag(&self, source: &str, bytes: u64) {

@@ -128,7 +128,7 @@ impl Report {
         let mut notes = Vec::new();
         let agent = match &status {
             None => "no status written yet: the agent has not run here (or not for a minute)".to_string(),
-            Some(s) if now - s.written > 3 * MINUTE || !Path::new(&format!("/proc/{}", s.pid)).exists() => {
+            Some(s) if now - s.written > 3 * MINUTE || !crate::system::is_alive(s.pid) => {
                 format!("NOT RUNNING? its status was last written {}", human_time(s.written))
             }
             Some(s) => format!("running since {} (pid {})", human_time(s.started), s.pid),

@@ -128,6 +128,9 @@ cooldown_secs = {cooldown}
 breaker_threshold = {breaker}
 max_per_hour = 100
 record_flush_ms = 200
+# Tests append a trace in two writes back to back: wait as long after a
+# whole line as after half a one, so a busy machine never splits it.
+record_settle_ms = 200
 {extra}
 "#,
             dry_run = opts.dry_run,

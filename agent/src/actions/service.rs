@@ -33,44 +33,11 @@ fn service<'a>(config: &'a Config, name: &Name) -> &'a ServiceConfig {
 pub fn running_pids(svc: &ServiceConfig) -> Vec<u32> {
     if let Some(pid_file) = &svc.process.pid_file {
         let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok());
-        return pid.filter(|p| is_alive(*p)).into_iter().collect();
+        return pid.filter(|p| crate::system::is_alive(*p)).into_iter().collect();
     }
-    let Some(needle) = &svc.process.cmdline_contains else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let mut pids = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmdline.contains(needle.as_str()) && is_alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids.sort_unstable();
-    pids
-}
-
-/// A pid that exists and is not a zombie.
-fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name, which may itself
-        // contain spaces and parentheses.
-        Ok(stat) => {
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z")
-        }
-        Err(_) => false,
+    match &svc.process.cmdline_contains {
+        Some(needle) => crate::system::pids_with_cmdline(needle),
+        None => Vec::new(),
     }
 }
 

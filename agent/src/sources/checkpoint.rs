@@ -49,6 +49,18 @@ impl FileId {
     }
 }
 
+impl FileId {
+    /// Whether content beginning with `head` is this file's (same first
+    /// bytes; the inode is not compared: a copy has its own).
+    pub fn starts(&self, head: &[u8]) -> bool {
+        head.len() >= self.fingerprint_len && hex(&Sha256::digest(&head[..self.fingerprint_len])) == self.fingerprint
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn fingerprint(file: &File, len: usize) -> io::Result<(String, usize)> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len];
@@ -59,8 +71,7 @@ fn fingerprint(file: &File, len: usize) -> io::Result<(String, usize)> {
             n => got += n,
         }
     }
-    let digest = Sha256::digest(&buf[..got]);
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), got))
+    Ok((hex(&Sha256::digest(&buf[..got])), got))
 }
 
 /// One source's position.

@@ -2,8 +2,9 @@
 
 pub mod checkpoint;
 pub mod record;
+pub mod rotated;
 pub mod tail;
 
 pub use checkpoint::{Checkpoint, Checkpoints};
 pub use record::{Assembler, Assembly, Interest, LiteralScanner, Record};
-pub use tail::{Follower, StartAt};
+pub use tail::{Follower, RecordWindow, StartAt};

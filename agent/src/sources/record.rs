@@ -184,6 +184,11 @@ impl Assembler {
         }
     }
 
+    /// Whether what is pending ends with a whole line (no line half-read).
+    pub fn ends_with_whole_line(&self) -> bool {
+        self.partial.is_empty() && !self.partial_overflow
+    }
+
     /// Whether a record or line is waiting for more input.
     pub fn has_pending(&self) -> bool {
         self.current.is_some() || !self.partial.is_empty() || self.partial_overflow

@@ -4,7 +4,7 @@
 //! timer); a [`Follower`] only knows *how* to catch up.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,16 @@ use super::checkpoint::{Checkpoint, FileId, FINGERPRINT_BYTES};
 use super::record::{Assembler, Assembly, Record};
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a record waits for more lines (`[limits] record_settle_ms` and
+/// `record_flush_ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordWindow {
+    /// After a whole line: a continuation would have come in the same write.
+    pub settle: Duration,
+    /// After part of a line: the writer is in the middle of it.
+    pub flush: Duration,
+}
 
 /// Where to start in a file the agent has no checkpoint for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,34 +84,44 @@ impl Follower {
     }
 
     /// Positions the follower at start-up. With a checkpoint for the same
-    /// file it resumes there; if the file was rotated while the agent was
-    /// down, the rest of the rotated file (found by inode next to it) is read
-    /// first. Without a checkpoint it starts as `start_at` says.
+    /// file it resumes there. If the file was rotated, copied and truncated,
+    /// compressed or removed while the agent was down, every rotated file
+    /// next to it that holds unread lines is read first: the checkpointed
+    /// one from where the agent stopped (found by its first bytes, so a copy
+    /// or a gzip of it is found too), then each one written after it, whole.
+    /// `since` is when the checkpoints were saved: when the checkpointed file
+    /// is gone, rotated files written after that are read. Without a
+    /// checkpoint it starts as `start_at` says. Returns what a person should
+    /// know: lines that could not be read, and why.
     pub fn start(
         &mut self,
         checkpoint: Option<&Checkpoint>,
+        since: Option<std::time::SystemTime>,
         start_at: StartAt,
         emit: &mut dyn FnMut(Record),
-    ) -> io::Result<()> {
+    ) -> io::Result<Vec<String>> {
         let file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let len = file.metadata()?.len();
         // The same file however its path was spelled (an older checkpoint may
         // hold a relative one).
         let same = |c: &&Checkpoint| c.path == self.path || same_file(&c.path, &self.path);
-        let offset = match checkpoint.filter(same) {
-            Some(cp) if cp.file.matches(&file)? => cp.offset.min(len),
-            Some(cp) => {
-                self.drain_rotated_sibling(cp, emit)?;
+        let mut notes = Vec::new();
+        let offset = match (checkpoint.filter(same), &file) {
+            (Some(cp), Some(f)) if cp.file.matches(f)? => cp.offset.min(f.metadata()?.len()),
+            (Some(cp), _) => {
+                notes = self.catch_up_rotated(cp, since, emit)?;
                 0
             }
-            None if start_at == StartAt::End => len,
-            None => 0,
+            (None, Some(f)) if start_at == StartAt::End => f.metadata()?.len(),
+            (None, _) => 0,
         };
-        self.switch_to(file, &self.path.clone(), offset)
+        if let Some(file) = file {
+            self.switch_to(file, &self.path.clone(), offset)?;
+        }
+        Ok(notes)
     }
 
     fn switch_to(&mut self, file: File, path: &Path, offset: u64) -> io::Result<()> {
@@ -112,32 +132,80 @@ impl Follower {
         Ok(())
     }
 
-    /// Finishes a file that was rotated away while the agent was down.
-    fn drain_rotated_sibling(&mut self, cp: &Checkpoint, emit: &mut dyn FnMut(Record)) -> io::Result<()> {
-        let (Some(dir), Some(base)) = (self.path.parent(), self.path.file_name()) else {
-            return Ok(());
+    /// Reads what rotation moved away while the agent was down (see `start`).
+    fn catch_up_rotated(
+        &mut self,
+        cp: &Checkpoint,
+        since: Option<std::time::SystemTime>,
+        emit: &mut dyn FnMut(Record),
+    ) -> io::Result<Vec<String>> {
+        let rotated = super::rotated::beside(&self.path)?;
+        // Prefer the file with the checkpoint's inode (a renamed file), then
+        // any whose content starts the same (a copy, a gzip).
+        let found = rotated
+            .iter()
+            .position(|r| r.inode == cp.file.inode && r.stored == super::rotated::Stored::Plain && r.is(&cp.file))
+            .or_else(|| rotated.iter().position(|r| r.is(&cp.file)));
+        let mut notes = Vec::new();
+        let newer: Vec<&super::rotated::Rotated> = match found {
+            Some(i) => {
+                self.read_rotated(&rotated[i], cp.offset, emit, &mut notes);
+                rotated[i + 1..].iter().collect()
+            }
+            None => {
+                notes.push(format!(
+                    "{}: the file read up to byte {} was rotated away or removed while the agent was down and no readable copy of it is next to it; lines written to it after that were not read",
+                    self.path.display(),
+                    cp.offset
+                ));
+                rotated.iter().filter(|r| since.is_some_and(|t| r.modified > t)).collect()
+            }
         };
-        let base = base.to_string_lossy();
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let name = entry.file_name();
-            if !name.to_string_lossy().starts_with(&*base) || entry.path() == self.path {
-                continue;
-            }
-            if entry.metadata().map(|m| m.ino()).ok() != Some(cp.file.inode) {
-                continue;
-            }
-            let file = File::open(entry.path())?;
-            if cp.file.matches(&file)? {
-                tracing::info!(source = %self.name, rotated = %entry.path().display(), "finishing a file rotated while the agent was down");
-                self.switch_to(file, &entry.path(), cp.offset)?;
-                self.read_to_end(emit)?;
-                self.assembler.flush(true, emit);
-                self.open = None;
-                return Ok(());
-            }
+        for r in newer {
+            self.read_rotated(r, 0, emit, &mut notes);
         }
-        tracing::warn!(source = %self.name, path = %self.path.display(), "the file was replaced while the agent was down and its old copy was not found next to it; lines written to it after the last checkpoint were not read");
-        Ok(())
+        for n in &notes {
+            tracing::warn!(source = %self.name, "{n}");
+        }
+        Ok(notes)
+    }
+
+    /// Reads one rotated file from `from` to its end through the record
+    /// assembly; what cannot be read becomes a note.
+    fn read_rotated(
+        &mut self,
+        r: &super::rotated::Rotated,
+        from: u64,
+        emit: &mut dyn FnMut(Record),
+        notes: &mut Vec<String>,
+    ) {
+        tracing::info!(source = %self.name, rotated = %r.path.display(), from, "reading a file rotated while the agent was down");
+        let result = (|| -> io::Result<()> {
+            let mut content = r.open()?;
+            io::copy(&mut (&mut content).take(from), &mut io::sink())?;
+            let mut assembler = Assembler::new(self.name.clone(), r.path.as_path().into(), self.assembly.clone(), from);
+            assembler.set_inode(r.inode);
+            let decided = self.decided.iter().find(|(inode, _)| *inode == r.inode).map(|(_, at)| *at);
+            let skipped = &mut self.skipped;
+            let mut emit = |rec: Record| match decided {
+                Some(at) if rec.offset <= at => *skipped += 1,
+                _ => emit(rec),
+            };
+            self.buf.resize(READ_CHUNK, 0);
+            loop {
+                let n = content.read(&mut self.buf)?;
+                if n == 0 {
+                    break;
+                }
+                self.bytes_read += n as u64;
+                assembler.push(&self.buf[..n], &mut emit);
+            }
+            assembler.flush(true, &mut emit);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            notes.push(format!("{}: not read: {e}", r.path.display()));
+        }
     }
 
     /// Catches up with the file: reads what was appended, follows a rotation
@@ -193,11 +261,6 @@ impl Follower {
         std::mem::take(&mut self.skipped)
     }
 
-    fn read_to_end(&mut self, emit: &mut dyn FnMut(Record)) -> io::Result<()> {
-        while self.read_some(u64::MAX, emit)? {}
-        Ok(())
-    }
-
     /// Reads up to about `budget` bytes from the open file; true if it
     /// stopped before the end.
     fn read_some(&mut self, budget: u64, emit: &mut dyn FnMut(Record)) -> io::Result<bool> {
@@ -229,12 +292,29 @@ impl Follower {
         }
     }
 
-    /// Completes the pending record once the writer has been quiet for
-    /// `quiet` (a stack trace is written at once; silence means it is done).
-    pub fn flush_if_quiet(&mut self, quiet: Duration, emit: &mut dyn FnMut(Record)) {
-        if self.assembler.has_pending() && self.last_data.elapsed() >= quiet {
+    /// Completes the pending record once the writer has been quiet long
+    /// enough (silence means it is done; see [`Follower::quiet_needed`]).
+    pub fn flush_if_quiet(&mut self, window: RecordWindow, emit: &mut dyn FnMut(Record)) {
+        if self.assembler.has_pending() && self.last_data.elapsed() >= self.quiet_needed(window) {
             self.assembler.flush(false, emit);
         }
+    }
+
+    /// How long the writer must be quiet before the pending record is
+    /// complete. A logger writes an event — a message with its whole stack
+    /// trace — in one write, so a record that ends with a whole line is
+    /// complete after a short settle; a line still being written waits the
+    /// full window.
+    pub fn quiet_needed(&self, window: RecordWindow) -> Duration {
+        match self.assembler.ends_with_whole_line() {
+            true => window.settle,
+            false => window.flush,
+        }
+    }
+
+    /// How much longer the pending record may wait, if one does.
+    pub fn pending_for(&self, window: RecordWindow) -> Option<Duration> {
+        self.assembler.has_pending().then(|| self.quiet_needed(window).saturating_sub(self.last_data.elapsed()))
     }
 
     /// Whether a record is waiting for more input or for quiet.
@@ -289,7 +369,7 @@ mod tests {
         let mut out = Vec::new();
         // A tiny budget: every path through poll() is taken in small steps.
         while f.poll(7, &mut |r| out.push(r.text())).unwrap() {}
-        f.flush_if_quiet(Duration::ZERO, &mut |r| out.push(r.text()));
+        f.flush_if_quiet(RecordWindow { settle: Duration::ZERO, flush: Duration::ZERO }, &mut |r| out.push(r.text()));
         out
     }
 
@@ -299,7 +379,7 @@ mod tests {
         let p = dir.path().join("server.log");
         append(&p, "old history\n");
         let mut f = follower(&p);
-        f.start(None, StartAt::End, &mut |_| panic!("history is skipped")).unwrap();
+        f.start(None, None, StartAt::End, &mut |_| panic!("history is skipped")).unwrap();
         append(&p, "one\n");
         assert_eq!(poll(&mut f), ["one"]);
         append(&p, "two\n");
@@ -316,7 +396,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("late.log");
         let mut f = follower(&p);
-        f.start(None, StartAt::End, &mut |_| {}).unwrap();
+        f.start(None, None, StartAt::End, &mut |_| {}).unwrap();
         assert!(poll(&mut f).is_empty());
         append(&p, "hello\n");
         assert_eq!(poll(&mut f), ["hello"]);
@@ -328,13 +408,13 @@ mod tests {
         let p = dir.path().join("a.log");
         append(&p, "a\nb\n");
         let mut f = follower(&p);
-        f.start(None, StartAt::Beginning, &mut |_| {}).unwrap();
+        f.start(None, None, StartAt::Beginning, &mut |_| {}).unwrap();
         assert_eq!(poll(&mut f), ["a", "b"]);
         let cp = f.checkpoint().unwrap();
         append(&p, "c\n");
         let mut g = follower(&p);
         let mut seen = Vec::new();
-        g.start(Some(&cp), StartAt::End, &mut |r| seen.push(r.text())).unwrap();
+        g.start(Some(&cp), None, StartAt::End, &mut |r| seen.push(r.text())).unwrap();
         seen.extend(poll(&mut g));
         assert_eq!(seen, ["c"]);
     }
@@ -345,7 +425,7 @@ mod tests {
         let p = dir.path().join("a.log");
         append(&p, "first line long enough\n");
         let mut f = follower(&p);
-        f.start(None, StartAt::Beginning, &mut |_| {}).unwrap();
+        f.start(None, None, StartAt::Beginning, &mut |_| {}).unwrap();
         poll(&mut f);
         let cp = f.checkpoint().unwrap();
         append(&p, "written before rotation\n");
@@ -353,8 +433,99 @@ mod tests {
         append(&p, "new file\n");
         let mut g = follower(&p);
         let mut seen = Vec::new();
-        g.start(Some(&cp), StartAt::End, &mut |r| seen.push(r.text())).unwrap();
+        g.start(Some(&cp), None, StartAt::End, &mut |r| seen.push(r.text())).unwrap();
         seen.extend(poll(&mut g));
         assert_eq!(seen, ["written before rotation", "new file"]);
+    }
+
+    /// Runs `rotate` while the agent is "down" after reading the first line,
+    /// then starts again from the checkpoint: what does it read, and say?
+    fn down_while(rotate: impl FnOnce(&Path)) -> (Vec<String>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, "first line long enough to fingerprint\n");
+        let mut f = follower(&p);
+        f.start(None, None, StartAt::Beginning, &mut |_| {}).unwrap();
+        poll(&mut f);
+        let cp = f.checkpoint().unwrap();
+        let since = std::time::SystemTime::now() - Duration::from_secs(1);
+        rotate(&p);
+        let mut g = follower(&p);
+        let mut seen = Vec::new();
+        let notes = g.start(Some(&cp), Some(since), StartAt::End, &mut |r| seen.push(r.text())).unwrap();
+        seen.extend(poll(&mut g));
+        (seen, notes)
+    }
+
+    fn gzip(path: &Path) {
+        use std::io::Write;
+        let text = std::fs::read(path).unwrap();
+        let gz = std::fs::File::create(format!("{}.gz", path.display())).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+        enc.write_all(&text).unwrap();
+        enc.finish().unwrap();
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn two_rotations_while_down_read_every_file_in_order() {
+        let (seen, notes) = down_while(|p| {
+            let rotated = |n: u32| p.with_file_name(format!("a.log.{n}"));
+            append(p, "before the first rotation\n");
+            std::fs::rename(p, rotated(1)).unwrap();
+            append(p, "in the middle file\n");
+            std::thread::sleep(Duration::from_millis(20)); // distinct modification times
+            std::fs::rename(rotated(1), rotated(2)).unwrap();
+            std::fs::rename(p, rotated(1)).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            append(p, "in the new file\n");
+        });
+        assert_eq!(seen, ["before the first rotation", "in the middle file", "in the new file"]);
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn copytruncate_and_gzip_while_down_lose_nothing() {
+        let (seen, notes) = down_while(|p| {
+            append(p, "before the copy\n");
+            let copy = p.with_file_name("a.log.1");
+            std::fs::copy(p, &copy).unwrap();
+            std::fs::write(p, "").unwrap();
+            gzip(&copy);
+            std::thread::sleep(Duration::from_millis(20));
+            append(p, "after the truncation\n");
+        });
+        assert_eq!(seen, ["before the copy", "after the truncation"]);
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn removed_while_down_is_reported_and_unreadable_copies_named() {
+        let (seen, notes) = down_while(|p| {
+            append(p, "lost with the file\n");
+            std::fs::remove_file(p).unwrap();
+            std::fs::write(p.with_file_name("a.log.2.xz"), "not really xz").unwrap();
+            append(p, "recreated\n");
+        });
+        assert_eq!(seen, ["recreated"]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("no readable copy") && notes[0].contains("after that were not read"), "{notes:?}");
+        assert!(notes[1].contains("a.log.2.xz: not read: compressed with xz"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_whole_line_settles_quickly_and_a_half_line_waits_the_full_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        std::fs::write(&p, "").unwrap();
+        let mut f = follower(&p);
+        f.start(None, None, StartAt::Beginning, &mut |_| {}).unwrap();
+        let window = RecordWindow { settle: Duration::from_millis(20), flush: Duration::from_millis(300) };
+        append(&p, "2026-11-25 10:00:00 ERROR boom\njava.lang.Exception: x\n\tat a.b(C.java:1)\n");
+        f.poll(u64::MAX, &mut |_| {}).unwrap();
+        assert_eq!(f.quiet_needed(window), window.settle);
+        append(&p, "\tat a.b(C.ja");
+        f.poll(u64::MAX, &mut |_| {}).unwrap();
+        assert_eq!(f.quiet_needed(window), window.flush);
     }
 }
