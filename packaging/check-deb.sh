@@ -35,6 +35,7 @@ done
 grep -qx 'dry_run = true' "$fs/etc/pipemedic/pipemedic.toml" || fail "the shipped configuration is not dry-run"
 
 grep -qx 'KillMode=process' "$fs/usr/lib/systemd/system/pipemedic.service" || fail "the unit would signal the services the agent started"
+grep -q '^LimitNOFILE=' "$fs/usr/lib/systemd/system/pipemedic.service" || fail "the unit sets no LimitNOFILE"
 
 logrotate --debug --state "$root/logrotate.state" "$fs/etc/logrotate.d/pipemedic" >/dev/null 2>"$root/logrotate.err" \
     || fail "logrotate rejects its configuration: $(cat "$root/logrotate.err")"

@@ -62,7 +62,8 @@ fn pipeline_full(dry_run: bool, more: &str, approvers: Vec<&'static str>) -> Pip
     // Binlog times have one-second resolution: make B's oldest surviving
     // binlog clearly later than A's.
     std::thread::sleep(Duration::from_millis(2100));
-    b.sql("FLUSH BINARY LOGS; PURGE BINARY LOGS TO 'mysql-bin.000002';");
+    b.sql("FLUSH BINARY LOGS;");
+    b.purge_binlogs_to("mysql-bin.000002");
 
     let zk_server = ZooKeeper::start();
     let seed = zk_server.client();

@@ -78,8 +78,14 @@ impl Daemon {
     /// Loads rules and state. Rules that fail to load are logged and
     /// audited; the daemon runs with the others.
     pub fn new(config: Config) -> anyhow::Result<Daemon> {
-        std::fs::create_dir_all(&config.state_dir)
-            .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&config.state_dir)
+                .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+        }
         let lock = crate::state::lock(&config.state_dir)?;
         let config = Arc::new(config);
         let audit = Audit::open(&config.state_dir);

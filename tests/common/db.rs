@@ -73,6 +73,25 @@ impl MariaDb {
     }
 
     /// Runs SQL as root; panics with the server's message on error.
+    /// Purges the binary logs before `to`, waiting until they are gone:
+    /// MariaDB keeps a binlog it still needs for crash recovery (until its
+    /// binlog checkpoint moves on, later on a busy machine) and says so only
+    /// in a warning.
+    pub fn purge_binlogs_to(&self, to: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.sql(&format!("PURGE BINARY LOGS TO '{to}';"));
+            let out = self.client(&["-N", "-e", "SHOW BINARY LOGS"]);
+            let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+            let first = logs.split_whitespace().next().unwrap_or("");
+            if out.status.success() && first == to {
+                return;
+            }
+            assert!(Instant::now() < deadline, "MariaDB still keeps binlogs before {to}:\n{logs}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn sql(&self, sql: &str) {
         let out = self.client(&["-e", sql]);
         assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Plan, Risk};
+use super::{Plan, Risk, Step};
 use crate::config::Limits;
 use crate::state::{read_json, write_json_atomic, StateError};
 
@@ -133,6 +133,30 @@ impl Policy {
         match &self.file {
             Some(file) => write_json_atomic(file, &self.history),
             None => Ok(()),
+        }
+    }
+
+    /// Takes back what `record` noted for `plan` at `at`: the attempt
+    /// changed nothing and will be tried again.
+    pub fn forget(&mut self, plan: &Plan, at: i64) {
+        let keys = plan
+            .steps
+            .iter()
+            .map(Step::limit_key)
+            .map(|k| (true, k))
+            .chain(plan.changes().into_iter().map(|k| (false, k)));
+        for (step, key) in keys {
+            let times = if step { self.history.steps.get_mut(&key) } else { self.history.changes.get_mut(&key) };
+            if let Some(times) = times {
+                if let Some(i) = times.iter().rposition(|t| *t == at) {
+                    times.remove(i);
+                }
+            }
+        }
+        if let Some(file) = &self.file {
+            if let Err(e) = write_json_atomic(file, &self.history) {
+                tracing::warn!("{e}");
+            }
         }
     }
 
