@@ -34,6 +34,15 @@ fn metrics_count_records_events_decisions_and_actions() {
     ] {
         assert!(text.contains(line), "{line} missing in\n{text}");
     }
+    // The agent's own costs, measured on the same tick.
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("pipemedic_agent_resident_bytes ") > 1e6, "{text}");
+    assert!(value("pipemedic_agent_open_fds ") >= 3.0, "{text}");
+    assert!(value("pipemedic_state_dir_free_bytes ") > 0.0, "{text}");
+    assert!(value("pipemedic_agent_cpu_milliseconds ") >= 0.0, "{text}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::pipeline::{Approvals, Clock, Decision, Pipeline};
 use crate::report::{digest_due, Report, StatusFile, DIGEST_WINDOW};
 use crate::rules::RuleSet;
-use crate::sources::{Assembly, Checkpoints, Follower, Record, StartAt};
+use crate::sources::{Assembly, Budget, Checkpoints, Follower, Record, StartAt};
 use crate::state::{read_json, write_json_atomic};
 
 /// The day the digest was last sent.
@@ -53,7 +53,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// How much of one source is read in one pass before the others get their
 /// turn and a shutdown request is looked at: a flood in one log delays an
 /// incident in another, or a SIGTERM, by one pass at most.
-const PASS_BUDGET: u64 = 1 << 20;
+const PASS_BUDGET: Budget = Budget { bytes: 1 << 20, time: Duration::from_millis(100) };
 /// How much of the audit journal's end is read at start-up to learn which
 /// records were decided after the last checkpoint (far more than a
 /// checkpoint interval's worth of decisions).

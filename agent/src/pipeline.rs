@@ -641,6 +641,22 @@ impl Pipeline {
             out.decision = Decision::Benign;
             return;
         }
+        // Held back whatever the live state says (a flood of repeats): say
+        // so without reading live state for every line.
+        if let Some(verdict) = self.policy.holds_back_whole(plan, now) {
+            for step in &mut out.steps {
+                step.preview = Some("not computed: the plan is held back".into());
+            }
+            match verdict {
+                Verdict::CircuitOpen(why) => self.escalate(plan, why, out),
+                Verdict::RateLimited(why) => {
+                    out.decision = Decision::RateLimited;
+                    out.reason = Some(why);
+                }
+                _ => unreachable!("holds_back_whole answers only these"),
+            }
+            return;
+        }
         let (previews, failed) = if self.live_previews {
             self.executor.preview_plan(&plan.steps)
         } else {
@@ -701,17 +717,7 @@ impl Pipeline {
                 return;
             }
             Verdict::CircuitOpen(why) => {
-                out.decision = Decision::CircuitOpen;
-                tracing::error!(rule = %plan.rule, "escalation: {why}");
-                if let Some(outbox) = &self.outbox {
-                    let subject =
-                        format!("[pipemedic] {}: {} stopped repeating a fix", self.host, plan.runbook.join(", "));
-                    let text = format!("{}\n\n{why}\n\nWhat kept happening:\n{}\n", plan.summary, out.record);
-                    let mailed = outbox.notify(&format!("circuit:{}", plan.changes().join(",")), &subject, &text);
-                    out.reason = Some(format!("{why} ({mailed})"));
-                } else {
-                    out.reason = Some(why);
-                }
+                self.escalate(plan, why, out);
                 return;
             }
         }
@@ -777,6 +783,21 @@ impl Pipeline {
         if let (true, Some(watch)) = (canal, &mut self.heartbeat) {
             watch.expect_back(now, &format!("{} ({})", plan.summary, plan.runbook.join(", ")));
         }
+    }
+
+    /// The circuit is open: stop repeating the fix and tell a person.
+    fn escalate(&mut self, plan: &Plan, why: String, out: &mut Outcome) {
+        out.decision = Decision::CircuitOpen;
+        tracing::error!(rule = %plan.rule, "escalation: {why}");
+        out.reason = Some(match &self.outbox {
+            Some(outbox) => {
+                let subject = format!("[pipemedic] {}: {} stopped repeating a fix", self.host, plan.runbook.join(", "));
+                let text = format!("{}\n\n{why}\n\nWhat kept happening:\n{}\n", plan.summary, out.record);
+                let mailed = outbox.notify(&format!("circuit:{}", plan.changes().join(",")), &subject, &text);
+                format!("{why} ({mailed})")
+            }
+            None => why,
+        });
     }
 
     /// Applies and verifies each step in order; at the first failure, rolls

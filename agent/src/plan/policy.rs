@@ -92,26 +92,45 @@ impl Policy {
                 ));
             }
         }
-        let cooldown = self.limits.cooldown_secs as i64 * 1000;
-        for step in active {
-            let key = step.limit_key();
-            let times = self.history.steps.get(&key);
-            if let Some(last) = times.and_then(|t| t.iter().max()).filter(|t| now - **t < cooldown) {
-                return Verdict::RateLimited(format!(
-                    "{key} ran {} s ago; cooldown is {} s",
-                    (now - last) / 1000,
-                    self.limits.cooldown_secs
-                ));
-            }
-            let in_hour = count_since(times, now - HOUR_MS);
-            if in_hour >= self.limits.max_per_hour as usize {
-                return Verdict::RateLimited(format!(
-                    "{key} ran {in_hour} times in the last hour; the limit is {}",
-                    self.limits.max_per_hour
-                ));
-            }
+        match active.iter().find_map(|step| self.limited(step, now)) {
+            Some(why) => Verdict::RateLimited(why),
+            None => Verdict::Proceed,
         }
-        Verdict::Proceed
+    }
+
+    /// Whether the plan is held back whatever its previews say: the circuit
+    /// is open for something it changes, or every one of its steps is in its
+    /// cooldown or over its hourly limit (then nothing would run, whichever
+    /// steps turned out to be no-ops). Lets a flood of repeats skip computing
+    /// previews from live state for each line.
+    pub fn holds_back_whole(&self, plan: &Plan, now: i64) -> Option<Verdict> {
+        if plan.benign || plan.risk > Risk::Safe || plan.steps.is_empty() {
+            return None;
+        }
+        let all_active = vec![false; plan.steps.len()];
+        let verdict = self.decide(plan, &all_active, now);
+        match verdict {
+            Verdict::CircuitOpen(_) => Some(verdict),
+            Verdict::RateLimited(_) if plan.steps.iter().all(|s| self.limited(s, now).is_some()) => Some(verdict),
+            _ => None,
+        }
+    }
+
+    /// Why a step may not run now (cooldown or hourly limit), if it may not.
+    fn limited(&self, step: &Step, now: i64) -> Option<String> {
+        let key = step.limit_key();
+        let times = self.history.steps.get(&key);
+        let cooldown = self.limits.cooldown_secs as i64 * 1000;
+        if let Some(last) = times.and_then(|t| t.iter().max()).filter(|t| now - **t < cooldown) {
+            return Some(format!(
+                "{key} ran {} s ago; cooldown is {} s",
+                (now - last) / 1000,
+                self.limits.cooldown_secs
+            ));
+        }
+        let in_hour = count_since(times, now - HOUR_MS);
+        (in_hour >= self.limits.max_per_hour as usize)
+            .then(|| format!("{key} ran {in_hour} times in the last hour; the limit is {}", self.limits.max_per_hour))
     }
 
     /// Records that `plan` was applied (or, in dry-run, would have been) at `now`.

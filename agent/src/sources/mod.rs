@@ -7,4 +7,4 @@ pub mod tail;
 
 pub use checkpoint::{Checkpoint, Checkpoints};
 pub use record::{Assembler, Assembly, Interest, LiteralScanner, Record};
-pub use tail::{Follower, RecordWindow, StartAt};
+pub use tail::{Budget, Follower, RecordWindow, StartAt};

@@ -25,6 +25,18 @@ pub struct RecordWindow {
     pub flush: Duration,
 }
 
+/// How much one pass over a source may read: bytes, and time (a flood of
+/// records that each ask the rules costs far more per byte than quiet lines).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub bytes: u64,
+    pub time: Duration,
+}
+
+impl Budget {
+    pub const UNLIMITED: Budget = Budget { bytes: u64::MAX, time: Duration::MAX };
+}
+
 /// Where to start in a file the agent has no checkpoint for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
@@ -209,10 +221,10 @@ impl Follower {
     }
 
     /// Catches up with the file: reads what was appended, follows a rotation
-    /// (finishing the old file first) or a truncation. Reads at most about
-    /// `budget` bytes, so that one source's flood neither delays the others
-    /// nor a shutdown; true if there is more to read now.
-    pub fn poll(&mut self, budget: u64, emit: &mut dyn FnMut(Record)) -> io::Result<bool> {
+    /// (finishing the old file first) or a truncation. Stops when `budget`
+    /// is spent, so that one source's flood neither delays the others nor a
+    /// shutdown; true if there is more to read now.
+    pub fn poll(&mut self, budget: Budget, emit: &mut dyn FnMut(Record)) -> io::Result<bool> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -261,9 +273,9 @@ impl Follower {
         std::mem::take(&mut self.skipped)
     }
 
-    /// Reads up to about `budget` bytes from the open file; true if it
-    /// stopped before the end.
-    fn read_some(&mut self, budget: u64, emit: &mut dyn FnMut(Record)) -> io::Result<bool> {
+    /// Reads from the open file until its end or until `budget` is spent
+    /// (checked between chunks); true if it stopped before the end.
+    fn read_some(&mut self, budget: Budget, emit: &mut dyn FnMut(Record)) -> io::Result<bool> {
         let Some(open) = &mut self.open else {
             return Ok(false);
         };
@@ -275,9 +287,10 @@ impl Follower {
         };
         let emit = &mut emit;
         self.buf.resize(READ_CHUNK, 0);
+        let started = Instant::now();
         let mut read = 0u64;
         loop {
-            if read >= budget {
+            if read >= budget.bytes || started.elapsed() >= budget.time {
                 return Ok(true);
             }
             let n = open.file.read_at(&mut self.buf, open.read_pos)?;
@@ -368,7 +381,7 @@ mod tests {
     fn poll(f: &mut Follower) -> Vec<String> {
         let mut out = Vec::new();
         // A tiny budget: every path through poll() is taken in small steps.
-        while f.poll(7, &mut |r| out.push(r.text())).unwrap() {}
+        while f.poll(Budget { bytes: 7, time: Duration::MAX }, &mut |r| out.push(r.text())).unwrap() {}
         f.flush_if_quiet(RecordWindow { settle: Duration::ZERO, flush: Duration::ZERO }, &mut |r| out.push(r.text()));
         out
     }
@@ -522,10 +535,10 @@ mod tests {
         f.start(None, None, StartAt::Beginning, &mut |_| {}).unwrap();
         let window = RecordWindow { settle: Duration::from_millis(20), flush: Duration::from_millis(300) };
         append(&p, "2026-11-25 10:00:00 ERROR boom\njava.lang.Exception: x\n\tat a.b(C.java:1)\n");
-        f.poll(u64::MAX, &mut |_| {}).unwrap();
+        f.poll(Budget::UNLIMITED, &mut |_| {}).unwrap();
         assert_eq!(f.quiet_needed(window), window.settle);
         append(&p, "\tat a.b(C.ja");
-        f.poll(u64::MAX, &mut |_| {}).unwrap();
+        f.poll(Budget::UNLIMITED, &mut |_| {}).unwrap();
         assert_eq!(f.quiet_needed(window), window.flush);
     }
 }
