@@ -509,6 +509,7 @@ impl Pipeline {
             return;
         }
         let mut last = r.last;
+        last.time = crate::audit::now_rfc3339();
         last.kind = "decision-summary";
         last.repeated = Some(r.count);
         last.reason = Some(format!(
