@@ -385,6 +385,9 @@ impl Pipeline {
         let at = self.event_time(record);
         let mut outcomes = Vec::new();
         let matches = std::mem::take(&mut self.matches);
+        // Fallback rules speak only when no other rule planned anything for
+        // this record: they run after the others.
+        let mut fallbacks: Vec<(usize, Event)> = Vec::new();
         for m in &matches {
             self.stats.events += 1;
             self.events.inc_by(&m.signature, 1);
@@ -406,6 +409,19 @@ impl Pipeline {
             self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
             for &i in self.rules.subscribers(&m.signature, &record.source).to_vec().iter() {
+                if self.rules.rules[i].fallback {
+                    fallbacks.push((i, event.clone()));
+                    continue;
+                }
+                for outcome in self.react(i, &event) {
+                    self.record_outcome(&outcome);
+                    outcomes.push(outcome);
+                }
+            }
+        }
+        let explained = outcomes.iter().any(|o| !matches!(o.decision, Decision::NoPlan | Decision::RuleError));
+        if !explained {
+            for (i, event) in fallbacks {
                 for outcome in self.react(i, &event) {
                     self.record_outcome(&outcome);
                     outcomes.push(outcome);

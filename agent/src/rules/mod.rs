@@ -76,6 +76,9 @@ pub struct Rule {
     /// Probe events it wants (`heartbeat_missing`, …): findings of the
     /// agent's own watches rather than log lines.
     pub probes: Vec<String>,
+    /// Runs only on a record no other rule planned anything for: the
+    /// "nobody explained this fatal line" notice (`meta()`'s `fallback: true`).
+    pub fallback: bool,
     /// Signature name → pattern.
     pub signatures: BTreeMap<String, String>,
     pub params: rhai::Map,
@@ -261,9 +264,9 @@ impl RuleSet {
         let bad = |m: String| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
         let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map".into()))?;
         for key in meta.keys() {
-            if !["runbook", "sources", "signatures", "params", "probes"].contains(&key.as_str()) {
+            if !["runbook", "sources", "signatures", "params", "probes", "fallback"].contains(&key.as_str()) {
                 return Err(bad(format!(
-                    "unknown key `{key}` (expected runbook, sources, signatures, probes, params)"
+                    "unknown key `{key}` (expected runbook, sources, signatures, probes, params, fallback)"
                 )));
             }
         }
@@ -275,6 +278,10 @@ impl RuleSet {
                 .collect()
         };
         let runbook = strings("runbook")?;
+        let fallback = match meta.get("fallback") {
+            None => false,
+            Some(d) => d.as_bool().map_err(|t| bad(format!("`fallback` must be true or false, not {t}")))?,
+        };
         let probes = if meta.contains_key("probes") { strings("probes")? } else { Vec::new() };
         for p in &probes {
             if !PROBES.contains(&p.as_str()) {
@@ -329,6 +336,7 @@ impl RuleSet {
             runbook,
             sources,
             probes,
+            fallback,
             signatures,
             params,
             has_tests: functions.contains(&("tests".to_string(), 0)),
