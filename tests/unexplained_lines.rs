@@ -35,12 +35,18 @@ fn rules(d: &[(String, String)]) -> Vec<&str> {
 #[test]
 fn kafka_server_an_unexplained_fatal_is_told_an_explained_one_is_not() {
     let host = Host::new(Options { dry_run: true, ..Options::default() });
-    // K1 explains an ip- name; nobody explains another name.
+    // K1 explains an ip- name, and the broker's own name of any kind.
     assert_eq!(rules(&deciders(&host, "kafka_server", &k1_incident("ip-10.98.2.33"))), ["k1_unknown_host"]);
-    let other = "[2026-11-25 10:00:00,001] ERROR [KafkaServer id=1] Fatal error during KafkaServer startup. Prepare to shutdown (kafka.server.KafkaServer)\n\
-                 java.net.UnknownHostException: kafka-node-3.internal: kafka-node-3.internal: Name or service not known\n";
-    let d = deciders(&host, "kafka_server", other);
+    let own = "[2026-11-25 10:00:00,001] ERROR [KafkaServer id=1] Fatal error during KafkaServer startup. Prepare to shutdown (kafka.server.KafkaServer)\n\
+               java.net.UnknownHostException: kafka-node-3.internal: kafka-node-3.internal: Name or service not known\n";
+    assert_eq!(rules(&deciders(&host, "kafka_server", own)), ["k1_unknown_host"]);
+    // Nobody explains an unresolvable ZooKeeper host.
+    let zk = "[2026-11-25 10:00:00,001] FATAL Fatal error during KafkaServer startup. Prepare to shutdown (kafka.server.KafkaServer)\n\
+              org.I0Itec.zkclient.exception.ZkException: Unable to connect to zk1.internal:2181\n\
+              Caused by: java.net.UnknownHostException: zk1.internal\n";
+    let d = deciders(&host, "kafka_server", zk);
     assert_eq!(rules(&d), ["z_unexplained"], "{d:?}");
+    assert_eq!(d[0].1, "The Kafka broker stopped with an error no rule explains");
     // K2 explains a changed id, in its 3.7+ wording too.
     let k2 = "[2026-11-25 10:00:00,001] ERROR Exiting Kafka due to fatal exception during startup. (kafka.Kafka$)\n\
               java.lang.RuntimeException: Stored node id 8 doesn't match previous node id 2 in /var/kafka-logs/meta.properties.\n";

@@ -599,6 +599,7 @@ impl Pipeline {
             now: event.at,
             params: rule.params.clone(),
             kafka: self.config.kafka.clone().map(std::sync::Arc::new),
+            config: Some(self.config.clone()),
             answers: Default::default(),
         };
         let specs = match self.rules.run(rule, event, ctx) {

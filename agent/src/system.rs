@@ -71,3 +71,79 @@ pub fn own(state_dir: &Path) -> Own {
     }
     own
 }
+
+/// This host's IPv4 address as a broker on it would advertise it, and how it
+/// was found: the host of `advertised.listeners` (or `listeners`,
+/// `advertised.host.name`, `host.name`) in the broker's `server.properties`
+/// when that is an address; otherwise the address of the interface the
+/// default route leaves by. `None` if neither says.
+pub fn this_host_address(server_properties: Option<&Path>) -> Option<(std::net::Ipv4Addr, String)> {
+    if let Some(path) = server_properties {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            for key in ["advertised.listeners", "listeners", "advertised.host.name", "host.name"] {
+                let Some(value) = property(&text, key) else { continue };
+                for listener in value.split(',') {
+                    let host = listener.rsplit("//").next().unwrap_or("").rsplit_once(':').map_or(listener, |(h, _)| h);
+                    if let Ok(ip) = crate::types::parse_host_address(host.trim()) {
+                        return Some((ip, format!("{key} in {} says {}", path.display(), value.trim())));
+                    }
+                }
+            }
+        }
+    }
+    let iface = default_route_interface()?;
+    let ip = nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        (a.interface_name == iface)
+            .then(|| a.address.and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip())))
+            .flatten()
+            .filter(|ip| crate::types::parse_host_address(&ip.to_string()).is_ok())
+    })?;
+    Some((ip, format!("{ip} is the address of {iface}, the interface of this host's default route")))
+}
+
+/// The last value of `key` in a `.properties` text.
+fn property(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| l.split_once(['=', ':']))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+        .next_back()
+}
+
+/// The interface of the IPv4 default route (the kernel's routing table has
+/// no other interface than `/proc/net/route`).
+fn default_route_interface() -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (iface, dest) = (f.next()?, f.next()?);
+        (dest == "00000000").then(|| iface.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_comes_from_the_listeners_when_they_name_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.properties");
+        std::fs::write(
+            &p,
+            "broker.id=1\nlisteners=PLAINTEXT://0.0.0.0:9092\nadvertised.listeners=PLAINTEXT://10.98.2.33:9092\n",
+        )
+        .unwrap();
+        let (ip, why) = this_host_address(Some(&p)).unwrap();
+        assert_eq!(ip.to_string(), "10.98.2.33");
+        assert!(why.contains("advertised.listeners"), "{why}");
+        // 0.0.0.0 and names are no answer: then the default route's interface.
+        std::fs::write(&p, "listeners=PLAINTEXT://0.0.0.0:9092\nadvertised.listeners=PLAINTEXT://kafka-1:9092\n")
+            .unwrap();
+        if let Some((ip, why)) = this_host_address(Some(&p)) {
+            assert!(why.contains("default route") && !ip.is_loopback(), "{why}");
+        }
+    }
+}

@@ -18,6 +18,9 @@ pub struct RuleContext {
     pub params: rhai::Map,
     /// Where to ask about Kafka, if the host knows its cluster.
     pub kafka: Option<std::sync::Arc<crate::config::KafkaConfig>>,
+    /// The host's configuration, for questions about this host (`None` in
+    /// rule tests: the case answers them).
+    pub config: Option<std::sync::Arc<crate::config::Config>>,
     /// A rule test case's answers to the questions about live systems.
     pub answers: CaseAnswers,
 }
@@ -28,6 +31,10 @@ pub struct RuleContext {
 pub struct CaseAnswers {
     pub kafka_lag: Option<i64>,
     pub kafka_cluster: Option<bool>,
+    /// `this_host_address: "10.0.0.7"` (evidence: "the test case").
+    pub this_host_address: Option<String>,
+    /// `broker_registration: "{…}"`.
+    pub broker_registration: Option<String>,
 }
 
 impl RuleContext {
@@ -56,6 +63,43 @@ impl RuleContext {
     /// hosts' agents (`[kafka.cluster]`, runbook K4).
     fn kafka_cluster(&mut self) -> bool {
         self.answers.kafka_cluster.unwrap_or_else(|| self.kafka.as_ref().is_some_and(|k| k.cluster.is_some()))
+    }
+
+    /// This host's address and how it was found (`#{ address, evidence }`),
+    /// or an empty map: for a hosts entry of the broker's own name (K1).
+    fn this_host_address(&mut self) -> rhai::Map {
+        let found = match &self.answers.this_host_address {
+            Some(a) => Some((a.clone(), "the test case says so".to_string())),
+            None => {
+                let props = self.config.as_ref().and_then(|c| c.properties_files.get("kafka_server").cloned());
+                crate::system::this_host_address(props.as_deref()).map(|(ip, why)| (ip.to_string(), why))
+            }
+        };
+        let mut m = rhai::Map::new();
+        if let Some((address, evidence)) = found {
+            m.insert("address".into(), address.into());
+            m.insert("evidence".into(), evidence.into());
+        }
+        m
+    }
+
+    /// Broker `id`'s registration in ZooKeeper (`/brokers/ids/<id>`, its
+    /// JSON), or "" when it is not registered or ZooKeeper is not configured
+    /// or does not answer.
+    fn broker_registration(&mut self, id: i64) -> String {
+        if let Some(answer) = &self.answers.broker_registration {
+            return answer.clone();
+        }
+        let Some(zk) = self.config.as_ref().and_then(|c| c.zookeeper.clone()) else { return String::new() };
+        let node = crate::zk::Session::connect(&zk).and_then(|s| s.get(&format!("/brokers/ids/{id}")));
+        match node {
+            Ok(Some(n)) => crate::types::shown(&String::from_utf8_lossy(&n.data)),
+            Ok(None) => String::new(),
+            Err(e) => {
+                tracing::warn!("a rule asked for broker {id}'s registration: {e}");
+                String::new()
+            }
+        }
     }
 
     fn param(&mut self, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -137,6 +181,8 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("param", RuleContext::param);
     engine.register_fn("kafka_lag", RuleContext::kafka_lag);
     engine.register_fn("kafka_cluster", RuleContext::kafka_cluster);
+    engine.register_fn("this_host_address", RuleContext::this_host_address);
+    engine.register_fn("broker_registration", RuleContext::broker_registration);
 }
 
 /// Rules call `re_find` with a handful of literal patterns, once per event;

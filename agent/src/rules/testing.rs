@@ -164,6 +164,7 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
                 now: at,
                 params: rule.params.clone(),
                 kafka: None,
+                config: None,
                 answers: answers(&case),
             };
             for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
@@ -205,7 +206,8 @@ fn run_probe_case(
         truncated: false,
     };
     let history = Arc::new(Mutex::new(EventHistory::default()));
-    let ctx = RuleContext { history, now: 0, params: rule.params.clone(), kafka: None, answers: answers(case) };
+    let ctx =
+        RuleContext { history, now: 0, params: rule.params.clone(), kafka: None, config: None, answers: answers(case) };
     let mut observed = Vec::new();
     for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
         observed.push(Observed::of(spec, rule, config));
@@ -229,6 +231,8 @@ fn answers(case: &rhai::Map) -> CaseAnswers {
     CaseAnswers {
         kafka_lag: case.get("kafka_lag").and_then(|d| d.as_int().ok()),
         kafka_cluster: case.get("kafka_cluster").and_then(|d| d.as_bool().ok()),
+        this_host_address: case.get("this_host_address").and_then(|d| d.clone().into_string().ok()),
+        broker_registration: case.get("broker_registration").and_then(|d| d.clone().into_string().ok()),
     }
 }
 
