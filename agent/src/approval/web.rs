@@ -88,9 +88,17 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// cannot take the agent's file descriptors (the worker needs them to fix
 /// things and to write checkpoints).
 fn serve(listen: SocketAddr, what: &'static str, app: impl Fn() -> Router + Send + 'static) {
+    // The first bind happens here, before the daemon says it has started:
+    // whoever waits for "started" can connect at once.
+    let bound = std::net::TcpListener::bind(listen).and_then(|l| l.set_nonblocking(true).map(|()| l));
     crate::runtime::spawn_async("http", async move {
+        let mut bound = Some(bound);
         loop {
-            match tokio::net::TcpListener::bind(listen).await {
+            let listener = match bound.take() {
+                Some(first) => first.and_then(tokio::net::TcpListener::from_std),
+                None => tokio::net::TcpListener::bind(listen).await,
+            };
+            match listener {
                 Ok(listener) => {
                     tracing::info!(%listen, "{what} listening");
                     accept(listener, app()).await;
