@@ -35,6 +35,8 @@ pub struct CaseAnswers {
     pub this_host_address: Option<String>,
     /// `broker_registration: "{…}"`.
     pub broker_registration: Option<String>,
+    /// `resolves: true|false`.
+    pub resolves: Option<bool>,
 }
 
 impl RuleContext {
@@ -100,6 +102,44 @@ impl RuleContext {
                 String::new()
             }
         }
+    }
+
+    /// Whether this host resolves `name` now ("yes", "no", or "unknown" when
+    /// the resolver does not answer within a second: it is asked on a thread
+    /// of its own, so a hanging DNS server cannot hold the rule).
+    fn resolves(&mut self, name: &str) -> String {
+        if let Some(answer) = self.answers.resolves {
+            return if answer { "yes" } else { "no" }.into();
+        }
+        let Ok(host) = crate::types::HostName::parse(name) else { return "no".into() };
+        // A broker that is down makes its peers log a line every second or so:
+        // ask the resolver about one name once a minute at most.
+        use std::collections::HashMap;
+        use std::sync::OnceLock;
+        static RECENT: OnceLock<Mutex<HashMap<String, (std::time::Instant, String)>>> = OnceLock::new();
+        let recent = RECENT.get_or_init(Default::default);
+        if let Some((at, answer)) = recent.lock().expect("resolver cache").get(host.as_str()) {
+            if at.elapsed() < std::time::Duration::from_secs(60) {
+                return answer.clone();
+            }
+        }
+        let key = host.as_str().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::net::ToSocketAddrs;
+            let _ = tx.send((host.as_str(), 0).to_socket_addrs().map(|mut a| a.next().is_some()).unwrap_or(false));
+        });
+        let answer = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(true) => "yes",
+            Ok(false) => "no",
+            Err(_) => "unknown",
+        };
+        let mut map = recent.lock().expect("resolver cache");
+        if map.len() >= 256 {
+            map.clear();
+        }
+        map.insert(key, (std::time::Instant::now(), answer.to_string()));
+        answer.into()
     }
 
     fn param(&mut self, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -183,6 +223,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("kafka_cluster", RuleContext::kafka_cluster);
     engine.register_fn("this_host_address", RuleContext::this_host_address);
     engine.register_fn("broker_registration", RuleContext::broker_registration);
+    engine.register_fn("resolves", RuleContext::resolves);
 }
 
 /// Rules call `re_find` with a handful of literal patterns, once per event;
