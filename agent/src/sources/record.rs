@@ -438,23 +438,65 @@ fn is_continuation(line: &[u8], start: RecordStart) -> bool {
     }
 }
 
-/// `2026-11-01 10:00:00…` or `[2026-11-01 10:00:00…`.
+/// `2026-11-01 10:00:00…` or `[2026-11-01 10:00:00…` (logback, log4j,
+/// Kafka); Tomcat 8+'s `30-Nov-2026 10:00:00.001 SEVERE …`; Tomcat 7's JUL
+/// `Nov 30, 2026 10:00:00 AM …`.
 pub fn starts_with_timestamp(line: &[u8]) -> bool {
     let l = line.strip_prefix(b"[").unwrap_or(line);
-    l.len() >= 19
-        && l[..4].iter().all(u8::is_ascii_digit)
+    let digits = |r: std::ops::Range<usize>| l.len() >= r.end && l[r].iter().all(u8::is_ascii_digit);
+    let month = |r: std::ops::Range<usize>| {
+        l.len() >= r.end && l[r.start].is_ascii_uppercase() && l[r.start + 1..r.end].iter().all(u8::is_ascii_lowercase)
+    };
+    let iso = l.len() >= 19
+        && digits(0..4)
         && l[4] == b'-'
-        && l[5..7].iter().all(u8::is_ascii_digit)
+        && digits(5..7)
         && l[7] == b'-'
-        && l[8..10].iter().all(u8::is_ascii_digit)
+        && digits(8..10)
         && (l[10] == b' ' || l[10] == b'T')
-        && l[11..13].iter().all(u8::is_ascii_digit)
-        && l[13] == b':'
+        && digits(11..13)
+        && l[13] == b':';
+    let tomcat = l.len() >= 20
+        && digits(0..2)
+        && l[2] == b'-'
+        && month(3..6)
+        && l[6] == b'-'
+        && digits(7..11)
+        && l[11] == b' '
+        && digits(12..14)
+        && l[14] == b':';
+    let jul = l.len() >= 13
+        && month(0..3)
+        && l[3] == b' '
+        && digits(4..6)
+        && l[6] == b','
+        && l[7] == b' '
+        && digits(8..12)
+        && l[12] == b' ';
+    iso || tomcat || jul
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_of_the_loggers_in_the_pipeline_start_records() {
+        for line in [
+            "2026-11-30 10:00:00.001 [main] INFO x",
+            "[2026-11-30 10:00:00,001] INFO x (kafka.server.KafkaServer)",
+            "2026-11-30T10:00:00.001Z x",
+            "30-Nov-2026 10:00:00.001 SEVERE [main] org.apache.catalina.core.StandardContext.listenerStart x",
+            "Nov 30, 2026 10:00:00 AM org.apache.catalina.core.StandardContext listenerStart",
+        ] {
+            assert!(starts_with_timestamp(line.as_bytes()), "{line}");
+        }
+        for line in
+            ["\tat a.b(C.java:1)", "Caused by: x", "SEVERE: Error configuring", "java.lang.Exception: 2026-11-30 10:00"]
+        {
+            assert!(!starts_with_timestamp(line.as_bytes()), "{line}");
+        }
+    }
 
     fn assemble(input: &[u8], start: RecordStart, max_bytes: usize, chunk: usize) -> Vec<Record> {
         let mut a = Assembler::new(
