@@ -10,42 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-200}
-cargo build --release --quiet
-dir=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-mkdir -p "$dir/logs" "$dir/state" "$dir/bin"
-chmod 700 "$dir/state"
-cp examples/bin/standin.sh "$dir/bin/"
-for f in server.log error.log info.log; do : > "$dir/logs/$f"; done
-printf '127.0.0.1 localhost\n' > "$dir/hosts"
-printf 'max.poll.records=500\n' > "$dir/consumer.properties"
-cat > "$dir/pipemedic.toml" <<CONF
-state_dir = "state"
-dry_run = false
-rule_dirs = ["$PWD/rules"]
-hosts_file = "hosts"
-[sources.kafka_server]
-path = "logs/server.log"
-[sources.consumer_error]
-path = "logs/error.log"
-[sources.consumer_info]
-path = "logs/info.log"
-[services.kafka]
-start = ["bin/standin.sh", "start", "kafka", "$dir/logs/server.log"]
-stop = ["bin/standin.sh", "stop", "kafka"]
-process = { pid_file = "bin/run/kafka.pid" }
-[services.consumer]
-start = ["bin/standin.sh", "start", "consumer", "$dir/logs/info.log"]
-stop = ["bin/standin.sh", "stop", "consumer"]
-process = { pid_file = "bin/run/consumer.pid" }
-[properties_files]
-consumer = "consumer.properties"
-CONF
-start_agent() {
-    target/release/pipemedic run --config "$dir/pipemedic.toml" 2>>"$dir/agent.log" &
-    pid=$!
-    until grep -q '"started"' "$dir/state/audit.jsonl" 2>/dev/null; do sleep 0.05; done
-}
+. bench/scratch.sh
+scratch_host false
 start_agent
 python3 - "$dir" "$mb" <<'PY'
 import json, os, sys, time

@@ -8,27 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-200}
-cargo build --release --quiet
-dir=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-mkdir -p "$dir/logs" "$dir/state"
-chmod 700 "$dir/state"
-: > "$dir/logs/server.log"
-printf '127.0.0.1 localhost\n' > "$dir/hosts"
-cat > "$dir/pipemedic.toml" <<CONF
-state_dir = "state"
-dry_run = true
-rule_dirs = ["$PWD/rules"]
-hosts_file = "hosts"
-[sources.kafka_server]
-path = "logs/server.log"
-[services.kafka]
-start = ["/bin/true"]
-stop = ["/bin/true"]
-process = { pid_file = "kafka.pid" }
-CONF
-target/release/pipemedic run --config "$dir/pipemedic.toml" 2>"$dir/agent.log" &
-pid=$!
+. bench/scratch.sh
+scratch_host true
+start_agent
 python3 - "$dir" "$rounds" <<'PY'
 import json, os, sys, time
 d, rounds = sys.argv[1], int(sys.argv[2])
