@@ -42,6 +42,21 @@ fn k1_with_a_new_host_name_on_every_line_still_opens_the_circuit_on_the_broker()
     assert_eq!(decisions, ["applied", "applied", "applied", "circuit-open"]);
     let last = &host.decisions("k1_unknown_host")[3];
     assert!(last["reason"].as_str().unwrap().contains("service kafka"), "{last:#}");
-    assert_eq!(host.starts("kafka"), 4, "the first start and three restarts");
+    // More new names while the circuit is open: summed up, not one entry each.
+    for i in 5..=8 {
+        host.append("logs/server.log", &k1_incident(&format!("ip-10.0.0.{i}")));
+    }
+    // A marker after them on the same log: decided once they are.
+    host.append(
+        "logs/server.log",
+        "[2026-11-25 10:00:00,001] ERROR Fatal error during KafkaServer startup. Prepare to shutdown (kafka.server.KafkaServer)\n\
+         kafka.common.InconsistentBrokerIdException: Configured broker.id 2 doesn't match stored broker.id 1 in meta.properties.\n",
+    );
+    host.wait_decision("k2_broker_id_changed", 1);
     host.stop_agent();
+    assert_eq!(host.decisions("k1_unknown_host").len(), 4, "the open circuit is written once");
+    let summary: Vec<_> = host.audit_of_kind("decision-summary");
+    assert_eq!(summary.len(), 1, "{summary:#?}");
+    assert_eq!(summary[0]["repeated"], 4);
+    assert_eq!(host.starts("kafka"), 4, "the first start and three restarts");
 }

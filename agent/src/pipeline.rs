@@ -491,8 +491,13 @@ impl Pipeline {
         let now = chrono::Utc::now().timestamp_millis();
         let repeats = matches!(outcome.decision, Decision::RateLimited | Decision::CircuitOpen | Decision::OwnAction);
         // Repeated means the same rule deciding the same way about the same
-        // captures (a K1 for a new host name each time is news each time).
-        let key = (outcome.rule.clone(), format!("{decision} {:?}", outcome.captures));
+        // captures (a K1 for a new host name each time is news each time) —
+        // except an open circuit, which is about the thing changed, whatever
+        // the line said.
+        let key = match outcome.decision {
+            Decision::CircuitOpen => (outcome.rule.clone(), decision.clone()),
+            _ => (outcome.rule.clone(), format!("{decision} {:?}", outcome.captures)),
+        };
         // Anything else this rule decides closes its running summaries first,
         // so the journal stays in order.
         let closing: Vec<_> =
