@@ -147,6 +147,12 @@ pub struct Assembler {
     offset: u64,
     /// The file's inode, for the records (see [`Record::inode`]).
     inode: u64,
+    /// Records starting at or before this offset were decided before a
+    /// restart: they are not handed out again (however they complete: a
+    /// read, a flush after quiet, the end of a rotated file).
+    decided_through: Option<u64>,
+    /// Records held back for that.
+    skipped: u64,
     /// The line being read (no newline seen yet), bounded by `max_bytes`.
     partial: Vec<u8>,
     partial_start: u64,
@@ -162,6 +168,8 @@ impl Assembler {
             rules,
             offset,
             inode: 0,
+            decided_through: None,
+            skipped: 0,
             partial: Vec::new(),
             partial_start: offset,
             partial_overflow: false,
@@ -172,6 +180,17 @@ impl Assembler {
     /// Names the file's inode in the records handed out from now on.
     pub fn set_inode(&mut self, inode: u64) {
         self.inode = inode;
+    }
+
+    /// Holds back the records that start at or before `offset` (decided
+    /// before a restart).
+    pub fn skip_through(&mut self, offset: u64) {
+        self.decided_through = Some(offset);
+    }
+
+    /// How many records were held back by `skip_through`, since last asked.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// The offset from which reading must resume so that nothing that was not
@@ -376,6 +395,10 @@ impl Assembler {
     fn finish(&mut self, emit: &mut dyn FnMut(Record)) {
         let Some(cur) = self.current.take() else { return };
         if !cur.wanted {
+            return;
+        }
+        if self.decided_through.is_some_and(|at| cur.start <= at) {
+            self.skipped += 1;
             return;
         }
         let mut bytes = cur.bytes;

@@ -64,7 +64,8 @@ pub struct Follower {
     /// Bytes read since [`Follower::take_bytes_read`] last asked.
     bytes_read: u64,
     /// Records already decided before a restart: (inode, offset of the last
-    /// decided record). Records up to there are not handed out again.
+    /// decided record), as the journal had them. Applied when the follower
+    /// positions itself at start (see `start`), not to files met later.
     decided: Vec<(u64, u64)>,
     /// Records held back for that since [`Follower::take_skipped`].
     skipped: u64,
@@ -121,27 +122,55 @@ impl Follower {
         // hold a relative one).
         let same = |c: &&Checkpoint| c.path == self.path || same_file(&c.path, &self.path);
         let mut notes = Vec::new();
-        let offset = match (checkpoint.filter(same), &file) {
-            (Some(cp), Some(f)) if cp.file.matches(f)? => cp.offset.min(f.metadata()?.len()),
+        let inode = match &file {
+            Some(f) => Some(f.metadata()?.ino()),
+            None => None,
+        };
+        // Which decided records to hold back in the live file: those of the
+        // checkpointed file when it is still that file; none when the same
+        // inode now holds other content (truncated and rewritten).
+        let (offset, skip) = match (checkpoint.filter(same), &file) {
+            (Some(cp), Some(f)) if cp.file.matches(f)? => {
+                (cp.offset.min(f.metadata()?.len()), self.decided_for(cp.file.inode))
+            }
             (Some(cp), _) => {
                 notes = self.catch_up_rotated(cp, since, emit)?;
-                0
+                (0, inode.filter(|i| *i != cp.file.inode).and_then(|i| self.decided_for(i)))
             }
-            (None, Some(f)) if start_at == StartAt::End => f.metadata()?.len(),
-            (None, _) => 0,
+            (None, Some(f)) if start_at == StartAt::End => (f.metadata()?.len(), None),
+            (None, _) => (0, inode.and_then(|i| self.decided_for(i))),
         };
         if let Some(file) = file {
-            self.switch_to(file, &self.path.clone(), offset)?;
+            self.switch_to(file, &self.path.clone(), offset, skip)?;
         }
         Ok(notes)
     }
 
-    fn switch_to(&mut self, file: File, path: &Path, offset: u64) -> io::Result<()> {
+    /// Follows `file` from `offset`; `skip`: hold back the records starting
+    /// at or before it (decided before a restart).
+    fn switch_to(&mut self, file: File, path: &Path, offset: u64, skip: Option<u64>) -> io::Result<()> {
         let id = FileId::of(&file)?;
-        self.assembler = Assembler::new(self.name.clone(), path.into(), self.assembly.clone(), offset);
-        self.assembler.set_inode(id.inode);
+        let assembler = self.assembler_for(path, id.inode, offset, skip);
+        self.skipped += std::mem::replace(&mut self.assembler, assembler).take_skipped();
         self.open = Some(OpenFile { file, id, read_pos: offset });
         Ok(())
+    }
+
+    /// Record assembly for a file from `offset` on, its records named by the
+    /// file's inode, those through `skip` held back.
+    fn assembler_for(&self, path: &Path, inode: u64, offset: u64, skip: Option<u64>) -> Assembler {
+        let mut a = Assembler::new(self.name.clone(), path.into(), self.assembly.clone(), offset);
+        a.set_inode(inode);
+        if let Some(at) = skip {
+            a.skip_through(at);
+        }
+        a
+    }
+
+    /// The last record the journal says was decided in the file with this
+    /// inode (as it was when the agent stopped).
+    fn decided_for(&self, inode: u64) -> Option<u64> {
+        self.decided.iter().find(|(i, _)| *i == inode).map(|(_, at)| *at)
     }
 
     /// Reads what rotation moved away while the agent was down (see `start`).
@@ -161,7 +190,10 @@ impl Follower {
         let mut notes = Vec::new();
         let newer: Vec<&super::rotated::Rotated> = match found {
             Some(i) => {
-                self.read_rotated(&rotated[i], cp.offset, emit, &mut notes);
+                // The checkpointed content, wherever it is now (a copy or a
+                // gzip has another inode): the decisions were made on it.
+                let skip = self.decided_for(cp.file.inode);
+                self.read_rotated(&rotated[i], cp.offset, skip, emit, &mut notes);
                 rotated[i + 1..].iter().collect()
             }
             None => {
@@ -174,7 +206,8 @@ impl Follower {
             }
         };
         for r in newer {
-            self.read_rotated(r, 0, emit, &mut notes);
+            let skip = self.decided_for(r.inode);
+            self.read_rotated(r, 0, skip, emit, &mut notes);
         }
         for n in &notes {
             tracing::warn!(source = %self.name, "{n}");
@@ -188,6 +221,7 @@ impl Follower {
         &mut self,
         r: &super::rotated::Rotated,
         from: u64,
+        skip: Option<u64>,
         emit: &mut dyn FnMut(Record),
         notes: &mut Vec<String>,
     ) {
@@ -195,14 +229,7 @@ impl Follower {
         let result = (|| -> io::Result<()> {
             let mut content = r.open()?;
             io::copy(&mut (&mut content).take(from), &mut io::sink())?;
-            let mut assembler = Assembler::new(self.name.clone(), r.path.as_path().into(), self.assembly.clone(), from);
-            assembler.set_inode(r.inode);
-            let decided = self.decided.iter().find(|(inode, _)| *inode == r.inode).map(|(_, at)| *at);
-            let skipped = &mut self.skipped;
-            let mut emit = |rec: Record| match decided {
-                Some(at) if rec.offset <= at => *skipped += 1,
-                _ => emit(rec),
-            };
+            let mut assembler = self.assembler_for(&r.path, r.inode, from, skip);
             self.buf.resize(READ_CHUNK, 0);
             loop {
                 let n = content.read(&mut self.buf)?;
@@ -210,9 +237,10 @@ impl Follower {
                     break;
                 }
                 self.bytes_read += n as u64;
-                assembler.push(&self.buf[..n], &mut emit);
+                assembler.push(&self.buf[..n], emit);
             }
-            assembler.flush(true, &mut emit);
+            assembler.flush(true, emit);
+            self.skipped += assembler.take_skipped();
             Ok(())
         })();
         if let Err(e) = result {
@@ -237,7 +265,7 @@ impl Follower {
         let Some(open) = &self.open else {
             // A file that appears after start-up is new: read all of it.
             let file = File::open(&self.path)?;
-            self.switch_to(file, &self.path.clone(), 0)?;
+            self.switch_to(file, &self.path.clone(), 0, None)?;
             return self.read_some(budget, emit);
         };
         if meta.ino() != open.id.inode {
@@ -247,12 +275,12 @@ impl Follower {
             self.assembler.flush(true, emit);
             tracing::info!(source = %self.name, path = %self.path.display(), "file rotated; following the new one");
             let file = File::open(&self.path)?;
-            self.switch_to(file, &self.path.clone(), 0)?;
+            self.switch_to(file, &self.path.clone(), 0, None)?;
         } else if meta.len() < open.read_pos || !open.id.matches(&open.file)? {
             self.assembler.flush(false, emit);
             tracing::info!(source = %self.name, path = %self.path.display(), "file truncated; reading it from the start");
             let file = File::open(&self.path)?;
-            self.switch_to(file, &self.path.clone(), 0)?;
+            self.switch_to(file, &self.path.clone(), 0, None)?;
         } else if open.id.fingerprint_len < FINGERPRINT_BYTES && meta.len() > open.id.fingerprint_len as u64 {
             // Young file: widen its fingerprint now that it has more bytes.
             let id = FileId::of(&open.file)?;
@@ -263,14 +291,14 @@ impl Follower {
 
     /// Records of these files (inode, offset of the last decided record)
     /// were decided before the agent stopped: a crash between a decision and
-    /// the next checkpoint must not decide them again.
+    /// the next checkpoint must not decide them again. Set before `start`.
     pub fn skip_decided(&mut self, decided: Vec<(u64, u64)>) {
         self.decided = decided;
     }
 
     /// How many records were held back as already decided, since last asked.
     pub fn take_skipped(&mut self) -> u64 {
-        std::mem::take(&mut self.skipped)
+        std::mem::take(&mut self.skipped) + self.assembler.take_skipped()
     }
 
     /// Reads from the open file until its end or until `budget` is spent
@@ -279,13 +307,6 @@ impl Follower {
         let Some(open) = &mut self.open else {
             return Ok(false);
         };
-        let decided = self.decided.iter().find(|(inode, _)| *inode == open.id.inode).map(|(_, at)| *at);
-        let skipped = &mut self.skipped;
-        let mut emit = |r: Record| match decided {
-            Some(at) if r.offset <= at => *skipped += 1,
-            _ => emit(r),
-        };
-        let emit = &mut emit;
         self.buf.resize(READ_CHUNK, 0);
         let started = Instant::now();
         let mut read = 0u64;
@@ -540,5 +561,23 @@ mod tests {
         append(&p, "\tat a.b(C.ja");
         f.poll(Budget::UNLIMITED, &mut |_| {}).unwrap();
         assert_eq!(f.quiet_needed(window), window.flush);
+    }
+
+    #[test]
+    fn records_decided_before_a_restart_are_not_handed_out_again_the_last_one_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, "first line long enough to fingerprint\nsecond, the last one\nthird\n");
+        let inode = std::fs::metadata(&p).unwrap().ino();
+        let second = "first line long enough to fingerprint\n".len() as u64;
+        let third = second + "second, the last one\n".len() as u64;
+        let mut f = follower(&p);
+        // Decided through the last record: it waits for quiet, then is flushed.
+        f.skip_decided(vec![(inode, third)]);
+        f.start(None, None, StartAt::Beginning, &mut |_| {}).unwrap();
+        assert!(poll(&mut f).is_empty());
+        assert_eq!(f.take_skipped(), 3);
+        append(&p, "fourth\n");
+        assert_eq!(poll(&mut f), ["fourth"]);
     }
 }
