@@ -107,14 +107,18 @@ pub fn now_rfc3339() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }
 
-/// Per source, the records the journal says were decided: (inode, offset of
-/// the furthest decided record) for each file. Read from the journal's last
-/// `tail` bytes at start-up, so that records decided after the last
-/// checkpoint are not decided again.
-pub fn decided_records(state_dir: &Path, tail: u64) -> std::collections::HashMap<String, Vec<(u64, u64)>> {
+/// The journal's last `max` bytes (whole lines), or nothing: what a
+/// restarting agent reads to learn what it did just before it stopped.
+pub fn tail(state_dir: &Path, max: u64) -> Vec<u8> {
+    crate::fsutil::read_tail(&state_dir.join("audit.jsonl"), max).map(|t| t.bytes).unwrap_or_default()
+}
+
+/// Per source, the records the journal's `tail` says were decided: (inode,
+/// offset of the furthest decided record) for each file, so that records
+/// decided after the last checkpoint are not decided again.
+pub fn decided_records(tail: &[u8]) -> std::collections::HashMap<String, Vec<(u64, u64)>> {
     let mut out: std::collections::HashMap<String, Vec<(u64, u64)>> = Default::default();
-    let Ok(t) = crate::fsutil::read_tail(&state_dir.join("audit.jsonl"), tail) else { return out };
-    for line in t.bytes.split(|b| *b == b'\n') {
+    for line in tail.split(|b| *b == b'\n') {
         #[derive(serde::Deserialize)]
         struct Decided {
             kind: String,

@@ -55,9 +55,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// incident in another, or a SIGTERM, by one pass at most.
 const PASS_BUDGET: Budget = Budget { bytes: 1 << 20, time: Duration::from_millis(100) };
 /// How much of the audit journal's end is read at start-up to learn which
-/// records were decided after the last checkpoint (far more than a
-/// checkpoint interval's worth of decisions).
-const DECIDED_TAIL: u64 = 8 << 20;
+/// records were decided after the last checkpoint and which plan a crash
+/// cut off (far more than a checkpoint interval's worth of entries).
+const JOURNAL_TAIL: u64 = 8 << 20;
 /// How often `status.json` is written for `pipemedic status`.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
@@ -203,7 +203,9 @@ impl Daemon {
                 Checkpoints::default()
             }
         };
-        let mut decided = crate::audit::decided_records(&self.config.state_dir, DECIDED_TAIL);
+        // What the agent did just before it stopped, read once.
+        let journal_tail = crate::audit::tail(&self.config.state_dir, JOURNAL_TAIL);
+        let mut decided = crate::audit::decided_records(&journal_tail);
         let pipeline = &mut self.pipeline;
         let mut urgent = false;
         // When the checkpoints were last saved: rotated files written after
@@ -238,7 +240,8 @@ impl Daemon {
             detail: format!("following {}", sources.join(", ")),
         });
         tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
-        self.pipeline.report_interrupted_plans(DECIDED_TAIL);
+        self.pipeline.report_interrupted_plans(&journal_tail);
+        drop(journal_tail);
 
         let window = self.config.limits.record_window();
         let started = chrono::Utc::now().timestamp_millis();

@@ -81,6 +81,10 @@ pub struct StepOutcome {
     pub noop: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// The step changed the world and that change is still there (not
+    /// rolled back): a plan that failed with none of these changed nothing.
+    #[serde(skip)]
+    pub changed: bool,
 }
 
 /// The audit entry for one rule's reaction to one event.
@@ -658,7 +662,14 @@ impl Pipeline {
         out.steps = plan
             .steps
             .iter()
-            .map(|s| StepOutcome { action: s.action(), target: s.target(), preview: None, noop: false, result: None })
+            .map(|s| StepOutcome {
+                action: s.action(),
+                target: s.target(),
+                preview: None,
+                noop: false,
+                result: None,
+                changed: false,
+            })
             .collect();
         if plan.benign {
             out.decision = Decision::Benign;
@@ -777,18 +788,12 @@ impl Pipeline {
         // next start (never re-run blindly).
         let id = random_hex(8);
         self.audit.write(&PlanJournal {
-            time: crate::audit::now_rfc3339(),
-            kind: "plan-started",
-            plan: &id,
-            rule: &plan.rule,
             source: Some(&out.source),
             inode: Some(out.inode),
             offset: Some(out.offset),
             summary: Some(&plan.summary),
-            step: None,
-            target: None,
-            result: None,
             steps: plan.steps.iter().map(|s| format!("{} {}", s.action(), s.target())).collect(),
+            ..PlanJournal::new("plan-started", &id, &plan.rule)
         });
         out.plan = Some(id);
         self.apply_steps(plan, previews, out);
@@ -842,21 +847,16 @@ impl Pipeline {
                 Err(e) => format!("failed: {e}"),
             };
             self.audit.write(&PlanJournal {
-                time: crate::audit::now_rfc3339(),
-                kind: "plan-step",
-                plan: out.plan.as_deref().unwrap_or(""),
-                rule: &plan.rule,
-                source: None,
-                inode: None,
-                offset: None,
-                summary: None,
                 step: Some(i + 1),
                 target: Some(format!("{} {}", step.action(), step.target())),
                 result: Some(&said),
-                steps: Vec::new(),
+                ..PlanJournal::new("plan-step", out.plan.as_deref().unwrap_or(""), &plan.rule)
             });
             match result {
-                Ok(r) => out.steps[i].result = Some(r),
+                Ok(r) => {
+                    out.steps[i].result = Some(r);
+                    out.steps[i].changed = true;
+                }
                 Err(e) => {
                     out.steps[i].result = Some(format!("failed: {e}"));
                     out.decision = Decision::Failed;
@@ -922,10 +922,12 @@ impl Pipeline {
             };
             let note = match undo {
                 Ok(done) => {
+                    out.steps[i].changed = false;
                     restored.push(format!("step {}", i + 1));
                     format!("rolled back: {done}")
                 }
                 Err(e) => {
+                    out.steps[i].changed = true;
                     kept.push(format!("step {} could not be rolled back: {e}", i + 1));
                     format!("NOT rolled back: {e}")
                 }
@@ -974,17 +976,36 @@ struct PlanJournal<'a> {
     result: Option<&'a str>,
 }
 
+impl<'a> PlanJournal<'a> {
+    /// An entry of `kind` about `plan`, written now, with no details yet.
+    fn new(kind: &'a str, plan: &'a str, rule: &'a str) -> Self {
+        PlanJournal {
+            time: crate::audit::now_rfc3339(),
+            kind,
+            plan,
+            rule,
+            source: None,
+            inode: None,
+            offset: None,
+            summary: None,
+            steps: Vec::new(),
+            step: None,
+            target: None,
+            result: None,
+        }
+    }
+}
+
 impl Pipeline {
-    /// Finds the plans the journal says were started and never finished (the
-    /// agent died in the middle) and reports each: what its steps did, as
-    /// far as the journal knows, and that nothing will be re-run — a person
-    /// checks the state and decides. Returns how many there were.
-    pub fn report_interrupted_plans(&self, tail: u64) -> usize {
-        let Ok(t) = crate::fsutil::read_tail(&self.config.state_dir.join("audit.jsonl"), tail) else { return 0 };
+    /// Finds the plans the journal's `tail` says were started and never
+    /// finished (the agent died in the middle) and reports each: what its
+    /// steps did, as far as the journal knows, and that nothing will be
+    /// re-run — a person checks the state and decides. Returns how many.
+    pub fn report_interrupted_plans(&self, tail: &[u8]) -> usize {
         let mut started: Vec<(String, serde_json::Value)> = Vec::new();
         let mut finished = std::collections::HashSet::new();
         let mut steps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for line in t.bytes.split(|b| *b == b'\n') {
+        for line in tail.split(|b| *b == b'\n') {
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
             let id = v["plan"].as_str().unwrap_or("").to_string();
             match v["kind"].as_str() {
@@ -1015,18 +1036,8 @@ impl Pipeline {
             );
             tracing::error!("{detail}");
             self.audit.write(&PlanJournal {
-                time: crate::audit::now_rfc3339(),
-                kind: "plan-interrupted",
-                plan: id,
-                rule: v["rule"].as_str().unwrap_or("?"),
-                source: None,
-                inode: None,
-                offset: None,
                 summary: Some(&detail),
-                step: None,
-                target: None,
-                result: None,
-                steps: Vec::new(),
+                ..PlanJournal::new("plan-interrupted", id, v["rule"].as_str().unwrap_or("?"))
             });
             if let Some(outbox) = &self.outbox {
                 let subject = format!("[pipemedic] {}: a fix was interrupted", self.host);
@@ -1067,11 +1078,7 @@ impl Pipeline {
         if out.decision != Decision::Failed || !out.reason.as_deref().is_some_and(transient) || self.dry_run {
             return;
         }
-        let changed = out.steps.iter().any(|s| {
-            s.result
-                .as_deref()
-                .is_some_and(|r| !r.starts_with("failed") && !r.contains("rolled back") && r != "no change needed")
-        });
+        let changed = out.steps.iter().any(|s| s.changed);
         let Some(delay) = RETRY_AFTER_MS.get(attempt).filter(|_| !changed) else { return };
         self.policy.forget(plan, event.at);
         let due = chrono::Utc::now().timestamp_millis() + delay;
@@ -1310,6 +1317,7 @@ impl Pipeline {
                 preview: Some(s.preview.clone()),
                 noop: s.noop,
                 result: None,
+                changed: false,
             })
             .collect();
         out.dry_run = a.dry_run;

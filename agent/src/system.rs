@@ -81,7 +81,8 @@ pub fn this_host_address(server_properties: Option<&Path>) -> Option<(std::net::
     if let Some(path) = server_properties {
         if let Ok(text) = std::fs::read_to_string(path) {
             for key in ["advertised.listeners", "listeners", "advertised.host.name", "host.name"] {
-                let Some(value) = property(&text, key) else { continue };
+                let key = crate::types::PropertyKey::parse(key).expect("a valid key");
+                let Some(value) = crate::actions::properties::value(&text, &key) else { continue };
                 for listener in value.split(',') {
                     let host = listener.rsplit("//").next().unwrap_or("").rsplit_once(':').map_or(listener, |(h, _)| h);
                     if let Ok(ip) = crate::types::parse_host_address(host.trim()) {
@@ -99,17 +100,6 @@ pub fn this_host_address(server_properties: Option<&Path>) -> Option<(std::net::
             .filter(|ip| crate::types::parse_host_address(&ip.to_string()).is_ok())
     })?;
     Some((ip, format!("{ip} is the address of {iface}, the interface of this host's default route")))
-}
-
-/// The last value of `key` in a `.properties` text.
-fn property(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && !l.starts_with('!'))
-        .filter_map(|l| l.split_once(['=', ':']))
-        .filter(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().to_string())
-        .next_back()
 }
 
 /// The interface of the IPv4 default route (the kernel's routing table has

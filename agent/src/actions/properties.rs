@@ -54,6 +54,12 @@ fn definitions<'a>(content: &'a str, key: &PropertyKey) -> Vec<Definition<'a>> {
     out
 }
 
+/// The value `key` has in a `.properties` text (the last definition wins,
+/// as in Java), if it is set.
+pub fn value<'a>(content: &'a str, key: &PropertyKey) -> Option<&'a str> {
+    definitions(content, key).last().map(|d| d.value)
+}
+
 /// The new file content and a human diff, or `None` if nothing changes.
 fn plan_edit(content: &str, key: &PropertyKey, change: &Change) -> Result<Option<(String, String)>, String> {
     let defs = definitions(content, key);
@@ -136,10 +142,10 @@ pub fn verify(path: &Path, key: &PropertyKey, preview: &Preview) -> Result<Strin
         return Ok("no change was needed".into());
     };
     let planned = String::from_utf8_lossy(new);
-    let want = definitions(&planned, key).last().map(|d| d.value.to_string());
+    let want = value(&planned, key).map(str::to_string);
     let bytes = read_for_edit(path, &doing)?;
     let content = String::from_utf8_lossy(&bytes);
-    let have = definitions(&content, key).last().map(|d| d.value.to_string());
+    let have = value(&content, key).map(str::to_string);
     match (have, want) {
         (Some(h), Some(w)) if h == w => Ok(format!("{key} is {w}")),
         (h, w) => Err(ActionError::new(doing, format!("{key} is {h:?}, expected {w:?}"))),

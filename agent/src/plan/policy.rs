@@ -82,15 +82,8 @@ impl Policy {
         if plan.risk > Risk::Safe {
             return Verdict::NeedsApproval(format!("plan risk is {}: it needs approval by a person", plan.risk));
         }
-        let window = self.limits.breaker_window_secs as i64 * 1000;
-        for thing in plan.changes() {
-            let recent = count_since(self.history.changes.get(&thing), now - window);
-            if recent >= self.limits.breaker_threshold as usize {
-                return Verdict::CircuitOpen(format!(
-                    "circuit open for {thing}: it was changed {recent} times in the last {} min and the failures keep coming back; not changing it again, a person must look",
-                    self.limits.breaker_window_secs / 60
-                ));
-            }
+        if let Some(open) = self.circuit(plan, now) {
+            return open;
         }
         match active.iter().find_map(|step| self.limited(step, now)) {
             Some(why) => Verdict::RateLimited(why),
@@ -107,13 +100,25 @@ impl Policy {
         if plan.benign || plan.risk > Risk::Safe || plan.steps.is_empty() {
             return None;
         }
-        let all_active = vec![false; plan.steps.len()];
-        let verdict = self.decide(plan, &all_active, now);
-        match verdict {
-            Verdict::CircuitOpen(_) => Some(verdict),
-            Verdict::RateLimited(_) if plan.steps.iter().all(|s| self.limited(s, now).is_some()) => Some(verdict),
-            _ => None,
+        if let Some(open) = self.circuit(plan, now) {
+            return Some(open);
         }
+        let every: Option<Vec<String>> = plan.steps.iter().map(|s| self.limited(s, now)).collect();
+        every.and_then(|why| why.into_iter().next()).map(Verdict::RateLimited)
+    }
+
+    /// The open circuit of something the plan changes, if one is open.
+    fn circuit(&self, plan: &Plan, now: i64) -> Option<Verdict> {
+        let window = self.limits.breaker_window_secs as i64 * 1000;
+        plan.changes().into_iter().find_map(|thing| {
+            let recent = count_since(self.history.changes.get(&thing), now - window);
+            (recent >= self.limits.breaker_threshold as usize).then(|| {
+                Verdict::CircuitOpen(format!(
+                    "circuit open for {thing}: it was changed {recent} times in the last {} min and the failures keep coming back; not changing it again, a person must look",
+                    self.limits.breaker_window_secs / 60
+                ))
+            })
+        })
     }
 
     /// Why a step may not run now (cooldown or hourly limit), if it may not.
