@@ -351,11 +351,6 @@ impl Follower {
         self.assembler.has_pending().then(|| self.quiet_needed(window).saturating_sub(self.last_data.elapsed()))
     }
 
-    /// Whether a record is waiting for more input or for quiet.
-    pub fn has_pending(&self) -> bool {
-        self.assembler.has_pending()
-    }
-
     /// Where to resume after a restart: the start of the first record that
     /// has not been handed out.
     pub fn checkpoint(&self) -> Option<Checkpoint> {
