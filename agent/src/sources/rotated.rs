@@ -55,8 +55,8 @@ impl Rotated {
     }
 }
 
-/// The rotated files next to `log`, oldest first (by when they were last
-/// written). Anything else next to it (`server.log.lck`, `server.log.bak`)
+/// The rotated files next to `log`, oldest first (by their names where
+/// those say it, else by when they were last written). Anything else next to it (`server.log.lck`, `server.log.bak`)
 /// is not one.
 pub fn beside(log: &Path) -> io::Result<Vec<Rotated>> {
     let (Some(dir), Some(base)) = (log.parent(), log.file_name()) else { return Ok(Vec::new()) };
@@ -77,15 +77,24 @@ pub fn beside(log: &Path) -> io::Result<Vec<Rotated>> {
             inode: meta.ino(),
         });
     }
-    // Files written within one clock tick have the same time; then `.2` is
-    // older than `.1`, and dated names sort by date.
-    let age = |r: &Rotated| {
+    // The names say the order: `.2` is older than `.1` (logrotate renumbers
+    // on every rotation), dated names sort by date. Modification times do
+    // not always (a copy or a compression that does not keep the time has
+    // the time it was made); they decide only between names that say
+    // nothing, and between a numbered and a dated name.
+    let tag = |r: &Rotated| {
         let name = r.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let tag = name[base.len()..].trim_start_matches(['.', '-']).split('.').next().unwrap_or("").to_string();
-        let number = tag.parse::<u64>().ok().filter(|n| *n < 10_000);
-        (r.modified, std::cmp::Reverse(number), tag)
+        name[base.len()..].trim_start_matches(['.', '-']).split('.').next().unwrap_or("").to_string()
     };
-    out.sort_by_cached_key(age);
+    let number = |tag: &str| tag.parse::<u64>().ok().filter(|n| *n < 10_000);
+    let numbered = out.iter().filter(|r| number(&tag(r)).is_some()).count();
+    if numbered == out.len() {
+        out.sort_by_cached_key(|r| std::cmp::Reverse(number(&tag(r))));
+    } else if numbered == 0 {
+        out.sort_by_cached_key(|r| (tag(r), r.modified));
+    } else {
+        out.sort_by_cached_key(|r| (r.modified, std::cmp::Reverse(number(&tag(r))), tag(r)));
+    }
     Ok(out)
 }
 
@@ -129,5 +138,28 @@ mod tests {
         ] {
             assert_eq!(rotation_suffix(suffix), want, "{suffix}");
         }
+    }
+
+    #[test]
+    fn numbered_and_dated_names_say_the_order_whatever_the_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        // Made newest first, so that modification times say the opposite.
+        for name in ["server.log.1", "server.log.2.gz", "server.log.3"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
+        let names = |v: Vec<Rotated>| -> Vec<String> {
+            v.iter().map(|r| r.path.file_name().unwrap().to_string_lossy().into_owned()).collect()
+        };
+        assert_eq!(names(beside(&log).unwrap()), ["server.log.3", "server.log.2.gz", "server.log.1"]);
+        let dated = tempfile::tempdir().unwrap();
+        for name in ["server.log.2026-11-25-11", "server.log.2026-11-25-10"] {
+            std::fs::write(dated.path().join(name), "x").unwrap();
+        }
+        assert_eq!(
+            names(beside(&dated.path().join("server.log")).unwrap()),
+            ["server.log.2026-11-25-10", "server.log.2026-11-25-11"]
+        );
     }
 }
