@@ -1,0 +1,766 @@
+#!/usr/bin/env bash
+# The lab: the runbook's whole pipeline from the real software, on one
+# machine, on loopback and free ports, in a scratch directory.
+#
+#   two MariaDB sources (binlog, ROW) → ZooKeeper + canal server 1.1.4 →
+#   monitor (canal.client → Kafka) → 3 Kafka 3.9 brokers (ZooKeeper mode) →
+#   data_sync (kafka-clients, Druid, pgjdbc) → PostgreSQL trade_ix and admin
+#
+# Commands (scripts/lab is this script):
+#   lab build              build the Java side (Maven; downloads once)
+#   lab up [--agent]       start everything; the last line printed is the
+#                          lab's directory. --agent: pipemedic in dry-run too
+#   lab status [DIR]       each part, and "flow: ok" or "flow: broken (why)"
+#   lab break ITEM [DIR]   inject a runbook failure: N1, N4, N6, C1, C2
+#   lab down [DIR]         stop everything gracefully, remove the directory
+#
+# DIR defaults to $LAB_DIR, else the newest lab under ${TMPDIR:-/tmp}.
+# Environment: LAB_DIR (where `up` builds the lab), LAB_CANAL_SERVERS (1 or
+# 2: a second canal server on the same ZooKeeper, "another host"),
+# LAB_HEARTBEAT_SECS (15: four heartbeats a minute per source),
+# PIPEMEDIC_BIN (the agent binary for --agent; default: cargo build).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+sources=(ix_trade ix_quote)
+
+die() {
+    echo "lab: $*" >&2
+    exit 1
+}
+
+# The Java side: built in place once (target/ of each module), rebuilt when a
+# source or pom is newer than the jars. flock: tests start labs in parallel.
+build() {
+    command -v java >/dev/null || die "java is missing: apt-get install -y openjdk-17-jdk-headless"
+    command -v mvn >/dev/null || die "mvn is missing: apt-get install -y maven"
+    exec 9>"$here/.build.lock"
+    flock 9
+    local stamp=$here/data_sync/target/data-sync.jar
+    if [ -f "$stamp" ] && [ -z "$(find "$here" -newer "$stamp" \( -path '*/src/*' -o -name pom.xml \) -type f -not -path '*/target/*' | head -1)" ] &&
+        [ -d "$here/canal/target/lib" ] && [ -d "$here/kafka/target/lib" ]; then
+        flock -u 9
+        return
+    fi
+    echo "building the lab's Java side (Maven; the first build downloads from Maven Central)"
+    if ! mvn -B -q -f "$here/pom.xml" package >"$here/.build.log" 2>&1; then
+        tail -40 "$here/.build.log" >&2
+        die "the Maven build failed (log: $here/.build.log)"
+    fi
+    flock -u 9
+}
+
+# free_port VAR: sets VAR to a loopback port nothing listens on, below the
+# ephemeral range; never the same one twice in a run (not in a subshell: the
+# counter must persist).
+next_port=$((20000 + (RANDOM * 7 + $$) % 12000))
+free_port() {
+    local p
+    for _ in $(seq 1 500); do
+        p=$next_port
+        next_port=$((next_port + 1))
+        [ $next_port -ge 32000 ] && next_port=20000
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            printf -v "$1" '%s' "$p"
+            return
+        fi
+    done
+    die "no free loopback port"
+}
+
+# wait_for WHAT SECS LOG COMMAND...: polls COMMAND until it succeeds; after
+# SECS fails with the last lines of LOG.
+wait_for() {
+    local what=$1 secs=$2 log=$3
+    shift 3
+    local deadline=$(($(date +%s) + secs))
+    until "$@" >/dev/null 2>&1; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "lab: $what did not come up within ${secs}s; last lines of $log:" >&2
+            tail -40 "$log" >&2 || true
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+log_has() { grep -q -- "$2" "$1" 2>/dev/null; }
+
+root_or() { if [ "$(id -u)" -eq 0 ]; then runuser -u "$1" -- "${@:2}"; else "${@:2}"; fi; }
+
+pg_bin() {
+    local b
+    b=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -x "$b/initdb" ] || die "PostgreSQL server binaries are missing: apt-get install -y postgresql"
+    echo "$b"
+}
+
+mysql_sql() { # SOURCE SQL
+    mariadb --no-defaults -uroot --connect-timeout=10 --socket="$LAB/mysql/$1/mysqld.sock" -N -B -e "$2"
+}
+
+pg_sql() { # DB SQL
+    psql -X -q -t -A -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$1" -c "$2"
+}
+
+# ---- the parts -------------------------------------------------------------
+
+start_mysql() { # NAME SERVER_ID
+    local name=$1 id=$2 dir=$LAB/mysql/$1 port
+    [ -x /usr/sbin/mariadbd ] || die "/usr/sbin/mariadbd is missing: apt-get install -y mariadb-server mariadb-client"
+    free_port port
+    mkdir -p "$dir"
+    mariadb-install-db --no-defaults --user="$(id -un)" --auth-root-authentication-method=normal --skip-test-db \
+        --datadir="$dir/data" --tmpdir="$dir" >"$dir/install.log" 2>&1 || { tail "$dir/install.log" >&2; die "mariadb-install-db failed for $name"; }
+    cat >"$dir/my.cnf" <<EOF
+[mariadbd]
+user = $(id -un)
+bind-address = 127.0.0.1
+port = $port
+socket = $dir/mysqld.sock
+pid-file = $dir/mysqld.pid
+datadir = $dir/data
+tmpdir = $dir
+log-error = $dir/error.log
+server-id = $id
+log-bin = $dir/data/mysql-bin
+binlog-format = ROW
+skip-name-resolve
+innodb-buffer-pool-size = 16M
+EOF
+    "$here/bin/daemon.sh" start "$dir/daemon.pid" "$dir/stdout.log" -- /usr/sbin/mariadbd --defaults-file="$dir/my.cnf" >/dev/null
+    printf -v "MYSQL_${name^^}_PORT" '%s' "$port"
+    echo "MYSQL_${name^^}_PORT=$port" >>"$LAB/lab.env"
+}
+
+init_mysql() { # NAME
+    local name=$1
+    wait_for "MariaDB $name" 60 "$LAB/mysql/$name/error.log" mysql_sql "$name" "SELECT 1"
+    mysql_sql "$name" "
+        CREATE USER 'canal'@'127.0.0.1' IDENTIFIED BY 'canal';
+        GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR ON *.* TO 'canal'@'127.0.0.1';
+        CREATE DATABASE trade;
+        CREATE TABLE trade.t_order (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id BIGINT NOT NULL,
+            amount DECIMAL(12,2) NOT NULL, created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3));
+        CREATE TABLE trade.t_item_user (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id BIGINT NOT NULL,
+            item VARCHAR(64) NOT NULL);
+        CREATE TABLE trade.heartbeat (id INT PRIMARY KEY, source VARCHAR(32) NOT NULL, beat_at DATETIME(3) NOT NULL);"
+}
+
+start_zookeeper() {
+    local dir=$LAB/zookeeper jar=/usr/share/java/zookeeper.jar
+    [ -f "$jar" ] || die "$jar is missing: apt-get install -y zookeeper"
+    free_port ZK_PORT
+    mkdir -p "$dir/data"
+    cat >"$dir/zoo.cfg" <<EOF
+tickTime=500
+dataDir=$dir/data
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=srvr,ruok
+maxSessionTimeout=20000
+EOF
+    "$here/bin/daemon.sh" start "$dir/zookeeper.pid" "$dir/zookeeper.log" -- \
+        java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dzookeeper.admin.enableServer=false \
+        -cp "$jar" org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" >/dev/null
+    echo "ZK_PORT=$ZK_PORT" >>"$LAB/lab.env"
+}
+
+zk_ok() { [ "$(exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && echo ruok >&3 && timeout 2 cat <&3)" = imok ]; }
+
+start_postgres() {
+    local dir=$LAB/postgres bin
+    bin=$(pg_bin)
+    free_port PG_PORT
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    root_or postgres "$bin/initdb" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 -D "$dir/data" >"$dir/initdb.log" 2>&1 ||
+        { tail "$dir/initdb.log" >&2; die "initdb failed"; }
+    root_or postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgresql.log" \
+        -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" -w start >/dev/null ||
+        { tail "$dir/postgresql.log" >&2; die "PostgreSQL did not start"; }
+    echo "PG_PORT=$PG_PORT" >>"$LAB/lab.env"
+    for db in trade_ix admin; do
+        pg_sql postgres "CREATE DATABASE $db" >/dev/null
+        pg_sql "$db" "
+            CREATE TABLE t_order (source TEXT, id BIGINT, user_id BIGINT, amount NUMERIC(12,2), created_at TIMESTAMP(3),
+                PRIMARY KEY (source, id));
+            CREATE TABLE t_item_user (source TEXT, id BIGINT, user_id BIGINT, item VARCHAR(64), PRIMARY KEY (source, id));
+            CREATE TABLE heartbeat (source TEXT, id INT, beat_at TIMESTAMP(3), PRIMARY KEY (source, id));" >/dev/null
+    done
+}
+
+kafka_java() { # extra args...: the broker's JVM
+    echo java -Xms192m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+}
+
+start_kafka() { # ID
+    local id=$1 dir=$LAB/kafka/$1 port
+    free_port port
+    mkdir -p "$dir/config" "$dir/logs" "$dir/data" "$dir/bin"
+    cat >"$dir/config/server.properties" <<EOF
+broker.id=$id
+listeners=PLAINTEXT://127.0.0.1:$port
+log.dirs=$dir/data
+zookeeper.connect=127.0.0.1:$ZK_PORT
+zookeeper.connection.timeout.ms=18000
+zookeeper.session.timeout.ms=6000
+num.partitions=3
+default.replication.factor=3
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+EOF
+    cp "$here/conf/kafka/log4j.properties" "$dir/config/log4j.properties"
+    cat >"$dir/bin/kafka-server-start.sh" <<EOF
+#!/usr/bin/env bash
+# Broker $id: kafka.Kafka in the background, its pid in $dir/kafka.pid.
+exec "$here/bin/daemon.sh" start "$dir/kafka.pid" "$dir/logs/kafkaServer.out" -- \\
+    $(kafka_java) -Dkafka.logs.dir=$dir/logs -Dlog4j.configuration=file:$dir/config/log4j.properties \\
+    -cp "$here/kafka/target/lib/*" kafka.Kafka $dir/config/server.properties
+EOF
+    cat >"$dir/bin/kafka-server-stop.sh" <<EOF
+#!/usr/bin/env bash
+# Broker $id: SIGTERM and wait (a controlled shutdown), never SIGKILL.
+exec "$here/bin/daemon.sh" stop "$dir/kafka.pid" 120
+EOF
+    chmod +x "$dir/bin/"*.sh
+    "$dir/bin/kafka-server-start.sh" >/dev/null
+    echo "KAFKA_${id}_PORT=$port" >>"$LAB/lab.env"
+    BOOTSTRAP=${BOOTSTRAP:+$BOOTSTRAP,}127.0.0.1:$port
+}
+
+start_canal() { # N (1 or 2: "hosts" sharing ZooKeeper)
+    local n=$1 home=$LAB/canal port metrics_port dest i=0
+    [ "$n" -gt 1 ] && home=$LAB/canal$n
+    free_port port
+    free_port metrics_port
+    mkdir -p "$home/bin" "$home/conf/spring" "$home/logs"
+    ln -sfn "$here/canal/target/lib" "$home/lib"
+    cp "$here/bin/canal-startup.sh" "$home/bin/startup.sh"
+    cp "$here/bin/canal-stop.sh" "$home/bin/stop.sh"
+    cp "$here/conf/canal/logback.xml" "$home/conf/"
+    cp "$here/conf/canal/spring/"*.xml "$home/conf/spring/"
+    cat >"$home/conf/canal.properties" <<EOF
+# canal server $n of the lab: ZooKeeper mode, tcp.
+canal.id = $n
+canal.ip = 127.0.0.1
+canal.register.ip = 127.0.0.1
+canal.port = $port
+canal.metrics.pull.port = $metrics_port
+canal.zkServers = 127.0.0.1:$ZK_PORT
+canal.zookeeper.flush.period = 1000
+canal.withoutNetty = false
+canal.serverMode = tcp
+canal.file.data.dir = $home/conf
+canal.file.flush.period = 1000
+canal.instance.memory.buffer.size = 16384
+canal.instance.memory.buffer.memunit = 1024
+canal.instance.memory.batch.mode = MEMSIZE
+canal.instance.memory.rawEntry = true
+canal.instance.detecting.enable = false
+canal.instance.transaction.size = 1024
+canal.instance.fallbackIntervalInSeconds = 60
+canal.instance.network.receiveBufferSize = 16384
+canal.instance.network.sendBufferSize = 16384
+canal.instance.network.soTimeout = 30
+canal.instance.filter.druid.ddl = true
+canal.instance.filter.query.dcl = false
+canal.instance.filter.query.dml = false
+canal.instance.filter.query.ddl = false
+canal.instance.filter.table.error = false
+canal.instance.filter.rows = false
+canal.instance.filter.transaction.entry = false
+canal.instance.binlog.format = ROW,STATEMENT,MIXED
+canal.instance.binlog.image = FULL,MINIMAL,NOBLOB
+canal.instance.get.ddl.isolation = false
+canal.instance.parser.parallel = false
+# The table-meta history (TSDB) needs canal's h2/mybatis configuration, which
+# only its release tarball ships: off in the lab.
+canal.instance.tsdb.enable = false
+canal.destinations = $(IFS=,; echo "${sources[*]}")
+canal.conf.dir = $home/conf
+canal.auto.scan = false
+canal.instance.global.mode = spring
+canal.instance.global.lazy = false
+canal.instance.global.spring.xml = classpath:spring/default-instance.xml
+EOF
+    for dest in "${sources[@]}"; do
+        i=$((i + 1))
+        mkdir -p "$home/conf/$dest"
+        local mport_var="MYSQL_${dest^^}_PORT"
+        cat >"$home/conf/$dest/instance.properties" <<EOF
+canal.instance.mysql.slaveId = $((1000 + 10 * n + i))
+canal.instance.master.address = 127.0.0.1:${!mport_var}
+canal.instance.master.journal.name =
+canal.instance.master.position =
+canal.instance.master.timestamp =
+canal.instance.master.gtid =
+canal.instance.dbUsername = canal
+canal.instance.dbPassword = canal
+canal.instance.connectionCharset = UTF-8
+canal.instance.filter.regex = trade\\\\..*
+canal.instance.filter.black.regex =
+EOF
+    done
+    "$home/bin/startup.sh" >/dev/null
+    printf -v "CANAL_${n}_PORT" '%s' "$port"
+    echo "CANAL_${n}_PORT=$port" >>"$LAB/lab.env"
+}
+
+start_monitor() {
+    local dir=$LAB/monitor
+    mkdir -p "$dir" "$LAB/logs/data_monitor"
+    cat >"$dir/monitor.properties" <<EOF
+zkServers = 127.0.0.1:$ZK_PORT
+destinations = $(IFS=,; echo "${sources[*]}")
+bootstrap.servers = $BOOTSTRAP
+topic = TABLE_IX_TRADE_ALL_BASE
+EOF
+    cat >"$dir/start.sh" <<EOF
+#!/usr/bin/env bash
+exec "$here/bin/daemon.sh" start "$dir/monitor.pid" "$dir/stdout.log" -- \\
+    java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlog.dir=$LAB/logs/data_monitor \\
+    -jar "$here/monitor/target/data-monitor.jar" "$dir/monitor.properties"
+EOF
+    cat >"$dir/stop.sh" <<EOF
+#!/usr/bin/env bash
+exec "$here/bin/daemon.sh" stop "$dir/monitor.pid" 60
+EOF
+    chmod +x "$dir/"*.sh
+    "$dir/start.sh" >/dev/null
+}
+
+start_data_sync() {
+    local dir=$LAB/data_sync
+    mkdir -p "$dir" "$LAB/logs/data_sync"
+    cat >"$dir/consumer.properties" <<EOF
+# kafka-clients settings of the ConsumerThreads (runbook C2, C7); sync.* are
+# data_sync's own.
+bootstrap.servers=$BOOTSTRAP
+group.id=bo_01
+max.poll.records=500
+max.poll.interval.ms=300000
+auto.offset.reset=earliest
+sync.topic=TABLE_IX_TRADE_ALL_BASE
+sync.threads=3
+EOF
+    cat >"$dir/jdbc.properties" <<EOF
+databases=trade_ix,admin
+trade_ix.url=jdbc:postgresql://127.0.0.1:$PG_PORT/trade_ix?stringtype=unspecified
+admin.url=jdbc:postgresql://127.0.0.1:$PG_PORT/admin?stringtype=unspecified
+username=postgres
+password=
+EOF
+    cat >"$dir/start.sh" <<EOF
+#!/usr/bin/env bash
+exec "$here/bin/daemon.sh" start "$dir/data_sync.pid" "$dir/stdout.log" -- \\
+    java -Xmx192m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlog.dir=$LAB/logs/data_sync \\
+    -jar "$here/data_sync/target/data-sync.jar" "$dir/consumer.properties" "$dir/jdbc.properties"
+EOF
+    cat >"$dir/stop.sh" <<EOF
+#!/usr/bin/env bash
+# Like Tomcat's shutdown.sh: the consumers are woken up and close (runbook T3).
+exec "$here/bin/daemon.sh" stop "$dir/data_sync.pid" 60
+EOF
+    chmod +x "$dir/"*.sh
+    "$dir/start.sh" >/dev/null
+}
+
+# Four heartbeats a minute per source (runbook M1), as a background loop.
+start_heartbeats() {
+    local secs=${LAB_HEARTBEAT_SECS:-15}
+    cat >"$LAB/heartbeat.sh" <<EOF
+#!/usr/bin/env bash
+while :; do
+    for s in ${sources[*]}; do
+        mariadb --no-defaults -uroot --connect-timeout=5 --socket="$LAB/mysql/\$s/mysqld.sock" -e \\
+            "INSERT INTO trade.heartbeat VALUES (1, '\$s', NOW(3)) ON DUPLICATE KEY UPDATE beat_at = NOW(3)" 2>/dev/null
+    done
+    sleep $secs
+done
+EOF
+    chmod +x "$LAB/heartbeat.sh"
+    "$here/bin/daemon.sh" start "$LAB/heartbeat.pid" /dev/null -- "$LAB/heartbeat.sh" >/dev/null
+}
+
+write_agent_config() {
+    local dir=$LAB/agent canal_homes=("$LAB/canal")
+    mkdir -p "$dir/state" "$dir/rules.d" "$dir/playbooks.d"
+    chmod 700 "$dir/state"
+    echo canal >"$dir/mysql.pw"
+    chmod 600 "$dir/mysql.pw"
+    cat >"$dir/pipemedic.toml" <<EOF
+# pipemedic on the lab (written by scripts/lab): the lab's logs, services and
+# sources. dry_run: it shows what it would do and changes nothing.
+state_dir = "state"
+dry_run = true
+rule_dirs = ["$repo/rules", "rules.d"]
+playbook_dirs = ["$repo/playbooks", "playbooks.d"]
+hosts_file = "/etc/hosts"
+host_name = "lab"
+
+[sources.consumer_info]
+path = "$LAB/logs/data_sync/data_sync_goldoffice_info.log"
+[sources.consumer_error]
+path = "$LAB/logs/data_sync/data_sync_goldoffice_error.log"
+[sources.kafka_server]
+path = "$LAB/kafka/1/logs/server.log"
+[sources.kafka_controller]
+path = "$LAB/kafka/1/logs/controller.log"
+[sources.canal]
+path = "$LAB/canal/logs/canal/canal.log"
+EOF
+    for dest in "${sources[@]}"; do
+        cat >>"$dir/pipemedic.toml" <<EOF
+[sources.canal_instance_$dest]
+path = "$LAB/canal/logs/$dest/$dest.log"
+EOF
+    done
+    cat >>"$dir/pipemedic.toml" <<EOF
+[sources.monitor]
+path = "$LAB/logs/data_monitor/data_monitor_info.log"
+
+[services.canal]
+start = ["$LAB/canal/bin/startup.sh"]
+stop = ["$LAB/canal/bin/stop.sh"]
+workdir = "$LAB/canal/bin"
+process = { pid_file = "$LAB/canal/bin/canal.pid" }
+up = { log_file = "$LAB/canal/logs/canal/canal.log", log_pattern = "## the canal server is running now" }
+stale_pid_file = "$LAB/canal/bin/canal.pid"
+stop_timeout_secs = 120
+start_timeout_secs = 180
+
+[services.kafka]
+start = ["$LAB/kafka/1/bin/kafka-server-start.sh"]
+stop = ["$LAB/kafka/1/bin/kafka-server-stop.sh"]
+process = { pid_file = "$LAB/kafka/1/kafka.pid" }
+up = { log_file = "$LAB/kafka/1/logs/server.log", log_pattern = "started \\\\(kafka\\\\.server\\\\.KafkaServer\\\\)" }
+stop_timeout_secs = 120
+start_timeout_secs = 180
+
+[services.consumer]
+start = ["$LAB/data_sync/start.sh"]
+stop = ["$LAB/data_sync/stop.sh"]
+process = { pid_file = "$LAB/data_sync/data_sync.pid" }
+stop_timeout_secs = 120
+start_timeout_secs = 180
+
+[properties_files]
+consumer = "$LAB/data_sync/consumer.properties"
+kafka_server = "$LAB/kafka/1/config/server.properties"
+
+[zookeeper]
+connect = "127.0.0.1:$ZK_PORT"
+
+EOF
+    for dest in "${sources[@]}"; do
+        local mport_var="MYSQL_${dest^^}_PORT"
+        cat >>"$dir/pipemedic.toml" <<EOF
+[mysql.$dest]
+host = "127.0.0.1"
+port = ${!mport_var}
+user = "canal"
+password_file = "mysql.pw"
+schemas = ["trade"]
+
+EOF
+    done
+    cat >>"$dir/pipemedic.toml" <<EOF
+[canal]
+service = "canal"
+properties_files = ["$LAB/canal/conf/canal.properties"]
+stop_wait_secs = 60
+EOF
+    for dest in "${sources[@]}"; do
+        printf '[canal.destinations.%s]\nmysql = "%s"\n' "$dest" "$dest" >>"$dir/pipemedic.toml"
+    done
+    cat >>"$dir/pipemedic.toml" <<EOF
+
+[heartbeat]
+source = "consumer_info"
+pattern = 'heartbeat consumed source=(?<source>\\w+)'
+expected = [$(printf '"%s", ' "${sources[@]}" | sed 's/, $//')]
+missing_secs = 180
+return_deadline_secs = 300
+EOF
+}
+
+pipemedic_bin() {
+    if [ -n "${PIPEMEDIC_BIN:-}" ]; then
+        echo "$PIPEMEDIC_BIN"
+        return
+    fi
+    (cd "$repo" && cargo build --quiet --bin pipemedic >&2) || die "cargo build failed"
+    echo "$repo/target/debug/pipemedic"
+}
+
+start_agent() {
+    local bin
+    bin=$(pipemedic_bin)
+    "$bin" check --config "$LAB/agent/pipemedic.toml" >"$LAB/agent/check.log" 2>&1 ||
+        { cat "$LAB/agent/check.log" >&2; die "pipemedic check failed"; }
+    (cd "$LAB/agent" && "$here/bin/daemon.sh" start "$LAB/agent/pipemedic.pid" "$LAB/agent/agent.log" -- \
+        "$bin" run --config "$LAB/agent/pipemedic.toml" >/dev/null)
+    wait_for "pipemedic" 60 "$LAB/agent/agent.log" log_has "$LAB/agent/state/audit.jsonl" '"kind":"started"'
+}
+
+# ---- commands --------------------------------------------------------------
+
+lab_dir() { # the lab a command acts on
+    local d=${1:-${LAB_DIR:-}}
+    if [ -z "$d" ]; then
+        d=$(ls -dt "${TMPDIR:-/tmp}"/pipemedic-lab.* 2>/dev/null | head -1 || true)
+    fi
+    [ -n "$d" ] && [ -f "$d/lab.env" ] || die "no lab here (${d:-none}): run scripts/lab up"
+    echo "$d"
+}
+
+load_env() {
+    LAB=$1
+    # shellcheck disable=SC1091
+    source "$LAB/lab.env"
+}
+
+up() {
+    local agent=false t0
+    [ "${1:-}" = --agent ] && agent=true
+    t0=$(date +%s)
+    build
+    if [ -n "${LAB_DIR:-}" ]; then
+        LAB=$LAB_DIR
+        mkdir -p "$LAB"
+    else
+        LAB=$(mktemp -d "${TMPDIR:-/tmp}/pipemedic-lab.XXXXXX")
+    fi
+    chmod 755 "$LAB"
+    : >"$LAB/lab.env"
+    echo "LAB=$LAB" >>"$LAB/lab.env"
+    local i=0
+    for s in "${sources[@]}"; do
+        i=$((i + 1))
+        start_mysql "$s" "$i"
+    done
+    start_zookeeper
+    start_postgres
+    for s in "${sources[@]}"; do init_mysql "$s"; done
+    wait_for ZooKeeper 60 "$LAB/zookeeper/zookeeper.log" zk_ok
+    BOOTSTRAP=
+    for id in 1 2 3; do start_kafka "$id"; done
+    echo "BOOTSTRAP=$BOOTSTRAP" >>"$LAB/lab.env"
+    local servers=${LAB_CANAL_SERVERS:-1}
+    for n in $(seq 1 "$servers"); do start_canal "$n"; done
+    echo "CANAL_SERVERS=$servers" >>"$LAB/lab.env"
+    for id in 1 2 3; do
+        wait_for "Kafka broker $id" 180 "$LAB/kafka/$id/logs/server.log" \
+            log_has "$LAB/kafka/$id/logs/server.log" 'started (kafka.server.KafkaServer)'
+    done
+    java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$here/kafka/target/lib/*" org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "$BOOTSTRAP" --create --if-not-exists --topic TABLE_IX_TRADE_ALL_BASE \
+        --partitions 3 --replication-factor 3 >"$LAB/kafka/topic.log" 2>&1 ||
+        { cat "$LAB/kafka/topic.log" >&2; die "creating the topic failed"; }
+    for n in $(seq 1 "$servers"); do
+        local home=$LAB/canal
+        [ "$n" -gt 1 ] && home=$LAB/canal$n
+        wait_for "canal server $n" 180 "$home/logs/canal/canal.log" \
+            log_has "$home/logs/canal/canal.log" 'the canal server is running now'
+    done
+    start_monitor
+    start_data_sync
+    start_heartbeats
+    wait_for "the monitor" 120 "$LAB/logs/data_monitor/data_monitor_info.log" \
+        log_has "$LAB/logs/data_monitor/data_monitor_info.log" 'heartbeat parsed'
+    wait_for "data_sync" 120 "$LAB/logs/data_sync/data_sync_goldoffice_info.log" \
+        log_has "$LAB/logs/data_sync/data_sync_goldoffice_info.log" 'heartbeat consumed'
+    write_agent_config
+    $agent && start_agent
+    echo "UP_SECS=$(($(date +%s) - t0))" >>"$LAB/lab.env"
+    describe
+    echo "$LAB"
+}
+
+describe() {
+    cat <<EOF
+lab up in $(grep '^UP_SECS=' "$LAB/lab.env" | cut -d= -f2)s
+  MariaDB ix_trade   127.0.0.1:$MYSQL_IX_TRADE_PORT  $LAB/mysql/ix_trade/my.cnf, binlog $LAB/mysql/ix_trade/data
+  MariaDB ix_quote   127.0.0.1:$MYSQL_IX_QUOTE_PORT  $LAB/mysql/ix_quote/my.cnf, binlog $LAB/mysql/ix_quote/data
+  ZooKeeper          127.0.0.1:$ZK_PORT  $LAB/zookeeper/zoo.cfg
+  canal server       127.0.0.1:$CANAL_1_PORT  $LAB/canal/conf/canal.properties
+      logs           $LAB/canal/logs/canal/canal.log, $LAB/canal/logs/<destination>/<destination>.log
+  Kafka brokers 1-3  $BOOTSTRAP  $LAB/kafka/<id>/config/server.properties
+      logs           $LAB/kafka/<id>/logs/server.log, controller.log
+  monitor            $LAB/monitor/monitor.properties
+      log            $LAB/logs/data_monitor/data_monitor_info.log
+  data_sync          $LAB/data_sync/consumer.properties, jdbc.properties
+      logs           $LAB/logs/data_sync/data_sync_goldoffice_info.log, _error.log
+  PostgreSQL         127.0.0.1:$PG_PORT  databases trade_ix, admin
+  pipemedic          $LAB/agent/pipemedic.toml (dry-run), journal $LAB/agent/state/audit.jsonl
+EOF
+}
+
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# A row inserted now in each source must reach both PostgreSQL databases.
+flow() {
+    local marker why=() deadline
+    marker=$(( $(date +%s%N) / 1000000 % 1000000000 ))
+    for s in "${sources[@]}"; do
+        mysql_sql "$s" "INSERT INTO trade.t_order (user_id, amount) VALUES ($marker, 1.00)" 2>/dev/null ||
+            why+=("cannot insert into $s")
+    done
+    deadline=$(($(date +%s) + ${FLOW_SECS:-30}))
+    while :; do
+        why=()
+        for s in "${sources[@]}"; do
+            for db in trade_ix admin; do
+                [ "$(pg_sql "$db" "SELECT count(*) FROM t_order WHERE source = '$s' AND user_id = $marker" 2>/dev/null)" = 1 ] ||
+                    why+=("a row of $s has not reached $db")
+            done
+        done
+        [ ${#why[@]} -eq 0 ] && { echo "flow: ok"; return 0; }
+        [ "$(date +%s)" -ge "$deadline" ] && break
+        sleep 0.5
+    done
+    echo "flow: broken ($(IFS=';'; echo "${why[*]}"))"
+    return 1
+}
+
+status() {
+    load_env "$(lab_dir "${1:-}")"
+    local state
+    for s in "${sources[@]}"; do
+        running "$LAB/mysql/$s/daemon.pid" && state=up || state=down
+        echo "mysql $s: $state"
+    done
+    running "$LAB/zookeeper/zookeeper.pid" && state=up || state=down
+    echo "zookeeper: $state"
+    for n in $(seq 1 "$CANAL_SERVERS"); do
+        local home=$LAB/canal
+        [ "$n" -gt 1 ] && home=$LAB/canal$n
+        if running "$home/bin/canal.pid"; then state=up; elif [ -f "$home/bin/canal.pid" ]; then state="down (stale pid file)"; else state=down; fi
+        echo "canal server $n: $state"
+    done
+    for id in 1 2 3; do
+        running "$LAB/kafka/$id/kafka.pid" && state=up || state=down
+        echo "kafka broker $id: $state"
+    done
+    running "$LAB/monitor/monitor.pid" && state=up || state=down
+    echo "monitor: $state"
+    running "$LAB/data_sync/data_sync.pid" && state=up || state=down
+    echo "data_sync: $state"
+    root_or postgres "$(pg_bin)/pg_ctl" -D "$LAB/postgres/data" status >/dev/null 2>&1 && state=up || state=down
+    echo "postgresql: $state"
+    running "$LAB/agent/pipemedic.pid" && state="up (dry-run)" || state=down
+    echo "pipemedic: $state"
+    flow || true
+}
+
+# Runbook failures, injected the way they happen.
+break_item() {
+    local item=${1:-}
+    load_env "$(lab_dir "${2:-}")"
+    case $item in
+    N1) # canal dies hard (a crash): its pid file stays behind
+        local pid
+        pid=$(cat "$LAB/canal/bin/canal.pid")
+        kill -KILL "$pid"
+        echo "N1: canal server (pid $pid) killed; bin/canal.pid left behind"
+        ;;
+    N4) # binlogs purged past canal's cursor while canal is down
+        local s=${sources[1]}
+        "$LAB/canal/bin/stop.sh" >/dev/null
+        mysql_sql "$s" "INSERT INTO trade.t_order (user_id, amount) VALUES (4, 4.00); FLUSH BINARY LOGS;"
+        local last
+        last=$(mysql_sql "$s" "SHOW MASTER STATUS" | cut -f1)
+        mysql_sql "$s" "PURGE BINARY LOGS TO '$last'"
+        "$LAB/canal/bin/startup.sh" >/dev/null
+        echo "N4: canal stopped, $s's binlogs purged up to $last, canal started"
+        ;;
+    N6) # the cursor points past the end of its binlog, MariaDB restarted
+        local s=${sources[1]}
+        "$LAB/canal/bin/stop.sh" >/dev/null
+        LAB_SOURCE=$s cursor_past_end
+        restart_mysql "$s"
+        "$LAB/canal/bin/startup.sh" >/dev/null
+        echo "N6: $s's cursor moved past the end of its binlog, MariaDB restarted, canal started"
+        ;;
+    C1) # a column added in MySQL that PostgreSQL lacks
+        mysql_sql "${sources[0]}" "ALTER TABLE trade.t_item_user ADD COLUMN review VARCHAR(255) NULL;
+            INSERT INTO trade.t_item_user (user_id, item, review) VALUES (1, 'pen', 'fine')"
+        echo "C1: trade.t_item_user.review added in ${sources[0]} only; a row written"
+        ;;
+    C2) # polls bigger than the consumer can process in max.poll.interval.ms
+        die "C2 is injected by the Kafka-side issue (not yet)"
+        ;;
+    *)
+        die "break what? N1, N4, N6, C1"
+        ;;
+    esac
+}
+
+restart_mysql() { # NAME
+    local dir=$LAB/mysql/$1
+    mariadb-admin --no-defaults -uroot --socket="$dir/mysqld.sock" shutdown
+    while running "$dir/daemon.pid"; do sleep 0.2; done
+    rm -f "$dir/daemon.pid"
+    "$here/bin/daemon.sh" start "$dir/daemon.pid" "$dir/stdout.log" -- /usr/sbin/mariadbd --defaults-file="$dir/my.cnf" >/dev/null
+    wait_for "MariaDB $1" 60 "$dir/error.log" mysql_sql "$1" "SELECT 1"
+}
+
+# Writes LAB_SOURCE's cursor as canal would, but with a position past the
+# end of its current binlog (the state a crash leaves behind).
+cursor_past_end() {
+    local s=$LAB_SOURCE file size port_var="MYSQL_${LAB_SOURCE^^}_PORT" now
+    read -r file size < <(mysql_sql "$s" "SHOW MASTER STATUS" | cut -f1,2)
+    now=$(($(date +%s) * 1000))
+    local json="{\"@type\":\"com.alibaba.otter.canal.protocol.position.LogPosition\",\"identity\":{\"slaveId\":-1,\"sourceAddress\":{\"address\":\"127.0.0.1\",\"port\":${!port_var}}},\"postion\":{\"gtid\":\"\",\"included\":false,\"journalName\":\"$file\",\"position\":$((size + 100000)),\"serverId\":2,\"timestamp\":$now}}"
+    java -cp /usr/share/java/zookeeper.jar org.apache.zookeeper.ZooKeeperMain -server "127.0.0.1:$ZK_PORT" \
+        set "/otter/canal/destinations/$s/1001/cursor" "$json" >"$LAB/zookeeper/cli.log" 2>&1
+}
+
+down() {
+    local dir
+    dir=$(lab_dir "${1:-}")
+    load_env "$dir"
+    local d=$here/bin/daemon.sh
+    running "$LAB/agent/pipemedic.pid" && "$d" stop "$LAB/agent/pipemedic.pid" 60 >/dev/null
+    "$d" stop "$LAB/heartbeat.pid" 10 >/dev/null || true
+    "$d" stop "$LAB/monitor/monitor.pid" 60 >/dev/null || true
+    "$d" stop "$LAB/data_sync/data_sync.pid" 60 >/dev/null || true
+    for n in $(seq 1 "${CANAL_SERVERS:-1}"); do
+        local home=$LAB/canal
+        [ "$n" -gt 1 ] && home=$LAB/canal$n
+        [ -x "$home/bin/stop.sh" ] && "$home/bin/stop.sh" >/dev/null || true
+    done
+    for id in 3 2 1; do
+        [ -f "$LAB/kafka/$id/kafka.pid" ] && "$d" stop "$LAB/kafka/$id/kafka.pid" 120 >/dev/null || true
+    done
+    "$d" stop "$LAB/zookeeper/zookeeper.pid" 30 >/dev/null || true
+    for s in "${sources[@]}"; do
+        local sock=$LAB/mysql/$s/mysqld.sock
+        [ -S "$sock" ] && mariadb-admin --no-defaults -uroot --socket="$sock" shutdown >/dev/null 2>&1 || true
+        while running "$LAB/mysql/$s/daemon.pid"; do sleep 0.2; done
+    done
+    [ -d "$LAB/postgres/data" ] && root_or postgres "$(pg_bin)/pg_ctl" -D "$LAB/postgres/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$LAB"
+    echo "lab down: $LAB removed"
+}
+
+cmd=${1:-}
+shift || true
+case $cmd in
+build) build ;;
+up) up "$@" ;;
+status) status "$@" ;;
+break) break_item "$@" ;;
+down) down "$@" ;;
+*)
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
