@@ -131,7 +131,7 @@ fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
     let d = p.host.wait_decision("n3_n4_n6_binlog_position", 1);
     assert_eq!(d["decision"], "awaiting-approval", "{d:#}");
     let preview = d["steps"][1]["preview"].as_str().unwrap().to_string();
-    assert!(preview.contains("+ 30 s + 1 s"), "the fallback comes from canal.properties: {preview}");
+    assert!(preview.contains("position 4"), "a position every canal version reads: {preview}");
     assert!(preview.contains("DATA LOSS on this source"), "{preview}");
     assert!(preview.contains("version 0"), "{preview}");
     assert!(mail.text.contains("/otter/canal/destinations/ix_b/1001/cursor"));
@@ -147,25 +147,28 @@ fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
         "old content kept for a manual restore"
     );
 
-    // B's oldest binlog is the common point; both cursors are timestamp-only there + 31 s.
-    let oldest_b = pipemedic::actions::mysql::list_binlogs(
-        "src_b",
-        &pipemedic::config::MysqlSource {
-            host: "127.0.0.1".into(),
-            port: p.b.port,
-            user: "canal".into(),
-            password_file: Some(p.host.path("mysql.pw")),
-            schemas: vec![],
-        },
-    )
-    .unwrap()[0]
-        .created_ms;
-    assert!(oldest_b > p.started, "B's oldest binlog is the new one");
-    for (path, port) in [(CURSOR_A, p.a.port), (CURSOR_B, p.b.port)] {
+    // B's oldest binlog is the common point; each cursor starts the binlog
+    // that holds it: B's mysql-bin.000002, A's only binlog mysql-bin.000001.
+    let binlogs = |name: &str, port: u16| {
+        pipemedic::actions::mysql::list_binlogs(
+            name,
+            &pipemedic::config::MysqlSource {
+                host: "127.0.0.1".into(),
+                port,
+                user: "canal".into(),
+                password_file: Some(p.host.path("mysql.pw")),
+                schemas: vec![],
+            },
+        )
+        .unwrap()
+    };
+    let (logs_a, logs_b) = (binlogs("src_a", p.a.port), binlogs("src_b", p.b.port));
+    assert!(logs_b[0].created_ms > p.started, "B's oldest binlog is the new one");
+    for (path, port, log) in [(CURSOR_A, p.a.port, &logs_a[0]), (CURSOR_B, p.b.port, &logs_b[0])] {
         let (data, version) = zk.get(path).unwrap();
         assert_eq!(version, 1, "written once, with compare-and-set on version 0");
         let text = String::from_utf8(data).unwrap();
-        assert_eq!(text, cursor(port, "", 0, oldest_b + 31_000), "exact canal shape");
+        assert_eq!(text, cursor(port, &log.name, 4, log.created_ms), "exact canal shape");
         assert!(text.starts_with(r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition""#));
     }
     p.host.wait_until("canal started again", || p.host.starts("canal") == 2);

@@ -289,7 +289,8 @@ fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCode> {
         }
     }
     for rule in &rules.rules {
-        let missing: Vec<&String> = rule.sources.iter().filter(|s| config.source(s).is_none()).collect();
+        let missing: Vec<&String> =
+            rule.sources.iter().filter(|s| config.sources_of_kind(s).next().is_none()).collect();
         if !missing.is_empty() {
             println!(
                 "note: {} watches {missing:?}, which this host does not configure; it stays idle for those",

@@ -494,6 +494,11 @@ fn default_hosts_file() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub path: PathBuf,
+    /// What the rules call this log (default: the source's own name). canal
+    /// writes one instance log per destination: each is a source of its own
+    /// (its own checkpoint) of kind `canal_instance`, and every rule that
+    /// watches `canal_instance` watches all of them.
+    pub kind: Option<String>,
     /// How a new record is recognised; see [`RecordStart`].
     #[serde(default)]
     pub record_start: RecordStart,
@@ -920,6 +925,16 @@ impl Config {
     /// The source with this name, if configured.
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.get(name)
+    }
+
+    /// What the rules call the source `name`: its `kind`, else its name.
+    pub fn kind_of<'a>(&'a self, name: &'a str) -> &'a str {
+        self.sources.get(name).and_then(|s| s.kind.as_deref()).unwrap_or(name)
+    }
+
+    /// The configured sources the rules know as `kind`.
+    pub fn sources_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.sources.keys().map(String::as_str).filter(move |name| self.kind_of(name) == kind)
     }
 }
 

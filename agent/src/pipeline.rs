@@ -295,6 +295,13 @@ impl Pipeline {
             specs.extend(stall_specs(&s));
             StallWatch::new(s)
         });
+        // A rule watches a kind of log; every source of that kind (canal's
+        // instance logs, one per destination) is matched for it.
+        for spec in &mut specs {
+            let named: Vec<String> =
+                spec.sources.iter().flat_map(|kind| config.sources_of_kind(kind)).map(str::to_string).collect();
+            spec.sources.extend(named);
+        }
         let matcher = Matcher::new(&specs)?;
         let policy = if dry_run || clock == Clock::LogTime {
             Policy::in_memory(config.limits.clone())
@@ -412,7 +419,8 @@ impl Pipeline {
             }
             self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
-            for &i in self.rules.subscribers(&m.signature, &record.source).to_vec().iter() {
+            let kind = self.config.kind_of(&record.source);
+            for &i in self.rules.subscribers(&m.signature, kind).to_vec().iter() {
                 if self.rules.rules[i].fallback {
                     fallbacks.push((i, event.clone()));
                     continue;

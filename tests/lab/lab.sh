@@ -420,6 +420,7 @@ EOF
         cat >>"$dir/pipemedic.toml" <<EOF
 [sources.canal_instance_$dest]
 path = "$LAB/canal/logs/$dest/$dest.log"
+kind = "canal_instance"
 EOF
     done
     cat >>"$dir/pipemedic.toml" <<EOF
@@ -677,7 +678,7 @@ break_item() {
         mysql_sql "$s" "INSERT INTO trade.t_order (user_id, amount) VALUES (4, 4.00); FLUSH BINARY LOGS;"
         local last
         last=$(mysql_sql "$s" "SHOW MASTER STATUS" | cut -f1)
-        mysql_sql "$s" "PURGE BINARY LOGS TO '$last'"
+        purge_to "$s" "$last"
         "$LAB/canal/bin/startup.sh" >/dev/null
         echo "N4: canal stopped, $s's binlogs purged up to $last, canal started"
         ;;
@@ -701,6 +702,16 @@ break_item() {
         die "break what? N1, N4, N6, C1"
         ;;
     esac
+}
+
+# PURGE BINARY LOGS TO, until it took: MariaDB skips a file a binlog dump
+# thread still reads, and the thread of a just-stopped canal lingers.
+purge_to() { # SOURCE FILE
+    local deadline=$(($(date +%s) + 60))
+    until mysql_sql "$1" "PURGE BINARY LOGS TO '$2'" && [ "$(mysql_sql "$1" "SHOW BINARY LOGS" | head -1 | cut -f1)" = "$2" ]; do
+        [ "$(date +%s)" -ge "$deadline" ] && die "MariaDB $1 still keeps binlogs before $2"
+        sleep 0.2
+    done
 }
 
 restart_mysql() { # NAME

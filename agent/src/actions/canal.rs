@@ -89,6 +89,40 @@ impl CanalCursor {
         }
     }
 
+    /// This cursor moved to the very start (position 4) of `binlog`: a
+    /// position every canal version reads. (canal up to 1.1.4 cannot start
+    /// from a timestamp-only cursor of its own source: it "dumps by
+    /// timestamp", which throws `NullPointerException: Not implement yet`
+    /// and retries forever; the lab's canal 1.1.4 showed it.)
+    pub fn at_binlog_start(&self, binlog: &Binlog) -> CanalCursor {
+        CanalCursor {
+            journal: binlog.name.clone(),
+            position: 4,
+            gtid: String::new(),
+            timestamp: binlog.created_ms,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the cursor was written for `host:port`, compared as canal
+    /// does (`InetSocketAddress.equals`: the same port and the same resolved
+    /// address). canal writes the host name it knows, "localhost" for
+    /// 127.0.0.1, say, so the strings alone do not tell.
+    pub fn is_from(&self, host: &str, port: u16) -> bool {
+        use std::net::ToSocketAddrs;
+        if self.port != port {
+            return false;
+        }
+        if self.address == host {
+            return true;
+        }
+        let resolve = |h: &str| -> Vec<std::net::IpAddr> {
+            (h, port).to_socket_addrs().map(|a| a.map(|a| a.ip()).collect()).unwrap_or_default()
+        };
+        let ours = resolve(host);
+        resolve(&self.address).iter().any(|ip| ours.contains(ip))
+    }
+
     fn describe(&self) -> String {
         let at = if self.journal.is_empty() {
             "timestamp only".to_string()
@@ -197,6 +231,12 @@ pub fn common_timestamp(binlogs: &BTreeMap<String, Vec<Binlog>>) -> Option<i64> 
     binlogs.values().filter_map(|logs| logs.first().map(|b| b.created_ms)).max()
 }
 
+/// The binlog that holds time `at`: the newest one created at or before it
+/// (the oldest if all are newer). `logs` is oldest first and not empty.
+pub fn binlog_holding(logs: &[Binlog], at: i64) -> &Binlog {
+    logs.iter().rev().find(|b| b.created_ms <= at).unwrap_or(&logs[0])
+}
+
 /// What the rewind will write to each cursor, and the text that shows it.
 struct Rewind {
     text: String,
@@ -207,15 +247,12 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
     let (canal, zk) = setup(config, doing)?;
     let binlogs = binlogs_by_destination(config, canal).map_err(|e| ActionError::new(doing, e))?;
     let common = common_timestamp(&binlogs).ok_or_else(|| ActionError::new(doing, "no binlogs"))?;
-    let fallback = fallback_secs(canal);
-    let stored = common + (fallback + 1) * 1000;
     let mut text = format!(
         "Every source still has binlog from {} on (the latest of the sources' oldest binlogs).\n\
-         Each cursor becomes timestamp-only at {} + {fallback} s + 1 s = {} ({stored}): canal searches from {fallback} s earlier, i.e. from just after {}.",
+         Each cursor moves to the start (position 4) of the binlog that holds that time on its source: a position \
+         every canal version reads. A source whose binlog began earlier replays from that binlog's start: \
+         changes already synced arrive again (duplicates), none is skipped.",
         human_time(common),
-        human_time(common),
-        human_time(stored),
-        human_time(common)
     );
     let mut writes = Vec::new();
     for d in read_destinations(&zk, canal).map_err(|e| ActionError::new(doing, e))? {
@@ -247,7 +284,7 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
                 ));
             }
             Some((Ok(cursor), node)) => {
-                let new = cursor.at_timestamp(stored);
+                let new = cursor.at_binlog_start(binlog_holding(logs, common));
                 text.push_str(&format!(
                     "\n  version {}: {}\n  -> {}\n  before: {}\n  after:  {}",
                     node.version,
@@ -314,7 +351,7 @@ fn wait_unserved(zk: &Session, canal: &CanalConfig, doing: &str) -> Result<(), A
 }
 
 pub fn apply_rewind(config: &Config, preview: &Preview) -> Result<String, ActionError> {
-    let doing = "rewinding canal's cursors to the common timestamp";
+    let doing = "rewinding canal's cursors to the common time";
     let (canal, zk) = setup(config, doing)?;
     wait_unserved(&zk, canal, doing)?;
     let plan = plan_rewind(config, doing)?;
@@ -383,7 +420,7 @@ fn plan_new_binlog(
     let new = logs.iter().find(|b| b.name > cursor.journal && !cursor.journal.is_empty()).ok_or_else(|| {
         ActionError::new(&doing, format!("no binlog newer than {} on the source; nothing to move to", cursor.journal))
     })?;
-    let same_source = cursor.address == source.host && cursor.port == source.port;
+    let same_source = cursor.is_from(&source.host, source.port);
     let fallback = fallback_secs(canal);
     let (target, why) = match same_source {
         true => (
@@ -530,6 +567,31 @@ mod tests {
         let old = r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","identity":{"slaveId":-1,"sourceAddress":{"address":"10.20.144.15","port":3306}},"postion":{"included":false,"journalName":"mysql-bin.002253","position":2574756,"timestamp":1363688722000}}"#;
         let c = CanalCursor::parse(old.as_bytes()).unwrap();
         assert!(!c.render().contains("serverId"));
+    }
+
+    #[test]
+    fn a_rewind_starts_the_binlog_holding_the_time() {
+        let b = |n: &str, t| Binlog { name: n.into(), size: 1, created_ms: t };
+        let logs = vec![b("mysql-bin.000001", 1000), b("mysql-bin.000002", 5000), b("mysql-bin.000003", 9000)];
+        assert_eq!(binlog_holding(&logs, 5000).name, "mysql-bin.000002");
+        assert_eq!(binlog_holding(&logs, 8999).name, "mysql-bin.000002");
+        assert_eq!(binlog_holding(&logs, 500).name, "mysql-bin.000001");
+        let c = CanalCursor::parse(REAL.as_bytes()).unwrap().at_binlog_start(&logs[1]);
+        assert_eq!(
+            c.render(),
+            r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","identity":{"slaveId":-1,"sourceAddress":{"address":"10.35.165.15","port":3306}},"postion":{"gtid":"","included":false,"journalName":"mysql-bin.000002","position":4,"serverId":1,"timestamp":5000}}"#
+        );
+    }
+
+    #[test]
+    fn a_cursor_is_from_its_source_by_resolved_address_and_port() {
+        let mut c = CanalCursor::parse(REAL.as_bytes()).unwrap();
+        c.address = "localhost".into();
+        c.port = 20548;
+        assert!(c.is_from("127.0.0.1", 20548), "canal 1.1.4 writes localhost for 127.0.0.1");
+        assert!(!c.is_from("127.0.0.1", 3306));
+        c.address = "10.35.165.15".into();
+        assert!(!c.is_from("127.0.0.1", 20548));
     }
 
     #[test]
