@@ -147,8 +147,8 @@ fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
         "old content kept for a manual restore"
     );
 
-    // B's oldest binlog is the common point; each cursor starts the binlog
-    // that holds it: B's mysql-bin.000002, A's only binlog mysql-bin.000001.
+    // A's binlog is still there: its cursor is kept. B's is gone: its cursor
+    // starts B's oldest binlog.
     let binlogs = |name: &str, port: u16| {
         pipemedic::actions::mysql::list_binlogs(
             name,
@@ -164,7 +164,9 @@ fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
     };
     let (logs_a, logs_b) = (binlogs("src_a", p.a.port), binlogs("src_b", p.b.port));
     assert!(logs_b[0].created_ms > p.started, "B's oldest binlog is the new one");
-    for (path, port, log) in [(CURSOR_A, p.a.port, &logs_a[0]), (CURSOR_B, p.b.port, &logs_b[0])] {
+    assert_eq!(logs_a[0].name, "mysql-bin.000001");
+    assert_eq!(zk.get(CURSOR_A).unwrap().1, 0, "A's cursor kept");
+    for (path, port, log) in [(CURSOR_B, p.b.port, &logs_b[0])] {
         let (data, version) = zk.get(path).unwrap();
         assert_eq!(version, 1, "written once, with compare-and-set on version 0");
         let text = String::from_utf8(data).unwrap();

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod lab;
 pub mod zk;
 
 use std::fs::OpenOptions;
@@ -141,29 +142,30 @@ record_settle_ms = 200
             extra = opts.extra,
         );
         let mut config = config;
-        let (mut smtp, mut http) = (None, None);
         if !opts.approvers.is_empty() {
-            let smtp_port = free_port();
-            let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             std::fs::write(root.join("server.properties"), SERVER_PROPERTIES).unwrap();
             std::fs::write(root.join("rules.d/set_retention.rhai"), SET_RETENTION_RULE).unwrap();
             config = config.replace(
                 "[properties_files]\n",
                 "[properties_files]\nserver = \"server.properties\"\nkafka_server = \"server.properties\"\n",
             );
-            config.push_str(&format!(
-                "\n[mail]\nserver = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nfrom = \"pipemedic <pipemedic@localhost>\"\nnotify = [\"oncall@example.com\"]\nretry_initial_secs = 1\ntimeout_secs = 5\n\n[approval]\nlisten = \"{http_addr}\"\npublic_url = \"http://{http_addr}\"\napprovers = {approvers:?}\nexpiry_secs = {expiry}\n",
-                approvers = opts.approvers,
-                expiry = opts.expiry_secs,
-            ));
-            let mut server = Smtp::new(smtp_port);
-            if opts.smtp_up {
-                server.start();
-            }
-            smtp = Some(server);
-            http = Some(http_addr);
         }
+        let (smtp, http) = mail_and_approval(&mut config, &opts);
         std::fs::write(root.join("pipemedic.toml"), config).unwrap();
+        Host { dir, agent: None, smtp, http }
+    }
+
+    /// A host whose configuration is `config` (the lab's, say), with mail
+    /// and approval added as `opts` asks; `dir` holds the agent's state.
+    pub fn with_config(mut config: String, opts: Options) -> Host {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for d in ["state", "rules.d", "playbooks.d"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        config = config.replace("dry_run = true", &format!("dry_run = {}", opts.dry_run));
+        config.push_str(&opts.extra);
+        let (smtp, http) = mail_and_approval(&mut config, &opts);
+        std::fs::write(dir.path().join("pipemedic.toml"), config).unwrap();
         Host { dir, agent: None, smtp, http }
     }
 
@@ -298,6 +300,26 @@ record_settle_ms = 200
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap()
     }
+}
+
+/// With approvers: a real SMTP server and an approval listener, and their
+/// sections in `config`.
+fn mail_and_approval(config: &mut String, opts: &Options) -> (Option<Smtp>, Option<std::net::SocketAddr>) {
+    if opts.approvers.is_empty() {
+        return (None, None);
+    }
+    let smtp_port = free_port();
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.push_str(&format!(
+        "\n[mail]\nserver = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nfrom = \"pipemedic <pipemedic@localhost>\"\nnotify = [\"oncall@example.com\"]\nretry_initial_secs = 1\ntimeout_secs = 5\n\n[approval]\nlisten = \"{http_addr}\"\npublic_url = \"http://{http_addr}\"\napprovers = {approvers:?}\nexpiry_secs = {expiry}\n",
+        approvers = opts.approvers,
+        expiry = opts.expiry_secs,
+    ));
+    let mut server = Smtp::new(smtp_port);
+    if opts.smtp_up {
+        server.start();
+    }
+    (Some(server), Some(http_addr))
 }
 
 /// A port nobody listens on right now.

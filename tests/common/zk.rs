@@ -75,14 +75,7 @@ impl ZooKeeper {
     /// A client session; dropping it closes the session, which removes its
     /// ephemeral nodes.
     pub fn client(&self) -> Zk {
-        // A worker thread keeps the session alive (heartbeats) between calls.
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let client = rt
-            .block_on(
-                zk::Client::connector().with_session_timeout(Duration::from_secs(2)).connect(&self.connect_string()),
-            )
-            .expect("connecting to the test ZooKeeper");
-        Zk { rt, client: Some(client) }
+        Zk::connect(&self.connect_string())
     }
 }
 
@@ -105,6 +98,16 @@ impl Drop for Zk {
 }
 
 impl Zk {
+    /// A session with the ZooKeeper at `connect` (`host:port`).
+    pub fn connect(connect: &str) -> Zk {
+        // A worker thread keeps the session alive (heartbeats) between calls.
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let client = rt
+            .block_on(zk::Client::connector().with_session_timeout(Duration::from_secs(2)).connect(connect))
+            .expect("connecting to ZooKeeper");
+        Zk { rt, client: Some(client) }
+    }
+
     fn c(&self) -> &zk::Client {
         self.client.as_ref().expect("session open")
     }

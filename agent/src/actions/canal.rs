@@ -231,12 +231,6 @@ pub fn common_timestamp(binlogs: &BTreeMap<String, Vec<Binlog>>) -> Option<i64> 
     binlogs.values().filter_map(|logs| logs.first().map(|b| b.created_ms)).max()
 }
 
-/// The binlog that holds time `at`: the newest one created at or before it
-/// (the oldest if all are newer). `logs` is oldest first and not empty.
-pub fn binlog_holding(logs: &[Binlog], at: i64) -> &Binlog {
-    logs.iter().rev().find(|b| b.created_ms <= at).unwrap_or(&logs[0])
-}
-
 /// What the rewind will write to each cursor, and the text that shows it.
 struct Rewind {
     text: String,
@@ -249,9 +243,9 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
     let common = common_timestamp(&binlogs).ok_or_else(|| ActionError::new(doing, "no binlogs"))?;
     let mut text = format!(
         "Every source still has binlog from {} on (the latest of the sources' oldest binlogs).\n\
-         Each cursor moves to the start (position 4) of the binlog that holds that time on its source: a position \
-         every canal version reads. A source whose binlog began earlier replays from that binlog's start: \
-         changes already synced arrive again (duplicates), none is skipped.",
+         A cursor whose binlog still exists is kept. A cursor whose binlog is gone moves to the start (position 4) \
+         of its source's oldest binlog: a position every canal version reads (canal up to 1.1.4 cannot start from \
+         a timestamp-only cursor).",
         human_time(common),
     );
     let mut writes = Vec::new();
@@ -283,8 +277,23 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
                     ),
                 ));
             }
+            Some((Ok(cursor), node)) if logs.iter().any(|b| b.name == cursor.journal) => {
+                // Its binlog is still there: canal resumes exactly where it
+                // was; moving it would only replay (and a replay from a
+                // binlog's start can meet events canal cannot decode: the
+                // lab's canal 1.1.4 stopped for good on MariaDB's CREATE USER).
+                text.push_str(&format!(
+                    "\n  version {}: {}\n  kept: its binlog {} still exists, canal resumes there\n  as is:  {}",
+                    node.version,
+                    cursor.describe(),
+                    cursor.journal,
+                    cursor.render()
+                ));
+            }
             Some((Ok(cursor), node)) => {
-                let new = cursor.at_binlog_start(binlog_holding(logs, common));
+                // Its binlog is gone: the start of the oldest one left loses
+                // the least.
+                let new = cursor.at_binlog_start(&logs[0]);
                 text.push_str(&format!(
                     "\n  version {}: {}\n  -> {}\n  before: {}\n  after:  {}",
                     node.version,
@@ -293,11 +302,11 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
                     String::from_utf8_lossy(&node.data),
                     new.render()
                 ));
-                if cursor.timestamp < common {
+                if cursor.timestamp < logs[0].created_ms {
                     text.push_str(&format!(
                         "\n  DATA LOSS on this source: its binlog from {} to {} is gone; those changes are never synced",
                         human_time(cursor.timestamp),
-                        human_time(common)
+                        human_time(logs[0].created_ms)
                     ));
                 }
                 writes.push((d.cursor_path.clone(), node, new));
@@ -570,12 +579,9 @@ mod tests {
     }
 
     #[test]
-    fn a_rewind_starts_the_binlog_holding_the_time() {
+    fn a_moved_cursor_starts_a_binlog_at_position_4() {
         let b = |n: &str, t| Binlog { name: n.into(), size: 1, created_ms: t };
-        let logs = vec![b("mysql-bin.000001", 1000), b("mysql-bin.000002", 5000), b("mysql-bin.000003", 9000)];
-        assert_eq!(binlog_holding(&logs, 5000).name, "mysql-bin.000002");
-        assert_eq!(binlog_holding(&logs, 8999).name, "mysql-bin.000002");
-        assert_eq!(binlog_holding(&logs, 500).name, "mysql-bin.000001");
+        let logs = vec![b("mysql-bin.000001", 1000), b("mysql-bin.000002", 5000)];
         let c = CanalCursor::parse(REAL.as_bytes()).unwrap().at_binlog_start(&logs[1]);
         assert_eq!(
             c.render(),

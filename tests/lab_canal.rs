@@ -1,0 +1,235 @@
+//! The canal side of the runbook proven on the real software (the lab:
+//! MariaDB, ZooKeeper, canal server 1.1.4, the canal-client monitor, Kafka
+//! 3.9 in ZooKeeper mode, the kafka-clients consumer, PostgreSQL). The real
+//! pipemedic daemon heals what `scripts/lab break` injects, with approvals
+//! answered through the real mail and approval page.
+//!
+//! One lab for the whole binary: the scenarios run one after the other on
+//! it (each leaves the pipeline flowing), each with an agent of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::lab::{Lab, DATABASES, SOURCES};
+use common::Host;
+use pipemedic::actions::canal::CanalCursor;
+
+const RULE: &str = "n3_n4_n6_binlog_position";
+const MONITOR_LOG: &str = "logs/data_monitor/data_monitor_info.log";
+const CONSUMER_LOG: &str = "logs/data_sync/data_sync_goldoffice_info.log";
+const CANAL_LOG: &str = "canal/logs/canal/canal.log";
+const QUOTE_LOG: &str = "canal/logs/ix_quote/ix_quote.log";
+/// Deadlines for the real software (a 2-core machine; canal retries a bad
+/// position every 10–20 s, a dead canal's ZooKeeper session lasts 20 s).
+const FLOW: Duration = Duration::from_secs(60);
+const HEAL: Duration = Duration::from_secs(240);
+
+fn marker() -> i64 {
+    chrono::Utc::now().timestamp_micros() % 1_000_000_000_000
+}
+
+fn cursor_of(lab: &Lab, source: &str) -> (Vec<u8>, i32) {
+    let zk = common::zk::Zk::connect(&format!("127.0.0.1:{}", lab.port("ZK_PORT")));
+    zk.get(&format!("/otter/canal/destinations/{source}/1001/cursor")).expect("a cursor canal wrote")
+}
+
+fn approve(host: &Host, mail: &common::Mail) {
+    let (approve, _) = mail.links();
+    let (_, page) = host.get(&approve);
+    let (status, result) = host.press(&page);
+    assert_eq!(status, 200, "{result}");
+}
+
+/// The duplicates the consumer counted (a replay writes rows again).
+fn duplicates(lab: &Lab) -> u64 {
+    lab.read(CONSUMER_LOG)
+        .lines()
+        .filter_map(|l| l.split("(duplicates=").nth(1))
+        .filter_map(|r| r.trim_end_matches(')').parse::<u64>().ok())
+        .sum()
+}
+
+fn heartbeats(lab: &Lab, source: &str) -> usize {
+    lab.count(CONSUMER_LOG, &format!("heartbeat consumed source={source}"))
+}
+
+/// Every source's new rows and heartbeats reach both databases.
+fn flows(lab: &Lab, why: &str) {
+    let m = marker();
+    for s in SOURCES {
+        lab.insert_order(s, m);
+    }
+    for s in SOURCES {
+        lab.wait_rows(&format!("{why}: a row of {s} in {DATABASES:?}"), s, &[m], FLOW);
+    }
+}
+
+#[test]
+fn canal_runbook_on_the_real_pipeline() {
+    let started = Instant::now();
+    let lab = Lab::up(1);
+    flow(&lab);
+    let dry = n4_dry_run_changes_nothing(&lab);
+    n4_purged_binlog_healed(&lab, dry);
+    n6_position_past_the_end_healed(&lab);
+    n1_canal_killed_is_started_again(&lab);
+    eprintln!("canal scenarios on the lab: {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// Flow: a row inserted in each source is in both databases within 30 s;
+/// both sources' heartbeats are in the monitor's log.
+fn flow(lab: &Lab) {
+    let m = marker();
+    let t = Instant::now();
+    for s in SOURCES {
+        lab.insert_order(s, m);
+    }
+    for s in SOURCES {
+        lab.wait_rows(&format!("a row of {s}"), s, &[m], Duration::from_secs(30));
+    }
+    eprintln!("flow: a row of each source in both databases after {:.1} s", t.elapsed().as_secs_f64());
+    for s in SOURCES {
+        lab.wait(&format!("{s}'s heartbeat in the monitor's log"), FLOW, || {
+            lab.count(MONITOR_LOG, &format!("heartbeat parsed source={s}")) > 0
+        });
+    }
+    assert!(lab.run(&["status"]).contains("flow: ok"));
+}
+
+/// N4 in dry-run, in staging: the preview names the exact cursor it would
+/// write; ZooKeeper, canal and PostgreSQL are left as they are. Returns the
+/// markers of rows written after the purge.
+fn n4_dry_run_changes_nothing(lab: &Lab) -> Vec<i64> {
+    let mut agent = lab.agent(true, vec![]);
+    agent.start_agent();
+    let _show = ShowAudit(agent.path("state/audit.jsonl"));
+    lab.run(&["break", "N4"]);
+    // Rows written after the purge: the rewind must bring them.
+    let after: Vec<i64> = (0..3).map(|i| marker() + i).collect();
+    for &m in &after {
+        lab.insert_order("ix_quote", m);
+    }
+    lab.wait("canal's errno 1236 for ix_quote", HEAL, || lab.count(QUOTE_LOG, "errno = 1236") > 0);
+    lab.keep(QUOTE_LOG, "errno = 1236", "canal-1.1.4_mariadb-10.11_errno1236_purged.log");
+    let d = agent.wait_decision(RULE, 1);
+    // Dangerous, and the staging agent has no approvers: it says what it
+    // would write and that a person would have to approve it.
+    assert_eq!(d["dry_run"], true, "{d:#}");
+    assert_eq!(d["decision"], "needs-approval", "{d:#}");
+    let pid = lab.read("canal/bin/canal.pid");
+    let (before, version) = cursor_of(lab, "ix_quote");
+
+    // The preview names the cursor it would write: ix_quote at the start of
+    // its oldest binlog, ix_trade at the start of the binlog holding that time.
+    let oldest = lab.mysql("ix_quote", "SHOW BINARY LOGS");
+    let oldest = oldest.split_whitespace().next().unwrap();
+    let preview = d["steps"][1]["preview"].as_str().unwrap();
+    let expected = CanalCursor { journal: oldest.into(), position: 4, ..CanalCursor::parse(&before).unwrap() };
+    let expected = expected.render();
+    let written = preview.lines().find(|l| l.contains("after:") && l.contains("\"port\":") && l.contains(oldest));
+    let written = written.unwrap_or_else(|| panic!("no cursor for {oldest} in:\n{preview}"));
+    let prefix = &expected[..expected.find("\"timestamp\"").unwrap()];
+    assert!(written.contains(prefix), "{written}\nexpected {expected}");
+    assert!(preview.contains("DATA LOSS on this source"), "{preview}");
+
+    // Nothing changed: the cursor, the running canal, the audit's decisions.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(cursor_of(lab, "ix_quote"), (before, version), "dry-run wrote ZooKeeper");
+    assert_eq!(lab.read("canal/bin/canal.pid"), pid, "dry-run touched canal");
+    assert!(agent.audit().iter().filter(|e| e["kind"] == "decision").all(|d| d["dry_run"] == true));
+    agent.stop_agent();
+    after
+}
+
+/// N4: canal's cursor names a purged binlog; pipemedic asks for approval,
+/// stops canal, rewinds, starts canal; canal takes the cursor it wrote and
+/// every row written after the rewind time reaches PostgreSQL.
+fn n4_purged_binlog_healed(lab: &Lab, after_purge: Vec<i64>) {
+    let mut agent = lab.agent(false, vec!["dba@example.com"]);
+    agent.start_agent();
+    let _show = ShowAudit(agent.path("state/audit.jsonl"));
+    let mail = agent.wait_mails(1).remove(0);
+    assert!(mail.text.contains("/otter/canal/destinations/ix_quote/1001/cursor"), "{}", mail.text);
+    let beats = heartbeats(lab, "ix_quote");
+    let dup_before = duplicates(lab);
+    approve(&agent, &mail);
+    wait_decision_where(&agent, HEAL, |d| d["rule"] == RULE && d["decision"] == "applied");
+
+    // canal read the cursor pipemedic wrote: "find start position" at position 4.
+    let (cursor, _) = cursor_of(lab, "ix_quote");
+    let c = CanalCursor::parse(&cursor).unwrap();
+    lab.wait("canal resuming ix_quote from the rewound cursor", HEAL, || {
+        lab.read(QUOTE_LOG).lines().any(|l| l.contains("find start position successfully") && l.contains("position=4,"))
+    });
+    lab.wait_rows("the rows written after the purge", "ix_quote", &after_purge, HEAL);
+    flows(lab, "after N4");
+    lab.wait("ix_quote's heartbeats back", HEAL, || heartbeats(lab, "ix_quote") > beats);
+    eprintln!(
+        "N4: healed; ix_quote restarted at {}:{}; duplicates from the replay: {}",
+        c.journal,
+        c.position,
+        duplicates(lab) - dup_before
+    );
+    agent.stop_agent();
+}
+
+/// N6: the stored position is past the end of its binlog and MariaDB
+/// restarted into a new one; pipemedic moves the cursor to the new binlog.
+fn n6_position_past_the_end_healed(lab: &Lab) {
+    let mut agent = lab.agent(false, vec!["dba@example.com"]);
+    agent.start_agent();
+    let _show = ShowAudit(agent.path("state/audit.jsonl"));
+    let seen = lab.count(QUOTE_LOG, "errno = 1236");
+    lab.run(&["break", "N6"]);
+    lab.wait("canal's errno 1236 for the position past the end", HEAL, || lab.count(QUOTE_LOG, "errno = 1236") > seen);
+    lab.keep(QUOTE_LOG, "start replication from", "canal-1.1.4_mariadb-10.11_errno1236_past_end.log");
+    let mail = agent.wait_mails(1).remove(0);
+    assert!(mail.text.contains("position 4"), "{}", mail.text);
+    approve(&agent, &mail);
+    wait_decision_where(&agent, HEAL, |d| d["rule"] == RULE && d["decision"] == "applied");
+    flows(lab, "after N6");
+    agent.stop_agent();
+}
+
+/// N1: canal dies hard, its pid file stays; the monitor says "no alive
+/// canal server"; pipemedic removes the stale pid file and starts canal.
+fn n1_canal_killed_is_started_again(lab: &Lab) {
+    let mut agent = lab.agent(false, vec![]);
+    agent.start_agent();
+    let _show = ShowAudit(agent.path("state/audit.jsonl"));
+    let seen = lab.count(MONITOR_LOG, "no alive canal server");
+    lab.run(&["break", "N1"]);
+    lab.wait("the monitor's 'no alive canal server'", HEAL, || lab.count(MONITOR_LOG, "no alive canal server") > seen);
+    lab.keep(MONITOR_LOG, "no alive canal server", "canal.client-1.1.4_no_alive_canal_server.log");
+    let d = wait_decision_where(&agent, HEAL, |d| d["rule"] == "n1_no_alive_canal" && d["decision"] == "applied");
+    assert!(d["steps"].to_string().contains("canal"), "{d:#}");
+    lab.wait("canal running again", HEAL, || lab.count(CANAL_LOG, "the canal server is running now") >= 2);
+    flows(lab, "after N1");
+    agent.stop_agent();
+}
+
+/// On a failure, shows what the agent did.
+struct ShowAudit(std::path::PathBuf);
+
+impl Drop for ShowAudit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for line in std::fs::read_to_string(&self.0).unwrap_or_default().lines() {
+                eprintln!("audit: {}", line.chars().take(1500).collect::<String>());
+            }
+        }
+    }
+}
+
+/// The first decision (any rule) that satisfies `cond`.
+fn wait_decision_where(host: &Host, within: Duration, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(d) = host.audit().into_iter().find(|e| e["kind"] == "decision" && cond(e)) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "no such decision; audit:\n{:#?}\n{}", host.audit(), host.stderr());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
