@@ -177,11 +177,13 @@ fn n4_purged_binlog_healed(lab: &Lab, after_purge: Vec<i64>) {
 /// N6: the stored position is past the end of its binlog and MariaDB
 /// restarted into a new one; pipemedic moves the cursor to the new binlog.
 fn n6_position_past_the_end_healed(lab: &Lab) {
+    // The break stops and starts canal itself: the agent comes after it (an
+    // agent watching would restart the canal it stopped, see the N1 note).
+    let seen = lab.count(QUOTE_LOG, "errno = 1236");
+    lab.run(&["break", "N6"]);
     let mut agent = lab.agent(false, vec!["dba@example.com"]);
     agent.start_agent();
     let _show = ShowAudit(agent.path("state/audit.jsonl"));
-    let seen = lab.count(QUOTE_LOG, "errno = 1236");
-    lab.run(&["break", "N6"]);
     lab.wait("canal's errno 1236 for the position past the end", HEAL, || lab.count(QUOTE_LOG, "errno = 1236") > seen);
     lab.keep(QUOTE_LOG, "start replication from", "canal-1.1.4_mariadb-10.11_errno1236_past_end.log");
     let mail = agent.wait_mails(1).remove(0);

@@ -581,7 +581,7 @@ mod tests {
     #[test]
     fn a_moved_cursor_starts_a_binlog_at_position_4() {
         let b = |n: &str, t| Binlog { name: n.into(), size: 1, created_ms: t };
-        let logs = vec![b("mysql-bin.000001", 1000), b("mysql-bin.000002", 5000)];
+        let logs = [b("mysql-bin.000001", 1000), b("mysql-bin.000002", 5000)];
         let c = CanalCursor::parse(REAL.as_bytes()).unwrap().at_binlog_start(&logs[1]);
         assert_eq!(
             c.render(),

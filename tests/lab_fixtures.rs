@@ -1,0 +1,40 @@
+//! What the real software printed in the lab runs (tests/fixtures/lab, one
+//! file per wording, named after the software and version that printed it)
+//! is recognised by the rule meant for it: each file goes through
+//! `pipemedic replay` as the source that logs it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Host, Options, BIN, REPO};
+
+/// fixture file, the source that logs it, the rule that must answer it.
+const FIXTURES: &[(&str, &str, &str)] = &[
+    ("canal-1.1.4_mariadb-10.11_errno1236_purged.log", "canal_instance", "n3_n4_n6_binlog_position"),
+    ("canal-1.1.4_mariadb-10.11_errno1236_past_end.log", "canal_instance", "n3_n4_n6_binlog_position"),
+    ("canal.client-1.1.4_no_alive_canal_server.log", "monitor", "n1_no_alive_canal"),
+];
+
+#[test]
+fn every_wording_the_lab_printed_is_answered_by_its_rule() {
+    let host = Host::new(Options::default());
+    for (file, source, rule) in FIXTURES {
+        let path = Path::new(REPO).join("tests/fixtures/lab").join(file);
+        assert!(path.exists(), "{} is missing: run the lab tests with LAB_KEEP_FIXTURES=1", path.display());
+        let out = Command::new(BIN)
+            .args(["replay", "--config", host.config().to_str().unwrap(), "--source", source, "--format", "json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let rules: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|d| d["rule"].as_str().map(String::from))
+            .collect();
+        assert!(rules.iter().any(|r| r == rule), "{file}: {rule} did not answer; decisions by {rules:?}\n{text}");
+    }
+}
