@@ -235,9 +235,12 @@ EOF
     BOOTSTRAP=${BOOTSTRAP:+$BOOTSTRAP,}127.0.0.1:$port
 }
 
+# Canal server N's directory: canal/ for the first, canal2/ for another "host".
+canal_home() { if [ "$1" -gt 1 ]; then echo "$LAB/canal$1"; else echo "$LAB/canal"; fi; }
+
 start_canal() { # N (1 or 2: "hosts" sharing ZooKeeper)
-    local n=$1 home=$LAB/canal port metrics_port dest i=0
-    [ "$n" -gt 1 ] && home=$LAB/canal$n
+    local n=$1 home port metrics_port dest i=0
+    home=$(canal_home "$n")
     free_port port
     free_port metrics_port
     mkdir -p "$home/bin" "$home/conf/spring" "$home/logs"
@@ -390,7 +393,7 @@ EOF
 }
 
 write_agent_config() {
-    local dir=$LAB/agent canal_homes=("$LAB/canal")
+    local dir=$LAB/agent
     mkdir -p "$dir/state" "$dir/rules.d" "$dir/playbooks.d"
     chmod 700 "$dir/state"
     echo canal >"$dir/mysql.pw"
@@ -566,8 +569,8 @@ up() {
         --partitions 3 --replication-factor 3 >"$LAB/kafka/topic.log" 2>&1 ||
         { cat "$LAB/kafka/topic.log" >&2; die "creating the topic failed"; }
     for n in $(seq 1 "$servers"); do
-        local home=$LAB/canal
-        [ "$n" -gt 1 ] && home=$LAB/canal$n
+        local home
+        home=$(canal_home "$n")
         wait_for "canal server $n" 180 "$home/logs/canal/canal.log" \
             log_has "$home/logs/canal/canal.log" 'the canal server is running now'
     done
@@ -641,8 +644,8 @@ status() {
     running "$LAB/zookeeper/zookeeper.pid" && state=up || state=down
     echo "zookeeper: $state"
     for n in $(seq 1 "$CANAL_SERVERS"); do
-        local home=$LAB/canal
-        [ "$n" -gt 1 ] && home=$LAB/canal$n
+        local home
+        home=$(canal_home "$n")
         if running "$home/bin/canal.pid"; then state=up; elif [ -f "$home/bin/canal.pid" ]; then state="down (stale pid file)"; else state=down; fi
         echo "canal server $n: $state"
     done
@@ -744,8 +747,8 @@ down() {
     "$d" stop "$LAB/monitor/monitor.pid" 60 >/dev/null || true
     "$d" stop "$LAB/data_sync/data_sync.pid" 60 >/dev/null || true
     for n in $(seq 1 "${CANAL_SERVERS:-1}"); do
-        local home=$LAB/canal
-        [ "$n" -gt 1 ] && home=$LAB/canal$n
+        local home
+        home=$(canal_home "$n")
         [ -x "$home/bin/stop.sh" ] && "$home/bin/stop.sh" >/dev/null || true
     done
     for id in 3 2 1; do

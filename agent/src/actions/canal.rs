@@ -433,13 +433,7 @@ fn plan_new_binlog(
     let fallback = fallback_secs(canal);
     let (target, why) = match same_source {
         true => (
-            CanalCursor {
-                journal: new.name.clone(),
-                position: 4,
-                gtid: String::new(),
-                timestamp: new.created_ms,
-                ..cursor.clone()
-            },
+            cursor.at_binlog_start(new),
             format!(
                 "the cursor's source {}:{} is this source: start at {} position 4",
                 cursor.address, cursor.port, new.name
