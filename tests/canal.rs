@@ -82,22 +82,28 @@ fn pipeline_full(dry_run: bool, more: &str, approvers: Vec<&'static str>) -> Pip
         );
     }
 
-    let extra = format!(
-        "\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_secs = 4\n\
-         \n[mysql.src_a]\nhost = \"127.0.0.1\"\nport = {pa}\nuser = \"canal\"\npassword_file = \"mysql.pw\"\nschemas = [\"trade\"]\n\
-         \n[mysql.src_b]\nhost = \"127.0.0.1\"\nport = {pb}\nuser = \"canal\"\npassword_file = \"mysql.pw\"\nschemas = [\"trade\"]\n\
-         \n[canal]\nservice = \"canal\"\nproperties_files = [\"canal.properties\"]\nstop_wait_secs = 3\n\
-         [canal.destinations.ix_a]\nmysql = \"src_a\"\n[canal.destinations.ix_b]\nmysql = \"src_b\"\n",
-        zk = zk_server.connect_string(),
-        pa = a.port,
-        pb = b.port,
-    ) + more;
+    let extra = canal_extra(&zk_server, &a, &b, "") + more;
     let host = Host::new(Options { approvers, dry_run, extra, ..Options::default() });
     std::fs::write(host.path("mysql.pw"), "pw\n").unwrap();
     // Not canal's default: the agent must read it, not assume 60.
     std::fs::write(host.path("canal.properties"), "canal.instance.fallbackIntervalInSeconds = 30\n").unwrap();
     host.start_service("canal", "logs/canal_instance.log");
     Pipeline { host, zk_server, canal_session, a, b, started }
+}
+
+/// The agent's configuration of the sources, ZooKeeper and canal; `canal`
+/// goes into the `[canal]` section.
+fn canal_extra(zk_server: &ZooKeeper, a: &MariaDb, b: &MariaDb, canal: &str) -> String {
+    format!(
+        "\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_secs = 4\n\
+         \n[mysql.src_a]\nhost = \"127.0.0.1\"\nport = {pa}\nuser = \"canal\"\npassword_file = \"mysql.pw\"\nschemas = [\"trade\"]\n\
+         \n[mysql.src_b]\nhost = \"127.0.0.1\"\nport = {pb}\nuser = \"canal\"\npassword_file = \"mysql.pw\"\nschemas = [\"trade\"]\n\
+         \n[canal]\nservice = \"canal\"\nproperties_files = [\"canal.properties\"]\nstop_wait_secs = 3\n{canal}\
+         [canal.destinations.ix_a]\nmysql = \"src_a\"\n[canal.destinations.ix_b]\nmysql = \"src_b\"\n",
+        zk = zk_server.connect_string(),
+        pa = a.port,
+        pb = b.port,
+    )
 }
 
 const PURGED: &str = "2026-11-25 10:00:00.001 [destination = ix_b , address = /127.0.0.1:3306 , EventParser] ERROR c.a.otter.canal.parse.inbound.mysql.MysqlEventParser - dump address /127.0.0.1:3306 has an error, retrying. caused by \n\
@@ -402,4 +408,156 @@ fn n3_last_resort_reset_is_an_operator_playbook_needing_two_approvers() {
     assert_eq!(status, 403);
     assert!(zk.get(CURSOR_A).is_some());
     p.host.stop_agent();
+}
+
+// Canal in HA: two hosts, each with its canal server (a stand-in) and its own
+// agent, on one ZooKeeper. Host A's canal serves the destinations; B's is
+// the standby.
+
+const MEMBERS: &str = "/pipemedic/canal/members";
+
+fn name_host(host: &Host, name: &str) {
+    host.edit_config("state_dir = \"state\"\n", &format!("state_dir = \"state\"\nhost_name = \"{name}\"\n"));
+}
+
+/// Host A (canal-a) from `pipeline`, and host B (canal-b) beside it.
+fn ha_pipeline() -> (Pipeline, Host) {
+    let p = pipeline(false);
+    p.host.edit_config("stop_wait_secs = 3\n", "stop_wait_secs = 10\nha = true\n");
+    name_host(&p.host, "canal-a");
+    let b = Host::new(Options {
+        approvers: vec!["dba@example.com"],
+        extra: canal_extra(&p.zk_server, &p.a, &p.b, "ha = true\n")
+            .replace("stop_wait_secs = 3", "stop_wait_secs = 10"),
+        ..Options::default()
+    });
+    name_host(&b, "canal-b");
+    std::fs::write(b.path("mysql.pw"), "pw\n").unwrap();
+    std::fs::write(b.path("canal.properties"), "canal.instance.fallbackIntervalInSeconds = 30\n").unwrap();
+    b.start_service("canal", "logs/canal_instance.log");
+    (p, b)
+}
+
+fn wait_members(p: &Pipeline, names: &[&str]) {
+    let zk = p.zk_server.client();
+    p.host
+        .wait_until("the agents' canal members", || names.iter().all(|n| zk.get(&format!("{MEMBERS}/{n}")).is_some()));
+}
+
+#[test]
+fn ha_one_errno_1236_seen_by_two_agents_is_one_approval_and_one_write() {
+    let (mut p, mut b) = ha_pipeline();
+    p.host.start_agent();
+    b.start_agent();
+    wait_members(&p, &["canal-a", "canal-b"]);
+
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    assert_eq!(p.host.wait_decision("n3_n4_n6_binlog_position", 1)["decision"], "awaiting-approval");
+    let zk = p.zk_server.client();
+    let claim = String::from_utf8(zk.get("/pipemedic/canal/claim").expect("claimed").0).unwrap();
+    assert!(claim.contains("\"host\":\"canal-a\""), "{claim}");
+    // The destination moves to B's canal, which meets the same errno 1236.
+    b.append("logs/canal_instance.log", PURGED);
+    let d = b.wait_decision("n3_n4_n6_binlog_position", 1);
+    assert_eq!(d["decision"], "handled-elsewhere", "{d:#}");
+    assert!(d["reason"].as_str().unwrap().contains("the agent on canal-a asked for approval"), "{d:#}");
+
+    approve(&p.host, &mail);
+    release_when_stopped(&mut p);
+    let done = p.host.wait_decision("n3_n4_n6_binlog_position", 2);
+    assert_eq!(done["decision"], "applied", "{done:#}");
+    assert_eq!(zk.get(CURSOR_B).unwrap().1, 1, "written once");
+    assert_eq!(zk.get(CURSOR_A).unwrap().1, 0, "kept");
+    // B's canal was held stopped for the write and started again after it.
+    b.wait_until("B's canal started again", || b.starts("canal") == 2 && b.service_pid("canal").is_some());
+    let holds: Vec<String> =
+        b.audit_of_kind("canal-hold").iter().map(|e| e["detail"].as_str().unwrap().to_string()).collect();
+    assert!(
+        holds[0].contains("the agent on canal-a holds every canal stopped") && holds[0].contains("stopped"),
+        "{holds:?}"
+    );
+    assert!(holds[1].contains("the hold of the agent on canal-a is gone"), "{holds:?}");
+    p.host.wait_until("A's canal started again", || p.host.starts("canal") == 2);
+    assert!(zk.get("/pipemedic/canal/claim").is_none(), "the claim went with the answer");
+    assert!(zk.get("/pipemedic/canal/hold").is_none(), "the hold went with the write");
+    assert!(b.mails().is_empty() && b.audit_of_kind("approval-requested").is_empty(), "B asked no one");
+    assert_eq!(p.host.audit_of_kind("approval-requested").len(), 1);
+    b.stop_agent();
+    p.host.stop_agent();
+}
+
+#[test]
+fn ha_write_waits_for_every_member_and_gives_up_on_a_silent_one() {
+    let (mut p, b) = ha_pipeline();
+    drop(b);
+    // An agent that announced itself but never stops its canal.
+    let ghost = p.zk_server.client();
+    ghost.hold(&format!("{MEMBERS}/canal-ghost"), b"canal-ghost");
+    p.host.start_agent();
+    wait_members(&p, &["canal-a"]);
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    approve(&p.host, &mail);
+    release_when_stopped(&mut p);
+    let d = p.host.wait_decision("n3_n4_n6_binlog_position", 2);
+    assert_eq!(d["decision"], "failed", "{d:#}");
+    assert!(d["reason"].as_str().unwrap().contains("canal-ghost did not report their canal stopped"), "{d:#}");
+    let zk = p.zk_server.client();
+    assert_eq!(zk.get(CURSOR_B).unwrap().1, 0, "nothing written");
+    assert!(zk.get("/pipemedic/canal/hold").is_none(), "the hold was released");
+    p.host.stop_agent();
+}
+
+#[test]
+fn ha_another_agents_hold_stops_canal_here_and_refuses_a_second_writer() {
+    let (mut p, b) = ha_pipeline();
+    drop(b);
+    // Another host's agent is writing: it holds every canal stopped.
+    let mut other = p.zk_server.client();
+    other.hold("/pipemedic/canal/hold", br#"{"host":"canal-x","token":"0123"}"#);
+    p.host.start_agent();
+    p.host.wait_until("A's canal held stopped", || p.host.service_pid("canal").is_none());
+    release_when_stopped(&mut p);
+    let held = p.host.audit_of_kind("canal-hold");
+    assert!(held[0]["detail"].as_str().unwrap().contains("the agent on canal-x holds every canal stopped"), "{held:?}");
+
+    // A plan here may not start canal, nor write while the other writes.
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    approve(&p.host, &mail);
+    let d = p.host.wait_decision("n3_n4_n6_binlog_position", 2);
+    assert_eq!(d["decision"], "failed", "{d:#}");
+    assert!(d["reason"].as_str().unwrap().contains("the agent on canal-x is writing canal's cursors now"), "{d:#}");
+    assert_eq!(p.zk_server.client().get(CURSOR_B).unwrap().1, 0, "nothing written");
+    assert!(p.host.service_pid("canal").is_none(), "not started while held");
+
+    // The other writer is done: canal starts again.
+    other.close();
+    p.host.wait_until("A's canal started again", || p.host.service_pid("canal").is_some());
+    p.host.stop_agent();
+}
+
+#[test]
+fn ha_claims_lapse_are_replaced_and_are_released_only_by_their_own_approval() {
+    use pipemedic::cluster::canal::{claim, release, Claim, CLAIM};
+    let server = ZooKeeper::start();
+    let zk = pipemedic::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
+        connect: server.connect_string(),
+        session_timeout_secs: 4,
+    })
+    .unwrap();
+    let now = 1_000_000;
+    let c = |host: &str, approval: &str, expires: i64| Claim { host: host.into(), approval: approval.into(), expires };
+    assert_eq!(claim(&zk, &c("a", "1", now + 10), now).unwrap(), None, "free: taken");
+    assert_eq!(claim(&zk, &c("b", "2", now + 10), now).unwrap(), Some(c("a", "1", now + 10)), "held by a");
+    assert_eq!(claim(&zk, &c("a", "3", now + 10), now).unwrap(), None, "a's own, superseded approval: replaced");
+    release(&zk, "1").unwrap();
+    assert_eq!(claim(&zk, &c("b", "2", now + 10), now).unwrap(), Some(c("a", "3", now + 10)), "1 released nothing");
+    assert_eq!(claim(&zk, &c("b", "2", now + 10), now + 10).unwrap(), None, "lapsed at its expiry: replaced");
+    release(&zk, "2").unwrap();
+    assert!(zk.get(CLAIM).unwrap().is_none(), "released by its own approval");
+    let raw = server.client();
+    raw.put(CLAIM, b"\x00not a claim");
+    assert_eq!(claim(&zk, &c("b", "4", now + 10), now).unwrap(), None, "garbage is nobody's claim");
 }

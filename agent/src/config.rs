@@ -314,6 +314,12 @@ pub struct CanalConfig {
     /// `running` node to go (the ZooKeeper session of a dead process expires).
     #[serde(default = "default_canal_stop_wait")]
     pub stop_wait_secs: u64,
+    /// Canal runs in HA on several hosts, each with its own pipemedic: the
+    /// agents ask for one approval per cursor plan between them, and the
+    /// writer holds every host's canal stopped while it writes (see
+    /// `cluster::canal`). Needs a `host_name` that is a valid host name.
+    #[serde(default)]
+    pub ha: bool,
     /// The destinations (instances), each listening to one MySQL source.
     pub destinations: BTreeMap<String, CanalDestination>,
 }
@@ -798,6 +804,10 @@ impl Config {
             }
             if self.zookeeper.is_none() {
                 return Err("[canal] needs a [zookeeper] section: canal keeps its positions there".into());
+            }
+            if c.ha {
+                crate::types::HostName::parse(&self.host_name())
+                    .map_err(|e| format!("[canal] ha = true names this agent in ZooKeeper by its host_name: {e}"))?;
             }
             for (name, d) in &c.destinations {
                 Name::parse("destination", name).map_err(|e| format!("[canal.destinations.{name}]: {e}"))?;

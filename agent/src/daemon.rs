@@ -124,6 +124,7 @@ impl Daemon {
             pipeline = pipeline.with_mail(config.host_name(), outbox, approvals);
         }
         crate::cluster::member::spawn(config.clone(), pipeline.audit().clone());
+        crate::cluster::canal::spawn_member(config.clone(), pipeline.audit().clone());
         let followers = config
             .sources
             .iter()

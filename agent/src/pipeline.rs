@@ -63,6 +63,9 @@ pub enum Decision {
     Failed,
     /// Mailed to the approvers; waits for them.
     AwaitingApproval,
+    /// Another host's agent asked for approval of a plan on the same shared
+    /// state (canal's cursors in HA); this one asks no one.
+    HandledElsewhere,
     /// The rule itself failed at run time.
     RuleError,
     /// The record was written by a service while the agent itself was
@@ -1214,11 +1217,36 @@ impl Pipeline {
             outcome: None,
             superseded_by: None,
         };
+        if self.claims_canal(&plan.steps) {
+            match self.claim_canal(&approval) {
+                Ok(None) => {}
+                Ok(Some(other)) => {
+                    out.decision = Decision::HandledElsewhere;
+                    out.reason = Some(format!(
+                        "the agent on {} asked for approval {} of a plan on canal's cursors (until {}); not asking again here",
+                        other.host,
+                        other.approval,
+                        human_time(other.expires)
+                    ));
+                    return;
+                }
+                Err(e) => {
+                    out.decision = Decision::Failed;
+                    out.reason = Some(format!(
+                        "could not claim canal's cursors for this approval, nothing was asked or changed: {e}"
+                    ));
+                    return;
+                }
+            }
+        }
+        let Some(ap) = &mut self.approvals else { return };
         if let Err(e) = ap.store.save(approval.clone()) {
+            self.release_canal_claim(&approval);
             out.decision = Decision::Failed;
             out.reason = Some(format!("could not store the approval request, nothing was asked or changed: {e}"));
             return;
         }
+        let Some(ap) = &self.approvals else { return };
         let outbox = self.outbox.as_ref().expect("approvals need mail");
         let mut problems = Vec::new();
         for approver in &approval.approvers_asked {
@@ -1240,6 +1268,35 @@ impl Pipeline {
             human_time(approval.expires),
             if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
         ));
+    }
+
+    /// A plan that writes canal's cursors on a host whose canal runs in HA:
+    /// the agents ask for one approval between them (`cluster::canal`).
+    /// Dry-run writes nothing to ZooKeeper, a claim included.
+    fn claims_canal(&self, steps: &[Step]) -> bool {
+        !self.dry_run
+            && self.config.canal.as_ref().is_some_and(|c| c.ha)
+            && steps.iter().any(Step::writes_canal_cursors)
+    }
+
+    /// Takes the claim for `a`, or answers which agent holds it.
+    fn claim_canal(&self, a: &Approval) -> Result<Option<crate::cluster::canal::Claim>, String> {
+        let zk = self.config.zookeeper.as_ref().ok_or("no [zookeeper] section")?;
+        let mine = crate::cluster::canal::Claim { host: self.host.clone(), approval: a.id.clone(), expires: a.expires };
+        crate::cluster::canal::claim(&crate::zk::Session::connect(zk)?, &mine, chrono::Utc::now().timestamp_millis())
+    }
+
+    /// `a` was answered, expired or superseded: its claim goes.
+    fn release_canal_claim(&self, a: &Approval) {
+        let steps: Vec<Step> = a.steps.iter().map(|s| s.step.clone()).collect();
+        if a.dry_run || !self.claims_canal(&steps) {
+            return;
+        }
+        let Some(zk) = self.config.zookeeper.as_ref() else { return };
+        let released = crate::zk::Session::connect(zk).and_then(|s| crate::cluster::canal::release(&s, &a.id));
+        if let Err(e) = released {
+            tracing::error!(approval = %a.id, "releasing the claim on canal's cursors: {e}; it lapses at the approval's expiry");
+        }
     }
 
     /// Takes a decision from a link or the CLI. Replies as soon as it is
@@ -1296,8 +1353,10 @@ impl Pipeline {
             Some(req.decision.as_str()),
         ));
         let _ = req.reply.send(DecideReply::Accepted(reply));
-        if a.state == ApprovalState::Approved {
-            self.apply_approved(a);
+        match a.state {
+            ApprovalState::Approved => self.apply_approved(a),
+            ApprovalState::Denied => self.release_canal_claim(&a),
+            _ => {}
         }
     }
 
@@ -1383,6 +1442,7 @@ impl Pipeline {
             a.outcome = Some(format!("not applied: {why}; {next}"));
             let reason = a.outcome.clone();
             let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
+            self.release_canal_claim(&a);
             self.audit.write(&approval_entry("approval-superseded", &a, None, None, reason.as_deref()));
             tracing::warn!(approval = %a.id, "approved plan superseded: {}", reason.unwrap_or_default());
             for o in again.unwrap_or_default() {
@@ -1401,6 +1461,7 @@ impl Pipeline {
     }
 
     fn finish_approval(&mut self, a: Approval, out: Outcome) {
+        self.release_canal_claim(&a);
         if let Err(e) = self.approvals.as_mut().expect("approvals").store.save(a) {
             tracing::error!("{e}");
         }
@@ -1483,8 +1544,9 @@ impl Pipeline {
 
     /// Marks pending approvals past their expiry as expired.
     pub fn expire_approvals(&mut self, now: i64) {
-        let Some(ap) = &mut self.approvals else { return };
+        let Some(ap) = &self.approvals else { return };
         for id in ap.store.expired(now) {
+            let Some(ap) = &mut self.approvals else { return };
             let Some(mut a) = ap.store.get(&id).cloned() else { continue };
             a.state = ApprovalState::Expired;
             a.outcome =
@@ -1492,6 +1554,7 @@ impl Pipeline {
             if let Err(e) = ap.store.save(a.clone()) {
                 tracing::error!("{e}");
             }
+            self.release_canal_claim(&a);
             self.audit.write(&approval_entry("approval-expired", &a, None, None, a.outcome.as_deref()));
             tracing::warn!(approval = %a.id, "approval expired without an answer");
         }

@@ -62,6 +62,23 @@ pub async fn parents(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
     }
 }
 
+/// Creates an ephemeral node (an agent's presence); one left by this agent's
+/// previous session (restarted faster than the session timeout) is replaced.
+pub async fn announce(client: &zk::Client, path: &str, data: &[u8]) -> Result<(), zk::Error> {
+    parents(client, path).await?;
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    match client.create(path, data, &ephemeral).await {
+        Err(zk::Error::NodeExists) => {
+            match client.delete(path, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+            client.create(path, data, &ephemeral).await.map(drop)
+        }
+        other => other.map(drop),
+    }
+}
+
 /// An open session.
 pub struct Session {
     rt: tokio::runtime::Runtime,

@@ -114,17 +114,23 @@ impl Zk {
 
     /// Creates a persistent node and its parents.
     pub fn put(&self, path: &str, data: &[u8]) {
+        self.parents(path);
+        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        self.rt.block_on(self.c().create(path, data, &persistent)).unwrap();
+    }
+
+    fn parents(&self, path: &str) {
         let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         if let Some((parent, _)) = path.rsplit_once('/') {
             if !parent.is_empty() {
                 self.rt.block_on(self.c().mkdir(parent, &persistent)).unwrap();
             }
         }
-        self.rt.block_on(self.c().create(path, data, &persistent)).unwrap();
     }
 
     /// Creates an ephemeral node held by this session (a "running" canal).
     pub fn hold(&self, path: &str, data: &[u8]) {
+        self.parents(path);
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         self.rt.block_on(self.c().create(path, data, &ephemeral)).unwrap();
     }

@@ -245,7 +245,7 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
         "Every source still has binlog from {} on (the latest of the sources' oldest binlogs).\n\
          A cursor whose binlog still exists is kept. A cursor whose binlog is gone moves to the start (position 4) \
          of its source's oldest binlog: a position every canal version reads (canal up to 1.1.4 cannot start from \
-         a timestamp-only cursor).",
+         a timestamp-only cursor). The writes wait until no canal server serves any destination.",
         human_time(common),
     );
     let mut writes = Vec::new();
@@ -259,13 +259,6 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
             logs[logs.len() - 1].name,
             human_time(logs[0].created_ms)
         ));
-        if d.served() {
-            text.push_str(&format!(
-                "\n  canal serves it now (running: {}, cluster: {:?}); the write waits until it is stopped",
-                d.running.as_deref().unwrap_or("-"),
-                d.cluster
-            ));
-        }
         match d.cursor {
             None => text.push_str("\n  no cursor: canal starts from its instance.properties position; left alone"),
             Some((Err(e), node)) => {
@@ -332,6 +325,26 @@ fn previewed_version(preview: &Preview, path: &str, doing: &str) -> Result<i32, 
     .ok_or_else(|| ActionError::new(doing, format!("{path} was not in the preview; not writing it")))
 }
 
+/// Makes sure no canal server serves any destination, for as long as the
+/// returned hold lives: in HA, every other host's canal is held stopped
+/// first (this host's was stopped by the plan's step before).
+fn hold_unserved<'a>(
+    config: &Config,
+    zk: &'a Session,
+    canal: &CanalConfig,
+    doing: &str,
+) -> Result<Option<crate::cluster::canal::Hold<'a>>, ActionError> {
+    let hold = match canal.ha {
+        true => Some(
+            crate::cluster::canal::hold(zk, &config.host_name(), Duration::from_secs(canal.stop_wait_secs))
+                .map_err(|e| ActionError::new(doing, e))?,
+        ),
+        false => None,
+    };
+    wait_unserved(zk, canal, doing)?;
+    Ok(hold)
+}
+
 /// Waits until no canal server holds any destination.
 fn wait_unserved(zk: &Session, canal: &CanalConfig, doing: &str) -> Result<(), ActionError> {
     let deadline = Instant::now() + Duration::from_secs(canal.stop_wait_secs);
@@ -362,7 +375,7 @@ fn wait_unserved(zk: &Session, canal: &CanalConfig, doing: &str) -> Result<(), A
 pub fn apply_rewind(config: &Config, preview: &Preview) -> Result<String, ActionError> {
     let doing = "rewinding canal's cursors to the common time";
     let (canal, zk) = setup(config, doing)?;
-    wait_unserved(&zk, canal, doing)?;
+    let _hold = hold_unserved(config, &zk, canal, doing)?;
     let plan = plan_rewind(config, doing)?;
     let mut done = Vec::new();
     for (path, old, new) in &plan.writes {
@@ -472,7 +485,7 @@ pub fn apply_new_binlog(
 ) -> Result<String, ActionError> {
     let doing = format!("moving {destination}'s cursor past the crash");
     let (canal, zk) = setup(config, &doing)?;
-    wait_unserved(&zk, canal, &doing)?;
+    let _hold = hold_unserved(config, &zk, canal, &doing)?;
     let (_, path, _, target) = plan_new_binlog(config, destination)?;
     let expected = previewed_version(preview, &path, &doing)?;
     let old = zk
@@ -521,7 +534,7 @@ pub fn apply_reset(
 ) -> Result<String, ActionError> {
     let doing = format!("deleting canal's cursor of {destination}");
     let (canal, zk) = setup(config, &doing)?;
-    wait_unserved(&zk, canal, &doing)?;
+    let _hold = hold_unserved(config, &zk, canal, &doing)?;
     let d = read_destination(&zk, canal, destination, &doing)?;
     let expected = previewed_version(preview, &d.cursor_path, &doing)?;
     let old = d.cursor.map(|(_, n)| String::from_utf8_lossy(&n.data).into_owned()).unwrap_or_default();

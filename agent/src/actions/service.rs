@@ -79,6 +79,17 @@ fn exclusive(name: &Name) -> std::sync::Arc<std::sync::Mutex<()>> {
 }
 
 pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+    if op != ServiceOp::Stop && config.canal.as_ref().is_some_and(|c| c.service == name.as_str()) {
+        if let Some(host) = crate::cluster::canal::held_by() {
+            return Err(ActionError::new(
+                format!("{op} {name}"),
+                format!(
+                    "the agent on {host} holds every canal stopped while it writes canal's cursors; \
+                     {name} starts again when that hold is released"
+                ),
+            ));
+        }
+    }
     let lock = exclusive(name);
     // The state is read again below, after the lock: what the other caller did counts.
     let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());

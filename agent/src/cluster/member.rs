@@ -77,11 +77,11 @@ async fn serve(
 ) -> Result<(), zk::Error> {
     let me = cluster.broker_id;
     let presence = format!("{AGENTS}/{me}");
-    announce(client, &presence, &config.host_name()).await?;
+    crate::zk::announce(client, &presence, config.host_name().as_bytes()).await?;
     tracing::info!(broker = me, "kafka member: announced at {presence}");
     loop {
         if client.check_stat(&presence).await?.is_none() {
-            announce(client, &presence, &config.host_name()).await?;
+            crate::zk::announce(client, &presence, config.host_name().as_bytes()).await?;
         }
         let (turn_stat, turn_watch) = client.check_and_watch_stat(TURN).await?;
         if turn_stat.is_some() {
@@ -108,23 +108,6 @@ async fn serve(
             _ = controller_watch.changed() => {}
             _ = tokio::time::sleep(RECHECK) => {}
         }
-    }
-}
-
-/// Creates the presence node; one left by this agent's previous session
-/// (restarted faster than the session timeout) is replaced.
-async fn announce(client: &zk::Client, path: &str, host: &str) -> Result<(), zk::Error> {
-    crate::zk::parents(client, path).await?;
-    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-    match client.create(path, host.as_bytes(), &ephemeral).await {
-        Err(zk::Error::NodeExists) => {
-            match client.delete(path, None).await {
-                Ok(()) | Err(zk::Error::NoNode) => {}
-                Err(e) => return Err(e),
-            }
-            client.create(path, host.as_bytes(), &ephemeral).await.map(drop)
-        }
-        other => other.map(drop),
     }
 }
 

@@ -1,5 +1,8 @@
-//! Leader-first restart of a Kafka cluster whose brokers live on different
-//! hosts, each with its own agent (runbook K4).
+//! Agents on several hosts acting on one shared system through the
+//! pipeline's ZooKeeper: canal in HA ([`canal`]: one approval per cursor
+//! plan, every canal stopped for the write) and, here, the leader-first
+//! restart of a Kafka cluster whose brokers live on different hosts, each
+//! with its own agent (runbook K4).
 //!
 //! The agents coordinate through the pipeline's ZooKeeper, under
 //! `/pipemedic/kafka`, with the standard recipes:
@@ -28,6 +31,7 @@
 //! node is ephemeral), then to the lowest id. The others follow in the same
 //! ranking, one at a time.
 
+pub mod canal;
 pub mod member;
 
 use std::collections::{BTreeMap, BTreeSet};

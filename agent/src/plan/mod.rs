@@ -293,6 +293,12 @@ impl Step {
         }
     }
 
+    /// Writes canal's cursors: state in ZooKeeper that every canal server
+    /// of an HA cluster shares.
+    pub fn writes_canal_cursors(&self) -> bool {
+        matches!(self, Step::CanalRewind | Step::CanalReset { .. } | Step::CanalNewBinlog { .. })
+    }
+
     /// The least risk a plan containing this step can have. A rule may raise
     /// a plan's risk, never lower it below its steps'.
     pub fn min_risk(&self) -> Risk {
