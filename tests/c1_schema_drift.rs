@@ -41,15 +41,6 @@ fn pipeline(lock_timeout_ms: u64) -> Pipeline {
     Pipeline { host, pg, _mysql: mysql }
 }
 
-fn approve(host: &Host, mail: &common::Mail) -> String {
-    let (approve, _) = mail.links();
-    let (status, page) = host.get(&approve);
-    assert_eq!(status, 200, "{page}");
-    let (status, result) = host.press(&page);
-    assert_eq!(status, 200, "{result}");
-    result
-}
-
 #[test]
 fn c1_missing_column_is_added_to_both_databases_after_approval() {
     let mut p = pipeline(3000);
@@ -76,7 +67,7 @@ fn c1_missing_column_is_added_to_both_databases_after_approval() {
     );
     assert_eq!(p.pg.column_type("trade_ix", "t_item_user", "review"), None, "nothing before approval");
 
-    approve(&p.host, &mail);
+    p.host.approve(&mail);
     let applied = p.host.wait_decision("c1_schema_drift", 2);
     assert_eq!(applied["decision"], "applied", "{applied:#}");
     assert!(applied["steps"][0]["result"].as_str().unwrap().contains("admin: added; trade_ix: added"), "{applied:#}");
@@ -104,7 +95,7 @@ fn c1_busy_table_times_out_cleanly_and_the_approval_is_reported_failed() {
     batch.execute("UPDATE t_item_user SET user_id = 8 WHERE id = 1", &[]).unwrap();
 
     let started = std::time::Instant::now();
-    approve(&p.host, &mail);
+    p.host.approve(&mail);
     let d = p.host.wait_decision("c1_schema_drift", 2);
     assert_eq!(d["decision"], "failed", "{d:#}");
     let reason = d["reason"].as_str().unwrap();

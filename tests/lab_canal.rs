@@ -11,58 +11,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::lab::{Lab, DATABASES, SOURCES};
-use common::Host;
+use common::lab::{duplicates, flows, heartbeats, marker, Lab, ShowAudit, FLOW, HEAL, MONITOR_LOG, SOURCES};
 use pipemedic::actions::canal::CanalCursor;
 
 const RULE: &str = "n3_n4_n6_binlog_position";
-const MONITOR_LOG: &str = "logs/data_monitor/data_monitor_info.log";
-const CONSUMER_LOG: &str = "logs/data_sync/data_sync_goldoffice_info.log";
 const CANAL_LOG: &str = "canal/logs/canal/canal.log";
 const QUOTE_LOG: &str = "canal/logs/ix_quote/ix_quote.log";
-/// Deadlines for the real software (a 2-core machine; canal retries a bad
-/// position every 10–20 s, a dead canal's ZooKeeper session lasts 20 s).
-const FLOW: Duration = Duration::from_secs(60);
-const HEAL: Duration = Duration::from_secs(240);
-
-fn marker() -> i64 {
-    chrono::Utc::now().timestamp_micros() % 1_000_000_000_000
-}
 
 fn cursor_of(lab: &Lab, source: &str) -> (Vec<u8>, i32) {
     let zk = common::zk::Zk::connect(&format!("127.0.0.1:{}", lab.port("ZK_PORT")));
     zk.get(&format!("/otter/canal/destinations/{source}/1001/cursor")).expect("a cursor canal wrote")
-}
-
-fn approve(host: &Host, mail: &common::Mail) {
-    let (approve, _) = mail.links();
-    let (_, page) = host.get(&approve);
-    let (status, result) = host.press(&page);
-    assert_eq!(status, 200, "{result}");
-}
-
-/// The duplicates the consumer counted (a replay writes rows again).
-fn duplicates(lab: &Lab) -> u64 {
-    lab.read(CONSUMER_LOG)
-        .lines()
-        .filter_map(|l| l.split("(duplicates=").nth(1))
-        .filter_map(|r| r.trim_end_matches(')').parse::<u64>().ok())
-        .sum()
-}
-
-fn heartbeats(lab: &Lab, source: &str) -> usize {
-    lab.count(CONSUMER_LOG, &format!("heartbeat consumed source={source}"))
-}
-
-/// Every source's new rows and heartbeats reach both databases.
-fn flows(lab: &Lab, why: &str) {
-    let m = marker();
-    for s in SOURCES {
-        lab.insert_order(s, m);
-    }
-    for s in SOURCES {
-        lab.wait_rows(&format!("{why}: a row of {s} in {DATABASES:?}"), s, &[m], FLOW);
-    }
 }
 
 #[test]
@@ -153,8 +111,8 @@ fn n4_purged_binlog_healed(lab: &Lab, after_purge: Vec<i64>) {
     assert!(mail.text.contains("/otter/canal/destinations/ix_quote/1001/cursor"), "{}", mail.text);
     let beats = heartbeats(lab, "ix_quote");
     let dup_before = duplicates(lab);
-    approve(&agent, &mail);
-    wait_decision_where(&agent, HEAL, |d| d["rule"] == RULE && d["decision"] == "applied");
+    agent.approve(&mail);
+    agent.wait_decision_where(HEAL, |d| d["rule"] == RULE && d["decision"] == "applied");
 
     // canal read the cursor pipemedic wrote: "find start position" at position 4.
     let (cursor, _) = cursor_of(lab, "ix_quote");
@@ -188,8 +146,8 @@ fn n6_position_past_the_end_healed(lab: &Lab) {
     lab.keep(QUOTE_LOG, "start replication from", "canal-1.1.4_mariadb-10.11_errno1236_past_end.log");
     let mail = agent.wait_mails(1).remove(0);
     assert!(mail.text.contains("position 4"), "{}", mail.text);
-    approve(&agent, &mail);
-    wait_decision_where(&agent, HEAL, |d| d["rule"] == RULE && d["decision"] == "applied");
+    agent.approve(&mail);
+    agent.wait_decision_where(HEAL, |d| d["rule"] == RULE && d["decision"] == "applied");
     flows(lab, "after N6");
     agent.stop_agent();
 }
@@ -204,34 +162,9 @@ fn n1_canal_killed_is_started_again(lab: &Lab) {
     lab.run(&["break", "N1"]);
     lab.wait("the monitor's 'no alive canal server'", HEAL, || lab.count(MONITOR_LOG, "no alive canal server") > seen);
     lab.keep(MONITOR_LOG, "no alive canal server", "canal.client-1.1.4_no_alive_canal_server.log");
-    let d = wait_decision_where(&agent, HEAL, |d| d["rule"] == "n1_no_alive_canal" && d["decision"] == "applied");
+    let d = agent.wait_decision_where(HEAL, |d| d["rule"] == "n1_no_alive_canal" && d["decision"] == "applied");
     assert!(d["steps"].to_string().contains("canal"), "{d:#}");
     lab.wait("canal running again", HEAL, || lab.count(CANAL_LOG, "the canal server is running now") >= 2);
     flows(lab, "after N1");
     agent.stop_agent();
-}
-
-/// On a failure, shows what the agent did.
-struct ShowAudit(std::path::PathBuf);
-
-impl Drop for ShowAudit {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for line in std::fs::read_to_string(&self.0).unwrap_or_default().lines() {
-                eprintln!("audit: {}", line.chars().take(1500).collect::<String>());
-            }
-        }
-    }
-}
-
-/// The first decision (any rule) that satisfies `cond`.
-fn wait_decision_where(host: &Host, within: Duration, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(d) = host.audit().into_iter().find(|e| e["kind"] == "decision" && cond(e)) {
-            return d;
-        }
-        assert!(Instant::now() < deadline, "no such decision; audit:\n{:#?}\n{}", host.audit(), host.stderr());
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }

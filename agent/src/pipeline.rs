@@ -1406,7 +1406,8 @@ impl Pipeline {
             .zip(&previews)
             .enumerate()
             .find_map(|(i, (s, p))| {
-                (p.text != s.preview || p.depends_on() != s.depends_on).then(|| {
+                let text_changed = p.text != s.preview && s.step.preview_is_what_was_approved();
+                (text_changed || p.depends_on() != s.depends_on).then(|| {
                     format!("step {} changed since the mail: it was\n{}\nand is now\n{}", i + 1, s.preview, p.text)
                 })
             })

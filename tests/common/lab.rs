@@ -11,6 +11,12 @@ use super::{Host, Options, BIN, REPO};
 
 pub const SOURCES: [&str; 2] = ["ix_trade", "ix_quote"];
 pub const DATABASES: [&str; 2] = ["trade_ix", "admin"];
+pub const MONITOR_LOG: &str = "logs/data_monitor/data_monitor_info.log";
+pub const CONSUMER_LOG: &str = "logs/data_sync/data_sync_goldoffice_info.log";
+/// Deadlines for the real software (a 2-core machine; canal retries a bad
+/// position every 10–20 s, a dead canal's ZooKeeper session lasts 20 s).
+pub const FLOW: Duration = Duration::from_secs(60);
+pub const HEAL: Duration = Duration::from_secs(240);
 
 pub struct Lab {
     pub dir: PathBuf,
@@ -64,6 +70,13 @@ impl Lab {
     /// `scripts/lab ARGS…` on this lab.
     pub fn run(&self, args: &[&str]) -> String {
         run_lab(args, &[("LAB_DIR", self.dir.display().to_string())])
+    }
+
+    /// Runs one of the lab's own scripts (`canal2/bin/stop.sh`, say) as an
+    /// operator would.
+    pub fn run_script(&self, rel: &str) {
+        let out = Command::new(self.path(rel)).output().expect("running a lab script");
+        assert!(out.status.success(), "{rel} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn read(&self, rel: &str) -> String {
@@ -148,9 +161,15 @@ impl Lab {
     /// own configuration (agent/pipemedic.toml), `dry_run` and approvers as
     /// the test asks.
     pub fn agent(&self, dry_run: bool, approvers: Vec<&'static str>) -> Host {
-        let config = std::fs::read_to_string(self.path("agent/pipemedic.toml")).unwrap();
+        self.agent_of("agent", dry_run, approvers)
+    }
+
+    /// The agent of another canal "host" (`agent2` beside canal server 2),
+    /// as [`Lab::agent`].
+    pub fn agent_of(&self, dir: &str, dry_run: bool, approvers: Vec<&'static str>) -> Host {
+        let config = std::fs::read_to_string(self.path(&format!("{dir}/pipemedic.toml"))).unwrap();
         let host = Host::with_config(config, Options { dry_run, approvers, ..Options::default() });
-        std::fs::copy(self.path("agent/mysql.pw"), host.path("mysql.pw")).unwrap();
+        std::fs::copy(self.path(&format!("{dir}/mysql.pw")), host.path("mysql.pw")).unwrap();
         host
     }
 
@@ -184,5 +203,48 @@ fn starts_record(line: &str) -> bool {
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = Command::new(Path::new(REPO).join("scripts/lab")).arg("down").env("LAB_DIR", &self.dir).output();
+    }
+}
+
+/// A value for a row's user_id that no other row of the run has.
+pub fn marker() -> i64 {
+    chrono::Utc::now().timestamp_micros() % 1_000_000_000_000
+}
+
+/// The duplicates the consumer counted (a replay writes rows again).
+pub fn duplicates(lab: &Lab) -> u64 {
+    lab.read(CONSUMER_LOG)
+        .lines()
+        .filter_map(|l| l.split("(duplicates=").nth(1))
+        .filter_map(|r| r.trim_end_matches(')').parse::<u64>().ok())
+        .sum()
+}
+
+/// The heartbeats of `source` the consumer wrote.
+pub fn heartbeats(lab: &Lab, source: &str) -> usize {
+    lab.count(CONSUMER_LOG, &format!("heartbeat consumed source={source}"))
+}
+
+/// Every source's new rows and heartbeats reach both databases.
+pub fn flows(lab: &Lab, why: &str) {
+    let m = marker();
+    for s in SOURCES {
+        lab.insert_order(s, m);
+    }
+    for s in SOURCES {
+        lab.wait_rows(&format!("{why}: a row of {s} in {DATABASES:?}"), s, &[m], FLOW);
+    }
+}
+
+/// On a failure, shows what the agent did.
+pub struct ShowAudit(pub std::path::PathBuf);
+
+impl Drop for ShowAudit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for line in std::fs::read_to_string(&self.0).unwrap_or_default().lines() {
+                eprintln!("audit: {}", line.chars().take(1500).collect::<String>());
+            }
+        }
     }
 }

@@ -292,6 +292,33 @@ record_settle_ms = 200
     }
 
     /// Waits for the n-th decision (1-based) of `rule` and returns it.
+    /// Follows `mail`'s approve link and presses the page's button, as a
+    /// person would; returns the page that answers.
+    pub fn approve(&self, mail: &Mail) -> String {
+        let (approve, _) = mail.links();
+        let (status, page) = self.get(&approve);
+        assert_eq!(status, 200, "{page}");
+        let (status, result) = self.press(&page);
+        assert_eq!(status, 200, "{result}");
+        result
+    }
+
+    /// The first decision (any rule) that satisfies `cond`.
+    pub fn wait_decision_where(
+        &self,
+        within: Duration,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(d) = self.audit().into_iter().find(|e| e["kind"] == "decision" && cond(e)) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "no such decision; audit:\n{:#?}\n{}", self.audit(), self.stderr());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     pub fn wait_decision(&self, rule: &str, n: usize) -> Value {
         self.wait_until(&format!("decision #{n} of {rule}"), || self.decisions(rule).len() >= n);
         self.decisions(rule)[n - 1].clone()

@@ -392,8 +392,17 @@ EOF
     "$here/bin/daemon.sh" start "$LAB/heartbeat.pid" /dev/null -- "$LAB/heartbeat.sh" >/dev/null
 }
 
-write_agent_config() {
-    local dir=$LAB/agent
+# The agent of canal server N's "host": agent/ beside canal server 1 (which
+# also watches the monitor, Kafka broker 1 and data_sync), agentN/ beside
+# canal server N (canal only). With several canal servers they run in HA.
+agent_home() { if [ "$1" -gt 1 ]; then echo "$LAB/agent$1"; else echo "$LAB/agent"; fi; }
+
+write_agent_config() { # N
+    local n=$1 dir home host=lab ha=false
+    dir=$(agent_home "$n")
+    home=$(canal_home "$n")
+    [ "$n" -gt 1 ] && host=lab$n
+    [ "${CANAL_SERVERS:-1}" -gt 1 ] && ha=true
     mkdir -p "$dir/state" "$dir/rules.d" "$dir/playbooks.d"
     chmod 700 "$dir/state"
     echo canal >"$dir/mysql.pw"
@@ -406,8 +415,19 @@ dry_run = true
 rule_dirs = ["$repo/rules", "rules.d"]
 playbook_dirs = ["$repo/playbooks", "playbooks.d"]
 hosts_file = "/etc/hosts"
-host_name = "lab"
+host_name = "$host"
 
+[sources.canal]
+path = "$home/logs/canal/canal.log"
+EOF
+    for dest in "${sources[@]}"; do
+        cat >>"$dir/pipemedic.toml" <<EOF
+[sources.canal_instance_$dest]
+path = "$home/logs/$dest/$dest.log"
+kind = "canal_instance"
+EOF
+    done
+    [ "$n" -eq 1 ] && cat >>"$dir/pipemedic.toml" <<EOF
 [sources.consumer_info]
 path = "$LAB/logs/data_sync/data_sync_goldoffice_info.log"
 [sources.consumer_error]
@@ -416,29 +436,22 @@ path = "$LAB/logs/data_sync/data_sync_goldoffice_error.log"
 path = "$LAB/kafka/1/logs/server.log"
 [sources.kafka_controller]
 path = "$LAB/kafka/1/logs/controller.log"
-[sources.canal]
-path = "$LAB/canal/logs/canal/canal.log"
-EOF
-    for dest in "${sources[@]}"; do
-        cat >>"$dir/pipemedic.toml" <<EOF
-[sources.canal_instance_$dest]
-path = "$LAB/canal/logs/$dest/$dest.log"
-kind = "canal_instance"
-EOF
-    done
-    cat >>"$dir/pipemedic.toml" <<EOF
 [sources.monitor]
 path = "$LAB/logs/data_monitor/data_monitor_info.log"
+EOF
+    cat >>"$dir/pipemedic.toml" <<EOF
 
 [services.canal]
-start = ["$LAB/canal/bin/startup.sh"]
-stop = ["$LAB/canal/bin/stop.sh"]
-workdir = "$LAB/canal/bin"
-process = { pid_file = "$LAB/canal/bin/canal.pid" }
-up = { log_file = "$LAB/canal/logs/canal/canal.log", log_pattern = "## the canal server is running now" }
-stale_pid_file = "$LAB/canal/bin/canal.pid"
+start = ["$home/bin/startup.sh"]
+stop = ["$home/bin/stop.sh"]
+workdir = "$home/bin"
+process = { pid_file = "$home/bin/canal.pid" }
+up = { log_file = "$home/logs/canal/canal.log", log_pattern = "## the canal server is running now" }
+stale_pid_file = "$home/bin/canal.pid"
 stop_timeout_secs = 120
 start_timeout_secs = 180
+EOF
+    [ "$n" -eq 1 ] && cat >>"$dir/pipemedic.toml" <<EOF
 
 [services.kafka]
 start = ["$LAB/kafka/1/bin/kafka-server-start.sh"]
@@ -458,6 +471,8 @@ start_timeout_secs = 180
 [properties_files]
 consumer = "$LAB/data_sync/consumer.properties"
 kafka_server = "$LAB/kafka/1/config/server.properties"
+EOF
+    cat >>"$dir/pipemedic.toml" <<EOF
 
 [zookeeper]
 connect = "127.0.0.1:$ZK_PORT"
@@ -478,13 +493,14 @@ EOF
     cat >>"$dir/pipemedic.toml" <<EOF
 [canal]
 service = "canal"
-properties_files = ["$LAB/canal/conf/canal.properties"]
+properties_files = ["$home/conf/canal.properties"]
 stop_wait_secs = 60
+ha = $ha
 EOF
     for dest in "${sources[@]}"; do
         printf '[canal.destinations.%s]\nmysql = "%s"\n' "$dest" "$dest" >>"$dir/pipemedic.toml"
     done
-    cat >>"$dir/pipemedic.toml" <<EOF
+    [ "$n" -eq 1 ] && cat >>"$dir/pipemedic.toml" <<EOF
 
 [heartbeat]
 source = "consumer_info"
@@ -493,6 +509,7 @@ expected = [$(printf '"%s", ' "${sources[@]}" | sed 's/, $//')]
 missing_secs = 180
 return_deadline_secs = 300
 EOF
+    return 0
 }
 
 pipemedic_bin() {
@@ -558,6 +575,7 @@ up() {
     for id in 1 2 3; do start_kafka "$id"; done
     echo "BOOTSTRAP=$BOOTSTRAP" >>"$LAB/lab.env"
     local servers=${LAB_CANAL_SERVERS:-1}
+    CANAL_SERVERS=$servers
     for n in $(seq 1 "$servers"); do start_canal "$n"; done
     echo "CANAL_SERVERS=$servers" >>"$LAB/lab.env"
     for id in 1 2 3; do
@@ -581,7 +599,7 @@ up() {
         log_has "$LAB/logs/data_monitor/data_monitor_info.log" 'heartbeat parsed'
     wait_for "data_sync" 120 "$LAB/logs/data_sync/data_sync_goldoffice_info.log" \
         log_has "$LAB/logs/data_sync/data_sync_goldoffice_info.log" 'heartbeat consumed'
-    write_agent_config
+    for n in $(seq 1 "$servers"); do write_agent_config "$n"; done
     $agent && start_agent
     echo "UP_SECS=$(($(date +%s) - t0))" >>"$LAB/lab.env"
     describe
@@ -605,6 +623,10 @@ lab up in $(grep '^UP_SECS=' "$LAB/lab.env" | cut -d= -f2)s
   PostgreSQL         127.0.0.1:$PG_PORT  databases trade_ix, admin
   pipemedic          $LAB/agent/pipemedic.toml (dry-run), journal $LAB/agent/state/audit.jsonl
 EOF
+    for n in $(seq 2 "${CANAL_SERVERS:-1}"); do
+        local v=CANAL_${n}_PORT
+        echo "  canal server $n     127.0.0.1:${!v}  $(canal_home "$n")/conf/canal.properties (HA; its agent: $(agent_home "$n")/pipemedic.toml)"
+    done
 }
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -664,6 +686,12 @@ status() {
     flow || true
 }
 
+# Runs bin/SCRIPT of every canal server: a cursor only changes while none
+# serves it (a standby takes over 5 s after the active one goes).
+canal_all() {
+    for n in $(seq 1 "${CANAL_SERVERS:-1}"); do "$(canal_home "$n")/bin/$1" >/dev/null; done
+}
+
 # Runbook failures, injected the way they happen.
 break_item() {
     local item=${1:-}
@@ -677,20 +705,20 @@ break_item() {
         ;;
     N4) # binlogs purged past canal's cursor while canal is down
         local s=${sources[1]}
-        "$LAB/canal/bin/stop.sh" >/dev/null
+        canal_all stop.sh
         mysql_sql "$s" "INSERT INTO trade.t_order (user_id, amount) VALUES (4, 4.00); FLUSH BINARY LOGS;"
         local last
         last=$(mysql_sql "$s" "SHOW MASTER STATUS" | cut -f1)
         purge_to "$s" "$last"
-        "$LAB/canal/bin/startup.sh" >/dev/null
+        canal_all startup.sh
         echo "N4: canal stopped, $s's binlogs purged up to $last, canal started"
         ;;
     N6) # the cursor points past the end of its binlog, MariaDB restarted
         local s=${sources[1]}
-        "$LAB/canal/bin/stop.sh" >/dev/null
+        canal_all stop.sh
         LAB_SOURCE=$s cursor_past_end
         restart_mysql "$s"
-        "$LAB/canal/bin/startup.sh" >/dev/null
+        canal_all startup.sh
         echo "N6: $s's cursor moved past the end of its binlog, MariaDB restarted, canal started"
         ;;
     C1) # a column added in MySQL that PostgreSQL lacks

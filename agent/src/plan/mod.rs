@@ -293,6 +293,15 @@ impl Step {
         }
     }
 
+    /// The preview is what a person approves (a diff, a cursor, SQL), so an
+    /// approved plan whose preview reads differently now is asked again. A
+    /// service step's preview only reports the moment (running, which pid):
+    /// canal stopping or a standby taking over between the mail and the
+    /// answer does not change what the plan does.
+    pub fn preview_is_what_was_approved(&self) -> bool {
+        !matches!(self, Step::Service { .. })
+    }
+
     /// Writes canal's cursors: state in ZooKeeper that every canal server
     /// of an HA cluster shares.
     pub fn writes_canal_cursors(&self) -> bool {
