@@ -248,7 +248,7 @@ fn n6_new_binlog_after_a_crash_both_branches() {
     let b_mail = mails.iter().find(|m| m.text.contains("ix_b/1001/cursor")).unwrap();
     assert!(b_mail.text.contains("is not 127.0.0.1") && b_mail.text.contains("+ 30 s + 1 s"), "{}", b_mail.text);
 
-    p.host.approve(&a_mail);
+    p.host.approve(a_mail);
     release_when_stopped(&mut p);
     p.host.wait_until("A's cursor moved", || zk.get(CURSOR_A).unwrap().1 == 1);
     let a = CanalCursor::parse(&zk.get(CURSOR_A).unwrap().0).unwrap();
