@@ -1013,6 +1013,20 @@ mod tests {
     }
 
     #[test]
+    fn canal_ha_needs_a_host_name_zookeeper_can_hold() {
+        let canal = "[services.canal]\nstart=[\"a\"]\nstop=[\"b\"]\nprocess={pid_file=\"p\"}\n\
+                     [zookeeper]\nconnect=\"127.0.0.1:2181\"\n[mysql.src]\nhost=\"127.0.0.1\"\nuser=\"u\"\nschemas=[]\n\
+                     [canal]\nservice=\"canal\"\nha=true\n[canal.destinations.d]\nmysql=\"src\"\n";
+        for bad in ["../members", "a/b", ""] {
+            let text = format!("host_name = {bad:?}\n{MINIMAL}{canal}");
+            let err = Config::parse(&text, Path::new("c.toml"), Path::new(".")).unwrap_err().to_string();
+            assert!(err.contains("ha = true") && err.contains("host_name"), "{bad:?}: {err}");
+        }
+        let text = format!("host_name = \"canal-a.example\"\n{MINIMAL}{canal}");
+        Config::parse(&text, Path::new("c.toml"), Path::new(".")).unwrap();
+    }
+
+    #[test]
     fn shipped_configs_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         for file in ["packaging/pipemedic.toml", "examples/pipemedic.toml"] {
