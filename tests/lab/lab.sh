@@ -12,6 +12,8 @@
 #                          lab's directory. --agent: pipemedic in dry-run too
 #   lab status [DIR]       each part, and "flow: ok" or "flow: broken (why)"
 #   lab break ITEM [DIR]   inject a runbook failure: N1, N4, N6, C1, C2
+#   lab topics [DIR]       Kafka's own kafka-topics --describe of the topic
+#   lab groups [DIR]       Kafka's own kafka-consumer-groups --describe of bo_01
 #   lab down [DIR]         stop everything gracefully, remove the directory
 #
 # DIR defaults to $LAB_DIR, else the newest lab under ${TMPDIR:-/tmp}.
@@ -471,6 +473,23 @@ start_timeout_secs = 180
 [properties_files]
 consumer = "$LAB/data_sync/consumer.properties"
 kafka_server = "$LAB/kafka/1/config/server.properties"
+
+[kafka]
+bootstrap_servers = "$BOOTSTRAP"
+topics = ["TABLE_IX_TRADE_ALL_BASE"]
+group = "bo_01"
+
+[postgres.trade_ix]
+host = "127.0.0.1"
+port = $PG_PORT
+user = "postgres"
+dbname = "trade_ix"
+
+[postgres.admin]
+host = "127.0.0.1"
+port = $PG_PORT
+user = "postgres"
+dbname = "admin"
 EOF
     cat >>"$dir/pipemedic.toml" <<EOF
 
@@ -582,8 +601,7 @@ up() {
         wait_for "Kafka broker $id" 180 "$LAB/kafka/$id/logs/server.log" \
             log_has "$LAB/kafka/$id/logs/server.log" 'started (kafka.server.KafkaServer)'
     done
-    java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$here/kafka/target/lib/*" org.apache.kafka.tools.TopicCommand \
-        --bootstrap-server "$BOOTSTRAP" --create --if-not-exists --topic TABLE_IX_TRADE_ALL_BASE \
+    kafka_tool TopicCommand --bootstrap-server "$BOOTSTRAP" --create --if-not-exists --topic TABLE_IX_TRADE_ALL_BASE \
         --partitions 3 --replication-factor 3 >"$LAB/kafka/topic.log" 2>&1 ||
         { cat "$LAB/kafka/topic.log" >&2; die "creating the topic failed"; }
     for n in $(seq 1 "$servers"); do
@@ -721,16 +739,36 @@ break_item() {
         canal_all startup.sh
         echo "N6: $s's cursor moved past the end of its binlog, MariaDB restarted, canal started"
         ;;
-    C1) # a column added in MySQL that PostgreSQL lacks
-        mysql_sql "${sources[0]}" "ALTER TABLE trade.t_item_user ADD COLUMN review VARCHAR(255) NULL;
-            INSERT INTO trade.t_item_user (user_id, item, review) VALUES (1, 'pen', 'fine')"
-        echo "C1: trade.t_item_user.review added in ${sources[0]} only; a row written"
+    C1) # two columns added in MySQL that PostgreSQL lacks
+        # Not binlogged: canal 1.1.4 cannot decode MariaDB 10.11's ALTER
+        # query event (Read Q_FLAGS2_CODE error) and would stop for good.
+        # canal reads the new columns from the row event's table map.
+        mysql_sql "${sources[0]}" "SET SESSION sql_log_bin = 0;
+            ALTER TABLE trade.t_item_user ADD COLUMN review VARCHAR(255) NULL, ADD COLUMN score INT NULL;
+            SET SESSION sql_log_bin = 1;
+            INSERT INTO trade.t_item_user (user_id, item, review, score) VALUES (1, 'pen', 'fine', 7)"
+        echo "C1: trade.t_item_user.review and .score added in ${sources[0]} only; a row written"
         ;;
     C2) # polls bigger than the consumer can process in max.poll.interval.ms
-        die "C2 is injected by the Kafka-side issue (not yet)"
+        # A slow downstream (30 ms a record) and a 10 s poll interval: a
+        # poll of 500 records takes 15 s, so its commit fails, it is read
+        # again, forever. A backlog waits in Kafka before data_sync starts,
+        # so that every poll is full.
+        local props=$LAB/data_sync/consumer.properties n=${LAB_C2_ROWS:-3000}
+        "$LAB/data_sync/stop.sh" >/dev/null
+        sed -i -e 's/^max\.poll\.interval\.ms=.*/max.poll.interval.ms=10000/' -e '/^sync\.record\.delay\.ms=/d' "$props"
+        echo "sync.record.delay.ms=30" >>"$props"
+        mysql_sql "${sources[0]}" "INSERT INTO trade.t_order (user_id, amount) SELECT 2, 2.00 FROM trade.seq_1_to_$n"
+        local deadline=$(($(date +%s) + 120))
+        until [ "$(group_lag)" -ge "$n" ]; do
+            [ "$(date +%s)" -ge "$deadline" ] && die "the backlog of $n rows did not reach Kafka in 120 s"
+            sleep 1
+        done
+        "$LAB/data_sync/start.sh" >/dev/null
+        echo "C2: data_sync takes 30 ms a record with max.poll.interval.ms=10000; a backlog of $n rows waits in Kafka"
         ;;
     *)
-        die "break what? N1, N4, N6, C1"
+        die "break what? N1, N4, N6, C1, C2"
         ;;
     esac
 }
@@ -793,6 +831,30 @@ down() {
     echo "lab down: $LAB removed"
 }
 
+# One of Kafka's own command-line tools (kafka-topics.sh and friends are
+# thin wrappers around these classes).
+kafka_tool() { # CLASS ARGS...
+    local class=$1
+    shift
+    java -Xmx128m -XX:TieredStopAtLevel=1 -cp "$here/kafka/target/lib/*" "org.apache.kafka.tools.$class" "$@"
+}
+
+topics() {
+    load_env "$(lab_dir "${1:-}")"
+    kafka_tool TopicCommand --bootstrap-server "$BOOTSTRAP" --describe --topic TABLE_IX_TRADE_ALL_BASE
+}
+
+groups() {
+    load_env "$(lab_dir "${1:-}")"
+    kafka_tool consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" --describe --group bo_01
+}
+
+# bo_01's total lag, as Kafka's own tool reports it (LAG is column 6).
+group_lag() {
+    kafka_tool consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" --describe --group bo_01 2>/dev/null |
+        awk '$1 == "bo_01" && $6 ~ /^[0-9]+$/ { lag += $6 } END { print lag + 0 }'
+}
+
 cmd=${1:-}
 shift || true
 case $cmd in
@@ -800,9 +862,11 @@ build) build ;;
 up) up "$@" ;;
 status) status "$@" ;;
 break) break_item "$@" ;;
+topics) topics "$@" ;;
+groups) groups "$@" ;;
 down) down "$@" ;;
 *)
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -30,6 +30,9 @@ public class DataSync {
         Properties jdbc = load(args[1]);
         String topic = consumer.getProperty("sync.topic");
         int threads = Integer.parseInt(consumer.getProperty("sync.threads", "3"));
+        // The lab's knob for runbook C2: time spent per record, as a slow
+        // downstream would (0: as fast as PostgreSQL takes it).
+        long recordDelayMs = Long.parseLong(consumer.getProperty("sync.record.delay.ms", "0"));
         Properties kafka = new Properties();
         for (String name : consumer.stringPropertyNames()) {
             if (!name.startsWith("sync.")) {
@@ -54,7 +57,7 @@ public class DataSync {
         List<ConsumerThread> workers = new ArrayList<>();
         List<Thread> pool = new ArrayList<>();
         for (int i = 0; i < threads; i++) {
-            ConsumerThread worker = new ConsumerThread(kafka, topic, targets);
+            ConsumerThread worker = new ConsumerThread(kafka, topic, targets, recordDelayMs);
             workers.add(worker);
             pool.add(new Thread(worker, "pool-2-thread-" + (i + 1)));
         }
@@ -71,8 +74,8 @@ public class DataSync {
             targets.values().forEach(DruidDataSource::close);
             logger.info("data_sync stopped");
         }, "shutdown"));
-        logger.info("data_sync started: group {}, topic {}, {} consumer threads, targets {}",
-            kafka.getProperty("group.id"), topic, threads, targets.keySet());
+        logger.info("data_sync started: group {}, topic {}, {} consumer threads, targets {}, max.poll.records {}",
+            kafka.getProperty("group.id"), topic, threads, targets.keySet(), kafka.getProperty("max.poll.records"));
         pool.forEach(Thread::start);
     }
 

@@ -42,9 +42,11 @@ public class ConsumerThread implements Runnable {
     private final KafkaConsumer<String, String> consumer;
     private final String topic;
     private final Map<String, ? extends DataSource> targets;
+    private final long recordDelayMs;
     private volatile boolean running = true;
 
-    public ConsumerThread(Properties kafka, String topic, Map<String, ? extends DataSource> targets) {
+    public ConsumerThread(Properties kafka, String topic, Map<String, ? extends DataSource> targets,
+            long recordDelayMs) {
         Properties p = new Properties();
         p.putAll(kafka);
         p.put("key.deserializer", StringDeserializer.class.getName());
@@ -53,6 +55,7 @@ public class ConsumerThread implements Runnable {
         this.consumer = new KafkaConsumer<>(p);
         this.topic = topic;
         this.targets = targets;
+        this.recordDelayMs = recordDelayMs;
     }
 
     public void shutdown() {
@@ -71,6 +74,7 @@ public class ConsumerThread implements Runnable {
                 }
                 try {
                     int duplicates = apply(records);
+                    sleep(recordDelayMs * records.count());
                     consumer.commitSync();
                     logger.info("consumed {} records of {} (duplicates={})", records.count(), topic, duplicates);
                     for (ConsumerRecord<String, String> r : records) {
