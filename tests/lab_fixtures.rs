@@ -16,6 +16,7 @@ const FIXTURES: &[(&str, &str, &str, usize)] = &[
     ("canal-1.1.4_mariadb-10.11_errno1236_purged.log", "canal_instance", "n3_n4_n6_binlog_position", 1),
     ("canal-1.1.4_mariadb-10.11_errno1236_past_end.log", "canal_instance", "n3_n4_n6_binlog_position", 1),
     ("canal.client-1.1.4_no_alive_canal_server.log", "monitor", "n1_no_alive_canal", 1),
+    ("canal-1.1.4_mariadb-10.11_alter_table_undecodable.log", "canal_instance", "z_unexplained", 1),
     ("kafka-clients-3.9.1_wakeup_on_shutdown.log", "consumer_error", "c3_wakeup", 1),
     ("kafka-clients-3.9.1_commit_failed.log", "consumer_error", "c2_commit_failed", 5),
     ("pgjdbc-42.7.8_postgresql-15_missing_column_1.log", "consumer_error", "c1_schema_drift", 1),
