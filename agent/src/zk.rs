@@ -79,6 +79,15 @@ pub async fn announce(client: &zk::Client, path: &str, data: &[u8]) -> Result<()
     }
 }
 
+/// A new session with the configured timeouts.
+pub async fn connect(config: &ZooKeeperConfig) -> Result<zk::Client, zk::Error> {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(config.session_timeout_secs))
+        .with_connection_timeout(Duration::from_secs(5))
+        .connect(&config.connect)
+        .await
+}
+
 /// An open session.
 pub struct Session {
     rt: tokio::runtime::Runtime,
@@ -90,14 +99,8 @@ impl Session {
     /// Connects; the error names the ensemble.
     pub fn connect(config: &ZooKeeperConfig) -> Result<Session, String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let client = rt
-            .block_on(
-                zk::Client::connector()
-                    .with_session_timeout(Duration::from_secs(config.session_timeout_secs))
-                    .with_connection_timeout(Duration::from_secs(5))
-                    .connect(&config.connect),
-            )
-            .map_err(|e| format!("connecting to ZooKeeper {}: {e}", config.connect))?;
+        let client =
+            rt.block_on(connect(config)).map_err(|e| format!("connecting to ZooKeeper {}: {e}", config.connect))?;
         Ok(Session { rt, client, connect: config.connect.clone() })
     }
 

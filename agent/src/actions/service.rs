@@ -107,6 +107,17 @@ pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, Acti
     Ok(done.join("; "))
 }
 
+/// [`apply`] on a thread of its own, for async code whose ZooKeeper session
+/// must keep answering pings during a slow stop or start (the cluster members).
+pub async fn apply_off_thread(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (config, thread_name) = (config.clone(), name.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(apply(&config, op, &thread_name));
+    });
+    rx.await.unwrap_or_else(|_| Err(ActionError::new(format!("{op} {name}"), "the service thread died")))
+}
+
 fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, ActionError> {
     let doing = format!("stopping {name}");
     let before = running_pids(svc);

@@ -252,11 +252,7 @@ async fn run(config: Arc<Config>, service: Name, audit: Audit) {
     let Some(zk_config) = config.zookeeper.clone() else { return };
     let member = Member { me: config.host_name(), config: config.clone(), service, audit };
     loop {
-        let connected = zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(zk_config.session_timeout_secs))
-            .with_connection_timeout(Duration::from_secs(5))
-            .connect(&zk_config.connect)
-            .await;
+        let connected = crate::zk::connect(&zk_config).await;
         let result = match connected {
             Ok(client) => member.serve(&client).await,
             Err(e) => Err(e),
@@ -361,18 +357,11 @@ impl Member {
         Ok(())
     }
 
-    /// Runs the service's script on another thread, so that this session
-    /// keeps answering pings during a slow stop or start.
+    /// Runs the service's script; (whether it worked, what it said).
     async fn run_service(&self, op: ServiceOp) -> (bool, String) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let (config, name) = (self.config.clone(), self.service.clone());
-        std::thread::spawn(move || {
-            let _ = tx.send(service::apply(&config, op, &name));
-        });
-        match rx.await {
-            Ok(Ok(done)) => (true, done),
-            Ok(Err(e)) => (false, e.to_string()),
-            Err(_) => (false, "the service thread died".into()),
+        match service::apply_off_thread(&self.config, op, &self.service).await {
+            Ok(done) => (true, done),
+            Err(e) => (false, e.to_string()),
         }
     }
 

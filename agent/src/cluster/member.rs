@@ -45,11 +45,7 @@ async fn run(config: Arc<Config>, cluster: KafkaClusterConfig, service: Name, au
     let Some(zk_config) = config.zookeeper.clone() else { return };
     let mut served: Option<String> = None;
     loop {
-        let connected = zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(zk_config.session_timeout_secs))
-            .with_connection_timeout(Duration::from_secs(5))
-            .connect(&zk_config.connect)
-            .await;
+        let connected = crate::zk::connect(&zk_config).await;
         let result = match connected {
             Ok(client) => serve(&client, &config, &cluster, &service, &audit, &mut served).await,
             Err(e) => Err(e),
@@ -128,13 +124,7 @@ async fn take_turn(
     audit: &Audit,
     turn: &Turn,
 ) -> Result<(), zk::Error> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (cfg, svc) = (config.clone(), service.clone());
-    std::thread::spawn(move || {
-        let _ = tx.send(service::apply(&cfg, ServiceOp::Start, &svc));
-    });
-    let result =
-        rx.await.unwrap_or_else(|_| Err(crate::actions::ActionError::new("starting", "the start thread died")));
+    let result = service::apply_off_thread(config, ServiceOp::Start, service).await;
     let (ok, message) = match &result {
         Ok(done) => (true, done.clone()),
         Err(e) => (false, e.to_string()),
