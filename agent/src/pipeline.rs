@@ -1217,7 +1217,7 @@ impl Pipeline {
             outcome: None,
             superseded_by: None,
         };
-        if self.claims_canal(&plan.steps) {
+        if self.claims_canal(plan.steps.iter()) {
             match self.claim_canal(&approval) {
                 Ok(None) => {}
                 Ok(Some(other)) => {
@@ -1273,10 +1273,8 @@ impl Pipeline {
     /// A plan that writes canal's cursors on a host whose canal runs in HA:
     /// the agents ask for one approval between them (`cluster::canal`).
     /// Dry-run writes nothing to ZooKeeper, a claim included.
-    fn claims_canal(&self, steps: &[Step]) -> bool {
-        !self.dry_run
-            && self.config.canal.as_ref().is_some_and(|c| c.ha)
-            && steps.iter().any(Step::writes_canal_cursors)
+    fn claims_canal<'a>(&self, mut steps: impl Iterator<Item = &'a Step>) -> bool {
+        !self.dry_run && self.config.canal.as_ref().is_some_and(|c| c.ha) && steps.any(Step::writes_canal_cursors)
     }
 
     /// Takes the claim for `a`, or answers which agent holds it.
@@ -1288,8 +1286,7 @@ impl Pipeline {
 
     /// `a` was answered, expired or superseded: its claim goes.
     fn release_canal_claim(&self, a: &Approval) {
-        let steps: Vec<Step> = a.steps.iter().map(|s| s.step.clone()).collect();
-        if a.dry_run || !self.claims_canal(&steps) {
+        if a.dry_run || !self.claims_canal(a.steps.iter().map(|s| &s.step)) {
             return;
         }
         let Some(zk) = self.config.zookeeper.as_ref() else { return };
