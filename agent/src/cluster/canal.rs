@@ -98,8 +98,8 @@ pub fn release(zk: &Session, approval: &str) -> Result<(), String> {
     let Some(node) = zk.get(CLAIM)? else { return Ok(()) };
     match serde_json::from_slice::<Claim>(&node.data) {
         Ok(c) if c.approval == approval => match zk.delete_if_version(CLAIM, node.version) {
-            // Changed since it was read: someone else's now.
-            Err(_) if zk.get(CLAIM)?.is_some_and(|n| n.version != node.version) => Ok(()),
+            // Gone or changed since it was read: not this approval's any more.
+            Err(_) if zk.get(CLAIM)?.is_none_or(|n| n.version != node.version) => Ok(()),
             other => other,
         },
         _ => Ok(()),
