@@ -61,12 +61,7 @@ fn canal_ha_one_errno_1236_is_one_approval_and_one_rewind() {
     let standby = 3 - active;
     let quote_log = |n: usize| format!("{}/logs/ix_quote/ix_quote.log", home(n));
     lab.wait("errno 1236 on the active server", HEAL, || lab.count(&quote_log(active), "errno = 1236") > 0);
-    let mut mail = None;
-    lab.wait("the approval mail", HEAL, || {
-        mail = agents[active - 1].mails().into_iter().find(|m| m.subject().contains("approve N3, N4, N6"));
-        mail.is_some()
-    });
-    let mail = mail.unwrap();
+    let mail = lab.wait_mail(&agents[active - 1], 1, "approve N3, N4, N6");
     let t0 = Instant::now();
 
     // The active server stops; the standby takes ix_quote over and meets the

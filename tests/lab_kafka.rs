@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::lab::{flows, Lab, ShowAudit, HEAL};
-use common::{Host, BIN};
+use common::BIN;
 
 const ERROR_LOG: &str = "logs/data_sync/data_sync_goldoffice_error.log";
 const PROPERTIES: &str = "data_sync/consumer.properties";
@@ -185,7 +185,7 @@ fn c1_two_missing_columns_added_after_approval(lab: &Lab) {
     let _show = ShowAudit(agent.path("state/audit.jsonl"));
     lab.run(&["break", "C1"]);
     for n in 0..2 {
-        let mail = wait_mail(lab, &agent, n + 1, "approve C1");
+        let mail = lab.wait_mail(&agent, n + 1, "approve C1");
         // The consumer names the columns in no fixed order: the mail says which.
         let missing = ["review", "score"].iter().find(|c| mail.text.contains(&format!("\"{c}\""))).unwrap();
         let fixture = format!("pgjdbc-42.7.8_postgresql-15_missing_column_{}.log", n + 1);
@@ -209,16 +209,6 @@ fn c1_two_missing_columns_added_after_approval(lab: &Lab) {
     }
     flows(lab, "after C1");
     agent.stop_agent();
-}
-
-/// The `n`th mail whose subject contains `subject`.
-fn wait_mail(lab: &Lab, host: &Host, n: usize, subject: &str) -> common::Mail {
-    let mut found = None;
-    lab.wait(&format!("mail {n} '{subject}'"), HEAL, || {
-        found = host.mails().into_iter().filter(|m| m.subject().contains(subject)).nth(n - 1);
-        found.is_some()
-    });
-    found.unwrap()
 }
 
 fn property(lab: &Lab, key: &str) -> Option<String> {

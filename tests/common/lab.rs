@@ -173,6 +173,17 @@ impl Lab {
         host
     }
 
+    /// The `n`th mail of `host` whose subject contains `subject` (an agent
+    /// also mails notices: M1's missing heartbeats, say).
+    pub fn wait_mail(&self, host: &Host, n: usize, subject: &str) -> super::Mail {
+        let mut found = None;
+        self.wait(&format!("mail {n} '{subject}'"), HEAL, || {
+            found = host.mails().into_iter().filter(|m| m.subject().contains(subject)).nth(n - 1);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
     /// With LAB_KEEP_FIXTURES=1, keeps the record of `log` holding `needle`
     /// as the fixture tests/fixtures/lab/FIXTURE (what the real software
     /// printed; the rule tests read them). Otherwise nothing: a test run
