@@ -301,17 +301,24 @@ fn n3_fake_dead_source_asks_for_a_rewind_and_checks_the_heartbeats_return() {
 }
 
 #[test]
-fn n1_no_alive_canal_server_starts_canal_only_when_it_is_down() {
+fn n1_no_alive_canal_server_starts_canal_only_when_it_died() {
     let mut p = pipeline(false);
     p.host.start_agent();
     let line = "2026-11-25 10:00:00.001 [main] ERROR c.g.datamonitor.CanalClient - process error!\ncom.alibaba.otter.canal.protocol.exception.CanalClientException: no alive canal server\n";
     p.host.append("logs/monitor.log", line);
     assert_eq!(p.host.wait_decision("n1_no_alive_canal", 1)["decision"], "no-change", "canal runs: nothing to do");
+    // Stopped cleanly with its own script (which removes the pid file): a
+    // person's or a standby's business, not started behind their back.
     std::process::Command::new(p.host.path("bin/standin.sh")).args(["stop", "canal"]).status().unwrap();
+    p.host.append("logs/monitor.log", line);
+    let d = p.host.wait_decision("n1_no_alive_canal", 2);
+    assert_eq!(d["decision"], "no-change", "{d:#}");
+    assert!(d["summary"].as_str().unwrap().contains("stopped cleanly"), "{d:#}");
+    assert_eq!(p.host.starts("canal"), 1);
     // canal died and left its pid file behind, as after a crash.
     std::fs::write(p.host.path("bin/run/canal.pid"), "999999\n").unwrap();
     p.host.append("logs/monitor.log", line);
-    let d = p.host.wait_decision("n1_no_alive_canal", 2);
+    let d = p.host.wait_decision("n1_no_alive_canal", 3);
     assert_eq!(d["decision"], "applied", "{d:#}");
     assert!(d["steps"][0]["result"].as_str().unwrap().contains("removed the stale pid file"), "{d:#}");
     assert_eq!(p.host.starts("canal"), 2);

@@ -41,6 +41,23 @@ pub fn running_pids(svc: &ServiceConfig) -> Vec<u32> {
     }
 }
 
+/// What a service's process table and pid file say about it: `running`;
+/// `stopped` (no process, and the pid file its stop script removes is gone:
+/// stopped on purpose, canal's `bin/stop.sh` does this); `died` (no process,
+/// its pid file left behind: a crash); `down` (no process, and no pid file
+/// configured to tell the two apart).
+pub fn state(svc: &ServiceConfig) -> &'static str {
+    if !running_pids(svc).is_empty() {
+        return "running";
+    }
+    let pid_files: Vec<_> = [&svc.process.pid_file, &svc.stale_pid_file].into_iter().flatten().collect();
+    match pid_files.is_empty() {
+        true => "down",
+        false if pid_files.iter().any(|p| p.exists()) => "died",
+        false => "stopped",
+    }
+}
+
 fn describe_cmd(argv: &[String]) -> String {
     argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
 }

@@ -37,6 +37,8 @@ pub struct CaseAnswers {
     pub broker_registration: Option<String>,
     /// `resolves: true|false`.
     pub resolves: Option<bool>,
+    /// `service_state: "stopped"` (for every service the rule asks about).
+    pub service_state: Option<String>,
 }
 
 impl RuleContext {
@@ -142,6 +144,19 @@ impl RuleContext {
         answer.into()
     }
 
+    /// How a configured service is (`running`, `stopped` on purpose,
+    /// `died`, `down`: see [`crate::actions::service::state`]), or
+    /// `unknown` when the service is not configured here.
+    fn service_state(&mut self, name: &str) -> String {
+        if let Some(answer) = &self.answers.service_state {
+            return answer.clone();
+        }
+        match self.config.as_ref().and_then(|c| c.services.get(name)) {
+            Some(svc) => crate::actions::service::state(svc).into(),
+            None => "unknown".into(),
+        }
+    }
+
     fn param(&mut self, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
         self.params.get(name).cloned().ok_or_else(|| format!("rule parameter `{name}` is not defined").into())
     }
@@ -224,6 +239,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("this_host_address", RuleContext::this_host_address);
     engine.register_fn("broker_registration", RuleContext::broker_registration);
     engine.register_fn("resolves", RuleContext::resolves);
+    engine.register_fn("service_state", RuleContext::service_state);
 }
 
 /// Rules call `re_find` with a handful of literal patterns, once per event;

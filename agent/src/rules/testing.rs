@@ -234,6 +234,7 @@ fn answers(case: &rhai::Map) -> CaseAnswers {
         this_host_address: case.get("this_host_address").and_then(|d| d.clone().into_string().ok()),
         broker_registration: case.get("broker_registration").and_then(|d| d.clone().into_string().ok()),
         resolves: case.get("resolves").and_then(|d| d.as_bool().ok()),
+        service_state: case.get("service_state").and_then(|d| d.clone().into_string().ok()),
     }
 }
 
