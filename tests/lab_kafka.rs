@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::lab::{flows, Lab, ShowAudit, HEAL};
-use common::BIN;
+use common::lab::{flows, marker, Lab, ShowAudit, HEAL};
+use common::zk::Zk;
+use common::{Host, BIN};
 
 const ERROR_LOG: &str = "logs/data_sync/data_sync_goldoffice_error.log";
 const PROPERTIES: &str = "data_sync/consumer.properties";
@@ -35,6 +36,13 @@ fn kafka_runbook_on_the_real_pipeline() {
     timed("C3 graceful stop", &c3_graceful_stop_is_benign);
     timed("C1 two columns, failure to healthy", &c1_two_missing_columns_added_after_approval);
     timed("C2 commit failures, failure to lag 0", &c2_commit_failures_lower_max_poll_records);
+    timed("C7 backlog, heartbeats late: waited for", &c7_backlog_makes_heartbeats_late_and_the_agent_waits);
+    timed("K4/C5 whole cluster down, failure to healthy", &k4_c5_whole_cluster_down_starts_leader_first);
+    timed("K4 the agent whose turn it is killed, failure to healthy", &|lab| k4_agent_killed_mid_sequence(lab, 2, 2));
+    timed("K4 the next broker's agent killed while the leader settles, failure to healthy", &|lab| {
+        k4_agent_killed_mid_sequence(lab, 1, 3)
+    });
+    timed("K1 a broker's own name unresolvable, failure to registered", &k1_own_host_name_mapped_and_broker_registers);
     eprintln!("{}\nKafka scenarios on the lab: {:.0} s", timings.join("\n"), started.elapsed().as_secs_f64());
 }
 
@@ -243,4 +251,224 @@ fn c2_commit_failures_lower_max_poll_records(lab: &Lab) {
     let text = lab.read(PROPERTIES).replace("sync.record.delay.ms=30", "sync.record.delay.ms=0");
     std::fs::write(lab.path(PROPERTIES), text).unwrap();
     agent.stop_agent();
+}
+
+/// C7: a real backlog (a burst of rows the slowed consumer takes a minute
+/// or two to work off) makes every heartbeat late; the heartbeat watch says
+/// it is a backlog and waits: no canal rewind is planned, nothing asked.
+fn c7_backlog_makes_heartbeats_late_and_the_agent_waits(lab: &Lab) {
+    let mut agent = lab.agent(false, vec!["dba@example.com"]);
+    // Lab-sized thresholds: late after 40 s, a backlog from 1000 messages.
+    let config = agent.read("pipemedic.toml").replace("missing_secs = 180", "missing_secs = 40")
+        + "\n[rules.m1_heartbeats]\nbacklog_lag = 1000\n\n[rules.n3_fake_dead_source]\nbacklog_lag = 1000\n";
+    std::fs::write(agent.config(), config).unwrap();
+    agent.start_agent();
+    let _show = ShowAudit(agent.path("state/audit.jsonl"));
+    lab.run(&["break", "C7"]);
+    let t = Instant::now();
+    let late =
+        |d: &serde_json::Value| ["m1_heartbeats", "n3_fake_dead_source"].contains(&d["rule"].as_str().unwrap_or(""));
+    let d = agent.wait_decision_where(HEAL, |d| late(d) && d["decision"] != "no-plan");
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    let summary = d["summary"].as_str().unwrap();
+    assert!(summary.contains("backlog") && summary.contains("C7"), "{d:#}");
+    lab.wait("bo_01's lag back to 0", Duration::from_secs(600), || total_lag(lab) == 0);
+    flows(lab, "after the backlog");
+    eprintln!("C7: backlog to lag 0 and rows flowing in {:.0} s", t.elapsed().as_secs_f64());
+    let rewinds: Vec<_> = agent.audit().into_iter().filter(|e| e.to_string().contains("canal rewind")).collect();
+    assert!(rewinds.is_empty(), "a backlog is no reason to rewind canal: {rewinds:#?}");
+    assert!(agent.audit_of_kind("approval-requested").is_empty());
+    let text = lab.read(PROPERTIES).replace("sync.record.delay.ms=15", "sync.record.delay.ms=0");
+    std::fs::write(lab.path(PROPERTIES), text).unwrap();
+    agent.stop_agent();
+}
+
+/// The three broker "hosts"' agents (broker 1's is the lab's main agent,
+/// which also watches the consumer), started, each announced for K4.
+fn broker_agents(lab: &Lab, zk: &Zk) -> Vec<Host> {
+    let mut agents: Vec<Host> =
+        ["agent", "broker2", "broker3"].iter().map(|dir| lab.agent_of(dir, false, vec![])).collect();
+    for a in &mut agents {
+        a.start_agent();
+    }
+    lab.wait("the three agents announced under /pipemedic/kafka/agents", HEAL, || {
+        (1..=3).all(|id| zk.get(&format!("/pipemedic/kafka/agents/{id}")).is_some())
+    });
+    agents
+}
+
+/// The whole cluster goes down: brokers 2, 3, then 1 stopped (so broker 1
+/// is the last leader of every partition); the consumer restarts while no
+/// broker runs (a deploy, a person), which arms the stall watch (C5).
+fn whole_cluster_down(lab: &Lab) {
+    for id in [2, 3, 1] {
+        lab.run_script(&format!("kafka/{id}/bin/kafka-server-stop.sh"));
+    }
+    lab.run_script("data_sync/stop.sh");
+    lab.run_script("data_sync/start.sh");
+}
+
+/// When each broker last logged that it started (its server.log's own
+/// timestamp, `[yyyy-mm-dd hh:mm:ss,mmm]`), as text that sorts by time.
+fn last_start(lab: &Lab, id: u32) -> Option<String> {
+    let log = lab.read(&format!("kafka/{id}/logs/server.log"));
+    let line = log.lines().rev().find(|l| l.contains("started (kafka.server.KafkaServer)"))?;
+    Some(line.get(1..24)?.to_string())
+}
+
+fn seconds_between(a: &str, b: &str) -> f64 {
+    let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S,%3f").unwrap();
+    (t(b) - t(a)).num_milliseconds() as f64 / 1000.0
+}
+
+/// Every partition led, its ISR full: what the brokers' metadata says.
+fn full_isr(lab: &Lab) -> bool {
+    let (out, err) = pipemedic(lab, &["kafka", "leaders"]);
+    let parts = leaders(&out);
+    err.contains("from the brokers' metadata")
+        && parts.len() == 3
+        && parts.values().all(|(leader, replicas, isr)| leader != "none" && replicas == isr)
+}
+
+/// The group's committed offset per partition.
+fn committed(lab: &Lab) -> BTreeMap<String, i64> {
+    lags(&lab.run(&["groups"]), 3).into_iter().filter_map(|(p, (o, _, _))| Some((p, o.parse().ok()?))).collect()
+}
+
+/// K4/M2 with C5: the three brokers stop, the consumer restarts and
+/// consumes nothing; the stall diagnosis on the consumer's host finds the
+/// brokers unregistered, and the three hosts' agents start them leader-first,
+/// one at a time, each stable before the next. Nothing committed is lost.
+fn k4_c5_whole_cluster_down_starts_leader_first(lab: &Lab) {
+    let zk = Zk::connect(&format!("127.0.0.1:{}", lab.port("ZK_PORT")));
+    let mut agents = broker_agents(lab, &zk);
+    let _show: Vec<ShowAudit> = agents.iter().map(|a| ShowAudit(a.path("state/audit.jsonl"))).collect();
+    let before = committed(lab);
+    whole_cluster_down(lab);
+    let t = Instant::now();
+    let during: Vec<i64> = (0..3).map(|i| marker() + i).collect();
+    for &m in &during {
+        lab.insert_order("ix_trade", m);
+    }
+
+    let d = agents[0].wait_decision_where(HEAL, |d| d["rule"] == "c5_stall" && d["decision"] != "no-plan");
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    let text = d.to_string();
+    for reasoning in ["nothing consumed", "has parse lines", "brokers 1, 2, 3 are not registered"] {
+        assert!(text.contains(reasoning), "{reasoning}: {d:#}");
+    }
+    assert!(text.contains("order 1, 2, 3"), "broker 1 led every partition last: {d:#}");
+    lab.wait("every partition led with its full ISR", HEAL, || full_isr(lab));
+
+    // The order, in the agents' journals and in the brokers' own logs.
+    for (i, a) in agents.iter().enumerate() {
+        let turns = a.audit_of_kind("kafka-turn");
+        assert!(turns.iter().any(|e| e.to_string().contains(&format!("broker {}'s turn", i + 1))), "{turns:#?}");
+    }
+    let starts: Vec<String> = (1..=3).map(|id| last_start(lab, id).expect("a start line")).collect();
+    for pair in starts.windows(2) {
+        let gap = seconds_between(&pair[0], &pair[1]);
+        assert!(
+            gap >= 10.0,
+            "the next broker started {gap} s after the previous one, before it was stable for 10 s: {starts:?}"
+        );
+    }
+
+    // The consumer resumes where it committed; the rows written during the
+    // outage arrive.
+    lab.wait_rows("the rows written while the brokers were down", "ix_trade", &during, HEAL);
+    eprintln!("K4/C5: failure to rows flowing in {:.0} s", t.elapsed().as_secs_f64());
+    let after = committed(lab);
+    for (p, o) in &before {
+        assert!(after.get(p).is_some_and(|a| a >= o), "partition {p}: committed {o} before, {:?} after", after.get(p));
+    }
+    flows(lab, "after the leader-first restart");
+    for a in &mut agents {
+        a.stop_agent();
+    }
+}
+
+/// K4: during a leader-first sequence, when the turn names broker `turn`,
+/// the agent of broker `victim` is killed. The coordinator goes on: every
+/// other broker starts, leader first. The victim's broker is up if its agent
+/// started it before dying; else the coordinator skips it (its agent is
+/// gone), says so, and a person starts it.
+fn k4_agent_killed_mid_sequence(lab: &Lab, turn: u32, victim: u32) {
+    let zk = Zk::connect(&format!("127.0.0.1:{}", lab.port("ZK_PORT")));
+    // Fresh agents: the previous scenario's restart is in its cooldown.
+    let mut agents = broker_agents(lab, &zk);
+    let _show: Vec<ShowAudit> = agents.iter().map(|a| ShowAudit(a.path("state/audit.jsonl"))).collect();
+    whole_cluster_down(lab);
+    let t = Instant::now();
+    lab.wait(&format!("broker {turn}'s turn"), HEAL, || {
+        zk.get("/pipemedic/kafka/turn")
+            .is_some_and(|(data, _)| String::from_utf8_lossy(&data).contains(&format!("\"broker\":{turn}")))
+    });
+    agents[victim as usize - 1].kill_agent();
+    let d = agents[0].wait_decision_where(HEAL, |d| {
+        d["rule"] == "c5_stall" && ["applied", "failed"].contains(&d["decision"].as_str().unwrap_or(""))
+    });
+    let text = d.to_string();
+    for id in (1..=3).filter(|id| *id != victim) {
+        assert!(zk.get(&format!("/brokers/ids/{id}")).is_some(), "broker {id} was not started: {d:#}");
+    }
+    let victim_up = zk.get(&format!("/brokers/ids/{victim}")).is_some();
+    match victim_up {
+        true => assert_eq!(d["decision"], "applied", "{d:#}"),
+        false => {
+            assert_eq!(d["decision"], "failed", "{d:#}");
+            assert!(text.contains(&format!("broker {victim}")) && text.contains("start them by hand"), "{d:#}");
+        }
+    }
+    assert!(zk.get("/pipemedic/kafka/turn").is_none(), "no turn left behind");
+    eprintln!(
+        "K4, broker {victim}'s agent killed on broker {turn}'s turn: the others finished in {:.0} s ({}; broker {victim} {})",
+        t.elapsed().as_secs_f64(),
+        d["decision"],
+        if victim_up { "was started before its agent died" } else { "skipped" }
+    );
+    if !victim_up {
+        lab.run_script(&format!("kafka/{victim}/bin/kafka-server-start.sh"));
+    }
+    lab.wait("every partition led with its full ISR", HEAL, || full_isr(lab));
+    flows(lab, "after an agent died mid-sequence");
+    for a in agents.iter_mut().filter(|a| a.running()) {
+        a.stop_agent();
+    }
+}
+
+/// K1: broker 4 runs as host ip-10-98-2-33 in a private mount and UTS
+/// namespace whose /etc/hosts is its agent's hosts file, which does not map
+/// that name. The real broker fails at startup with UnknownHostException;
+/// pipemedic maps the name to the address it spells, restarts the broker
+/// gracefully, and the broker registers in ZooKeeper under that name. The
+/// machine's own /etc/hosts is never touched.
+fn k1_own_host_name_mapped_and_broker_registers(lab: &Lab) {
+    const NAME: &str = "ip-10-98-2-33";
+    let zk = Zk::connect(&format!("127.0.0.1:{}", lab.port("ZK_PORT")));
+    let machine_hosts = std::fs::read("/etc/hosts").unwrap();
+    let mut agent = lab.agent_of("broker4", false, vec![]);
+    agent.start_agent();
+    let _show = ShowAudit(agent.path("state/audit.jsonl"));
+    lab.run(&["break", "K1"]);
+    let t = Instant::now();
+    let log = "kafka/4/logs/server.log";
+    lab.wait("broker 4's UnknownHostException", HEAL, || {
+        let out = lab.read("kafka/4/logs/kafkaServer.out");
+        assert!(!out.contains("unshare failed"), "the private namespace was refused: {out}");
+        lab.count(log, "UnknownHostException") > 0
+    });
+    lab.keep(log, "UnknownHostException", "kafka-3.9.1_unknown_own_host_name.log");
+    let d = agent.wait_decision_where(HEAL, |d| d["rule"] == "k1_unknown_host");
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    assert_eq!(d["captures"]["host"], NAME, "{d:#}");
+    assert!(lab.read("kafka/4/hosts").contains(&format!("10.98.2.33\t{NAME}")), "{}", lab.read("kafka/4/hosts"));
+    lab.wait("broker 4 registered under its name", HEAL, || {
+        zk.get("/brokers/ids/4").is_some_and(|(data, _)| String::from_utf8_lossy(&data).contains(NAME))
+    });
+    eprintln!("K1: failure to broker 4 registered in {:.0} s", t.elapsed().as_secs_f64());
+    assert_eq!(std::fs::read("/etc/hosts").unwrap(), machine_hosts, "the machine's /etc/hosts changed");
+    agent.stop_agent();
+    // Broker 4 holds no replica; the others cannot resolve its name.
+    lab.run_script("kafka/4/bin/kafka-server-stop.sh");
 }

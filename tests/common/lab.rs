@@ -169,7 +169,10 @@ impl Lab {
     pub fn agent_of(&self, dir: &str, dry_run: bool, approvers: Vec<&'static str>) -> Host {
         let config = std::fs::read_to_string(self.path(&format!("{dir}/pipemedic.toml"))).unwrap();
         let host = Host::with_config(config, Options { dry_run, approvers, ..Options::default() });
-        std::fs::copy(self.path(&format!("{dir}/mysql.pw")), host.path("mysql.pw")).unwrap();
+        let password = self.path(&format!("{dir}/mysql.pw"));
+        if password.exists() {
+            std::fs::copy(password, host.path("mysql.pw")).unwrap();
+        }
         host
     }
 

@@ -236,6 +236,11 @@ record_settle_ms = 200
 
     /// SIGKILL: the agent dies mid-whatever, as on a host crash. (The
     /// agent's own process; managed services are never sent SIGKILL.)
+    /// Whether this host's agent runs (started and not stopped or killed).
+    pub fn running(&self) -> bool {
+        self.agent.is_some()
+    }
+
     pub fn kill_agent(&mut self) {
         let mut child = self.agent.take().expect("agent running");
         child.kill().unwrap();

@@ -11,7 +11,7 @@
 #   lab up [--agent]       start everything; the last line printed is the
 #                          lab's directory. --agent: pipemedic in dry-run too
 #   lab status [DIR]       each part, and "flow: ok" or "flow: broken (why)"
-#   lab break ITEM [DIR]   inject a runbook failure: N1, N4, N6, C1, C2
+#   lab break ITEM [DIR]   inject a runbook failure: N1, N4, N6, C1, C2, C7, K1
 #   lab topics [DIR]       Kafka's own kafka-topics --describe of the topic
 #   lab groups [DIR]       Kafka's own kafka-consumer-groups --describe of bo_01
 #   lab down [DIR]         stop everything gracefully, remove the directory
@@ -198,13 +198,17 @@ kafka_java() { # extra args...: the broker's JVM
     echo java -Xms192m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
 }
 
-start_kafka() { # ID
-    local id=$1 dir=$LAB/kafka/$1 port
+# Broker ID's directory: server.properties with LISTENER, log4j, and its
+# start and stop scripts; the start runs COMMAND… before the JVM (K1's
+# private namespace), if given. Sets port.
+kafka_files() { # ID LISTENER_HOST [WRAPPER…]
+    local id=$1 host=$2 dir=$LAB/kafka/$1
+    shift 2
     free_port port
     mkdir -p "$dir/config" "$dir/logs" "$dir/data" "$dir/bin"
     cat >"$dir/config/server.properties" <<EOF
 broker.id=$id
-listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$host:$port
 log.dirs=$dir/data
 zookeeper.connect=127.0.0.1:$ZK_PORT
 zookeeper.connection.timeout.ms=18000
@@ -222,7 +226,7 @@ EOF
     cat >"$dir/bin/kafka-server-start.sh" <<EOF
 #!/usr/bin/env bash
 # Broker $id: kafka.Kafka in the background, its pid in $dir/kafka.pid.
-exec "$here/bin/daemon.sh" start "$dir/kafka.pid" "$dir/logs/kafkaServer.out" -- \\
+exec "$here/bin/daemon.sh" start "$dir/kafka.pid" "$dir/logs/kafkaServer.out" -- $* \\
     $(kafka_java) -Dkafka.logs.dir=$dir/logs -Dlog4j.configuration=file:$dir/config/log4j.properties \\
     -cp "$here/kafka/target/lib/*" kafka.Kafka $dir/config/server.properties
 EOF
@@ -232,9 +236,51 @@ EOF
 exec "$here/bin/daemon.sh" stop "$dir/kafka.pid" 120
 EOF
     chmod +x "$dir/bin/"*.sh
-    "$dir/bin/kafka-server-start.sh" >/dev/null
     echo "KAFKA_${id}_PORT=$port" >>"$LAB/lab.env"
+}
+
+start_kafka() { # ID
+    local id=$1 port
+    kafka_files "$id" 127.0.0.1
+    "$LAB/kafka/$id/bin/kafka-server-start.sh" >/dev/null
     BOOTSTRAP=${BOOTSTRAP:+$BOOTSTRAP,}127.0.0.1:$port
+}
+
+# K1: broker 4 (no replica of the topic) in a private mount and UTS
+# namespace (unshare): its host name is K1_NAME, its /etc/hosts the file
+# $LAB/kafka/4/hosts, which its agent (broker4/) maps names in. Its listener
+# names no host, so it advertises its own name, which it must resolve.
+# Nothing on the machine changes. Started by `break K1`.
+K1_NAME=ip-10-98-2-33
+prepare_k1_broker() {
+    local port
+    mkdir -p "$LAB/kafka/4"
+    grep -v "$K1_NAME" /etc/hosts >"$LAB/kafka/4/hosts"
+    kafka_files 4 "" unshare --mount --uts "$here/bin/k1-namespace.sh" "$LAB/kafka/4/hosts" "$K1_NAME"
+    cat >"$LAB/broker4/pipemedic.toml" <<EOF
+# pipemedic on Kafka broker 4's "host" (written by scripts/lab): K1. Its
+# hosts file is the one broker 4 sees as /etc/hosts.
+state_dir = "state"
+dry_run = true
+rule_dirs = ["$repo/rules", "rules.d"]
+playbook_dirs = ["$repo/playbooks", "playbooks.d"]
+hosts_file = "$LAB/kafka/4/hosts"
+host_name = "broker4"
+
+[sources.kafka_server]
+path = "$LAB/kafka/4/logs/server.log"
+
+[services.kafka]
+start = ["$LAB/kafka/4/bin/kafka-server-start.sh"]
+stop = ["$LAB/kafka/4/bin/kafka-server-stop.sh"]
+process = { pid_file = "$LAB/kafka/4/kafka.pid" }
+up = { log_file = "$LAB/kafka/4/logs/server.log", log_pattern = "started \\\\(kafka\\\\.server\\\\.KafkaServer\\\\)" }
+stop_timeout_secs = 120
+start_timeout_secs = 180
+
+[zookeeper]
+connect = "127.0.0.1:$ZK_PORT"
+EOF
 }
 
 # Canal server N's directory: canal/ for the first, canal2/ for another "host".
@@ -416,7 +462,7 @@ state_dir = "state"
 dry_run = true
 rule_dirs = ["$repo/rules", "rules.d"]
 playbook_dirs = ["$repo/playbooks", "playbooks.d"]
-hosts_file = "/etc/hosts"
+hosts_file = "$LAB/hosts"
 host_name = "$host"
 
 [sources.canal]
@@ -527,8 +573,72 @@ pattern = 'heartbeat consumed source=(?<source>\\w+)'
 expected = [$(printf '"%s", ' "${sources[@]}" | sed 's/, $//')]
 missing_secs = 180
 return_deadline_secs = 300
+
+# C5: data_sync is a plain Java program, not Tomcat: its own start line.
+[stall]
+started_pattern = 'data_sync started: group'
+consumed_pattern = 'consumed \\d+ records'
+grace_secs = 30
 EOF
+    [ "$n" -eq 1 ] && kafka_cluster_config 1 >>"$dir/pipemedic.toml"
     return 0
+}
+
+# K4: each broker "host" has its agent; the brokers restart leader-first.
+kafka_cluster_config() { # BROKER_ID
+    cat <<EOF
+
+[kafka.cluster]
+broker_id = $1
+brokers = [1, 2, 3]
+settle_secs = 10
+start_timeout_secs = 120
+lock_wait_secs = 600
+EOF
+}
+
+# The agent of Kafka broker N's "host" (N = 2, 3; broker 1's is agent/):
+# its broker's logs and scripts, in the leader-first restart with the others.
+write_broker_agent_config() { # N
+    local n=$1 dir=$LAB/broker$1
+    mkdir -p "$dir/state" "$dir/rules.d" "$dir/playbooks.d"
+    chmod 700 "$dir/state"
+    cat >"$dir/pipemedic.toml" <<EOF
+# pipemedic on Kafka broker $n's "host" (written by scripts/lab).
+state_dir = "state"
+dry_run = true
+rule_dirs = ["$repo/rules", "rules.d"]
+playbook_dirs = ["$repo/playbooks", "playbooks.d"]
+hosts_file = "$LAB/hosts"
+host_name = "broker$n"
+
+[sources.kafka_server]
+path = "$LAB/kafka/$n/logs/server.log"
+[sources.kafka_controller]
+path = "$LAB/kafka/$n/logs/controller.log"
+
+[services.kafka]
+start = ["$LAB/kafka/$n/bin/kafka-server-start.sh"]
+stop = ["$LAB/kafka/$n/bin/kafka-server-stop.sh"]
+process = { pid_file = "$LAB/kafka/$n/kafka.pid" }
+up = { log_file = "$LAB/kafka/$n/logs/server.log", log_pattern = "started \\\\(kafka\\\\.server\\\\.KafkaServer\\\\)" }
+stop_timeout_secs = 120
+start_timeout_secs = 180
+
+[properties_files]
+kafka_server = "$LAB/kafka/$n/config/server.properties"
+
+[kafka]
+bootstrap_servers = "$BOOTSTRAP"
+topics = ["TABLE_IX_TRADE_ALL_BASE"]
+group = "bo_01"
+EOF
+    kafka_cluster_config "$n" >>"$dir/pipemedic.toml"
+    cat >>"$dir/pipemedic.toml" <<EOF
+
+[zookeeper]
+connect = "127.0.0.1:$ZK_PORT"
+EOF
 }
 
 pipemedic_bin() {
@@ -617,7 +727,13 @@ up() {
         log_has "$LAB/logs/data_monitor/data_monitor_info.log" 'heartbeat parsed'
     wait_for "data_sync" 120 "$LAB/logs/data_sync/data_sync_goldoffice_info.log" \
         log_has "$LAB/logs/data_sync/data_sync_goldoffice_info.log" 'heartbeat consumed'
+    # The agents' hosts file: a copy. A test never changes the machine's.
+    cp /etc/hosts "$LAB/hosts"
     for n in $(seq 1 "$servers"); do write_agent_config "$n"; done
+    for n in 2 3; do write_broker_agent_config "$n"; done
+    mkdir -p "$LAB/broker4/state" "$LAB/broker4/rules.d" "$LAB/broker4/playbooks.d"
+    chmod 700 "$LAB/broker4/state"
+    prepare_k1_broker
     $agent && start_agent
     echo "UP_SECS=$(($(date +%s) - t0))" >>"$LAB/lab.env"
     describe
@@ -645,6 +761,7 @@ EOF
         local v=CANAL_${n}_PORT
         echo "  canal server $n     127.0.0.1:${!v}  $(canal_home "$n")/conf/canal.properties (HA; its agent: $(agent_home "$n")/pipemedic.toml)"
     done
+    echo "  brokers 2, 3's agents (K4 leader-first restarts): $LAB/broker2/pipemedic.toml, $LAB/broker3/pipemedic.toml (not started)"
 }
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -754,23 +871,44 @@ break_item() {
         # poll of 500 records takes 15 s, so its commit fails, it is read
         # again, forever. A backlog waits in Kafka before data_sync starts,
         # so that every poll is full.
-        local props=$LAB/data_sync/consumer.properties n=${LAB_C2_ROWS:-3000}
-        "$LAB/data_sync/stop.sh" >/dev/null
-        sed -i -e 's/^max\.poll\.interval\.ms=.*/max.poll.interval.ms=10000/' -e '/^sync\.record\.delay\.ms=/d' "$props"
-        echo "sync.record.delay.ms=30" >>"$props"
-        mysql_sql "${sources[0]}" "INSERT INTO trade.t_order (user_id, amount) SELECT 2, 2.00 FROM trade.seq_1_to_$n"
-        local deadline=$(($(date +%s) + 120))
-        until [ "$(group_lag)" -ge "$n" ]; do
-            [ "$(date +%s)" -ge "$deadline" ] && die "the backlog of $n rows did not reach Kafka in 120 s"
-            sleep 1
-        done
-        "$LAB/data_sync/start.sh" >/dev/null
+        local n=${LAB_C2_ROWS:-3000}
+        sed -i -e 's/^max\.poll\.interval\.ms=.*/max.poll.interval.ms=10000/' "$LAB/data_sync/consumer.properties"
+        slow_consumer_with_backlog "$n" 30
         echo "C2: data_sync takes 30 ms a record with max.poll.interval.ms=10000; a backlog of $n rows waits in Kafka"
         ;;
+    C7) # a backlog: a burst of data the consumer takes minutes to work off
+        # 15 ms a record: polls finish well within max.poll.interval.ms (no
+        # commit failure), but the heartbeats wait behind the burst.
+        local n=${LAB_C7_ROWS:-6000}
+        slow_consumer_with_backlog "$n" 15
+        echo "C7: data_sync takes 15 ms a record; a backlog of $n rows waits in Kafka"
+        ;;
+    K1) # a broker whose own host name its hosts file does not map
+        command -v unshare >/dev/null || die "K1 needs unshare: apt-get install -y util-linux"
+        "$LAB/kafka/4/bin/kafka-server-start.sh" >/dev/null
+        echo "K1: broker 4 started as host $K1_NAME, which $LAB/kafka/4/hosts (its /etc/hosts) does not map"
+        ;;
     *)
-        die "break what? N1, N4, N6, C1, C2"
+        die "break what? N1, N4, N6, C1, C2, C7, K1"
         ;;
     esac
+}
+
+# Stops data_sync, makes it take DELAY_MS per record (the lab's knob for a
+# slow downstream), lets ROWS new rows of the first source wait in Kafka,
+# and starts data_sync again.
+slow_consumer_with_backlog() { # ROWS DELAY_MS
+    local props=$LAB/data_sync/consumer.properties n=$1
+    "$LAB/data_sync/stop.sh" >/dev/null
+    sed -i -e '/^sync\.record\.delay\.ms=/d' "$props"
+    echo "sync.record.delay.ms=$2" >>"$props"
+    mysql_sql "${sources[0]}" "INSERT INTO trade.t_order (user_id, amount) SELECT 2, 2.00 FROM trade.seq_1_to_$n"
+    local deadline=$(($(date +%s) + 120))
+    until [ "$(group_lag)" -ge "$n" ]; do
+        [ "$(date +%s)" -ge "$deadline" ] && die "the backlog of $n rows did not reach Kafka in 120 s"
+        sleep 1
+    done
+    "$LAB/data_sync/start.sh" >/dev/null
 }
 
 # PURGE BINARY LOGS TO, until it took: MariaDB skips a file a binlog dump
@@ -817,7 +955,7 @@ down() {
         home=$(canal_home "$n")
         [ -x "$home/bin/stop.sh" ] && "$home/bin/stop.sh" >/dev/null || true
     done
-    for id in 3 2 1; do
+    for id in 4 3 2 1; do
         [ -f "$LAB/kafka/$id/kafka.pid" ] && "$d" stop "$LAB/kafka/$id/kafka.pid" 120 >/dev/null || true
     done
     "$d" stop "$LAB/zookeeper/zookeeper.pid" 30 >/dev/null || true
