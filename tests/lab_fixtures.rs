@@ -21,6 +21,7 @@ const FIXTURES: &[(&str, &str, &str, usize)] = &[
     ("kafka-clients-3.9.1_commit_failed.log", "consumer_error", "c2_commit_failed", 5),
     ("pgjdbc-42.7.8_postgresql-15_missing_column_1.log", "consumer_error", "c1_schema_drift", 1),
     ("pgjdbc-42.7.8_postgresql-15_missing_column_2.log", "consumer_error", "c1_schema_drift", 1),
+    ("kafka-3.9.1_unknown_own_host_name.log", "kafka_server", "k1_unknown_host", 1),
 ];
 
 #[test]
