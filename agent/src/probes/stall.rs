@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use super::ProbeEvent;
 use crate::approval::human_time;
 use crate::config::StallConfig;
+use crate::matching::SignatureSpec;
 
 /// What ZooKeeper says about the brokers: registered and expected.
 pub type Registration = Result<(BTreeSet<i32>, BTreeSet<i32>), String>;
@@ -161,6 +162,50 @@ impl StallWatch {
         why.push("a broker is down: restart it (runbook C5, K4)".into());
         finding("stall_broker_down", why, vec![("down", down.join("; "))])
     }
+}
+
+/// The signatures the stall watch follows (reserved; the pipeline feeds
+/// their matches to [`StallWatch::signal`]), and the broker log's
+/// lifecycle lines.
+pub const SIGNALS: &[(&str, Signal)] = &[
+    ("c5_consumer_started", Signal::ConsumerStarted),
+    ("c5_consumed", Signal::Consumed),
+    ("c5_consumer_error", Signal::ConsumerError),
+    ("c5_monitor_parse", Signal::MonitorParse),
+    ("c5_broker_started", Signal::BrokerStarted),
+    ("c5_broker_shut_down", Signal::BrokerShutDown),
+];
+const BROKER_STARTED: &str = r"started \(kafka\.server\.KafkaServer\)";
+const BROKER_SHUT_DOWN: &str = r"shut down completed \(kafka\.server\.KafkaServer\)";
+
+pub fn signature_specs(s: &StallConfig) -> Vec<SignatureSpec> {
+    let spec = |name: &str, pattern: &str, source: &str| SignatureSpec {
+        name: name.into(),
+        pattern: pattern.into(),
+        sources: [source.to_string()].into(),
+    };
+    let mut specs = vec![
+        spec("c5_consumer_started", &s.started_pattern, &s.consumer_source),
+        spec("c5_consumer_error", &s.error_pattern, &s.error_source),
+        spec("c5_monitor_parse", &s.parse_pattern, &s.monitor_source),
+        spec("c5_broker_started", BROKER_STARTED, &s.broker_source),
+        spec("c5_broker_shut_down", BROKER_SHUT_DOWN, &s.broker_source),
+    ];
+    if let Some(p) = &s.consumed_pattern {
+        specs.push(spec("c5_consumed", p, &s.consumer_source));
+    }
+    specs
+}
+
+/// Which brokers ZooKeeper has registered and which the cluster has, for
+/// the stall diagnosis; `None` without `[zookeeper]`.
+pub fn broker_registration(config: &crate::config::Config) -> Option<Registration> {
+    let zk = config.zookeeper.as_ref()?;
+    let configured = crate::cluster::configured_brokers(config);
+    Some(crate::zk::Session::connect(zk).and_then(|s| {
+        let snap = s.block_on(crate::cluster::snapshot(&s.client())).map_err(|e| e.to_string())?;
+        Ok((snap.registered.clone(), snap.expected(configured)))
+    }))
 }
 
 #[cfg(test)]

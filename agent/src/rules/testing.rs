@@ -22,7 +22,7 @@ use super::history::EventHistory;
 use super::{Rule, RuleContext, RuleSet};
 use crate::config::{Config, RecordStart};
 use crate::matching::{Event, Matcher, SignatureSpec};
-use crate::pipeline::parse_log_time;
+use crate::sources::logtime::parse_log_time;
 use crate::sources::{Assembler, Assembly};
 
 /// The result of one test case.

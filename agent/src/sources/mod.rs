@@ -1,6 +1,7 @@
 //! Sources: log files followed like `tail -F`, turned into records.
 
 pub mod checkpoint;
+pub mod logtime;
 pub mod record;
 pub mod rotated;
 pub mod tail;

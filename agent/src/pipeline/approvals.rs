@@ -1,0 +1,376 @@
+//! The approval life cycle of a dangerous plan: request (mail with signed
+//! links, canal's claim in HA), decisions from the endpoint, apply when
+//! approved, supersede, expiry.
+
+use super::*;
+use crate::approval::mail::{approval_mail, Links};
+use crate::approval::token::random_hex;
+use crate::approval::{
+    check_link, human_time, link, Approval, ApprovalState, DecideReply, DecideRequest, Decider, Decision as Answer,
+    PlannedStep,
+};
+
+/// What asking for and acting on approvals needs.
+pub struct Approvals {
+    pub config: ApprovalConfig,
+    pub store: ApprovalStore,
+    pub signer: Signer,
+}
+
+/// An approval's life-cycle entry in the audit journal.
+#[derive(Serialize)]
+struct ApprovalEntry<'a> {
+    time: String,
+    kind: &'a str,
+    approval: &'a str,
+    rule: &'a str,
+    state: ApprovalState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    who: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+fn approval_entry<'a>(
+    kind: &'a str,
+    a: &'a Approval,
+    who: Option<&'a str>,
+    via: Option<&'a str>,
+    reason: Option<&'a str>,
+) -> ApprovalEntry<'a> {
+    ApprovalEntry {
+        time: crate::audit::now_rfc3339(),
+        kind,
+        approval: &a.id,
+        rule: &a.rule,
+        state: a.state,
+        who,
+        via,
+        reason,
+    }
+}
+
+impl Pipeline {
+    /// Stores the plan as an approval and mails every approver their links.
+    pub(super) fn request_approval(&mut self, plan: &Plan, previews: &[Preview], event: &Event, out: &mut Outcome) {
+        let Some(ap) = &mut self.approvals else { return };
+        let steps: Vec<PlannedStep> = plan
+            .steps
+            .iter()
+            .zip(previews)
+            .map(|(s, p)| PlannedStep {
+                step: s.clone(),
+                action: s.action().to_string(),
+                target: s.target(),
+                preview: p.text.clone(),
+                noop: p.noop,
+                depends_on: p.depends_on(),
+            })
+            .collect();
+        let plan_hash = Approval::compute_plan_hash(&plan.rule, plan.risk, &steps, self.dry_run);
+        if let Some(a) = ap.store.pending_for(&plan.rule, &plan_hash) {
+            out.decision = Decision::AwaitingApproval;
+            out.approval = Some(a.id.clone());
+            out.reason =
+                Some(format!("already asked: approval {} waits for an answer until {}", a.id, human_time(a.expires)));
+            return;
+        }
+        let needed = if plan.risk >= Risk::DataLoss { 2 } else { 1 };
+        if ap.config.approvers.len() < needed {
+            out.decision = Decision::Refused;
+            out.reason = Some(format!(
+                "a {} plan needs {needed} different approvers; [approval] lists {}",
+                plan.risk,
+                ap.config.approvers.len()
+            ));
+            return;
+        }
+        let approval = Approval {
+            id: random_hex(16),
+            state: ApprovalState::Pending,
+            created: crate::audit::now_rfc3339(),
+            expires: chrono::Utc::now().timestamp_millis() + ap.config.expiry_secs as i64 * 1000,
+            host: self.host.clone(),
+            rule: plan.rule.clone(),
+            runbook: plan.runbook.clone(),
+            summary: plan.summary.clone(),
+            risk: plan.risk,
+            steps,
+            plan_hash,
+            event: event.clone(),
+            dry_run: self.dry_run,
+            approvers_asked: ap.config.approvers.clone(),
+            approved_by: Vec::new(),
+            denied_by: None,
+            outcome: None,
+            superseded_by: None,
+        };
+        if self.claims_canal(plan.steps.iter()) {
+            match self.claim_canal(&approval) {
+                Ok(None) => {}
+                Ok(Some(other)) => {
+                    out.decision = Decision::HandledElsewhere;
+                    out.reason = Some(format!(
+                        "the agent on {} asked for approval {} of a plan on canal's cursors (until {}); not asking again here",
+                        other.host,
+                        other.approval,
+                        human_time(other.expires)
+                    ));
+                    return;
+                }
+                Err(e) => {
+                    out.decision = Decision::Failed;
+                    out.reason = Some(format!(
+                        "could not claim canal's cursors for this approval, nothing was asked or changed: {e}"
+                    ));
+                    return;
+                }
+            }
+        }
+        let Some(ap) = &mut self.approvals else { return };
+        if let Err(e) = ap.store.save(approval.clone()) {
+            self.release_canal_claim(&approval);
+            out.decision = Decision::Failed;
+            out.reason = Some(format!("could not store the approval request, nothing was asked or changed: {e}"));
+            return;
+        }
+        let Some(ap) = &self.approvals else { return };
+        let outbox = self.outbox.as_ref().expect("approvals need mail");
+        let mut problems = Vec::new();
+        for approver in &approval.approvers_asked {
+            let links = Links {
+                approve: link(&ap.config.public_url, &approval, &ap.signer, approver, Answer::Approve),
+                deny: link(&ap.config.public_url, &approval, &ap.signer, approver, Answer::Deny),
+            };
+            if let Err(e) = outbox.enqueue(&approval_mail(&approval, approver, &links)) {
+                problems.push(format!("mail to {approver} not queued: {e}"));
+            }
+        }
+        self.audit.write(&approval_entry("approval-requested", &approval, None, None, None));
+        out.decision = Decision::AwaitingApproval;
+        out.approval = Some(approval.id.clone());
+        out.reason = Some(format!(
+            "approval {} mailed to {}; expires {}{}",
+            approval.id,
+            approval.approvers_asked.join(", "),
+            human_time(approval.expires),
+            if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
+        ));
+    }
+
+    /// A plan that writes canal's cursors on a host whose canal runs in HA:
+    /// the agents ask for one approval between them (`cluster::canal`).
+    /// Dry-run writes nothing to ZooKeeper, a claim included.
+    fn claims_canal<'a>(&self, mut steps: impl Iterator<Item = &'a Step>) -> bool {
+        !self.dry_run && self.config.canal.as_ref().is_some_and(|c| c.ha) && steps.any(Step::writes_canal_cursors)
+    }
+
+    /// Takes the claim for `a`, or answers which agent holds it.
+    fn claim_canal(&self, a: &Approval) -> Result<Option<crate::cluster::canal::Claim>, String> {
+        let zk = self.config.zookeeper.as_ref().ok_or("no [zookeeper] section")?;
+        let mine = crate::cluster::canal::Claim { host: self.host.clone(), approval: a.id.clone(), expires: a.expires };
+        crate::cluster::canal::claim(&crate::zk::Session::connect(zk)?, &mine, chrono::Utc::now().timestamp_millis())
+    }
+
+    /// `a` was answered, expired or superseded: its claim goes.
+    fn release_canal_claim(&self, a: &Approval) {
+        if a.dry_run || !self.claims_canal(a.steps.iter().map(|s| &s.step)) {
+            return;
+        }
+        let Some(zk) = self.config.zookeeper.as_ref() else { return };
+        let released = crate::zk::Session::connect(zk).and_then(|s| crate::cluster::canal::release(&s, &a.id));
+        if let Err(e) = released {
+            tracing::error!(approval = %a.id, "releasing the claim on canal's cursors: {e}; it lapses at the approval's expiry");
+        }
+    }
+
+    /// Takes a decision from a link or the CLI. Replies as soon as it is
+    /// recorded; an approved plan is then re-checked and applied.
+    pub fn decide(&mut self, req: DecideRequest) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let Some(ap) = &mut self.approvals else {
+            let _ = req.reply.send(DecideReply::Refused("approvals are not configured on this host".into()));
+            return;
+        };
+        let Some(mut a) = ap.store.get(&req.id).cloned() else {
+            let _ = req.reply.send(DecideReply::Refused("no such approval on this host".into()));
+            return;
+        };
+        if let Err(why) = check_link(&a, &ap.signer, req.decision, &req.approver, req.expires, &req.token, now) {
+            self.audit.write(&approval_entry("approval-refused", &a, Some(&req.approver), Some(req.via), Some(&why)));
+            let _ = req.reply.send(DecideReply::Refused(why));
+            self.expire_approvals(now);
+            return;
+        }
+        let decider = Decider { who: req.approver.clone(), at: crate::audit::now_rfc3339(), via: req.via.to_string() };
+        let reply = match req.decision {
+            Answer::Deny => {
+                a.state = ApprovalState::Denied;
+                a.denied_by = Some(decider);
+                a.outcome = Some(format!("denied by {}; nothing was applied", req.approver));
+                "Denied. Nothing will be applied.".to_string()
+            }
+            Answer::Approve => {
+                a.approved_by.push(decider);
+                let (have, need) = (a.approved_by.len(), a.approvals_needed());
+                if have < need {
+                    format!("Recorded your approval. This plan needs {need} different approvers; {have} so far. Nothing is applied yet.")
+                } else {
+                    a.state = ApprovalState::Approved;
+                    match a.dry_run {
+                        true => "Approved. DRY RUN: this agent applies nothing.".to_string(),
+                        false => "Approved. The agent re-checks the live state and applies the plan now; the result goes to the audit journal.".to_string(),
+                    }
+                }
+            }
+        };
+        if let Err(e) = ap.store.save(a.clone()) {
+            let _ = req
+                .reply
+                .send(DecideReply::Refused(format!("the decision could not be stored, nothing was changed: {e}")));
+            return;
+        }
+        self.audit.write(&approval_entry(
+            "approval-decided",
+            &a,
+            Some(&req.approver),
+            Some(req.via),
+            Some(req.decision.as_str()),
+        ));
+        let _ = req.reply.send(DecideReply::Accepted(reply));
+        match a.state {
+            ApprovalState::Approved => self.apply_approved(a),
+            ApprovalState::Denied => self.release_canal_claim(&a),
+            _ => {}
+        }
+    }
+
+    /// Re-checks an approved plan against live state and applies it if
+    /// nothing it depends on changed; otherwise supersedes it and asks again.
+    fn apply_approved(&mut self, mut a: Approval) {
+        let plan = Plan {
+            rule: a.rule.clone(),
+            runbook: a.runbook.clone(),
+            summary: a.summary.clone(),
+            risk: a.risk,
+            benign: false,
+            steps: a.steps.iter().map(|s| s.step.clone()).collect(),
+        };
+        let mut out = self.outcome_for(&a.rule, &a.runbook, &a.event);
+        out.summary = Some(a.summary.clone());
+        out.risk = Some(a.risk);
+        out.decision = Decision::Applied;
+        out.steps = a
+            .steps
+            .iter()
+            .map(|s| StepOutcome {
+                action: s.step.action(),
+                target: s.target.clone(),
+                preview: Some(s.preview.clone()),
+                noop: s.noop,
+                result: None,
+                changed: false,
+            })
+            .collect();
+        out.dry_run = a.dry_run;
+        out.approval = Some(a.id.clone());
+        let approvers: Vec<&str> = a.approved_by.iter().map(|d| d.who.as_str()).collect();
+        let approvers = approvers.join(", ");
+        if a.dry_run {
+            out.decision = Decision::DryRun;
+            out.reason = Some(format!("approved by {approvers}; dry-run: nothing was changed"));
+            a.outcome = out.reason.clone();
+            self.finish_approval(a, out);
+            return;
+        }
+        let steps: Vec<Step> = a.steps.iter().map(|s| s.step.clone()).collect();
+        let (previews, failed) = self.executor.preview_plan(&steps);
+        let changed = a
+            .steps
+            .iter()
+            .zip(&previews)
+            .enumerate()
+            .find_map(|(i, (s, p))| {
+                let text_changed = p.text != s.preview && s.step.preview_is_what_was_approved();
+                (text_changed || p.depends_on() != s.depends_on).then(|| {
+                    format!("step {} changed since the mail: it was\n{}\nand is now\n{}", i + 1, s.preview, p.text)
+                })
+            })
+            .or_else(|| failed.map(|(i, e)| format!("step {} can no longer be previewed: {e}", i + 1)));
+        if let Some(why) = changed {
+            a.state = ApprovalState::Superseded;
+            // Ask the rule again, as if the event happened now.
+            let mut event = a.event.clone();
+            event.at = chrono::Utc::now().timestamp_millis();
+            let again = self.rules.rules.iter().position(|r| r.name == a.rule).map(|i| self.react(i, &event));
+            let next = match &again {
+                None => format!("rule {} is no longer loaded; not asking again", a.rule),
+                Some(outcomes) => match outcomes.iter().find(|o| o.decision == Decision::AwaitingApproval) {
+                    Some(o) => {
+                        a.superseded_by = o.approval.clone();
+                        format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?"))
+                    }
+                    None => {
+                        let said: Vec<String> = outcomes
+                            .iter()
+                            .map(|o| {
+                                format!(
+                                    "{:?}{}",
+                                    o.decision,
+                                    o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                                )
+                            })
+                            .collect();
+                        format!("asked the rule again: {}", said.join("; "))
+                    }
+                },
+            };
+            a.outcome = Some(format!("not applied: {why}; {next}"));
+            let reason = a.outcome.clone();
+            let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
+            self.release_canal_claim(&a);
+            self.audit.write(&approval_entry("approval-superseded", &a, None, None, reason.as_deref()));
+            tracing::warn!(approval = %a.id, "approved plan superseded: {}", reason.unwrap_or_default());
+            for o in again.unwrap_or_default() {
+                self.record_outcome(&o);
+            }
+            return;
+        }
+        self.execute(&plan, &previews, chrono::Utc::now().timestamp_millis(), &mut out);
+        a.state = if out.decision == Decision::Applied { ApprovalState::Applied } else { ApprovalState::Failed };
+        out.reason = Some(match &out.reason {
+            Some(r) => format!("approved by {approvers}; {r}"),
+            None => format!("approved by {approvers}; applied and verified"),
+        });
+        a.outcome = out.reason.clone();
+        self.finish_approval(a, out);
+    }
+
+    fn finish_approval(&mut self, a: Approval, out: Outcome) {
+        self.release_canal_claim(&a);
+        if let Err(e) = self.approvals.as_mut().expect("approvals").store.save(a) {
+            tracing::error!("{e}");
+        }
+        self.record_outcome(&out);
+    }
+
+    /// Marks pending approvals past their expiry as expired.
+    pub fn expire_approvals(&mut self, now: i64) {
+        let Some(ap) = &self.approvals else { return };
+        for id in ap.store.expired(now) {
+            let Some(ap) = &mut self.approvals else { return };
+            let Some(mut a) = ap.store.get(&id).cloned() else { continue };
+            a.state = ApprovalState::Expired;
+            a.outcome =
+                Some(format!("expired at {} without enough approvals; nothing was applied", human_time(a.expires)));
+            if let Err(e) = ap.store.save(a.clone()) {
+                tracing::error!("{e}");
+            }
+            self.release_canal_claim(&a);
+            self.audit.write(&approval_entry("approval-expired", &a, None, None, a.outcome.as_deref()));
+            tracing::warn!(approval = %a.id, "approval expired without an answer");
+        }
+    }
+}

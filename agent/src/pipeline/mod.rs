@@ -1,0 +1,488 @@
+//! The flow for one record: match → rules → plan → policy → apply → verify →
+//! audit. The daemon, `replay` and the rule tests all go through here, so
+//! what a replay shows is what the daemon would do.
+//!
+//! This file is the flow up to the decision (handle → react → decide);
+//! beside it: `execute` applies what the policy let through, `journal`
+//! rolls a failed plan back and records plans for crash recovery,
+//! `approvals` and `playbook` are what a person asks and answers,
+//! `retry` tries a transient failure again, `watches` runs the agent's own
+//! watches on each tick, `own_actions` keeps the agent from reacting to
+//! itself, `emit` journals, counts and logs each `outcome`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::actions::{Executor, Guard, Preview};
+use crate::approval::mail::Outbox;
+use crate::approval::token::Signer;
+use crate::approval::ApprovalStore;
+use crate::audit::Audit;
+use crate::config::ApprovalConfig;
+use crate::config::Config;
+use crate::matching::{Event, Match, Matcher, SignatureError, SignatureSpec};
+use crate::plan::policy::{Policy, Verdict};
+use crate::plan::{Plan, PlanSpec, Risk, Step};
+use crate::probes::heartbeat::HeartbeatWatch;
+use crate::probes::stall::{Signal, StallWatch};
+use crate::probes::ProbeEvent;
+use crate::rules::history::EventHistory;
+use crate::rules::PROBE_SOURCE;
+use crate::rules::{RuleContext, RuleSet};
+use crate::sources::logtime::parse_log_time;
+use crate::sources::Record;
+use crate::state::StateError;
+
+mod approvals;
+mod emit;
+mod execute;
+mod journal;
+mod outcome;
+mod own_actions;
+mod playbook;
+mod retry;
+mod watches;
+
+pub use approvals::Approvals;
+pub use outcome::{Clock, Decision, Outcome, Stats, StepOutcome};
+
+use emit::{excerpt_record, Repeats};
+use journal::PlanJournal;
+use own_actions::OwnWindow;
+use retry::Retry;
+
+/// Everything needed to take a record through the flow.
+pub struct Pipeline {
+    /// Fixes to try again after a transient failure.
+    retries: Vec<Retry>,
+    /// Running summaries of repeated decisions, by rule and (decision, captures).
+    repeats: BTreeMap<(String, String), Repeats>,
+    /// Where the agent's own service actions made the logs grow.
+    own: std::collections::VecDeque<OwnWindow>,
+    config: Arc<Config>,
+    matcher: Matcher,
+    rules: RuleSet,
+    history: Arc<Mutex<EventHistory>>,
+    policy: Policy,
+    executor: Executor,
+    audit: Audit,
+    clock: Clock,
+    dry_run: bool,
+    last_log_time: Option<i64>,
+    matches: Vec<Match>,
+    /// Outgoing mail, if configured.
+    outbox: Option<Outbox>,
+    /// Approval by email, if configured.
+    approvals: Option<Approvals>,
+    /// The per-source heartbeat watch, if configured.
+    heartbeat: Option<HeartbeatWatch>,
+    /// The stall diagnosis after a consumer start, if configured.
+    stall: Option<StallWatch>,
+    /// Compute previews from live state (off for a plain replay of old logs,
+    /// where live state is beside the point and may be slow to reach).
+    live_previews: bool,
+    host: String,
+    pub stats: Stats,
+    /// The same counts (and more) for Prometheus.
+    metrics: crate::metrics::Metrics,
+    /// Records per source and events per signature (of `metrics`).
+    records: crate::metrics::CounterCache,
+    events: crate::metrics::CounterCache,
+    /// Heartbeats per source per minute, for `status` and the digest.
+    beats: crate::report::BeatCounts,
+}
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The signature the heartbeat watch counts with (reserved).
+const HEARTBEAT: &str = "heartbeat";
+
+impl Pipeline {
+    /// Builds the flow. `persistent` keeps policy history in the state
+    /// directory (the live daemon); otherwise it lives in memory.
+    pub fn new(
+        config: Arc<Config>,
+        rules: RuleSet,
+        audit: Audit,
+        clock: Clock,
+        dry_run: bool,
+    ) -> Result<Pipeline, PipelineError> {
+        let mut specs = rules.signature_specs();
+        let heartbeat = config.heartbeat.clone().map(|h| {
+            specs.push(SignatureSpec {
+                name: HEARTBEAT.into(),
+                pattern: h.pattern.clone(),
+                sources: [h.source.clone()].into(),
+            });
+            HeartbeatWatch::new(h, chrono::Utc::now().timestamp_millis())
+        });
+        let stall = config.stall.clone().map(|s| {
+            specs.extend(crate::probes::stall::signature_specs(&s));
+            StallWatch::new(s)
+        });
+        // A rule watches a kind of log; every source of that kind (canal's
+        // instance logs, one per destination) is matched for it.
+        for spec in &mut specs {
+            let named: Vec<String> =
+                spec.sources.iter().flat_map(|kind| config.sources_of_kind(kind)).map(str::to_string).collect();
+            spec.sources.extend(named);
+        }
+        let matcher = Matcher::new(&specs)?;
+        let policy = if dry_run || clock == Clock::LogTime {
+            Policy::in_memory(config.limits.clone())
+        } else {
+            Policy::persistent(config.limits.clone(), &config.state_dir)?
+        };
+        let metrics = crate::metrics::Metrics::new();
+        Ok(Pipeline {
+            executor: Executor::new(config.clone()),
+            config,
+            matcher,
+            rules,
+            history: Arc::default(),
+            policy,
+            audit,
+            clock,
+            dry_run,
+            last_log_time: None,
+            matches: Vec::new(),
+            outbox: None,
+            approvals: None,
+            heartbeat,
+            stall,
+            live_previews: true,
+            own: Default::default(),
+            repeats: BTreeMap::new(),
+            retries: Vec::new(),
+            host: String::new(),
+            stats: Stats::default(),
+            beats: Default::default(),
+            records: metrics.records(),
+            events: metrics.events(),
+            metrics,
+        })
+    }
+
+    /// Decides without reading live state: every step counts as a change.
+    pub fn without_previews(mut self) -> Pipeline {
+        self.live_previews = false;
+        self
+    }
+
+    /// Sends mail through `outbox`: notifications, escalations and (with
+    /// `approvals`) approval requests for plans riskier than `safe`.
+    pub fn with_mail(mut self, host: String, outbox: Outbox, approvals: Option<Approvals>) -> Pipeline {
+        self.executor.set_outbox(outbox.clone(), host.clone());
+        self.outbox = Some(outbox);
+        self.approvals = approvals;
+        self.host = host;
+        self
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn beats(&self) -> &crate::report::BeatCounts {
+        &self.beats
+    }
+
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.as_ref()
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Which records of the source the signatures can match.
+    pub fn interest(&self, source: &str) -> crate::sources::Interest {
+        self.matcher.interest(source)
+    }
+
+    /// Plans whose circuit breaker is open now.
+    pub fn open_circuits(&self) -> Vec<String> {
+        self.policy.open_circuits(chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Takes one record through the flow; returns what was decided.
+    pub fn handle(&mut self, record: &Record) -> Vec<Outcome> {
+        self.stats.records += 1;
+        self.records.inc_by(&record.source, 1);
+        self.matches.clear();
+        self.matcher.matches(record, &mut self.matches);
+        if self.matches.is_empty() {
+            return Vec::new();
+        }
+        let at = self.event_time(record);
+        let mut outcomes = Vec::new();
+        let matches = std::mem::take(&mut self.matches);
+        // Fallback rules speak only when no other rule planned anything for
+        // this record: they run after the others.
+        let mut fallbacks: Vec<(usize, Event)> = Vec::new();
+        for m in &matches {
+            self.stats.events += 1;
+            self.events.inc_by(&m.signature, 1);
+            if &*m.signature == HEARTBEAT {
+                if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
+                    watch.beat(source, at);
+                    self.metrics.heartbeat(source, at);
+                    self.beats.count(source, at);
+                }
+                if let Some(stall) = &mut self.stall {
+                    stall.signal(Signal::Consumed, at);
+                }
+            }
+            if let Some(stall) = &mut self.stall {
+                if let Some((_, signal)) = crate::probes::stall::SIGNALS.iter().find(|(name, _)| *name == &*m.signature)
+                {
+                    stall.signal(*signal, at);
+                }
+            }
+            self.history.lock().expect("history lock").record(&m.signature, at);
+            let event = Event::new(record, m, at);
+            let kind = self.config.kind_of(&record.source);
+            for &i in self.rules.subscribers(&m.signature, kind).to_vec().iter() {
+                if self.rules.rules[i].fallback {
+                    fallbacks.push((i, event.clone()));
+                    continue;
+                }
+                for outcome in self.react(i, &event) {
+                    self.record_outcome(&outcome);
+                    outcomes.push(outcome);
+                }
+            }
+        }
+        let explained = outcomes.iter().any(|o| !matches!(o.decision, Decision::NoPlan | Decision::RuleError));
+        if !explained {
+            for (i, event) in fallbacks {
+                for outcome in self.react(i, &event) {
+                    self.record_outcome(&outcome);
+                    outcomes.push(outcome);
+                }
+            }
+        }
+        self.matches = matches;
+        outcomes
+    }
+
+    fn event_time(&mut self, record: &Record) -> i64 {
+        match self.clock {
+            Clock::Live => chrono::Utc::now().timestamp_millis(),
+            Clock::LogTime => {
+                let t = parse_log_time(&record.bytes)
+                    .or(self.last_log_time)
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+                self.last_log_time = Some(t);
+                t
+            }
+        }
+    }
+
+    /// The audit entry for `rule`'s reaction to `event`, before any decision.
+    fn outcome_for(&self, rule: &str, runbook: &[String], event: &Event) -> Outcome {
+        // Captures are shown raw when they are short and printable, escaped otherwise.
+        let captures = event.captures.iter().map(|(k, v)| (k.clone(), crate::types::shown(v))).collect();
+        Outcome {
+            time: crate::audit::now_rfc3339(),
+            kind: "decision",
+            rule: rule.to_string(),
+            runbook: runbook.to_vec(),
+            source: event.source.to_string(),
+            file: event.file.display().to_string(),
+            offset: event.offset,
+            inode: event.inode,
+            signature: event.signature.to_string(),
+            captures,
+            summary: None,
+            risk: None,
+            decision: Decision::NoPlan,
+            reason: None,
+            steps: Vec::new(),
+            dry_run: self.dry_run,
+            approval: None,
+            plan: None,
+            repeated: None,
+            truncated: event.truncated,
+            record: excerpt_record(&event.text),
+        }
+    }
+
+    /// Runs one rule on one event and decides about each plan it returns.
+    fn react(&mut self, rule_index: usize, event: &Event) -> Vec<Outcome> {
+        let rule = &self.rules.rules[rule_index];
+        let mut out = self.outcome_for(&rule.name, &rule.runbook, event);
+        let ctx = RuleContext {
+            history: self.history.clone(),
+            now: event.at,
+            params: rule.params.clone(),
+            kafka: self.config.kafka.clone().map(std::sync::Arc::new),
+            config: Some(self.config.clone()),
+            answers: Default::default(),
+        };
+        let specs = match self.rules.run(rule, event, ctx) {
+            Ok(specs) if specs.is_empty() => return vec![out],
+            Ok(specs) => specs,
+            Err(e) => {
+                self.stats.rule_errors += 1;
+                self.metrics.rule_error();
+                out.decision = Decision::RuleError;
+                out.reason = Some(e.to_string());
+                return vec![out];
+            }
+        };
+        let (name, runbook) = (rule.name.clone(), rule.runbook.clone());
+        specs.into_iter().map(|spec| self.decide_spec(spec, &name, &runbook, event, out.clone())).collect()
+    }
+
+    fn decide_spec(
+        &mut self,
+        spec: PlanSpec,
+        rule: &str,
+        runbook: &[String],
+        event: &Event,
+        mut out: Outcome,
+    ) -> Outcome {
+        out.summary = Some(spec.summary.clone());
+        out.risk = Some(spec.risk);
+        let plan = match spec.validate(rule, runbook, &self.config) {
+            Ok(plan) => plan,
+            Err(why) => {
+                out.decision = Decision::Refused;
+                out.reason = Some(format!("refused: {why}"));
+                return out;
+            }
+        };
+        out.risk = Some(plan.risk);
+        self.decide_and_apply(&plan, event, &mut out);
+        out
+    }
+
+    /// Decides about a plan and applies it if the policy allows; a fix that
+    /// failed for a transient local reason (no file descriptor, no space),
+    /// having changed nothing, is tried again later.
+    fn decide_and_apply(&mut self, plan: &Plan, event: &Event, out: &mut Outcome) {
+        self.decide_and_apply_once(plan, event, out);
+        self.retry_if_transient(plan, event, out, 0);
+    }
+
+    fn decide_and_apply_once(&mut self, plan: &Plan, event: &Event, out: &mut Outcome) {
+        let now = event.at;
+        out.steps = plan
+            .steps
+            .iter()
+            .map(|s| StepOutcome {
+                action: s.action(),
+                target: s.target(),
+                preview: None,
+                noop: false,
+                result: None,
+                changed: false,
+            })
+            .collect();
+        if plan.benign {
+            out.decision = Decision::Benign;
+            return;
+        }
+        // Held back whatever the live state says (a flood of repeats): say
+        // so without reading live state for every line.
+        if let Some(verdict) = self.policy.holds_back_whole(plan, now) {
+            for step in &mut out.steps {
+                step.preview = Some("not computed: the plan is held back".into());
+            }
+            match verdict {
+                Verdict::CircuitOpen(why) => self.escalate(plan, why, out),
+                Verdict::RateLimited(why) => {
+                    out.decision = Decision::RateLimited;
+                    out.reason = Some(why);
+                }
+                _ => unreachable!("holds_back_whole answers only these"),
+            }
+            return;
+        }
+        let (previews, failed) = if self.live_previews {
+            self.executor.preview_plan(&plan.steps)
+        } else {
+            let text = "not computed (replay without --previews)".to_string();
+            (
+                plan.steps
+                    .iter()
+                    .map(|_| Preview { text: text.clone(), noop: false, guard: Default::default() })
+                    .collect(),
+                None,
+            )
+        };
+        for (step, p) in out.steps.iter_mut().zip(&previews) {
+            step.preview = Some(p.text.clone());
+            step.noop = p.noop;
+        }
+        if let Some((i, e)) = failed {
+            out.decision = Decision::Failed;
+            out.reason = Some(format!("preview of step {} failed: {e}", i + 1));
+            return;
+        }
+        if let Some(w) = self.own_window(event, plan) {
+            out.decision = Decision::OwnAction;
+            out.reason = Some(format!(
+                "this record was written while pipemedic itself was acting on {} ({}); not acting on it again",
+                w.services.join(", "),
+                w.what
+            ));
+            return;
+        }
+        let noop: Vec<bool> = previews.iter().map(|p| p.noop).collect();
+        match self.policy.decide(plan, &noop, now) {
+            Verdict::Proceed => {}
+            Verdict::Benign => {
+                out.decision = Decision::Benign;
+                return;
+            }
+            Verdict::NothingToDo => {
+                out.decision = Decision::NoChange;
+                out.reason = Some("every step is already in the wanted state".into());
+                return;
+            }
+            Verdict::NeedsApproval(why) => {
+                match self.approvals.is_some() {
+                    true => self.request_approval(plan, &previews, event, out),
+                    false => {
+                        out.decision = Decision::NeedsApproval;
+                        out.reason = Some(format!(
+                            "{why}; this host has no [approval] section, so nobody can be asked and nothing was changed"
+                        ));
+                    }
+                }
+                return;
+            }
+            Verdict::RateLimited(why) => {
+                out.decision = Decision::RateLimited;
+                out.reason = Some(why);
+                return;
+            }
+            Verdict::CircuitOpen(why) => {
+                self.escalate(plan, why, out);
+                return;
+            }
+        }
+        if self.dry_run {
+            out.decision = Decision::DryRun;
+            out.reason = Some("dry-run: nothing was changed".into());
+            let _ = self.policy.record(plan, &noop, now);
+            return;
+        }
+        self.execute(plan, &previews, now, out);
+    }
+}

@@ -1,0 +1,49 @@
+//! The agent's own watches, on every tick: retries due, approvals expired,
+//! the heartbeat watch and the stall diagnosis; their findings go through
+//! the rules that subscribe to them, like log events.
+
+use super::*;
+
+impl Pipeline {
+    /// Periodic work: expired approvals, and the heartbeat watch's findings
+    /// handed to the rules that want them.
+    pub fn tick(&mut self, now: i64) {
+        self.flush_summaries(false);
+        self.run_retries(now);
+        self.expire_approvals(now);
+        if let Some(ap) = &self.approvals {
+            self.metrics.pending_approvals(ap.store.pending());
+        }
+        let mut findings = self.heartbeat.as_mut().map(|w| w.findings(now)).unwrap_or_default();
+        let config = self.config.clone();
+        if let Some(f) =
+            self.stall.as_mut().and_then(|s| s.diagnose(now, || crate::probes::stall::broker_registration(&config)))
+        {
+            findings.push(f);
+        }
+        for finding in findings {
+            tracing::warn!(probe = finding.name, "{}", finding.text);
+            self.probe(finding, now);
+        }
+    }
+
+    /// Takes a probe's finding through the rules that subscribe to it.
+    fn probe(&mut self, finding: ProbeEvent, now: i64) {
+        let event = Event {
+            signature: finding.name.into(),
+            source: PROBE_SOURCE.into(),
+            file: std::path::Path::new("(probe)").into(),
+            captures: finding.captures,
+            text: finding.text,
+            offset: 0,
+            inode: 0,
+            at: now,
+            truncated: false,
+        };
+        for i in self.rules.subscribers(finding.name, PROBE_SOURCE).to_vec() {
+            for outcome in self.react(i, &event) {
+                self.record_outcome(&outcome);
+            }
+        }
+    }
+}
