@@ -9,8 +9,13 @@
 //! `file:line:column` and left out; the others run.
 
 pub mod api;
+mod convert;
 pub mod history;
+mod playbooks;
 pub mod testing;
+
+use convert::{event_map, plan_from_dynamic, toml_to_dynamic};
+pub use playbooks::Playbook;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -83,19 +88,6 @@ pub struct Rule {
     pub signatures: BTreeMap<String, String>,
     pub params: rhai::Map,
     pub has_tests: bool,
-    ast: AST,
-}
-
-/// A named multi-step procedure an operator (or a person answering a
-/// finding) runs: `fn meta()` with `runbook`, `description`, `params`, and
-/// `fn plan(params)` returning a plan like a rule's.
-pub struct Playbook {
-    pub name: String,
-    pub path: PathBuf,
-    pub runbook: Vec<String>,
-    pub description: String,
-    /// Defaults; `pipemedic playbook run NAME --param k=v` overrides them.
-    pub params: rhai::Map,
     ast: AST,
 }
 
@@ -344,91 +336,6 @@ impl RuleSet {
         })
     }
 
-    /// Loads every playbook (`*.rhai` in `config.playbook_dirs`, a later
-    /// directory replacing the same name) into the set; returns an error for
-    /// each that does not load. A missing directory is not an error.
-    pub fn load_playbooks(&mut self, config: &Config) -> Vec<RuleError> {
-        let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for dir in &config.playbook_dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            for path in entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "rhai")) {
-                files.insert(path.file_stem().unwrap_or_default().to_string_lossy().into_owned(), path);
-            }
-        }
-        let mut errors = Vec::new();
-        for (name, path) in files {
-            match self.load_playbook(&name, &path) {
-                Ok(p) => {
-                    self.playbooks.insert(name, p);
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        errors
-    }
-
-    fn load_playbook(&self, name: &str, path: &Path) -> Result<Playbook, RuleError> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| RuleError::at(path, Position::NONE, format!("reading playbook: {e}")))?;
-        let ast = self.engine.compile(&src).map_err(|e| RuleError::at(path, e.position(), e.err_type().to_string()))?;
-        let has = |f: &str, n: usize| ast.iter_functions().any(|x| x.name == f && x.params.len() == n);
-        if !has("meta", 0) || !has("plan", 1) {
-            return Err(RuleError::at(
-                path,
-                Position::new(1, 1),
-                "a playbook must define fn meta() and fn plan(params)",
-            ));
-        }
-        let meta = call::<Dynamic>(&self.engine, &ast, path, "meta", ())?;
-        let bad = |m: &str| RuleError::at(path, Position::new(1, 1), format!("meta(): {m}"));
-        let meta = meta.try_cast::<rhai::Map>().ok_or_else(|| bad("must return a map"))?;
-        let text = |k: &str| meta.get(k).and_then(|d| d.clone().into_string().ok());
-        let runbook = meta
-            .get("runbook")
-            .and_then(|d| d.clone().into_typed_array::<rhai::ImmutableString>().ok())
-            .ok_or_else(|| bad("`runbook` must be an array of strings"))?
-            .into_iter()
-            .map(|s| s.to_string())
-            .collect();
-        let params = match meta.get("params") {
-            None => rhai::Map::new(),
-            Some(d) => d.clone().try_cast::<rhai::Map>().ok_or_else(|| bad("`params` must be a map"))?,
-        };
-        Ok(Playbook {
-            name: name.to_string(),
-            path: path.to_path_buf(),
-            runbook,
-            description: text("description").unwrap_or_default(),
-            params,
-            ast,
-        })
-    }
-
-    /// Runs a playbook's `plan(params)` with `given` over its defaults; a
-    /// parameter it does not declare is refused.
-    pub fn run_playbook(&self, pb: &Playbook, given: &BTreeMap<String, String>) -> Result<Vec<PlanSpec>, RuleError> {
-        let mut params = pb.params.clone();
-        for (k, v) in given {
-            if !params.contains_key(k.as_str()) {
-                return Err(RuleError::at(
-                    &pb.path,
-                    Position::NONE,
-                    format!("playbook {} has no parameter `{k}`", pb.name),
-                ));
-            }
-            params.insert(k.as_str().into(), v.clone().into());
-        }
-        let out = call::<Dynamic>(&self.engine, &pb.ast, &pb.path, "plan", (params,))?;
-        let bad = |m: String| RuleError::at(&pb.path, Position::NONE, format!("plan() returned {m}"));
-        match out {
-            d if d.is_unit() => Ok(Vec::new()),
-            d if d.is_array() => {
-                d.into_array().expect("checked").into_iter().map(|p| plan_from_dynamic(p).map_err(bad)).collect()
-            }
-            d => plan_from_dynamic(d).map(|p| vec![p]).map_err(bad),
-        }
-    }
-
     /// Every signature, with the sources of the rules that declare it.
     pub fn signature_specs(&self) -> Vec<SignatureSpec> {
         let mut specs: BTreeMap<&str, SignatureSpec> = BTreeMap::new();
@@ -470,76 +377,5 @@ impl RuleSet {
     /// Calls a rule's `tests()`.
     pub fn test_cases(&self, rule: &Rule) -> Result<rhai::Array, RuleError> {
         call::<rhai::Array>(&self.engine, &rule.ast, &rule.path, "tests", ())
-    }
-}
-
-fn event_map(event: &Event) -> rhai::Map {
-    let mut captures = rhai::Map::new();
-    for (k, v) in &event.captures {
-        captures.insert(k.as_str().into(), v.clone().into());
-    }
-    let mut ev = rhai::Map::new();
-    ev.insert("signature".into(), event.signature.to_string().into());
-    ev.insert("source".into(), event.source.to_string().into());
-    ev.insert("captures".into(), captures.into());
-    ev.insert("text".into(), event.text.clone().into());
-    ev.insert("file".into(), event.file.display().to_string().into());
-    ev.insert("offset".into(), (event.offset as i64).into());
-    ev.insert("time_ms".into(), event.at.into());
-    ev.insert("truncated".into(), event.truncated.into());
-    ev
-}
-
-fn plan_from_dynamic(out: Dynamic) -> Result<PlanSpec, String> {
-    let type_name = out.type_name().to_string();
-    let map = out.try_cast::<rhai::Map>().ok_or_else(|| format!("a {type_name}; expected a plan map or ()"))?;
-    for key in map.keys() {
-        if !["summary", "risk", "steps", "benign"].contains(&key.as_str()) {
-            return Err(format!("a plan with unknown key `{key}` (expected summary, risk, steps, benign)"));
-        }
-    }
-    let summary = map
-        .get("summary")
-        .cloned()
-        .ok_or("a plan without `summary`")?
-        .into_string()
-        .map_err(|t| format!("a plan whose summary is a {t}"))?;
-    let risk = match map.get("risk") {
-        None => Risk::Safe,
-        Some(d) => Risk::parse(&d.clone().into_string().map_err(|t| format!("a plan whose risk is a {t}"))?)?,
-    };
-    let benign = match map.get("benign") {
-        None => false,
-        Some(d) => d.as_bool().map_err(|t| format!("a plan whose benign is a {t}"))?,
-    };
-    let steps = match map.get("steps") {
-        None => Vec::new(),
-        Some(d) => d
-            .clone()
-            .into_array()
-            .map_err(|t| format!("a plan whose steps is a {t}"))?
-            .into_iter()
-            .map(|s| {
-                let t = s.type_name().to_string();
-                s.try_cast::<StepSpec>().ok_or_else(|| {
-                    format!("a step that is a {t}; build steps with hosts_entry(), service_restart(), …")
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    Ok(PlanSpec { summary, risk, benign, steps })
-}
-
-fn toml_to_dynamic(value: &toml::Value) -> Dynamic {
-    match value {
-        toml::Value::String(s) => s.clone().into(),
-        toml::Value::Integer(i) => (*i).into(),
-        toml::Value::Float(f) => (*f).into(),
-        toml::Value::Boolean(b) => (*b).into(),
-        toml::Value::Datetime(d) => d.to_string().into(),
-        toml::Value::Array(a) => a.iter().map(toml_to_dynamic).collect::<rhai::Array>().into(),
-        toml::Value::Table(t) => {
-            t.iter().map(|(k, v)| (k.as_str().into(), toml_to_dynamic(v))).collect::<rhai::Map>().into()
-        }
     }
 }
