@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::db::MariaDb;
 use common::zk::{Zk, ZooKeeper};
 use common::{Host, Options};
-use pipemedic::actions::canal::CanalCursor;
+use pipemedic::clients::canal::CanalCursor;
 
 const CURSOR_A: &str = "/otter/canal/destinations/ix_a/1001/cursor";
 const CURSOR_B: &str = "/otter/canal/destinations/ix_b/1001/cursor";
@@ -544,7 +544,7 @@ fn ha_another_agents_hold_stops_canal_here_and_refuses_a_second_writer() {
 fn ha_claims_lapse_are_replaced_and_are_released_only_by_their_own_approval() {
     use pipemedic::cluster::canal::{claim, release, Claim, CLAIM};
     let server = ZooKeeper::start();
-    let zk = pipemedic::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
+    let zk = pipemedic::clients::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
         connect: server.connect_string(),
         session_timeout_secs: 4,
     })

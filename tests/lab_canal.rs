@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::lab::{duplicates, flows, heartbeats, marker, Lab, ShowAudit, FLOW, HEAL, MONITOR_LOG, SOURCES};
-use pipemedic::actions::canal::CanalCursor;
+use pipemedic::clients::canal::CanalCursor;
 
 const RULE: &str = "n3_n4_n6_binlog_position";
 const CANAL_LOG: &str = "canal/logs/canal/canal.log";

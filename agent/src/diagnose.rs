@@ -164,7 +164,7 @@ fn live_checks(config: &Config, out: &mut String) {
         let _ = writeln!(out, "  service {name}: {state}");
     }
     if let Some(zk) = &config.zookeeper {
-        match crate::zk::Session::connect(zk) {
+        match crate::clients::zk::Session::connect(zk) {
             Err(e) => {
                 let _ = writeln!(out, "  ZooKeeper: {e}");
             }
@@ -187,7 +187,7 @@ fn live_checks(config: &Config, out: &mut String) {
                     }
                 }
                 if let Some(canal) = &config.canal {
-                    match crate::actions::canal::read_destinations(&session, canal) {
+                    match crate::clients::canal::read_destinations(&session, canal) {
                         Err(e) => {
                             let _ = writeln!(out, "  N1  canal destinations: {e}");
                         }

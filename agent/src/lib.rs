@@ -6,12 +6,15 @@
 //! [`rules`] (events → plans, in Rhai) → [`plan`] (plans and policy) →
 //! [`actions`] (the only code that changes the world) → [`audit`].
 //! [`pipeline`] strings them together for one record; [`daemon`] runs it
-//! over live files, [`replay`] over old ones.
+//! over live files, [`replay`] over old ones. [`clients`] read the
+//! pipeline's systems (ZooKeeper, the canal model in it); [`cli`] holds the
+//! commands, one file each.
 
 pub mod actions;
 pub mod approval;
 pub mod audit;
 pub mod cli;
+pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
@@ -31,4 +34,3 @@ pub mod sources;
 pub mod state;
 pub mod system;
 pub mod types;
-pub mod zk;

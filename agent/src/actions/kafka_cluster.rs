@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use zookeeper_client as zk;
 
 use super::{ActionError, Preview};
+use crate::clients::zk::Session;
 use crate::cluster::{self, ids, Snapshot, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
 use crate::config::{Config, KafkaClusterConfig};
-use crate::zk::Session;
 
 /// How often a waiting coordinator looks at ZooKeeper again.
 const POLL: Duration = Duration::from_secs(1);
@@ -191,7 +191,7 @@ async fn take_turn(
     let turn = Turn { broker, sequence: sequence.to_string(), order: order.to_vec(), coordinator: host.to_string() };
     let data = serde_json::to_vec(&turn).map_err(|e| e.to_string())?;
     // Ephemeral: the turn goes with this session if this agent dies.
-    crate::zk::put(client, TURN, &data, zk::CreateMode::Ephemeral)
+    crate::clients::zk::put(client, TURN, &data, zk::CreateMode::Ephemeral)
         .await
         .map_err(|e| format!("writing {TURN} for broker {broker}: {e}"))?;
     let started = Instant::now();
@@ -238,6 +238,6 @@ async fn read(client: &zk::Client) -> Result<Snapshot, String> {
 /// The broker's agent's report for this sequence, if it made one.
 async fn report(client: &zk::Client, broker: i32, sequence: &str) -> Result<Option<Started>, String> {
     let path = format!("{STARTED}/{broker}");
-    let node = crate::zk::get(client, &path).await.map_err(|e| format!("reading {path}: {e}"))?;
+    let node = crate::clients::zk::get(client, &path).await.map_err(|e| format!("reading {path}: {e}"))?;
     Ok(node.and_then(|n| serde_json::from_slice::<Started>(&n.data).ok()).filter(|s| s.sequence == sequence))
 }

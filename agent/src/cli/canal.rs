@@ -3,13 +3,13 @@
 use super::*;
 
 pub(super) fn canal_status(path: &Path) -> anyhow::Result<ExitCode> {
-    use crate::actions::canal::read_destinations;
     use crate::actions::mysql::list_binlogs;
+    use crate::clients::canal::read_destinations;
     let config = Config::load(path)?;
     let canal = config.canal.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [canal] section", path.display()))?;
     let zk_config =
         config.zookeeper.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [zookeeper] section", path.display()))?;
-    let zk = crate::zk::Session::connect(zk_config).map_err(|e| anyhow::anyhow!(e))?;
+    let zk = crate::clients::zk::Session::connect(zk_config).map_err(|e| anyhow::anyhow!(e))?;
     for d in read_destinations(&zk, canal).map_err(|e| anyhow::anyhow!(e))? {
         println!("destination {}", d.name);
         println!("  running:  {}", d.running.as_deref().unwrap_or("nobody (no canal server holds it)"));

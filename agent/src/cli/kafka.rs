@@ -11,7 +11,8 @@ pub(super) fn kafka_leaders(path: &Path, topic: Option<&str>) -> anyhow::Result<
         Err(e) => {
             let zk_config =
                 config.zookeeper.as_ref().ok_or_else(|| anyhow::anyhow!("{e}; and no [zookeeper] to fall back to"))?;
-            let zk = crate::zk::Session::connect(zk_config).map_err(|z| anyhow::anyhow!("{e}; ZooKeeper: {z}"))?;
+            let zk =
+                crate::clients::zk::Session::connect(zk_config).map_err(|z| anyhow::anyhow!("{e}; ZooKeeper: {z}"))?;
             let rows = leaders_from_zookeeper(&zk, kafka, topic).map_err(|z| anyhow::anyhow!("{e}; ZooKeeper: {z}"))?;
             (rows, format!("ZooKeeper's partition state ({e})"))
         }

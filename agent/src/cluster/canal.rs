@@ -34,10 +34,10 @@ use zookeeper_client as zk;
 
 use crate::actions::service;
 use crate::audit::{now_rfc3339, Audit, Lifecycle};
+use crate::clients::zk::Session;
 use crate::config::Config;
 use crate::plan::ServiceOp;
 use crate::types::Name;
-use crate::zk::Session;
 
 pub const CLAIM: &str = "/pipemedic/canal/claim";
 pub const MEMBERS: &str = "/pipemedic/canal/members";
@@ -69,14 +69,14 @@ pub fn claim(zk: &Session, mine: &Claim, now: i64) -> Result<Option<Claim>, Stri
     let client = zk.client();
     zk.block_on(async {
         loop {
-            crate::zk::parents(&client, CLAIM).await?;
+            crate::clients::zk::parents(&client, CLAIM).await?;
             let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
             match client.create(CLAIM, &data, &persistent).await {
                 Ok(_) => return Ok(None),
                 Err(zk::Error::NodeExists) => {}
                 Err(e) => return Err(e),
             }
-            let Some(node) = crate::zk::get(&client, CLAIM).await? else { continue };
+            let Some(node) = crate::clients::zk::get(&client, CLAIM).await? else { continue };
             match serde_json::from_slice::<Claim>(&node.data) {
                 Ok(c) if c.host != mine.host && c.expires > now => return Ok(Some(c)),
                 Ok(_) => {}
@@ -128,7 +128,7 @@ pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, S
         serde_json::to_vec(&HoldData { host: me.to_string(), token: token.clone() }).map_err(|e| e.to_string())?;
     let client = zk.client();
     let created = zk.block_on(async {
-        crate::zk::parents(&client, HOLD).await?;
+        crate::clients::zk::parents(&client, HOLD).await?;
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         client.create(HOLD, &data, &ephemeral).await.map(drop)
     });
@@ -252,7 +252,7 @@ async fn run(config: Arc<Config>, service: Name, audit: Audit) {
     let Some(zk_config) = config.zookeeper.clone() else { return };
     let member = Member { me: config.host_name(), config: config.clone(), service, audit };
     loop {
-        let connected = crate::zk::connect(&zk_config).await;
+        let connected = crate::clients::zk::connect(&zk_config).await;
         let result = match connected {
             Ok(client) => member.serve(&client).await,
             Err(e) => Err(e),
@@ -279,12 +279,12 @@ impl Member {
     /// One session's life: returns when the session fails.
     async fn serve(&self, client: &zk::Client) -> Result<(), zk::Error> {
         let presence = format!("{MEMBERS}/{}", self.me);
-        crate::zk::announce(client, &presence, self.me.as_bytes()).await?;
+        crate::clients::zk::announce(client, &presence, self.me.as_bytes()).await?;
         tracing::info!("canal member: announced at {presence}");
         loop {
             let (stat, watch) = client.check_and_watch_stat(HOLD).await?;
             let hold = match stat {
-                Some(_) => crate::zk::get(client, HOLD).await?.and_then(|n| {
+                Some(_) => crate::clients::zk::get(client, HOLD).await?.and_then(|n| {
                     serde_json::from_slice::<HoldData>(&n.data)
                         .map_err(|e| tracing::warn!("canal member: {HOLD} is not a hold ({e}); ignoring it"))
                         .ok()
@@ -330,7 +330,7 @@ impl Member {
         ));
         if ok {
             let data = serde_json::to_vec(hold).unwrap_or_default();
-            crate::zk::announce(client, &format!("{HELD}/{}", self.me), &data).await?;
+            crate::clients::zk::announce(client, &format!("{HELD}/{}", self.me), &data).await?;
         }
         Ok(())
     }

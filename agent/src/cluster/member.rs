@@ -45,7 +45,7 @@ async fn run(config: Arc<Config>, cluster: KafkaClusterConfig, service: Name, au
     let Some(zk_config) = config.zookeeper.clone() else { return };
     let mut served: Option<String> = None;
     loop {
-        let connected = crate::zk::connect(&zk_config).await;
+        let connected = crate::clients::zk::connect(&zk_config).await;
         let result = match connected {
             Ok(client) => serve(&client, &config, &cluster, &service, &audit, &mut served).await,
             Err(e) => Err(e),
@@ -73,11 +73,11 @@ async fn serve(
 ) -> Result<(), zk::Error> {
     let me = cluster.broker_id;
     let presence = format!("{AGENTS}/{me}");
-    crate::zk::announce(client, &presence, config.host_name().as_bytes()).await?;
+    crate::clients::zk::announce(client, &presence, config.host_name().as_bytes()).await?;
     tracing::info!(broker = me, "kafka member: announced at {presence}");
     loop {
         if client.check_stat(&presence).await?.is_none() {
-            crate::zk::announce(client, &presence, config.host_name().as_bytes()).await?;
+            crate::clients::zk::announce(client, &presence, config.host_name().as_bytes()).await?;
         }
         let (turn_stat, turn_watch) = client.check_and_watch_stat(TURN).await?;
         if turn_stat.is_some() {
@@ -91,7 +91,7 @@ async fn serve(
         }
         let (controller, controller_watch) = client.check_and_watch_stat("/controller").await?;
         if controller.is_some() {
-            if let Some(node) = crate::zk::get(client, "/controller").await? {
+            if let Some(node) = crate::clients::zk::get(client, "/controller").await? {
                 if let Some(id) = controller_id(&node.data) {
                     if let Err(e) = remember_controller(&config.state_dir, id) {
                         tracing::warn!("{e}");
@@ -108,7 +108,7 @@ async fn serve(
 }
 
 async fn read_turn(client: &zk::Client) -> Result<Option<Turn>, zk::Error> {
-    Ok(crate::zk::get(client, TURN).await?.and_then(|node| {
+    Ok(crate::clients::zk::get(client, TURN).await?.and_then(|node| {
         serde_json::from_slice(&node.data)
             .map_err(|e| tracing::warn!("kafka member: {TURN} is not a turn ({e}); ignoring it"))
             .ok()
@@ -143,5 +143,5 @@ async fn take_turn(
         ),
     });
     let report = serde_json::to_vec(&Started { sequence: turn.sequence.clone(), ok, message }).unwrap_or_default();
-    crate::zk::put(client, &format!("{STARTED}/{}", turn.broker), &report, zk::CreateMode::Persistent).await
+    crate::clients::zk::put(client, &format!("{STARTED}/{}", turn.broker), &report, zk::CreateMode::Persistent).await
 }

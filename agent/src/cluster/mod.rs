@@ -162,10 +162,10 @@ pub struct Started {
 /// Reads the snapshot. Async so a lock holder's session stays alive.
 pub async fn snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
     let ids = |names: Vec<String>| names.iter().filter_map(|n| n.parse().ok()).collect::<BTreeSet<i32>>();
-    let registered = ids(crate::zk::children(client, "/brokers/ids").await?);
-    let agents = ids(crate::zk::children(client, AGENTS).await?);
+    let registered = ids(crate::clients::zk::children(client, "/brokers/ids").await?);
+    let agents = ids(crate::clients::zk::children(client, AGENTS).await?);
     let partitions = zookeeper_partitions(client, |t| !t.starts_with("__")).await?;
-    let controller = crate::zk::get(client, "/controller").await?.and_then(|n| controller_id(&n.data));
+    let controller = crate::clients::zk::get(client, "/controller").await?.and_then(|n| controller_id(&n.data));
     Ok(Snapshot { registered, partitions, controller, agents })
 }
 

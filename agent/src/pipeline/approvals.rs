@@ -171,7 +171,11 @@ impl Pipeline {
     fn claim_canal(&self, a: &Approval) -> Result<Option<crate::cluster::canal::Claim>, String> {
         let zk = self.config.zookeeper.as_ref().ok_or("no [zookeeper] section")?;
         let mine = crate::cluster::canal::Claim { host: self.host.clone(), approval: a.id.clone(), expires: a.expires };
-        crate::cluster::canal::claim(&crate::zk::Session::connect(zk)?, &mine, chrono::Utc::now().timestamp_millis())
+        crate::cluster::canal::claim(
+            &crate::clients::zk::Session::connect(zk)?,
+            &mine,
+            chrono::Utc::now().timestamp_millis(),
+        )
     }
 
     /// `a` was answered, expired or superseded: its claim goes.
@@ -180,7 +184,7 @@ impl Pipeline {
             return;
         }
         let Some(zk) = self.config.zookeeper.as_ref() else { return };
-        let released = crate::zk::Session::connect(zk).and_then(|s| crate::cluster::canal::release(&s, &a.id));
+        let released = crate::clients::zk::Session::connect(zk).and_then(|s| crate::cluster::canal::release(&s, &a.id));
         if let Err(e) = released {
             tracing::error!(approval = %a.id, "releasing the claim on canal's cursors: {e}; it lapses at the approval's expiry");
         }

@@ -11,8 +11,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
+use crate::clients::zk::Session;
 use crate::config::KafkaConfig;
-use crate::zk::Session;
 
 /// One partition's leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,8 +99,8 @@ pub async fn zookeeper_partitions(
     client: &zookeeper_client::Client,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<PartitionLeader>, zookeeper_client::Error> {
-    use crate::zk::{children, get};
-    let json = |node: Option<crate::zk::Node>| {
+    use crate::clients::zk::{children, get};
+    let json = |node: Option<crate::clients::zk::Node>| {
         node.and_then(|n| serde_json::from_slice::<Value>(&n.data).ok()).unwrap_or(Value::Null)
     };
     let ints = |v: &Value| -> Vec<i32> {

@@ -202,7 +202,7 @@ pub fn signature_specs(s: &StallConfig) -> Vec<SignatureSpec> {
 pub fn broker_registration(config: &crate::config::Config) -> Option<Registration> {
     let zk = config.zookeeper.as_ref()?;
     let configured = crate::cluster::configured_brokers(config);
-    Some(crate::zk::Session::connect(zk).and_then(|s| {
+    Some(crate::clients::zk::Session::connect(zk).and_then(|s| {
         let snap = s.block_on(crate::cluster::snapshot(&s.client())).map_err(|e| e.to_string())?;
         Ok((snap.registered.clone(), snap.expected(configured)))
     }))

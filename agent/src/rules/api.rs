@@ -95,7 +95,7 @@ impl RuleContext {
             return answer.clone();
         }
         let Some(zk) = self.config.as_ref().and_then(|c| c.zookeeper.clone()) else { return String::new() };
-        let node = crate::zk::Session::connect(&zk).and_then(|s| s.get(&format!("/brokers/ids/{id}")));
+        let node = crate::clients::zk::Session::connect(&zk).and_then(|s| s.get(&format!("/brokers/ids/{id}")));
         match node {
             Ok(Some(n)) => crate::types::shown(&String::from_utf8_lossy(&n.data)),
             Ok(None) => String::new(),
