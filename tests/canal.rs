@@ -149,7 +149,7 @@ fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
     // A's binlog is still there: its cursor is kept. B's is gone: its cursor
     // starts B's oldest binlog.
     let binlogs = |name: &str, port: u16| {
-        pipemedic::actions::mysql::list_binlogs(
+        pipemedic::clients::mysql::list_binlogs(
             name,
             &pipemedic::config::MysqlSource {
                 host: "127.0.0.1".into(),

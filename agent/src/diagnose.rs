@@ -207,7 +207,7 @@ fn live_checks(config: &Config, out: &mut String) {
         }
     }
     if let Some(k) = &config.kafka {
-        match crate::probes::kafka::leaders(k, None) {
+        match crate::clients::kafka::leaders(k, None) {
             Err(e) => {
                 let _ = writeln!(out, "  T1  Kafka leaders: {e}");
             }
@@ -222,7 +222,7 @@ fn live_checks(config: &Config, out: &mut String) {
             }
         }
         if let Some(group) = &k.group {
-            match crate::probes::kafka::lag(k, group, None) {
+            match crate::clients::kafka::lag(k, group, None) {
                 Err(e) => {
                     let _ = writeln!(out, "  T2  lag of {group}: {e}");
                 }

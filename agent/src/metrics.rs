@@ -12,8 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::clients::kafka;
 use crate::config::KafkaConfig;
-use crate::probes::kafka;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::mysql::{list_binlogs, Binlog};
 use super::{ActionError, Guard, Preview};
 use crate::approval::human_time;
 use crate::clients::canal::{fallback_secs, read_destinations, read_state, CanalCursor, DestinationState};
+use crate::clients::mysql::{list_binlogs, Binlog};
 use crate::clients::zk::{Node, Session};
 use crate::config::{CanalConfig, Config};
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{ActionError, Preview};
+use crate::clients::kafka::lag;
 use crate::config::{Config, KafkaConfig};
-use crate::probes::kafka::lag;
 
 fn kafka<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaConfig, String), ActionError> {
     let k = config.kafka.as_ref().ok_or_else(|| ActionError::new(doing, "no [kafka] section"))?;

@@ -7,7 +7,6 @@ pub mod canal;
 pub mod hosts;
 pub mod kafka;
 pub mod kafka_cluster;
-pub mod mysql;
 pub mod notify;
 pub mod postgres;
 pub mod probe;

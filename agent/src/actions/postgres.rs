@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-use super::mysql::{find_column, map_column, PgColumn};
 use super::{ActionError, Preview};
+use crate::clients::mysql::{find_column, map_column, PgColumn};
 use crate::config::{Config, PostgresTarget};
 use crate::types::SqlIdent;
 

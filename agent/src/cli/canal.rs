@@ -3,8 +3,8 @@
 use super::*;
 
 pub(super) fn canal_status(path: &Path) -> anyhow::Result<ExitCode> {
-    use crate::actions::mysql::list_binlogs;
     use crate::clients::canal::read_destinations;
+    use crate::clients::mysql::list_binlogs;
     let config = Config::load(path)?;
     let canal = config.canal.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [canal] section", path.display()))?;
     let zk_config =

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn kafka_leaders(path: &Path, topic: Option<&str>) -> anyhow::Result<ExitCode> {
-    use crate::probes::kafka::{leaders, leaders_from_zookeeper};
+    use crate::clients::kafka::{leaders, leaders_from_zookeeper};
     let config = Config::load(path)?;
     let kafka = config.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [kafka] section", path.display()))?;
     let (rows, from) = match leaders(kafka, topic) {
@@ -36,7 +36,7 @@ pub(super) fn kafka_lag(path: &Path, group: Option<&str>, topic: Option<&str>) -
     let config = Config::load(path)?;
     let kafka = config.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [kafka] section", path.display()))?;
     let group = group.or(kafka.group.as_deref()).ok_or_else(|| anyhow::anyhow!("no --group and no [kafka] group"))?;
-    let rows = crate::probes::kafka::lag(kafka, group, topic).map_err(|e| anyhow::anyhow!(e))?;
+    let rows = crate::clients::kafka::lag(kafka, group, topic).map_err(|e| anyhow::anyhow!(e))?;
     println!("{:<12} {:<32} {:>5} {:>14} {:>14} {:>10}", "Group", "Topic", "Pid", "Offset", "logSize", "Lag");
     for r in &rows {
         let offset = r.committed.map_or("none".to_string(), |o| o.to_string());

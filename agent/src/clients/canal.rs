@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use crate::actions::mysql::Binlog;
 use crate::approval::human_time;
+use crate::clients::mysql::Binlog;
 use crate::clients::zk::{Node, Session};
 use crate::config::CanalConfig;
 

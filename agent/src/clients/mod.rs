@@ -1,5 +1,8 @@
-//! Read-only clients of the pipeline's systems: ZooKeeper, and the canal
-//! model kept in it. What changes those systems is in `actions`.
+//! Read-only clients of the pipeline's systems: ZooKeeper and the canal
+//! model kept in it, Kafka's metadata and offsets, the MySQL sources'
+//! binlogs and columns. What changes those systems is in `actions`.
 
 pub mod canal;
+pub mod kafka;
+pub mod mysql;
 pub mod zk;

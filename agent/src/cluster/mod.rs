@@ -40,7 +40,7 @@ use std::path::Path;
 use serde_json::Value;
 use zookeeper_client as zk;
 
-use crate::probes::kafka::{zookeeper_partitions, PartitionLeader};
+use crate::clients::kafka::{zookeeper_partitions, PartitionLeader};
 
 pub const AGENTS: &str = "/pipemedic/kafka/agents";
 pub const LOCK_DIR: &str = "/pipemedic/kafka/lock";

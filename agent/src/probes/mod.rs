@@ -2,7 +2,6 @@
 //! the pseudo-source `probe` (see [`crate::rules::PROBES`]).
 
 pub mod heartbeat;
-pub mod kafka;
 pub mod stall;
 
 use std::collections::BTreeMap;

@@ -54,7 +54,7 @@ impl RuleContext {
         }
         let Some(k) = &self.kafka else { return -1 };
         let Some(group) = &k.group else { return -1 };
-        match crate::probes::kafka::lag(k, group, None) {
+        match crate::clients::kafka::lag(k, group, None) {
             Ok(rows) => rows.iter().map(|r| r.lag).sum(),
             Err(e) => {
                 tracing::warn!("a rule asked for Kafka's lag: {e}");

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use super::ActionError;
+use crate::actions::ActionError;
 use crate::config::{Config, MysqlSource};
 use crate::types::SqlIdent;
 
