@@ -46,3 +46,23 @@ fn sigterm_stops_the_agent_with_a_backlog_left_to_read() {
     let stopped = host.audit_of_kind("stopped");
     assert_eq!(stopped.len(), 1);
 }
+
+/// The daemon owns its threads: on SIGTERM the mail sender, the approval
+/// endpoint and the Kafka metrics collector stop on the one shutdown signal
+/// and are joined (none is left running), and the approval port is free. A
+/// Kafka question in flight ends within its timeout (1 s here; the daemon
+/// waits 5 s for its threads before it exits without them).
+#[test]
+fn sigterm_stops_and_joins_every_background_thread() {
+    let extra =
+        "\n[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\ntimeout_secs = 1\n\n[metrics]\nkafka_interval_secs = 5\n"
+            .to_string();
+    let mut host = Host::new(Options { approvers: vec!["dba@example.com"], extra, ..Options::default() });
+    host.start_agent();
+    let listen = host.http.unwrap();
+    host.stop_agent();
+    let stderr = host.stderr();
+    assert!(!stderr.contains("still running"), "a background thread was not joined:\n{stderr}");
+    assert_eq!(host.audit_of_kind("stopped").len(), 1);
+    std::net::TcpListener::bind(listen).expect("the approval port is free once the agent stopped");
+}

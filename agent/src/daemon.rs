@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::pipeline::{Approvals, Clock, Decision, Pipeline};
 use crate::report::{digest_due, Report, StatusFile, DIGEST_WINDOW};
 use crate::rules::RuleSet;
+use crate::runtime::Background;
 use crate::sources::{Assembly, Budget, Checkpoints, Follower, Record, StartAt};
 use crate::state::{read_json, write_json_atomic};
 
@@ -60,6 +61,9 @@ const PASS_BUDGET: Budget = Budget { bytes: 1 << 20, time: Duration::from_millis
 const JOURNAL_TAIL: u64 = 8 << 20;
 /// How often `status.json` is written for `pipemedic status`.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// How long a stopping daemon waits for its background threads (a Kafka
+/// metadata call or an SMTP exchange in flight) before it exits without them.
+const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 
 /// A configured, not yet running daemon.
 pub struct Daemon {
@@ -70,6 +74,9 @@ pub struct Daemon {
     wake_rx: Receiver<Wake>,
     /// The approval endpoint to start, if approvals are configured.
     web: Option<(std::net::SocketAddr, Signer)>,
+    /// The threads beside the worker (mail, HTTP, Kafka metrics, the
+    /// cluster members): stopped and joined when the daemon stops.
+    background: Background,
     /// This daemon's hold on its state directory.
     _lock: crate::state::StateLock,
 }
@@ -110,8 +117,9 @@ impl Daemon {
         }
         let mut pipeline = Pipeline::new(config.clone(), rules, audit.clone(), Clock::Live, config.dry_run)?;
         let mut web = None;
+        let mut background = Background::default();
         if let Some(mail) = &config.mail {
-            let outbox = Outbox::start(mail, &config.state_dir, audit.clone());
+            let outbox = Outbox::start(&mut background, mail, &config.state_dir, audit.clone());
             let approvals = match &config.approval {
                 Some(a) => {
                     let signer = Signer::load_or_create(&config.state_dir)?;
@@ -123,8 +131,8 @@ impl Daemon {
             };
             pipeline = pipeline.with_mail(config.host_name(), outbox, approvals);
         }
-        crate::cluster::member::spawn(config.clone(), pipeline.audit().clone());
-        crate::cluster::canal::spawn_member(config.clone(), pipeline.audit().clone());
+        crate::cluster::member::spawn(&mut background, config.clone(), pipeline.audit().clone());
+        crate::cluster::canal::spawn_member(&mut background, config.clone(), pipeline.audit().clone());
         let followers = config
             .sources
             .iter()
@@ -139,7 +147,7 @@ impl Daemon {
             })
             .collect();
         let (wake_tx, wake_rx) = mpsc::channel();
-        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx, web, _lock: lock })
+        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx, web, background, _lock: lock })
     }
 
     /// A handle that stops the daemon when sent [`Wake::Shutdown`].
@@ -175,6 +183,7 @@ impl Daemon {
         if let Some((listen, signer)) = self.web.take() {
             let submit_tx = self.wake_tx.clone();
             crate::approval::web::spawn(
+                &mut self.background,
                 listen,
                 WebState {
                     state_dir: self.config.state_dir.clone(),
@@ -190,11 +199,11 @@ impl Daemon {
         }
         let metrics_config = self.config.metrics.clone().unwrap_or_default();
         if let Some(listen) = metrics_config.listen {
-            crate::approval::web::spawn_metrics(listen, self.pipeline.metrics().clone());
+            crate::approval::web::spawn_metrics(&mut self.background, listen, self.pipeline.metrics().clone());
         }
         if let Some(kafka) = &self.config.kafka {
             let every = Duration::from_secs(metrics_config.kafka_interval_secs.max(5));
-            self.pipeline.metrics().spawn_kafka_collector(kafka.clone(), every);
+            self.pipeline.metrics().spawn_kafka_collector(&mut self.background, kafka.clone(), every);
         }
 
         let checkpoints = match Checkpoints::load(&self.config.state_dir) {
@@ -342,6 +351,7 @@ impl Daemon {
             }
         }
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
+        std::mem::take(&mut self.background).stop(BACKGROUND_STOP);
         self.pipeline.flush_summaries(true);
         self.write_status(started);
         self.pipeline.audit().write(&Lifecycle {

@@ -169,19 +169,26 @@ impl Metrics {
     }
 
     /// Asks Kafka for the group's lag and the partitions' leaders every
-    /// `every`, on its own thread (a slow cluster never holds up the worker).
-    pub fn spawn_kafka_collector(&self, config: KafkaConfig, every: Duration) {
+    /// `every`, on its own thread (a slow cluster never holds up the worker),
+    /// until the shutdown.
+    pub fn spawn_kafka_collector(
+        &self,
+        background: &mut crate::runtime::Background,
+        config: KafkaConfig,
+        every: Duration,
+    ) {
         let metrics = self.clone();
-        let spawned = std::thread::Builder::new().name("kafka-metrics".into()).spawn(move || loop {
-            metrics.collect_kafka(&config);
-            std::thread::sleep(every);
+        background.spawn("kafka-metrics", move |shutdown| loop {
+            metrics.collect_kafka(&config, &shutdown);
+            if shutdown.sleep(every) {
+                return;
+            }
         });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the Kafka metrics thread: {e}");
-        }
     }
 
-    fn collect_kafka(&self, config: &KafkaConfig) {
+    /// One round of Kafka questions; a shutdown between two of them ends
+    /// the round (each is bounded by `[kafka] timeout_secs`).
+    fn collect_kafka(&self, config: &KafkaConfig, shutdown: &crate::runtime::Shutdown) {
         let partition = |topic: &str, p: i32| vec![("topic", topic.to_string()), ("partition", p.to_string())];
         let mut up = true;
         match kafka::leaders(config, None) {
@@ -194,6 +201,9 @@ impl Metrics {
                 up = false;
                 tracing::debug!("metrics: Kafka leaders: {e}");
             }
+        }
+        if shutdown.is_set() {
+            return;
         }
         if let Some(group) = &config.group {
             match kafka::lag(config, group, None) {

@@ -67,17 +67,26 @@ struct MailEntry<'a> {
 }
 
 impl Outbox {
-    /// Starts the sender thread for `config`'s relay.
-    pub fn start(config: &MailConfig, state_dir: &Path, audit: Audit) -> Outbox {
+    /// Starts the sender thread for `config`'s relay; it stops with the
+    /// daemon's shutdown (what is queued stays on disk for the next start).
+    pub fn start(
+        background: &mut crate::runtime::Background,
+        config: &MailConfig,
+        state_dir: &Path,
+        audit: Audit,
+    ) -> Outbox {
         let dir = state_dir.join("outbox");
         let (wake, rx) = mpsc::channel();
         let dedup_file = state_dir.join("notify-dedup.json");
         let dedup = read_json(&dedup_file).ok().flatten().unwrap_or_default();
         let sender = Sender_ { config: config.clone(), dir: dir.clone(), audit: audit.clone() };
-        std::thread::Builder::new()
-            .name("mail".into())
-            .spawn(move || sender.run(rx))
-            .expect("spawning the mail thread");
+        let waker = Mutex::new(wake.clone());
+        background.spawn("mail", move |shutdown| {
+            shutdown.on_trigger(move || {
+                let _ = waker.lock().unwrap_or_else(|e| e.into_inner()).send(());
+            });
+            sender.run(rx, &shutdown)
+        });
         Outbox {
             dir,
             wake,
@@ -150,8 +159,8 @@ struct Sender_ {
 }
 
 impl Sender_ {
-    fn run(self, wake: Receiver<()>) {
-        loop {
+    fn run(self, wake: Receiver<()>, shutdown: &crate::runtime::Shutdown) {
+        while !shutdown.is_set() {
             let now = chrono::Utc::now().timestamp_millis();
             let mut next_due = now + 60_000;
             let mut files: Vec<PathBuf> =

@@ -62,13 +62,17 @@ struct Refusal<'a> {
 }
 
 /// Serves the approval endpoint (and `/metrics`) on its own thread.
-pub fn spawn(listen: SocketAddr, state: WebState) {
-    serve(listen, "approval endpoint", move || router(state.clone()));
+pub fn spawn(background: &mut crate::runtime::Background, listen: SocketAddr, state: WebState) {
+    serve(background, listen, "approval endpoint", move || router(state.clone()));
 }
 
 /// Serves only `/metrics`, for a listener apart from the approval links.
-pub fn spawn_metrics(listen: SocketAddr, metrics: crate::metrics::Metrics) {
-    serve(listen, "metrics endpoint", move || {
+pub fn spawn_metrics(
+    background: &mut crate::runtime::Background,
+    listen: SocketAddr,
+    metrics: crate::metrics::Metrics,
+) {
+    serve(background, listen, "metrics endpoint", move || {
         let m = metrics.clone();
         Router::new().route("/metrics", get(move || async move { exposition(&m) }))
     });
@@ -87,11 +91,16 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// capped, headers and whole connections time out: idle or slow clients
 /// cannot take the agent's file descriptors (the worker needs them to fix
 /// things and to write checkpoints).
-fn serve(listen: SocketAddr, what: &'static str, app: impl Fn() -> Router + Send + 'static) {
+fn serve(
+    background: &mut crate::runtime::Background,
+    listen: SocketAddr,
+    what: &'static str,
+    app: impl Fn() -> Router + Send + 'static,
+) {
     // The first bind happens here, before the daemon says it has started:
     // whoever waits for "started" can connect at once.
     let bound = std::net::TcpListener::bind(listen).and_then(|l| l.set_nonblocking(true).map(|()| l));
-    crate::runtime::spawn_async("http", async move {
+    background.spawn_async("http", async move {
         let mut bound = Some(bound);
         loop {
             let listener = match bound.take() {

@@ -233,7 +233,7 @@ fn write_holding(state_dir: &Path, h: Option<&Holding>) -> Result<(), String> {
 }
 
 /// Starts the member thread if this host's canal takes part in HA.
-pub fn spawn_member(config: Arc<Config>, audit: Audit) {
+pub fn spawn_member(background: &mut crate::runtime::Background, config: Arc<Config>, audit: Audit) {
     let Some(canal) = config.canal.as_ref().filter(|c| c.ha) else { return };
     if config.dry_run || config.zookeeper.is_none() {
         return;
@@ -245,7 +245,7 @@ pub fn spawn_member(config: Arc<Config>, audit: Audit) {
             return;
         }
     };
-    crate::runtime::spawn_async("canal-member", run(config, service, audit));
+    background.spawn_async("canal-member", run(config, service, audit));
 }
 
 async fn run(config: Arc<Config>, service: Name, audit: Audit) {

@@ -26,7 +26,7 @@ const RECHECK: Duration = Duration::from_secs(60);
 const RECONNECT: Duration = Duration::from_secs(5);
 
 /// Starts the member thread if this host takes part in a cluster restart.
-pub fn spawn(config: Arc<Config>, audit: Audit) {
+pub fn spawn(background: &mut crate::runtime::Background, config: Arc<Config>, audit: Audit) {
     let Some(cluster) = config.kafka_cluster().cloned() else { return };
     if config.dry_run || config.zookeeper.is_none() {
         return;
@@ -38,7 +38,7 @@ pub fn spawn(config: Arc<Config>, audit: Audit) {
             return;
         }
     };
-    crate::runtime::spawn_async("kafka-member", run(config, cluster, service, audit));
+    background.spawn_async("kafka-member", run(config, cluster, service, audit));
 }
 
 async fn run(config: Arc<Config>, cluster: KafkaClusterConfig, service: Name, audit: Audit) {
