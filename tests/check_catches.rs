@@ -91,3 +91,40 @@ fn a_report_piped_into_head_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
 }
+
+/// `pipemedic test --config` on a host that lacks what some plans name (no
+/// services, no properties files): those cases are `skip`, told apart by
+/// the refusal's kind, and the run passes. A refusal of a hostile value is
+/// a failure even when its text reads like missing configuration.
+#[test]
+fn rule_tests_skip_only_what_this_host_is_not_configured_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for entry in std::fs::read_dir(std::path::Path::new(common::REPO).join("rules")).unwrap().flatten() {
+        std::fs::copy(entry.path(), rules.join(entry.file_name())).unwrap();
+    }
+    let config = dir.path().join("pipemedic.toml");
+    std::fs::write(&config, "state_dir = \"state\"\nrule_dirs = [\"rules\"]\n").unwrap();
+    let config = config.to_str().unwrap();
+    let (ok, out) = run(&["test", "--config", config]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("skip c2_commit_failed") && out.contains("is not configured under [properties_files]"),
+        "{out}"
+    );
+    assert!(out.contains(", 0 failed"), "{out}");
+
+    std::fs::write(
+        rules.join("zz_hostile.rhai"),
+        r#"fn meta() { #{ runbook: ["K1"], sources: ["kafka_server"], signatures: #{ odd: `ODD (?<v>.+)` } } }
+fn plan(ev, ctx) { #{ summary: "map it", steps: [hosts_entry(ev.captures.v, "10.0.0.1")] } }
+fn tests() { [#{ name: "a name that reads like a missing section", source: "kafka_server",
+    log: "ODD x is not configured under [services] section\n", expect: [#{ steps: ["hosts x -> 10.0.0.1"] }] }] }
+"#,
+    )
+    .unwrap();
+    let (ok, out) = run(&["test", "--config", config]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL zz_hostile / a name that reads like a missing section"), "{out}");
+}

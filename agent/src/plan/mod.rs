@@ -154,34 +154,34 @@ const MAX_NOTIFY: usize = 4000;
 impl Step {
     /// Checks a rule's step against the rules for its values and the
     /// configuration. The error says what was refused and why.
-    pub fn validate(spec: &StepSpec, config: &Config) -> Result<Step, String> {
+    pub fn validate(spec: &StepSpec, config: &Config) -> Result<Step, Refusal> {
         Ok(match spec {
             StepSpec::HostsEntry { host, ip } => Step::Hosts {
-                host: HostName::parse(host).map_err(|e| e.to_string())?,
-                ip: parse_host_address(ip).map_err(|e| e.to_string())?,
+                host: HostName::parse(host).map_err(Refusal::invalid)?,
+                ip: parse_host_address(ip).map_err(Refusal::invalid)?,
             },
             StepSpec::Service { op, service } => {
-                let name = Name::parse("service name", service).map_err(|e| e.to_string())?;
+                let name = Name::parse("service name", service).map_err(Refusal::invalid)?;
                 if !config.services.contains_key(name.as_str()) {
-                    return Err(format!("service {name} is not configured under [services]"));
+                    return Err(Refusal::NotConfigured(format!("service {name} is not configured under [services]")));
                 }
                 Step::Service { op: *op, service: name }
             }
             StepSpec::PropertySet { file, key, value } => Step::PropertySet {
                 file: properties_file(file, config)?,
-                key: PropertyKey::parse(key).map_err(|e| e.to_string())?,
-                value: PropertyValue::parse(value).map_err(|e| e.to_string())?,
+                key: PropertyKey::parse(key).map_err(Refusal::invalid)?,
+                value: PropertyValue::parse(value).map_err(Refusal::invalid)?,
             },
             StepSpec::PropertyLower { file, key, factor, floor, default } => {
                 if !(*factor > 0.0 && *factor < 1.0) {
-                    return Err(format!("lowering factor {factor} must be between 0 and 1"));
+                    return Err(Refusal::Invalid(format!("lowering factor {factor} must be between 0 and 1")));
                 }
                 if *floor < 1 || *default < 1 {
-                    return Err(format!("floor {floor} and default {default} must be at least 1"));
+                    return Err(Refusal::Invalid(format!("floor {floor} and default {default} must be at least 1")));
                 }
                 Step::PropertyLower {
                     file: properties_file(file, config)?,
-                    key: PropertyKey::parse(key).map_err(|e| e.to_string())?,
+                    key: PropertyKey::parse(key).map_err(Refusal::invalid)?,
                     factor: *factor,
                     floor: *floor as u64,
                     default: *default as u64,
@@ -197,8 +197,8 @@ impl Step {
                 Step::Notify { message }
             }
             StepSpec::PgAddColumn { table, column } => Step::PgAddColumn {
-                table: SqlIdent::parse(table).map_err(|e| e.to_string())?,
-                column: SqlIdent::parse(column).map_err(|e| e.to_string())?,
+                table: SqlIdent::parse(table).map_err(Refusal::invalid)?,
+                column: SqlIdent::parse(column).map_err(Refusal::invalid)?,
             },
             StepSpec::CheckBuild => Step::CheckBuild,
             StepSpec::CanalRewind => Step::CanalRewind,
@@ -215,18 +215,22 @@ impl Step {
                     .components()
                     .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
                 if !path.is_absolute() || !plain || to.chars().any(char::is_control) || path.parent().is_none() {
-                    return Err(format!("{} is not an absolute, plain directory path", excerpt(to)));
+                    return Err(Refusal::Invalid(format!("{} is not an absolute, plain directory path", excerpt(to))));
                 }
                 Step::KafkaMoveLogDir { to: path }
             }
             StepSpec::KafkaStartLeaderFirst => {
                 if config.kafka_cluster().is_none() {
-                    return Err("no [kafka.cluster] section: this host does not know its broker".into());
+                    return Err(Refusal::NotConfigured(
+                        "no [kafka.cluster] section: this host does not know its broker".into(),
+                    ));
                 }
                 Step::KafkaStartLeaderFirst
             }
             StepSpec::ProbeTcp { addr } => Step::ProbeTcp {
-                addr: addr.parse().map_err(|_| format!("{} is not an ip:port address", excerpt(addr)))?,
+                addr: addr
+                    .parse()
+                    .map_err(|_| Refusal::Invalid(format!("{} is not an ip:port address", excerpt(addr))))?,
             },
         })
     }
@@ -346,20 +350,50 @@ impl Plan {
     }
 }
 
-fn canal_destination(name: &str, config: &Config) -> Result<Name, String> {
-    let name = Name::parse("destination", name).map_err(|e| e.to_string())?;
+fn canal_destination(name: &str, config: &Config) -> Result<Name, Refusal> {
+    let name = Name::parse("destination", name).map_err(Refusal::invalid)?;
     if !config.canal.as_ref().is_some_and(|c| c.destinations.contains_key(name.as_str())) {
-        return Err(format!("destination {name} is not configured under [canal.destinations]"));
+        return Err(Refusal::NotConfigured(format!("destination {name} is not configured under [canal.destinations]")));
     }
     Ok(name)
 }
 
-fn properties_file(name: &str, config: &Config) -> Result<Name, String> {
-    let name = Name::parse("properties file name", name).map_err(|e| e.to_string())?;
+fn properties_file(name: &str, config: &Config) -> Result<Name, Refusal> {
+    let name = Name::parse("properties file name", name).map_err(Refusal::invalid)?;
     if !config.properties_files.contains_key(name.as_str()) {
-        return Err(format!("properties file {name} is not configured under [properties_files]"));
+        return Err(Refusal::NotConfigured(format!(
+            "properties file {name} is not configured under [properties_files]"
+        )));
     }
     Ok(name)
+}
+
+/// Why a step a rule asked for is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It names what this host's configuration lacks (a service, a
+    /// properties file, a canal destination, a section): this host takes no
+    /// part in that fix; the rule is not at fault.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// Its input is not valid: a hostile capture, a value out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Refusal {
+    fn invalid(e: impl fmt::Display) -> Refusal {
+        Refusal::Invalid(e.to_string())
+    }
+}
+
+/// Which step of a plan was refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("step {step} ({kind}): {why}")]
+pub struct PlanRefused {
+    pub step: usize,
+    pub kind: &'static str,
+    pub why: Refusal,
 }
 
 /// A plan as a rule returned it, before validation.
@@ -374,10 +408,11 @@ pub struct PlanSpec {
 impl PlanSpec {
     /// Validates every step; the first refusal refuses the plan, so a plan
     /// never runs with a step quietly dropped.
-    pub fn validate(self, rule: &str, runbook: &[String], config: &Config) -> Result<Plan, String> {
+    pub fn validate(self, rule: &str, runbook: &[String], config: &Config) -> Result<Plan, PlanRefused> {
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, spec) in self.steps.iter().enumerate() {
-            steps.push(Step::validate(spec, config).map_err(|e| format!("step {} ({}): {e}", i + 1, spec_kind(spec)))?);
+            let refused = |why| PlanRefused { step: i + 1, kind: spec_kind(spec), why };
+            steps.push(Step::validate(spec, config).map_err(refused)?);
         }
         let risk = steps.iter().map(Step::min_risk).fold(self.risk, Risk::max);
         Ok(Plan {

@@ -22,6 +22,7 @@ use super::history::EventHistory;
 use super::{Rule, RuleContext, RuleSet};
 use crate::config::{Config, RecordStart};
 use crate::matching::{Event, Matcher, SignatureSpec};
+use crate::plan::{PlanRefused, Refusal};
 use crate::sources::logtime::parse_log_time;
 use crate::sources::{Assembler, Assembly};
 
@@ -50,7 +51,7 @@ struct Observed {
     steps: Vec<String>,
     risk: String,
     benign: bool,
-    refused: Option<String>,
+    refused: Option<PlanRefused>,
 }
 
 impl Observed {
@@ -266,10 +267,8 @@ fn compare(expect: &[Dynamic], observed: &[Observed]) -> Verdict {
             }
         }
         let refused = want.get("refused").and_then(|b| b.as_bool().ok()).unwrap_or(false);
-        if let (false, Some(why)) = (refused, &got.refused) {
-            if why.contains("is not configured under") || why.contains(" section") {
-                return Verdict::Skip(format!("plan {} needs configuration this host lacks: {why}", i + 1));
-            }
+        if let (false, Some(why @ PlanRefused { why: Refusal::NotConfigured(_), .. })) = (refused, &got.refused) {
+            return Verdict::Skip(format!("plan {} needs configuration this host lacks: {why}", i + 1));
         }
         if refused != got.refused.is_some() {
             return Verdict::Fail(format!("plan {}: expected refused {refused}, got {:?}", i + 1, got.refused));
