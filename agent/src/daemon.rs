@@ -27,7 +27,7 @@ use crate::pipeline::{Approvals, Clock, Decision, Pipeline};
 use crate::report::{digest_due, Report, StatusFile, DIGEST_WINDOW};
 use crate::rules::RuleSet;
 use crate::runtime::Background;
-use crate::sources::{Assembly, Budget, Checkpoints, Follower, Record, StartAt};
+use crate::sources::{Budget, Checkpoints, Follower, Record, StartAt};
 use crate::state::{read_json, write_json_atomic};
 
 /// The day the digest was last sent.
@@ -136,15 +136,7 @@ impl Daemon {
         let followers = config
             .sources
             .iter()
-            .map(|(name, s)| {
-                let assembly = Assembly {
-                    start: s.record_start,
-                    max_bytes: config.limits.max_record_bytes,
-                    max_lines: config.limits.max_record_lines,
-                    interest: pipeline.interest(name),
-                };
-                Follower::new(name, s.path.clone(), assembly)
-            })
+            .map(|(name, s)| Follower::new(name, s.path.clone(), pipeline.assembly(name, s.record_start)))
             .collect();
         let (wake_tx, wake_rx) = mpsc::channel();
         Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx, web, background, _lock: lock })

@@ -18,7 +18,6 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::pipeline::{Clock, Decision, Outcome, Pipeline};
 use crate::rules::RuleSet;
-use crate::sources::{Assembler, Assembly};
 
 /// The runbook's monitoring item for each of the standard source names.
 const WATCHED: &[(&str, &str, &str)] = &[
@@ -71,29 +70,20 @@ pub fn diagnose(config: &Config, tail_bytes: u64) -> anyhow::Result<String> {
             Err(e) => format!("{item}  {what} ({name}): {} — {e}", source.path.display()),
             Ok(tail) => {
                 let (bytes, age) = (tail.bytes, tail.modified.and_then(|t| t.elapsed().ok()));
-                let assembly = Assembly {
-                    start: source.record_start,
-                    max_bytes: config.limits.max_record_bytes,
-                    max_lines: config.limits.max_record_lines,
-                    interest: pipeline.interest(name),
-                };
-                let mut assembler = Assembler::new(name.as_str().into(), source.path.as_path().into(), assembly, 0);
                 let mut seen = 0;
-                let mut emit = |r: crate::sources::Record| {
-                    for o in pipeline.handle(&r) {
-                        if o.decision == Decision::NoPlan {
-                            continue;
-                        }
-                        seen += 1;
-                        let id = o.runbook.first().cloned().unwrap_or_else(|| "--".into());
-                        let f = findings.entry(runbook_key(&id)).or_default();
-                        f.count += 1;
-                        *f.rules.entry(o.rule.clone()).or_default() += 1;
-                        f.last = Some(o);
+                let mut sink = |o: Outcome| {
+                    if o.decision == Decision::NoPlan {
+                        return;
                     }
+                    seen += 1;
+                    let id = o.runbook.first().cloned().unwrap_or_else(|| "--".into());
+                    let f = findings.entry(runbook_key(&id)).or_default();
+                    f.count += 1;
+                    *f.rules.entry(o.rule.clone()).or_default() += 1;
+                    f.last = Some(o);
                 };
-                assembler.push(&bytes, &mut emit);
-                assembler.flush(true, &mut emit);
+                // Reading from memory cannot fail.
+                let _ = pipeline.feed(name, &source.path, source.record_start, &mut &bytes[..], &mut sink);
                 format!(
                     "{item}  {what} ({name}): {}, last written {} ago, {} finding(s) in its last {} KiB",
                     source.path.display(),

@@ -3,7 +3,7 @@
 //! minutes") are counted on the logs' own timestamps.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,6 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::pipeline::{Clock, Outcome, Pipeline};
 use crate::rules::RuleSet;
-use crate::sources::{Assembler, Assembly};
 
 /// How decisions are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,36 +66,20 @@ pub fn replay(
     if !previews {
         pipeline = pipeline.without_previews();
     }
-    let assembly = Assembly {
-        start: record_start,
-        max_bytes: config.limits.max_record_bytes,
-        max_lines: config.limits.max_record_lines,
-        interest: pipeline.interest(source),
-    };
     let mut summary = Summary::default();
     let started = Instant::now();
-    let mut buf = vec![0u8; 1 << 20];
     let mut write_err = None;
     for path in files {
         let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut assembler = Assembler::new(source.into(), path.as_path().into(), assembly.clone(), 0);
-        let mut emit = |r: crate::sources::Record| {
-            for o in pipeline.handle(&r) {
-                summary.decisions += 1;
-                if let Err(e) = print(&o, format, out) {
-                    write_err.get_or_insert(e);
-                }
+        let mut sink = |o: Outcome| {
+            summary.decisions += 1;
+            if let Err(e) = print(&o, format, out) {
+                write_err.get_or_insert(e);
             }
         };
-        loop {
-            let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            summary.bytes += n as u64;
-            assembler.push(&buf[..n], &mut emit);
-        }
-        assembler.flush(true, &mut emit);
+        summary.bytes += pipeline
+            .feed(source, path, record_start, &mut file, &mut sink)
+            .with_context(|| format!("reading {}", path.display()))?;
         if let Some(e) = write_err.take() {
             return Err(e).context("writing decisions");
         }

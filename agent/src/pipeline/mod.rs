@@ -38,6 +38,7 @@ use crate::state::StateError;
 mod approvals;
 mod emit;
 mod execute;
+mod feed;
 mod journal;
 mod outcome;
 mod own_actions;

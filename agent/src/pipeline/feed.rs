@@ -1,0 +1,55 @@
+//! One way to push bytes through the flow: the daemon's followers, `replay`
+//! and `diagnose` assemble records the same way ([`Pipeline::assembly`]) and
+//! hand them to [`Pipeline::handle`]; what differs is only where the
+//! outcomes go.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::*;
+use crate::config::RecordStart;
+use crate::sources::{Assembler, Assembly};
+
+impl Pipeline {
+    /// How records of `source` are assembled for this flow: the
+    /// configuration's limits, and the literals its signatures look for.
+    pub fn assembly(&self, source: &str, start: RecordStart) -> Assembly {
+        Assembly {
+            start,
+            max_bytes: self.config.limits.max_record_bytes,
+            max_lines: self.config.limits.max_record_lines,
+            interest: self.interest(source),
+        }
+    }
+
+    /// Reads `input` (source `source`, file `path`) to its end through record
+    /// assembly and the flow; each outcome goes to `sink`. Returns the bytes
+    /// read.
+    pub fn feed(
+        &mut self,
+        source: &str,
+        path: &Path,
+        start: RecordStart,
+        input: &mut dyn Read,
+        sink: &mut dyn FnMut(Outcome),
+    ) -> std::io::Result<u64> {
+        let mut assembler = Assembler::new(source.into(), path.into(), self.assembly(source, start), 0);
+        let mut emit = |r: Record| {
+            for o in self.handle(&r) {
+                sink(o);
+            }
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0;
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+            assembler.push(&buf[..n], &mut emit);
+        }
+        assembler.flush(true, &mut emit);
+        Ok(read)
+    }
+}
