@@ -142,7 +142,9 @@ impl Lab {
             "canal/logs/ix_trade/ix_trade.log",
             "canal/logs/ix_quote/ix_quote.log",
             "logs/data_monitor/data_monitor_info.log",
+            "logs/data_sync/data_sync_goldoffice_info.log",
             "logs/data_sync/data_sync_goldoffice_error.log",
+            "kafka/1/logs/server.log",
         ] {
             let text = self.read(log);
             let lines: Vec<&str> = text.lines().collect();
