@@ -51,9 +51,6 @@ fn kafka_runbook_on_the_real_pipeline() {
     timed("C7 backlog, heartbeats late: waited for", &c7_backlog_makes_heartbeats_late_and_the_agent_waits);
     timed("K4/C5 whole cluster down, failure to healthy", &k4_c5_whole_cluster_down_starts_leader_first);
     timed("K4 the agent whose turn it is killed, failure to healthy", &|lab| k4_agent_killed_mid_sequence(lab, 2, 2));
-    timed("K4 the next broker's agent killed while the leader settles, failure to healthy", &|lab| {
-        k4_agent_killed_mid_sequence(lab, 1, 3)
-    });
     timed("K1 a broker's own name unresolvable, failure to registered", &k1_own_host_name_mapped_and_broker_registers);
     eprintln!("{}\nKafka scenarios on the lab: {:.0} s", timings.join("\n"), started.elapsed().as_secs_f64());
 }
@@ -381,8 +378,8 @@ fn k4_c5_whole_cluster_down_starts_leader_first(lab: &Lab) {
     for pair in starts.windows(2) {
         let gap = seconds_between(&pair[0], &pair[1]);
         assert!(
-            gap >= 10.0,
-            "the next broker started {gap} s after the previous one, before it was stable for 10 s: {starts:?}"
+            gap >= 5.0,
+            "the next broker started {gap} s after the previous one, before it was stable for 5 s: {starts:?}"
         );
     }
 

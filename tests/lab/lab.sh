@@ -591,7 +591,7 @@ kafka_cluster_config() { # BROKER_ID
 [kafka.cluster]
 broker_id = $1
 brokers = [1, 2, 3]
-settle_secs = 10
+settle_secs = 5
 start_timeout_secs = 120
 lock_wait_secs = 600
 EOF
