@@ -155,13 +155,7 @@ fn t1_falls_back_to_zookeeper(lab: &Lab) {
     for id in 1..=3 {
         lab.run_script(&format!("kafka/{id}/bin/kafka-server-start.sh"));
     }
-    lab.wait("every partition led, with its full ISR", HEAL, || {
-        let (out, err) = pipemedic(lab, &["kafka", "leaders"]);
-        let parts = leaders(&out);
-        err.contains("from the brokers' metadata")
-            && parts.len() == 3
-            && parts.values().all(|(leader, replicas, isr)| leader != "none" && replicas == isr)
-    });
+    lab.wait("every partition led, with its full ISR", HEAL, || full_isr(lab));
     flows(lab, "after the brokers came back");
 }
 

@@ -147,9 +147,8 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         bg.spawn("sleeper", |s| while !s.sleep(Duration::from_secs(3600)) {});
         bg.spawn("channel", move |s| {
-            let tx = Mutex::new(tx);
             s.on_trigger(move || {
-                let _ = tx.lock().unwrap().send(());
+                let _ = tx.send(());
             });
             let _ = rx.recv_timeout(Duration::from_secs(3600));
         });

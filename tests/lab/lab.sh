@@ -257,26 +257,19 @@ prepare_k1_broker() {
     mkdir -p "$LAB/kafka/4"
     grep -v "$K1_NAME" /etc/hosts >"$LAB/kafka/4/hosts"
     kafka_files 4 "" unshare --mount --uts "$here/bin/k1-namespace.sh" "$LAB/kafka/4/hosts" "$K1_NAME"
-    cat >"$LAB/broker4/pipemedic.toml" <<EOF
-# pipemedic on Kafka broker 4's "host" (written by scripts/lab): K1. Its
-# hosts file is the one broker 4 sees as /etc/hosts.
-state_dir = "state"
-dry_run = true
-rule_dirs = ["$repo/rules", "rules.d"]
-playbook_dirs = ["$repo/playbooks", "playbooks.d"]
-hosts_file = "$LAB/kafka/4/hosts"
-host_name = "broker4"
+    agent_dir "$LAB/broker4"
+    {
+        echo "# pipemedic on Kafka broker 4's \"host\" (written by scripts/lab): K1. Its"
+        echo "# hosts file is the one broker 4 sees as /etc/hosts."
+        agent_config_head broker4 "$LAB/kafka/4/hosts"
+        cat <<EOF
 
 [sources.kafka_server]
 path = "$LAB/kafka/4/logs/server.log"
-
-[services.kafka]
-start = ["$LAB/kafka/4/bin/kafka-server-start.sh"]
-stop = ["$LAB/kafka/4/bin/kafka-server-stop.sh"]
-process = { pid_file = "$LAB/kafka/4/kafka.pid" }
-up = { log_file = "$LAB/kafka/4/logs/server.log", log_pattern = "started \\\\(kafka\\\\.server\\\\.KafkaServer\\\\)" }
-stop_timeout_secs = 120
-start_timeout_secs = 180
+EOF
+        kafka_service_config 4
+    } >"$LAB/broker4/pipemedic.toml"
+    cat >>"$LAB/broker4/pipemedic.toml" <<EOF
 
 [zookeeper]
 connect = "127.0.0.1:$ZK_PORT"
@@ -440,6 +433,38 @@ EOF
     "$here/bin/daemon.sh" start "$LAB/heartbeat.pid" /dev/null -- "$LAB/heartbeat.sh" >/dev/null
 }
 
+# An agent's directory: its state (owner only), rule and playbook dirs.
+agent_dir() { # DIR
+    mkdir -p "$1/state" "$1/rules.d" "$1/playbooks.d"
+    chmod 700 "$1/state"
+}
+
+# The top of an agent's pipemedic.toml, after its own comment lines.
+agent_config_head() { # HOST_NAME HOSTS_FILE
+    cat <<EOF
+state_dir = "state"
+dry_run = true
+rule_dirs = ["$repo/rules", "rules.d"]
+playbook_dirs = ["$repo/playbooks", "playbooks.d"]
+hosts_file = "$2"
+host_name = "$1"
+EOF
+}
+
+# Broker ID as its host's agent's `kafka` service.
+kafka_service_config() { # ID
+    cat <<EOF
+
+[services.kafka]
+start = ["$LAB/kafka/$1/bin/kafka-server-start.sh"]
+stop = ["$LAB/kafka/$1/bin/kafka-server-stop.sh"]
+process = { pid_file = "$LAB/kafka/$1/kafka.pid" }
+up = { log_file = "$LAB/kafka/$1/logs/server.log", log_pattern = "started \\\\(kafka\\\\.server\\\\.KafkaServer\\\\)" }
+stop_timeout_secs = 120
+start_timeout_secs = 180
+EOF
+}
+
 # The agent of canal server N's "host": agent/ beside canal server 1 (which
 # also watches the monitor, Kafka broker 1 and data_sync), agentN/ beside
 # canal server N (canal only). With several canal servers they run in HA.
@@ -451,19 +476,15 @@ write_agent_config() { # N
     home=$(canal_home "$n")
     [ "$n" -gt 1 ] && host=lab$n
     [ "${CANAL_SERVERS:-1}" -gt 1 ] && ha=true
-    mkdir -p "$dir/state" "$dir/rules.d" "$dir/playbooks.d"
-    chmod 700 "$dir/state"
+    agent_dir "$dir"
     echo canal >"$dir/mysql.pw"
     chmod 600 "$dir/mysql.pw"
-    cat >"$dir/pipemedic.toml" <<EOF
-# pipemedic on the lab (written by scripts/lab): the lab's logs, services and
-# sources. dry_run: it shows what it would do and changes nothing.
-state_dir = "state"
-dry_run = true
-rule_dirs = ["$repo/rules", "rules.d"]
-playbook_dirs = ["$repo/playbooks", "playbooks.d"]
-hosts_file = "$LAB/hosts"
-host_name = "$host"
+    {
+        echo "# pipemedic on the lab (written by scripts/lab): the lab's logs, services and"
+        echo "# sources. dry_run: it shows what it would do and changes nothing."
+        agent_config_head "$host" "$LAB/hosts"
+    } >"$dir/pipemedic.toml"
+    cat >>"$dir/pipemedic.toml" <<EOF
 
 [sources.canal]
 path = "$home/logs/canal/canal.log"
@@ -499,15 +520,8 @@ stale_pid_file = "$home/bin/canal.pid"
 stop_timeout_secs = 120
 start_timeout_secs = 180
 EOF
+    [ "$n" -eq 1 ] && kafka_service_config 1 >>"$dir/pipemedic.toml"
     [ "$n" -eq 1 ] && cat >>"$dir/pipemedic.toml" <<EOF
-
-[services.kafka]
-start = ["$LAB/kafka/1/bin/kafka-server-start.sh"]
-stop = ["$LAB/kafka/1/bin/kafka-server-stop.sh"]
-process = { pid_file = "$LAB/kafka/1/kafka.pid" }
-up = { log_file = "$LAB/kafka/1/logs/server.log", log_pattern = "started \\\\(kafka\\\\.server\\\\.KafkaServer\\\\)" }
-stop_timeout_secs = 120
-start_timeout_secs = 180
 
 [services.consumer]
 start = ["$LAB/data_sync/start.sh"]
@@ -601,29 +615,20 @@ EOF
 # its broker's logs and scripts, in the leader-first restart with the others.
 write_broker_agent_config() { # N
     local n=$1 dir=$LAB/broker$1
-    mkdir -p "$dir/state" "$dir/rules.d" "$dir/playbooks.d"
-    chmod 700 "$dir/state"
-    cat >"$dir/pipemedic.toml" <<EOF
-# pipemedic on Kafka broker $n's "host" (written by scripts/lab).
-state_dir = "state"
-dry_run = true
-rule_dirs = ["$repo/rules", "rules.d"]
-playbook_dirs = ["$repo/playbooks", "playbooks.d"]
-hosts_file = "$LAB/hosts"
-host_name = "broker$n"
+    agent_dir "$dir"
+    {
+        echo "# pipemedic on Kafka broker $n's \"host\" (written by scripts/lab)."
+        agent_config_head "broker$n" "$LAB/hosts"
+        cat <<EOF
 
 [sources.kafka_server]
 path = "$LAB/kafka/$n/logs/server.log"
 [sources.kafka_controller]
 path = "$LAB/kafka/$n/logs/controller.log"
-
-[services.kafka]
-start = ["$LAB/kafka/$n/bin/kafka-server-start.sh"]
-stop = ["$LAB/kafka/$n/bin/kafka-server-stop.sh"]
-process = { pid_file = "$LAB/kafka/$n/kafka.pid" }
-up = { log_file = "$LAB/kafka/$n/logs/server.log", log_pattern = "started \\\\(kafka\\\\.server\\\\.KafkaServer\\\\)" }
-stop_timeout_secs = 120
-start_timeout_secs = 180
+EOF
+        kafka_service_config "$n"
+    } >"$dir/pipemedic.toml"
+    cat >>"$dir/pipemedic.toml" <<EOF
 
 [properties_files]
 kafka_server = "$LAB/kafka/$n/config/server.properties"
@@ -731,8 +736,6 @@ up() {
     cp /etc/hosts "$LAB/hosts"
     for n in $(seq 1 "$servers"); do write_agent_config "$n"; done
     for n in 2 3; do write_broker_agent_config "$n"; done
-    mkdir -p "$LAB/broker4/state" "$LAB/broker4/rules.d" "$LAB/broker4/playbooks.d"
-    chmod 700 "$LAB/broker4/state"
     prepare_k1_broker
     $agent && start_agent
     echo "UP_SECS=$(($(date +%s) - t0))" >>"$LAB/lab.env"

@@ -41,6 +41,12 @@ pub fn running_pids(svc: &ServiceConfig) -> Vec<u32> {
     }
 }
 
+/// The pid files a service's scripts keep: its process's, and the one its
+/// start script refuses to start over.
+fn pid_files(svc: &ServiceConfig) -> impl Iterator<Item = &std::path::PathBuf> {
+    [&svc.process.pid_file, &svc.stale_pid_file].into_iter().flatten()
+}
+
 /// What a service's process table and pid file say about it: `running`;
 /// `stopped` (no process, and the pid file its stop script removes is gone:
 /// stopped on purpose, canal's `bin/stop.sh` does this); `died` (no process,
@@ -50,7 +56,7 @@ pub fn state(svc: &ServiceConfig) -> &'static str {
     if !running_pids(svc).is_empty() {
         return "running";
     }
-    let pid_files: Vec<_> = [&svc.process.pid_file, &svc.stale_pid_file].into_iter().flatten().collect();
+    let pid_files: Vec<_> = pid_files(svc).collect();
     match pid_files.is_empty() {
         true => "down",
         false if pid_files.iter().any(|p| p.exists()) => "died",
@@ -188,7 +194,7 @@ fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Act
     // After a crash the pid file stays and some start scripts refuse to
     // start over it; remove it, but only when no process of the service runs.
     if running_pids(svc).is_empty() {
-        for pid_file in [&svc.process.pid_file, &svc.stale_pid_file].into_iter().flatten() {
+        for pid_file in pid_files(svc) {
             if pid_file.exists() {
                 std::fs::remove_file(pid_file).map_err(|e| {
                     ActionError::new(&doing, format!("removing the stale pid file {}: {e}", pid_file.display()))

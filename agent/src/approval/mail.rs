@@ -80,10 +80,10 @@ impl Outbox {
         let dedup_file = state_dir.join("notify-dedup.json");
         let dedup = read_json(&dedup_file).ok().flatten().unwrap_or_default();
         let sender = Sender_ { config: config.clone(), dir: dir.clone(), audit: audit.clone() };
-        let waker = Mutex::new(wake.clone());
+        let waker = wake.clone();
         background.spawn("mail", move |shutdown| {
             shutdown.on_trigger(move || {
-                let _ = waker.lock().unwrap_or_else(|e| e.into_inner()).send(());
+                let _ = waker.send(());
             });
             sender.run(rx, &shutdown)
         });
