@@ -404,6 +404,11 @@ fn k4_agent_killed_mid_sequence(lab: &Lab, turn: u32, victim: u32) {
     whole_cluster_down(lab);
     let t = Instant::now();
     lab.wait(&format!("broker {turn}'s turn"), HEAL, || {
+        // A C5 decided before the turn came was not the broker-down branch
+        // (whose apply hands out the turns): say which it was, now.
+        if let Some(d) = agents[0].decisions("c5_stall").into_iter().find(|d| d["decision"] != "no-plan") {
+            panic!("C5 decided before broker {turn}'s turn: {d:#}");
+        }
         zk.get("/pipemedic/kafka/turn")
             .is_some_and(|(data, _)| String::from_utf8_lossy(&data).contains(&format!("\"broker\":{turn}")))
     });
