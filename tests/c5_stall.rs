@@ -48,15 +48,22 @@ fn c5_parse_lines_and_a_broker_that_shut_down_mean_restart_the_broker() {
         "[2026-11-25 03:00:00,001] INFO [KafkaServer id=1] shut down completed (kafka.server.KafkaServer)\n",
     );
     started_consumer(&host);
-    host.append(
-        "logs/monitor.log",
-        &format!(
-            "{} [main] INFO  c.g.datamonitor.CanalClient - parsed 12 entries of binlog[mysql-bin.000042:1234]\n",
-            now()
-        ),
-    );
-
-    let d = stall_decision(&host);
+    // The monitor keeps parsing, as a working canal client does, until the
+    // diagnosis: one line alone, written with the start line, was sometimes
+    // read just before it and so was not "since the start".
+    let mut d = None;
+    host.wait_until("the stall diagnosis", || {
+        host.append(
+            "logs/monitor.log",
+            &format!(
+                "{} [main] INFO  c.g.datamonitor.CanalClient - parsed 12 entries of binlog[mysql-bin.000042:1234]\n",
+                now()
+            ),
+        );
+        d = host.decisions("c5_stall").into_iter().next();
+        d.is_some()
+    });
+    let d = d.unwrap();
     assert_eq!(d["signature"], "stall_broker_down", "{d:#}");
     assert_eq!(d["decision"], "applied", "{d:#}");
     let reasoning = d["record"].as_str().unwrap();
