@@ -2,9 +2,12 @@
 //! (runbook C6: "the sit build was run on prd"). Read-only; its apply
 //! tells a person, like `notify`.
 
-use super::{ActionError, Preview};
+use serde::{Deserialize, Serialize};
+
+use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::approval::mail::Outbox;
 use crate::config::Config;
+use crate::plan::StepSpec;
 
 /// The finding, computed from the deployed properties.
 pub fn check(config: &Config) -> Result<(String, bool), ActionError> {
@@ -48,4 +51,35 @@ pub fn preview(config: &Config) -> Result<Preview, ActionError> {
 pub fn apply(config: &Config, mail: Option<&(Outbox, String)>) -> Result<String, ActionError> {
     let (message, _) = check(config)?;
     Ok(super::notify::apply(&message, mail))
+}
+
+/// Tell a person which environment the consumer's build points at (runbook C6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckBuild {}
+
+/// `check_build()`.
+pub fn spec() -> StepSpec {
+    StepSpec::new("check_build", "check consumer build".into(), |_| Ok(Step::CheckBuild(CheckBuild {})))
+}
+
+impl Action for CheckBuild {
+    fn family(&self) -> &'static str {
+        "build"
+    }
+
+    fn target(&self) -> String {
+        "consumer".into()
+    }
+
+    fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
+        preview(cx.config)
+    }
+
+    fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        apply(cx.config, cx.mail)
+    }
+
+    fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {
+        Ok("recorded".into())
+    }
 }

@@ -8,8 +8,11 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::{apply_file_edit, read_for_edit, sha256_hex, ActionError, Guard, Preview, Staged};
-use crate::types::HostName;
+use serde::{Deserialize, Serialize};
+
+use super::{apply_file_edit, read_for_edit, sha256_hex, Action, ActionError, Cx, Guard, Preview, Staged, Step};
+use crate::plan::{Refusal, StepSpec};
+use crate::types::{parse_host_address, HostName};
 
 /// What the hosts file says about `host`.
 enum Mapping {
@@ -91,6 +94,50 @@ pub fn verify(path: &Path, host: &HostName, ip: Ipv4Addr) -> Result<String, Acti
     match classify(&String::from_utf8_lossy(&bytes), host, ip) {
         Mapping::Same => Ok(format!("{} maps {host} to {ip}", path.display())),
         _ => Err(ActionError::new(doing, "the entry is not there")),
+    }
+}
+
+/// Ensure `ip host` is in the hosts file (runbook K1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostsEntry {
+    pub host: HostName,
+    pub ip: Ipv4Addr,
+}
+
+/// `hosts_entry(host, ip)`: a host name and the IPv4 address to map it to.
+pub fn spec(host: &str, ip: &str) -> StepSpec {
+    let (host, ip) = (host.to_string(), ip.to_string());
+    StepSpec::new("hosts_entry", format!("hosts {host} -> {ip}"), move |_| {
+        Ok(Step::Hosts(HostsEntry {
+            host: HostName::parse(&host).map_err(Refusal::invalid)?,
+            ip: parse_host_address(&ip).map_err(Refusal::invalid)?,
+        }))
+    })
+}
+
+impl Action for HostsEntry {
+    fn family(&self) -> &'static str {
+        "hosts"
+    }
+
+    fn target(&self) -> String {
+        self.host.to_string()
+    }
+
+    fn changes(&self) -> Option<String> {
+        Some("the hosts file".into())
+    }
+
+    fn preview(&self, cx: &Cx, staged: &Staged) -> Result<Preview, ActionError> {
+        preview(&cx.config.hosts_file, &self.host, self.ip, staged)
+    }
+
+    fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
+        apply(&cx.config.hosts_file, &self.host, self.ip, preview, &cx.backups)
+    }
+
+    fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        verify(&cx.config.hosts_file, &self.host, self.ip)
     }
 }
 

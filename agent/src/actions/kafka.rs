@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{ActionError, Preview};
+use serde::{Deserialize, Serialize};
+
+use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::clients::kafka::lag;
 use crate::config::{Config, KafkaConfig};
+use crate::plan::{Refusal, Risk, StepSpec};
+use crate::types::excerpt;
 
 fn kafka<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaConfig, String), ActionError> {
     let k = config.kafka.as_ref().ok_or_else(|| ActionError::new(doing, "no [kafka] section"))?;
@@ -129,5 +133,86 @@ pub fn verify_move(to: &Path) -> Result<String, ActionError> {
     match to.is_dir() {
         true => Ok(format!("{} is there", to.display())),
         false => Err(ActionError::new(format!("verifying {}", to.display()), "it is not a directory")),
+    }
+}
+
+/// Wait until the consumer group has consumed every partition (runbook K5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitDrained {}
+
+/// Rename Kafka's log.dir to a new place on the same file system (runbook K5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveLogDir {
+    pub to: PathBuf,
+}
+
+/// `kafka_wait_drained()`.
+pub fn drained_spec() -> StepSpec {
+    StepSpec::new("kafka_wait_drained", "kafka wait drained".into(), |_| Ok(Step::KafkaWaitDrained(WaitDrained {})))
+}
+
+/// `kafka_move_log_dir(to)`: an absolute, plain directory path.
+pub fn move_spec(to: &str) -> StepSpec {
+    let to = to.to_string();
+    StepSpec::new("kafka_move_log_dir", format!("kafka move log.dir to {to}"), move |_| {
+        let path = PathBuf::from(&to);
+        let plain =
+            path.components().all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+        if !path.is_absolute() || !plain || to.chars().any(char::is_control) || path.parent().is_none() {
+            return Err(Refusal::Invalid(format!("{} is not an absolute, plain directory path", excerpt(&to))));
+        }
+        Ok(Step::KafkaMoveLogDir(MoveLogDir { to: path }))
+    })
+}
+
+impl Action for WaitDrained {
+    fn family(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn target(&self) -> String {
+        "consumer lag".into()
+    }
+
+    fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
+        preview_drained(cx.config)
+    }
+
+    fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        apply_drained(cx.config)
+    }
+
+    fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {
+        Ok("recorded".into())
+    }
+}
+
+impl Action for MoveLogDir {
+    fn family(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn target(&self) -> String {
+        format!("log.dir -> {}", self.to.display())
+    }
+
+    fn min_risk(&self) -> Risk {
+        Risk::Dangerous
+    }
+
+    fn changes(&self) -> Option<String> {
+        Some("kafka log.dir".into())
+    }
+
+    fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
+        preview_move(cx.config, &self.to)
+    }
+
+    fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        apply_move(cx.config, &self.to)
+    }
+
+    fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {
+        verify_move(&self.to)
     }
 }

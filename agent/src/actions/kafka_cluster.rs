@@ -5,12 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
-use super::{ActionError, Preview};
+use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::clients::zk::Session;
 use crate::cluster::{self, ids, Snapshot, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
 use crate::config::{Config, KafkaClusterConfig};
+use crate::plan::{Refusal, StepSpec};
 
 /// How often a waiting coordinator looks at ZooKeeper again.
 const POLL: Duration = Duration::from_secs(1);
@@ -240,4 +242,47 @@ async fn report(client: &zk::Client, broker: i32, sequence: &str) -> Result<Opti
     let path = format!("{STARTED}/{broker}");
     let node = crate::clients::zk::get(client, &path).await.map_err(|e| format!("reading {path}: {e}"))?;
     Ok(node.and_then(|n| serde_json::from_slice::<Started>(&n.data).ok()).filter(|s| s.sequence == sequence))
+}
+
+/// Start the cluster's stopped brokers, the leader's first, each stable
+/// before the next, with the other hosts' agents (runbook K4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartLeaderFirst {}
+
+/// `kafka_start_leader_first()`: needs this host's `[kafka.cluster]`.
+pub fn spec() -> StepSpec {
+    StepSpec::new("kafka_start_leader_first", "kafka start brokers leader-first".into(), |config| {
+        if config.kafka_cluster().is_none() {
+            return Err(Refusal::NotConfigured(
+                "no [kafka.cluster] section: this host does not know its broker".into(),
+            ));
+        }
+        Ok(Step::KafkaStartLeaderFirst(StartLeaderFirst {}))
+    })
+}
+
+impl Action for StartLeaderFirst {
+    fn family(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn target(&self) -> String {
+        "brokers leader-first".into()
+    }
+
+    fn changes(&self) -> Option<String> {
+        Some("kafka brokers".into())
+    }
+
+    fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
+        preview(cx.config)
+    }
+
+    fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        apply(cx.config)
+    }
+
+    fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        verify(cx.config)
+    }
 }

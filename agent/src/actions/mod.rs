@@ -1,6 +1,9 @@
-//! Actions: the only code that changes the world. Each family has a
-//! `preview` (read-only, computed from live state), an `apply` (which checks
-//! that the state is still what the preview saw) and a `verify`.
+//! Actions: the only code that changes the world. Each family's file holds
+//! its typed step(s): how a rule's arguments become one (validation), what
+//! it acts on, its least risk, and its `preview` (read-only, computed from
+//! live state), `apply` (which checks that the state is still what the
+//! preview saw) and `verify`. A new step kind is one file here, a line in
+//! [`steps!`] below and a constructor line in `rules/api.rs`.
 
 pub mod build;
 pub mod canal;
@@ -17,11 +20,125 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::approval::mail::Outbox;
 use crate::config::Config;
-use crate::plan::Step;
+use crate::plan::Risk;
+
+/// What a step's preview, apply and verify may use.
+pub struct Cx<'a> {
+    pub config: &'a Config,
+    /// Where `notify` mails go, and the host name for their subject.
+    pub mail: Option<&'a (Outbox, String)>,
+    /// Where file edits keep their backups.
+    pub backups: PathBuf,
+}
+
+/// One kind of step, typed and validated: what every family implements.
+pub trait Action {
+    /// The action family, as in the audit journal and the metrics.
+    fn family(&self) -> &'static str;
+
+    /// What the step acts on.
+    fn target(&self) -> String;
+
+    /// The least risk a plan containing this step can have. A rule may
+    /// raise a plan's risk, never lower it below its steps'.
+    fn min_risk(&self) -> Risk {
+        Risk::Safe
+    }
+
+    /// What in the world this step changes, whatever made a rule want it:
+    /// the circuit breaker counts on this, so a fix repeated for a different
+    /// log line each time (K1 with a new host name per line) still counts as
+    /// the same thing changed again. `None`: it changes nothing (a mail, a
+    /// probe, a wait).
+    fn changes(&self) -> Option<String> {
+        None
+    }
+
+    /// The key rate limits and cooldowns are counted on.
+    fn limit_key(&self) -> String {
+        format!("{}:{}", self.family(), self.target())
+    }
+
+    /// The preview is what a person approves (a diff, a cursor, SQL), so an
+    /// approved plan whose preview reads differently now is asked again.
+    fn preview_is_what_was_approved(&self) -> bool {
+        true
+    }
+
+    /// Writes canal's cursors: state in ZooKeeper that every canal server
+    /// of an HA cluster shares.
+    fn writes_canal_cursors(&self) -> bool {
+        false
+    }
+
+    /// What the step would do, computed from live state, with `staged`
+    /// holding what earlier steps of its plan will have written. Reads only.
+    fn preview(&self, cx: &Cx, staged: &Staged) -> Result<Preview, ActionError>;
+
+    /// Does it, provided the world still matches `preview`. Returns what
+    /// was done, for the audit journal.
+    fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError>;
+
+    /// Checks that the step had its effect.
+    fn verify(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError>;
+}
+
+/// The step kinds, one line each: `Variant(family::Type)`. The variant's
+/// kebab-case name is the step's `action` tag in saved plans.
+macro_rules! steps {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty),)*) => {
+        /// A validated step: every field is typed and refers to configured things.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "action", rename_all = "kebab-case")]
+        pub enum Step {
+            $($(#[$doc])* $variant($ty),)*
+        }
+
+        impl Step {
+            /// The step's family, which knows what to do with it.
+            pub fn action(&self) -> &dyn Action {
+                match self {
+                    $(Step::$variant(s) => s,)*
+                }
+            }
+        }
+    };
+}
+
+steps! {
+    /// Ensure `ip host` is in the hosts file (runbook K1).
+    Hosts(hosts::HostsEntry),
+    /// Stop, start or restart a configured service with its own scripts.
+    Service(service::ServiceStep),
+    /// Set a key in a configured `.properties` file.
+    PropertySet(properties::PropertySet),
+    /// Lower a numeric key by a factor, never below a floor (runbook C2).
+    PropertyLower(properties::PropertyLower),
+    /// Tell a person.
+    Notify(notify::Notify),
+    /// Add a column missing in the PostgreSQL targets (runbook C1).
+    PgAddColumn(postgres::AddColumn),
+    /// Tell a person which environment the consumer's build points at (runbook C6).
+    CheckBuild(build::CheckBuild),
+    /// Compare-and-set every canal cursor to a common timestamp (runbook N3, N4).
+    CanalRewind(canal::RewindCursors),
+    /// Delete a destination's cursor (runbook N3, last resort).
+    CanalReset(canal::ResetCursor),
+    /// Move a destination's cursor to its source's new binlog (runbook N6).
+    CanalNewBinlog(canal::NewBinlogCursor),
+    /// Probe an address over TCP and tell a person (runbook N2).
+    ProbeTcp(probe::ProbeTcp),
+    /// Wait until the consumer group has consumed every partition (runbook K5).
+    KafkaWaitDrained(kafka::WaitDrained),
+    /// Rename Kafka's log.dir to a new place on the same file system (runbook K5).
+    KafkaMoveLogDir(kafka::MoveLogDir),
+    /// Start the cluster's stopped brokers, leader first (runbook K4).
+    KafkaStartLeaderFirst(kafka_cluster::StartLeaderFirst),
+}
 
 /// An action could not be previewed, applied or verified.
 #[derive(Debug, thiserror::Error)]
@@ -145,76 +262,25 @@ impl Executor {
         (previews, None)
     }
 
+    fn cx(&self) -> Cx<'_> {
+        Cx { config: &self.config, mail: self.mail.as_ref(), backups: self.backups() }
+    }
+
     /// Computes the step's preview, with `staged` holding what earlier steps
     /// of its plan will have written. Reads only.
     fn preview(&self, step: &Step, staged: &Staged) -> Result<Preview, ActionError> {
-        match step {
-            Step::Hosts { host, ip } => hosts::preview(&self.config.hosts_file, host, *ip, staged),
-            Step::Service { op, service } => service::preview(&self.config, *op, service),
-            Step::PropertySet { file, key, value } => properties::preview(
-                &self.config.properties_files[file.as_str()],
-                key,
-                &properties::Change::Set(value.clone()),
-                staged,
-            ),
-            Step::PropertyLower { file, key, factor, floor, default } => properties::preview(
-                &self.config.properties_files[file.as_str()],
-                key,
-                &properties::Change::Lower { factor: *factor, floor: *floor, default: *default },
-                staged,
-            ),
-            Step::Notify { message } => Ok(notify::preview(message)),
-            Step::PgAddColumn { table, column } => postgres::preview(&self.config, table, column),
-            Step::CanalRewind => canal::preview_rewind(&self.config),
-            Step::CanalReset { destination } => canal::preview_reset(&self.config, destination),
-            Step::CanalNewBinlog { destination } => canal::preview_new_binlog(&self.config, destination),
-            Step::ProbeTcp { addr } => Ok(probe::preview(*addr)),
-            Step::KafkaWaitDrained => kafka::preview_drained(&self.config),
-            Step::KafkaMoveLogDir { to } => kafka::preview_move(&self.config, to),
-            Step::KafkaStartLeaderFirst => kafka_cluster::preview(&self.config),
-            Step::CheckBuild => build::preview(&self.config),
-        }
+        step.action().preview(&self.cx(), staged)
     }
 
     /// Applies the step, provided the world still matches `preview`.
     /// Returns what was done, for the audit journal.
     pub fn apply(&self, step: &Step, preview: &Preview) -> Result<String, ActionError> {
-        match step {
-            Step::Hosts { host, ip } => hosts::apply(&self.config.hosts_file, host, *ip, preview, &self.backups()),
-            Step::Service { op, service } => service::apply(&self.config, *op, service),
-            Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
-                properties::apply(&self.config.properties_files[file.as_str()], key, preview, &self.backups())
-            }
-            Step::Notify { message } => Ok(notify::apply(message, self.mail.as_ref())),
-            Step::PgAddColumn { table, column } => postgres::apply(&self.config, table, column),
-            Step::CanalRewind => canal::apply_rewind(&self.config, preview),
-            Step::CanalReset { destination } => canal::apply_reset(&self.config, destination, preview),
-            Step::CanalNewBinlog { destination } => canal::apply_new_binlog(&self.config, destination, preview),
-            Step::ProbeTcp { addr } => Ok(probe::apply(*addr, self.mail.as_ref())),
-            Step::KafkaWaitDrained => kafka::apply_drained(&self.config),
-            Step::KafkaMoveLogDir { to } => kafka::apply_move(&self.config, to),
-            Step::KafkaStartLeaderFirst => kafka_cluster::apply(&self.config),
-            Step::CheckBuild => build::apply(&self.config, self.mail.as_ref()),
-        }
+        step.action().apply(&self.cx(), preview)
     }
 
     /// Checks that the step had its effect.
     pub fn verify(&self, step: &Step, preview: &Preview) -> Result<String, ActionError> {
-        match step {
-            Step::Hosts { host, ip } => hosts::verify(&self.config.hosts_file, host, *ip),
-            Step::Service { op, service } => service::verify(&self.config, *op, service),
-            Step::PropertySet { file, key, .. } | Step::PropertyLower { file, key, .. } => {
-                properties::verify(&self.config.properties_files[file.as_str()], key, preview)
-            }
-            Step::Notify { .. } | Step::CheckBuild => Ok("recorded".into()),
-            Step::PgAddColumn { table, column } => postgres::verify(&self.config, table, column),
-            Step::CanalRewind => canal::verify_rewind(&self.config, preview),
-            Step::CanalReset { destination } => canal::verify_reset(&self.config, destination),
-            Step::CanalNewBinlog { .. } => Ok("written with compare-and-set".into()),
-            Step::ProbeTcp { .. } | Step::KafkaWaitDrained => Ok("recorded".into()),
-            Step::KafkaMoveLogDir { to } => kafka::verify_move(to),
-            Step::KafkaStartLeaderFirst => kafka_cluster::verify(&self.config),
-        }
+        step.action().verify(&self.cx(), preview)
     }
 
     /// Undoes an applied step of a plan whose later step failed, if it can
@@ -272,4 +338,35 @@ pub(crate) fn apply_file_edit(preview: &Preview, backups: &Path, doing: &str) ->
     crate::fsutil::write_atomic(path, new)
         .map_err(|e| ActionError::new(doing, format!("writing {}: {e}", path.display())))?;
     Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Step;
+
+    /// Plans waiting for approval are saved in the state directory and read
+    /// back by the next version of the agent: every step kind keeps the form
+    /// it was saved in.
+    #[test]
+    fn saved_steps_read_back_in_the_form_they_were_saved() {
+        for saved in [
+            r#"{"action":"hosts","host":"ip-10-0-0-7","ip":"10.0.0.7"}"#,
+            r#"{"action":"service","op":"restart","service":"kafka"}"#,
+            r#"{"action":"property-set","file":"kafka_server","key":"log.dirs","value":"/data/kafka"}"#,
+            r#"{"action":"property-lower","file":"consumer","key":"max.poll.records","factor":0.5,"floor":10,"default":500}"#,
+            r#"{"action":"notify","message":"look"}"#,
+            r#"{"action":"pg-add-column","table":"orders","column":"note"}"#,
+            r#"{"action":"check-build"}"#,
+            r#"{"action":"canal-rewind"}"#,
+            r#"{"action":"canal-reset","destination":"ix_trade"}"#,
+            r#"{"action":"canal-new-binlog","destination":"ix_trade"}"#,
+            r#"{"action":"probe-tcp","addr":"10.0.0.7:3306"}"#,
+            r#"{"action":"kafka-wait-drained"}"#,
+            r#"{"action":"kafka-move-log-dir","to":"/data2/kafka"}"#,
+            r#"{"action":"kafka-start-leader-first"}"#,
+        ] {
+            let step: Step = serde_json::from_str(saved).unwrap_or_else(|e| panic!("{saved}: {e}"));
+            assert_eq!(serde_json::to_string(&step).unwrap(), saved);
+        }
+    }
 }

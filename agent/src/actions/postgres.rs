@@ -12,10 +12,12 @@
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
+use serde::{Deserialize, Serialize};
 
-use super::{ActionError, Preview};
+use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::clients::mysql::{find_column, map_column, PgColumn};
 use crate::config::{Config, PostgresTarget};
+use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::SqlIdent;
 
 /// One target's part of the plan.
@@ -223,4 +225,53 @@ pub fn verify(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<St
         }
     }
     Ok(seen.join("; "))
+}
+
+/// Add a column missing in the PostgreSQL targets, defined as in MySQL
+/// (runbook C1): DDL on the live target databases, so dangerous.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddColumn {
+    pub table: SqlIdent,
+    pub column: SqlIdent,
+}
+
+/// `pg_add_column(table, column)`: two SQL identifiers.
+pub fn spec(table: &str, column: &str) -> StepSpec {
+    let (table, column) = (table.to_string(), column.to_string());
+    StepSpec::new("pg_add_column", format!("postgres add column {table}.{column}"), move |_| {
+        Ok(Step::PgAddColumn(AddColumn {
+            table: SqlIdent::parse(&table).map_err(Refusal::invalid)?,
+            column: SqlIdent::parse(&column).map_err(Refusal::invalid)?,
+        }))
+    })
+}
+
+impl Action for AddColumn {
+    fn family(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn target(&self) -> String {
+        format!("{}.{}", self.table, self.column)
+    }
+
+    fn min_risk(&self) -> Risk {
+        Risk::Dangerous
+    }
+
+    fn changes(&self) -> Option<String> {
+        Some(format!("postgres table {}", self.table))
+    }
+
+    fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
+        preview(cx.config, &self.table, &self.column)
+    }
+
+    fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        apply(cx.config, &self.table, &self.column)
+    }
+
+    fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        verify(cx.config, &self.table, &self.column)
+    }
 }

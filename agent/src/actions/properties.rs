@@ -5,8 +5,12 @@
 
 use std::path::Path;
 
-use super::{apply_file_edit, read_for_edit, sha256_hex, ActionError, Guard, Preview, Staged};
-use crate::types::{PropertyKey, PropertyValue};
+use serde::{Deserialize, Serialize};
+
+use super::{apply_file_edit, read_for_edit, sha256_hex, Action, ActionError, Cx, Guard, Preview, Staged, Step};
+use crate::config::Config;
+use crate::plan::{Refusal, Risk, StepSpec};
+use crate::types::{Name, PropertyKey, PropertyValue};
 
 /// The change a step wants.
 #[derive(Debug, Clone)]
@@ -151,6 +155,117 @@ pub fn verify(path: &Path, key: &PropertyKey, preview: &Preview) -> Result<Strin
         (h, w) => Err(ActionError::new(doing, format!("{key} is {h:?}, expected {w:?}"))),
     }
 }
+
+/// Set a key in a configured `.properties` file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PropertySet {
+    pub file: Name,
+    pub key: PropertyKey,
+    pub value: PropertyValue,
+}
+
+/// Lower a numeric key by a factor, never below a floor (runbook C2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PropertyLower {
+    pub file: Name,
+    pub key: PropertyKey,
+    pub factor: f64,
+    pub floor: u64,
+    pub default: u64,
+}
+
+/// `property_set(file, key, value)`: a file under `[properties_files]`.
+pub fn set_spec(file: &str, key: &str, value: &str) -> StepSpec {
+    let (file, key, value) = (file.to_string(), key.to_string(), value.to_string());
+    StepSpec::new("property_set", format!("property {file} {key} = {value}"), move |config| {
+        Ok(Step::PropertySet(PropertySet {
+            file: properties_file(&file, config)?,
+            key: PropertyKey::parse(&key).map_err(Refusal::invalid)?,
+            value: PropertyValue::parse(&value).map_err(Refusal::invalid)?,
+        }))
+    })
+}
+
+/// `property_lower(file, key, factor, floor, default)`.
+pub fn lower_spec(file: &str, key: &str, factor: f64, floor: i64, default: i64) -> StepSpec {
+    let (file, key) = (file.to_string(), key.to_string());
+    let shown = format!("property {file} {key} lower x{factor} floor {floor} default {default}");
+    StepSpec::new("property_lower", shown, move |config| {
+        if !(factor > 0.0 && factor < 1.0) {
+            return Err(Refusal::Invalid(format!("lowering factor {factor} must be between 0 and 1")));
+        }
+        if floor < 1 || default < 1 {
+            return Err(Refusal::Invalid(format!("floor {floor} and default {default} must be at least 1")));
+        }
+        Ok(Step::PropertyLower(PropertyLower {
+            file: properties_file(&file, config)?,
+            key: PropertyKey::parse(&key).map_err(Refusal::invalid)?,
+            factor,
+            floor: floor as u64,
+            default: default as u64,
+        }))
+    })
+}
+
+fn properties_file(name: &str, config: &Config) -> Result<Name, Refusal> {
+    let name = Name::parse("properties file name", name).map_err(Refusal::invalid)?;
+    if !config.properties_files.contains_key(name.as_str()) {
+        return Err(Refusal::NotConfigured(format!(
+            "properties file {name} is not configured under [properties_files]"
+        )));
+    }
+    Ok(name)
+}
+
+fn preview_change(cx: &Cx, file: &Name, key: &PropertyKey, change: &Change, staged: &Staged) -> PreviewResult {
+    preview(&cx.config.properties_files[file.as_str()], key, change, staged)
+}
+
+type PreviewResult = Result<Preview, ActionError>;
+
+/// The two property steps differ only in their change and their risk.
+macro_rules! property_action {
+    ($ty:ty, $risk:expr, $change:expr) => {
+        impl Action for $ty {
+            fn family(&self) -> &'static str {
+                "properties"
+            }
+
+            fn target(&self) -> String {
+                format!("{}:{}", self.file, self.key)
+            }
+
+            fn min_risk(&self) -> Risk {
+                $risk
+            }
+
+            fn changes(&self) -> Option<String> {
+                Some(format!("properties {}", self.file))
+            }
+
+            fn preview(&self, cx: &Cx, staged: &Staged) -> PreviewResult {
+                preview_change(cx, &self.file, &self.key, &$change(self), staged)
+            }
+
+            fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
+                apply(&cx.config.properties_files[self.file.as_str()], &self.key, preview, &cx.backups)
+            }
+
+            fn verify(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
+                verify(&cx.config.properties_files[self.file.as_str()], &self.key, preview)
+            }
+        }
+    };
+}
+
+// Setting an arbitrary value (a Kafka server property, say) can break a
+// service; lowering a number within a floor cannot.
+property_action!(PropertySet, Risk::Dangerous, |s: &PropertySet| Change::Set(s.value.clone()));
+property_action!(PropertyLower, Risk::Safe, |s: &PropertyLower| Change::Lower {
+    factor: s.factor,
+    floor: s.floor,
+    default: s.default
+});
 
 #[cfg(test)]
 mod tests {

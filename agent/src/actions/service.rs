@@ -15,9 +15,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ActionError, Preview};
+use serde::{Deserialize, Serialize};
+
+use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::config::{Config, ServiceConfig};
-use crate::plan::ServiceOp;
+use crate::plan::{Refusal, ServiceOp, StepSpec};
 use crate::types::Name;
 
 /// How often a wait re-checks the process table. Waits are bounded by the
@@ -310,4 +312,61 @@ fn reap(mut child: Child) {
     std::thread::spawn(move || {
         let _ = child.wait();
     });
+}
+
+/// Stop, start or restart a configured service with its own scripts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStep {
+    pub op: ServiceOp,
+    pub service: Name,
+}
+
+/// `service_restart(name)` and its kin: a service under `[services]`.
+pub fn spec(op: ServiceOp, service: &str) -> StepSpec {
+    let service = service.to_string();
+    StepSpec::new("service", format!("{op} {service}"), move |config| {
+        let name = Name::parse("service name", &service).map_err(Refusal::invalid)?;
+        if !config.services.contains_key(name.as_str()) {
+            return Err(Refusal::NotConfigured(format!("service {name} is not configured under [services]")));
+        }
+        Ok(Step::Service(ServiceStep { op, service: name }))
+    })
+}
+
+impl Action for ServiceStep {
+    fn family(&self) -> &'static str {
+        "service"
+    }
+
+    fn target(&self) -> String {
+        format!("{} {}", self.op, self.service)
+    }
+
+    fn changes(&self) -> Option<String> {
+        Some(format!("service {}", self.service))
+    }
+
+    /// A restart and a stop of one service share a key.
+    fn limit_key(&self) -> String {
+        format!("service:{}", self.service)
+    }
+
+    /// A service step's preview only reports the moment (running, which
+    /// pid): canal stopping or a standby taking over between the mail and
+    /// the answer does not change what the plan does.
+    fn preview_is_what_was_approved(&self) -> bool {
+        false
+    }
+
+    fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
+        preview(cx.config, self.op, &self.service)
+    }
+
+    fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        apply(cx.config, self.op, &self.service)
+    }
+
+    fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
+        verify(cx.config, self.op, &self.service)
+    }
 }

@@ -9,9 +9,12 @@
 //! the plan only if nothing it depended on changed; otherwise the approval
 //! is superseded and, if the problem is still there, a new one is asked for.
 
+pub mod lifecycle;
 pub mod mail;
 pub mod token;
 pub mod web;
+
+pub use lifecycle::{Ballot, Ending};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -251,12 +254,7 @@ pub fn human_time(ms: i64) -> String {
 /// which owns the approvals and is the only one that changes them.
 pub struct DecideRequest {
     pub id: String,
-    pub decision: Decision,
-    pub approver: String,
-    pub expires: i64,
-    pub token: String,
-    /// `link` or `cli`.
-    pub via: &'static str,
+    pub ballot: Ballot,
     pub reply: std::sync::mpsc::Sender<DecideReply>,
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::mail::steps_html;
 use super::token::Signer;
 use super::{
-    check_link, escape_html, human_time, ApprovalStore, DecideReply, DecideRequest, Decision, PlaybookRequest,
+    check_link, escape_html, human_time, ApprovalStore, Ballot, DecideReply, DecideRequest, Decision, PlaybookRequest,
     WorkerRequest,
 };
 use crate::audit::{now_rfc3339, Audit};
@@ -260,11 +260,7 @@ async fn decide(
     let (tx, rx) = std::sync::mpsc::channel();
     (s.submit)(WorkerRequest::Decide(DecideRequest {
         id: id.clone(),
-        decision,
-        approver: f.approver.clone(),
-        expires: f.exp,
-        token: f.token.clone(),
-        via,
+        ballot: Ballot { decision, approver: f.approver.clone(), expires: f.exp, token: f.token.clone(), via },
         reply: tx,
     }));
     answer(&s, rx).await

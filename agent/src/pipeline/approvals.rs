@@ -6,8 +6,7 @@ use super::*;
 use crate::approval::mail::{approval_mail, Links};
 use crate::approval::token::random_hex;
 use crate::approval::{
-    check_link, human_time, link, Approval, ApprovalState, DecideReply, DecideRequest, Decider, Decision as Answer,
-    PlannedStep,
+    human_time, link, Approval, ApprovalState, DecideReply, DecideRequest, Decision as Answer, Ending, PlannedStep,
 };
 
 /// What asking for and acting on approvals needs.
@@ -62,7 +61,7 @@ impl Pipeline {
             .zip(previews)
             .map(|(s, p)| PlannedStep {
                 step: s.clone(),
-                action: s.action().to_string(),
+                action: s.family().to_string(),
                 target: s.target(),
                 preview: p.text.clone(),
                 noop: p.noop,
@@ -202,32 +201,14 @@ impl Pipeline {
             let _ = req.reply.send(DecideReply::Refused("no such approval on this host".into()));
             return;
         };
-        if let Err(why) = check_link(&a, &ap.signer, req.decision, &req.approver, req.expires, &req.token, now) {
-            self.audit.write(&approval_entry("approval-refused", &a, Some(&req.approver), Some(req.via), Some(&why)));
-            let _ = req.reply.send(DecideReply::Refused(why));
-            self.expire_approvals(now);
-            return;
-        }
-        let decider = Decider { who: req.approver.clone(), at: crate::audit::now_rfc3339(), via: req.via.to_string() };
-        let reply = match req.decision {
-            Answer::Deny => {
-                a.state = ApprovalState::Denied;
-                a.denied_by = Some(decider);
-                a.outcome = Some(format!("denied by {}; nothing was applied", req.approver));
-                "Denied. Nothing will be applied.".to_string()
-            }
-            Answer::Approve => {
-                a.approved_by.push(decider);
-                let (have, need) = (a.approved_by.len(), a.approvals_needed());
-                if have < need {
-                    format!("Recorded your approval. This plan needs {need} different approvers; {have} so far. Nothing is applied yet.")
-                } else {
-                    a.state = ApprovalState::Approved;
-                    match a.dry_run {
-                        true => "Approved. DRY RUN: this agent applies nothing.".to_string(),
-                        false => "Approved. The agent re-checks the live state and applies the plan now; the result goes to the audit journal.".to_string(),
-                    }
-                }
+        let b = &req.ballot;
+        let reply = match a.decide(b, &ap.signer, now, crate::audit::now_rfc3339()) {
+            Ok(reply) => reply,
+            Err(why) => {
+                self.audit.write(&approval_entry("approval-refused", &a, Some(&b.approver), Some(b.via), Some(&why)));
+                let _ = req.reply.send(DecideReply::Refused(why));
+                self.expire_approvals(now);
+                return;
             }
         };
         if let Err(e) = ap.store.save(a.clone()) {
@@ -239,9 +220,9 @@ impl Pipeline {
         self.audit.write(&approval_entry(
             "approval-decided",
             &a,
-            Some(&req.approver),
-            Some(req.via),
-            Some(req.decision.as_str()),
+            Some(&b.approver),
+            Some(b.via),
+            Some(b.decision.as_str()),
         ));
         let _ = req.reply.send(DecideReply::Accepted(reply));
         match a.state {
@@ -270,7 +251,7 @@ impl Pipeline {
             .steps
             .iter()
             .map(|s| StepOutcome {
-                action: s.step.action(),
+                action: s.step.family(),
                 target: s.target.clone(),
                 preview: Some(s.preview.clone()),
                 noop: s.noop,
@@ -285,7 +266,7 @@ impl Pipeline {
         if a.dry_run {
             out.decision = Decision::DryRun;
             out.reason = Some(format!("approved by {approvers}; dry-run: nothing was changed"));
-            a.outcome = out.reason.clone();
+            a.end(Ending::DryRun, out.reason.clone().unwrap_or_default());
             self.finish_approval(a, out);
             return;
         }
@@ -304,7 +285,6 @@ impl Pipeline {
             })
             .or_else(|| failed.map(|(i, e)| format!("step {} can no longer be previewed: {e}", i + 1)));
         if let Some(why) = changed {
-            a.state = ApprovalState::Superseded;
             // Ask the rule again, as if the event happened now.
             let mut event = a.event.clone();
             event.at = chrono::Utc::now().timestamp_millis();
@@ -312,10 +292,7 @@ impl Pipeline {
             let next = match &again {
                 None => format!("rule {} is no longer loaded; not asking again", a.rule),
                 Some(outcomes) => match outcomes.iter().find(|o| o.decision == Decision::AwaitingApproval) {
-                    Some(o) => {
-                        a.superseded_by = o.approval.clone();
-                        format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?"))
-                    }
+                    Some(o) => format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?")),
                     None => {
                         let said: Vec<String> = outcomes
                             .iter()
@@ -331,7 +308,8 @@ impl Pipeline {
                     }
                 },
             };
-            a.outcome = Some(format!("not applied: {why}; {next}"));
+            let by = again.iter().flatten().find(|o| o.decision == Decision::AwaitingApproval);
+            a.supersede(&why, &next, by.and_then(|o| o.approval.clone()));
             let reason = a.outcome.clone();
             let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
             self.release_canal_claim(&a);
@@ -343,12 +321,12 @@ impl Pipeline {
             return;
         }
         self.execute(&plan, &previews, chrono::Utc::now().timestamp_millis(), &mut out);
-        a.state = if out.decision == Decision::Applied { ApprovalState::Applied } else { ApprovalState::Failed };
+        let ending = if out.decision == Decision::Applied { Ending::Applied } else { Ending::Failed };
         out.reason = Some(match &out.reason {
             Some(r) => format!("approved by {approvers}; {r}"),
             None => format!("approved by {approvers}; applied and verified"),
         });
-        a.outcome = out.reason.clone();
+        a.end(ending, out.reason.clone().unwrap_or_default());
         self.finish_approval(a, out);
     }
 
@@ -366,9 +344,9 @@ impl Pipeline {
         for id in ap.store.expired(now) {
             let Some(ap) = &mut self.approvals else { return };
             let Some(mut a) = ap.store.get(&id).cloned() else { continue };
-            a.state = ApprovalState::Expired;
-            a.outcome =
-                Some(format!("expired at {} without enough approvals; nothing was applied", human_time(a.expires)));
+            if !a.expire(now) {
+                continue;
+            }
             if let Err(e) = ap.store.save(a.clone()) {
                 tracing::error!("{e}");
             }

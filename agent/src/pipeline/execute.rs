@@ -20,7 +20,7 @@ impl Pipeline {
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::Service { service, .. } => Some(service.to_string()),
+                Step::Service(s) => Some(s.service.to_string()),
                 _ => None,
             })
             .collect();
@@ -34,7 +34,7 @@ impl Pipeline {
             inode: Some(out.inode),
             offset: Some(out.offset),
             summary: Some(&plan.summary),
-            steps: plan.steps.iter().map(|s| format!("{} {}", s.action(), s.target())).collect(),
+            steps: plan.steps.iter().map(|s| format!("{} {}", s.family(), s.target())).collect(),
             ..PlanJournal::new("plan-started", &id, &plan.rule)
         });
         out.plan = Some(id);
@@ -46,10 +46,7 @@ impl Pipeline {
             return;
         }
         // Canal's positions were rewritten: every source must beat again.
-        let canal = plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::CanalRewind | Step::CanalNewBinlog { .. } | Step::CanalReset { .. }));
+        let canal = plan.steps.iter().any(Step::writes_canal_cursors);
         if let (true, Some(watch)) = (canal, &mut self.heartbeat) {
             watch.expect_back(now, &format!("{} ({})", plan.summary, plan.runbook.join(", ")));
         }
@@ -77,7 +74,7 @@ impl Pipeline {
             // A service step's preview describes the process as it was before
             // the plan's earlier steps ran (a start after a stop in the same
             // plan looked like a no-op); it decides again when its turn comes.
-            if preview.noop && !matches!(step, Step::Service { .. }) {
+            if preview.noop && !matches!(step, Step::Service(_)) {
                 out.steps[i].result = Some("no change needed".into());
                 continue;
             }
@@ -90,7 +87,7 @@ impl Pipeline {
             };
             self.audit.write(&PlanJournal {
                 step: Some(i + 1),
-                target: Some(format!("{} {}", step.action(), step.target())),
+                target: Some(format!("{} {}", step.family(), step.target())),
                 result: Some(&said),
                 ..PlanJournal::new("plan-step", out.plan.as_deref().unwrap_or(""), &plan.rule)
             });

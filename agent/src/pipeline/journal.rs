@@ -17,7 +17,7 @@ impl Pipeline {
         for (i, (step, preview)) in steps.iter().zip(previews).enumerate().rev() {
             let Some(undo) = self.executor.undo(preview) else {
                 if !preview.noop && i + 1 < steps.len() && !matches!(preview.guard, Guard::FileEdit { .. }) {
-                    kept.push(format!("step {} ({} {}) cannot be undone", i + 1, step.action(), step.target()));
+                    kept.push(format!("step {} ({} {}) cannot be undone", i + 1, step.family(), step.target()));
                 }
                 continue;
             };

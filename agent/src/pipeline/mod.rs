@@ -386,7 +386,7 @@ impl Pipeline {
             .steps
             .iter()
             .map(|s| StepOutcome {
-                action: s.action(),
+                action: s.family(),
                 target: s.target(),
                 preview: None,
                 noop: false,

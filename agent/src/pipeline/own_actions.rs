@@ -53,7 +53,7 @@ impl Pipeline {
         let touches = |w: &OwnWindow| {
             plan.steps
                 .iter()
-                .any(|s| matches!(s, Step::Service { service, .. } if w.services.iter().any(|x| x == service.as_str())))
+                .any(|s| matches!(s, Step::Service(s) if w.services.iter().any(|x| x == s.service.as_str())))
         };
         self.own.iter().find(|w| *w.file == *event.file && (w.from..w.to).contains(&event.offset) && touches(w))
     }

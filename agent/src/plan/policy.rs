@@ -218,7 +218,10 @@ mod tests {
             summary: "restart".into(),
             risk: Risk::Safe,
             benign: false,
-            steps: vec![Step::Service { op: ServiceOp::Restart, service: Name::parse("s", "kafka").unwrap() }],
+            steps: vec![Step::Service(crate::actions::service::ServiceStep {
+                op: ServiceOp::Restart,
+                service: Name::parse("s", "kafka").unwrap(),
+            })],
         }
     }
 
@@ -246,7 +249,10 @@ mod tests {
         let k1 = |host: &str| Plan {
             rule: "k1".into(),
             steps: vec![
-                Step::Hosts { host: crate::types::HostName::parse(host).unwrap(), ip: "10.0.0.1".parse().unwrap() },
+                Step::Hosts(crate::actions::hosts::HostsEntry {
+                    host: crate::types::HostName::parse(host).unwrap(),
+                    ip: "10.0.0.1".parse().unwrap(),
+                }),
                 restart_plan().steps[0].clone(),
             ],
             ..restart_plan()

@@ -3,9 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString as Str};
 
 use super::history::EventHistory;
+use crate::actions::{build, canal, hosts, kafka, kafka_cluster, notify, postgres, probe, properties, service};
 use crate::plan::{ServiceOp, StepSpec};
 
 /// What a rule may ask while deciding: signature counts and its parameters.
@@ -175,61 +176,40 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("to_string", |s: &mut StepSpec| s.to_string());
     engine.register_fn("to_debug", |s: &mut StepSpec| s.to_string());
-    engine.register_fn("hosts_entry", |host: ImmutableString, ip: ImmutableString| StepSpec::HostsEntry {
-        host: host.to_string(),
-        ip: ip.to_string(),
-    });
+    // The step constructors, one per step kind: each family writes its own
+    // spec (raw arguments, validated when the plan is).
+    engine.register_fn("hosts_entry", |host: Str, ip: Str| hosts::spec(&host, &ip));
     for (name, op) in [
         ("service_restart", ServiceOp::Restart),
         ("service_start", ServiceOp::Start),
         ("service_stop", ServiceOp::Stop),
     ] {
-        engine
-            .register_fn(name, move |service: ImmutableString| StepSpec::Service { op, service: service.to_string() });
+        engine.register_fn(name, move |service: Str| service::spec(op, &service));
     }
-    engine.register_fn("property_set", |file: ImmutableString, key: ImmutableString, value: ImmutableString| {
-        StepSpec::PropertySet { file: file.to_string(), key: key.to_string(), value: value.to_string() }
+    engine.register_fn("property_set", |file: Str, key: Str, value: Str| properties::set_spec(&file, &key, &value));
+    engine.register_fn("property_lower", |file: Str, key: Str, factor: f64, floor: i64, default: i64| {
+        properties::lower_spec(&file, &key, factor, floor, default)
     });
-    engine.register_fn(
-        "property_lower",
-        |file: ImmutableString, key: ImmutableString, factor: f64, floor: i64, default: i64| StepSpec::PropertyLower {
-            file: file.to_string(),
-            key: key.to_string(),
-            factor,
-            floor,
-            default,
-        },
-    );
-    engine.register_fn("notify", |message: ImmutableString| StepSpec::Notify { message: message.to_string() });
-    engine.register_fn("pg_add_column", |table: ImmutableString, column: ImmutableString| StepSpec::PgAddColumn {
-        table: table.to_string(),
-        column: column.to_string(),
-    });
-    engine.register_fn("check_build", || StepSpec::CheckBuild);
-    engine.register_fn("canal_rewind", || StepSpec::CanalRewind);
-    engine.register_fn("canal_reset", |destination: ImmutableString| StepSpec::CanalReset {
-        destination: destination.to_string(),
-    });
-    engine.register_fn("canal_new_binlog", |destination: ImmutableString| StepSpec::CanalNewBinlog {
-        destination: destination.to_string(),
-    });
-    engine.register_fn("kafka_wait_drained", || StepSpec::KafkaWaitDrained);
-    engine.register_fn("kafka_move_log_dir", |to: ImmutableString| StepSpec::KafkaMoveLogDir { to: to.to_string() });
-    engine.register_fn("kafka_start_leader_first", || StepSpec::KafkaStartLeaderFirst);
-    engine.register_fn("probe_tcp", |addr: ImmutableString| StepSpec::ProbeTcp { addr: addr.to_string() });
+    engine.register_fn("notify", |message: Str| notify::spec(&message));
+    engine.register_fn("pg_add_column", |table: Str, column: Str| postgres::spec(&table, &column));
+    engine.register_fn("check_build", build::spec);
+    engine.register_fn("canal_rewind", canal::rewind_spec);
+    engine.register_fn("canal_reset", |destination: Str| canal::reset_spec(&destination));
+    engine.register_fn("canal_new_binlog", |destination: Str| canal::new_binlog_spec(&destination));
+    engine.register_fn("kafka_wait_drained", kafka::drained_spec);
+    engine.register_fn("kafka_move_log_dir", |to: Str| kafka::move_spec(&to));
+    engine.register_fn("kafka_start_leader_first", kafka_cluster::spec);
+    engine.register_fn("probe_tcp", |addr: Str| probe::spec(&addr));
     // Pure text helper: the first capture group of `pattern` in `text` (or
     // the whole match), "" if none. Patterns come from rule files.
-    engine.register_fn(
-        "re_find",
-        |text: ImmutableString, pattern: ImmutableString| -> Result<String, Box<EvalAltResult>> {
-            let re = cached_regex(&pattern)?;
-            Ok(re
-                .captures(&text)
-                .and_then(|c| c.get(1).or_else(|| c.get(0)))
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default())
-        },
-    );
+    engine.register_fn("re_find", |text: Str, pattern: Str| -> Result<String, Box<EvalAltResult>> {
+        let re = cached_regex(&pattern)?;
+        Ok(re
+            .captures(&text)
+            .and_then(|c| c.get(1).or_else(|| c.get(0)))
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default())
+    });
 
     engine.register_type_with_name::<RuleContext>("Context");
     engine.register_fn("count", RuleContext::count);
