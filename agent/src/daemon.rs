@@ -23,7 +23,7 @@ use crate::approval::web::WebState;
 use crate::approval::{ApprovalStore, WorkerRequest};
 use crate::audit::{now_rfc3339, Audit, Lifecycle};
 use crate::config::Config;
-use crate::pipeline::{Approvals, Clock, Decision, Pipeline};
+use crate::flow::{Approvals, Clock, Decision, Flow};
 use crate::report::{digest_due, Report, StatusFile, DIGEST_WINDOW};
 use crate::rules::RuleSet;
 use crate::runtime::Background;
@@ -68,7 +68,7 @@ const BACKGROUND_STOP: Duration = Duration::from_secs(5);
 /// A configured, not yet running daemon.
 pub struct Daemon {
     config: Arc<Config>,
-    pipeline: Pipeline,
+    flow: Flow,
     followers: Vec<Follower>,
     wake_tx: Sender<Wake>,
     wake_rx: Receiver<Wake>,
@@ -115,7 +115,7 @@ impl Daemon {
                 crate::cli::describe_dirs(&config.rule_dirs)
             );
         }
-        let mut pipeline = Pipeline::new(config.clone(), rules, audit.clone(), Clock::Live, config.dry_run)?;
+        let mut flow = Flow::new(config.clone(), rules, audit.clone(), Clock::Live, config.dry_run)?;
         let mut web = None;
         let mut background = Background::default();
         if let Some(mail) = &config.mail {
@@ -129,17 +129,17 @@ impl Daemon {
                 }
                 None => None,
             };
-            pipeline = pipeline.with_mail(config.host_name(), outbox, approvals);
+            flow = flow.with_mail(config.host_name(), outbox, approvals);
         }
-        crate::cluster::member::spawn(&mut background, config.clone(), pipeline.audit().clone());
-        crate::cluster::canal::spawn_member(&mut background, config.clone(), pipeline.audit().clone());
+        crate::cluster::member::spawn(&mut background, config.clone(), flow.audit().clone());
+        crate::cluster::canal::spawn_member(&mut background, config.clone(), flow.audit().clone());
         let followers = config
             .sources
             .iter()
-            .map(|(name, s)| Follower::new(name, s.path.clone(), pipeline.assembly(name, s.record_start)))
+            .map(|(name, s)| Follower::new(name, s.path.clone(), flow.assembly(name, s.record_start)))
             .collect();
         let (wake_tx, wake_rx) = mpsc::channel();
-        Ok(Daemon { config, pipeline, followers, wake_tx, wake_rx, web, background, _lock: lock })
+        Ok(Daemon { config, flow, followers, wake_tx, wake_rx, web, background, _lock: lock })
     }
 
     /// A handle that stops the daemon when sent [`Wake::Shutdown`].
@@ -181,21 +181,21 @@ impl Daemon {
                     state_dir: self.config.state_dir.clone(),
                     host: self.config.host_name(),
                     signer,
-                    audit: self.pipeline.audit().clone(),
+                    audit: self.flow.audit().clone(),
                     submit: std::sync::Arc::new(move |req| {
                         let _ = submit_tx.send(Wake::Person(req));
                     }),
-                    metrics: self.pipeline.metrics().clone(),
+                    metrics: self.flow.metrics().clone(),
                 },
             );
         }
         let metrics_config = self.config.metrics.clone().unwrap_or_default();
         if let Some(listen) = metrics_config.listen {
-            crate::approval::web::spawn_metrics(&mut self.background, listen, self.pipeline.metrics().clone());
+            crate::approval::web::spawn_metrics(&mut self.background, listen, self.flow.metrics().clone());
         }
         if let Some(kafka) = &self.config.kafka {
             let every = Duration::from_secs(metrics_config.kafka_interval_secs.max(5));
-            self.pipeline.metrics().spawn_kafka_collector(&mut self.background, kafka.clone(), every);
+            self.flow.metrics().spawn_kafka_collector(&mut self.background, kafka.clone(), every);
         }
 
         let checkpoints = match Checkpoints::load(&self.config.state_dir) {
@@ -208,7 +208,7 @@ impl Daemon {
         // What the agent did just before it stopped, read once.
         let journal_tail = crate::audit::tail(&self.config.state_dir, JOURNAL_TAIL);
         let mut decided = crate::audit::decided_records(&journal_tail);
-        let pipeline = &mut self.pipeline;
+        let flow = &mut self.flow;
         let mut urgent = false;
         // When the checkpoints were last saved: rotated files written after
         // that hold lines the agent has not read.
@@ -216,11 +216,11 @@ impl Daemon {
         for f in &mut self.followers {
             f.skip_decided(decided.remove(f.name()).unwrap_or_default());
             let cp = checkpoints.sources.get(f.name());
-            let mut handle = |r: Record| urgent |= handle(pipeline, &r);
+            let mut handle = |r: Record| urgent |= handle(flow, &r);
             match f.start(cp, since, StartAt::End, &mut handle) {
                 Ok(notes) => {
                     for note in notes {
-                        pipeline.audit().write(&Lifecycle {
+                        flow.audit().write(&Lifecycle {
                             time: now_rfc3339(),
                             kind: "lines-missed",
                             dry_run: self.config.dry_run,
@@ -235,21 +235,21 @@ impl Daemon {
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
         let sources: Vec<String> =
             self.followers.iter().map(|f| format!("{}={}", f.name(), f.path().display())).collect();
-        self.pipeline.audit().write(&Lifecycle {
+        self.flow.audit().write(&Lifecycle {
             time: now_rfc3339(),
             kind: "started",
             dry_run: self.config.dry_run,
             detail: format!("following {}", sources.join(", ")),
         });
         tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
-        self.pipeline.report_interrupted_plans(&journal_tail);
+        self.flow.report_interrupted_plans(&journal_tail);
         drop(journal_tail);
 
         let window = self.config.limits.record_window();
         let started = chrono::Utc::now().timestamp_millis();
         let mut last_status: Option<Instant> = None;
         let mut digest_sent = self.last_digest();
-        let metrics = self.pipeline.metrics().clone();
+        let metrics = self.flow.metrics().clone();
         let mut bytes_read = metrics.bytes_read();
         let mut last_save = Instant::now();
         let mut last_tick = Instant::now();
@@ -285,8 +285,8 @@ impl Daemon {
             }
             for req in decisions {
                 match req {
-                    WorkerRequest::Decide(req) => self.pipeline.decide(req),
-                    WorkerRequest::Playbook(req) => self.pipeline.run_playbook(req),
+                    WorkerRequest::Decide(req) => self.flow.decide(req),
+                    WorkerRequest::Playbook(req) => self.flow.run_playbook(req),
                 }
                 urgent = true;
             }
@@ -294,7 +294,7 @@ impl Daemon {
                 last_tick = Instant::now();
                 all = true;
                 self.watch_dirs(&mut watcher, &mut watched);
-                self.pipeline.tick(chrono::Utc::now().timestamp_millis());
+                self.flow.tick(chrono::Utc::now().timestamp_millis());
                 metrics.own(&crate::system::own(&self.config.state_dir));
                 if last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
                     self.write_status(started);
@@ -302,10 +302,10 @@ impl Daemon {
                 }
                 self.send_digest_if_due(started, &mut digest_sent);
             }
-            let pipeline = &mut self.pipeline;
+            let flow = &mut self.flow;
             for (f, behind) in self.followers.iter_mut().zip(behind.iter_mut()) {
                 let touched = all || *behind || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
-                let mut handle = |r: Record| urgent |= handle(pipeline, &r);
+                let mut handle = |r: Record| urgent |= handle(flow, &r);
                 if touched {
                     *behind = f.poll(PASS_BUDGET, &mut handle).unwrap_or_else(|e| {
                         tracing::warn!(source = f.name(), path = %f.path().display(), "reading source: {e}");
@@ -315,7 +315,7 @@ impl Daemon {
                 f.flush_if_quiet(window, &mut handle);
                 let skipped = f.take_skipped();
                 if skipped > 0 {
-                    pipeline.audit().write(&Lifecycle {
+                    flow.audit().write(&Lifecycle {
                         time: now_rfc3339(),
                         kind: "not-decided-again",
                         dry_run: self.config.dry_run,
@@ -344,9 +344,9 @@ impl Daemon {
         }
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
         std::mem::take(&mut self.background).stop(BACKGROUND_STOP);
-        self.pipeline.flush_summaries(true);
+        self.flow.flush_summaries(true);
         self.write_status(started);
-        self.pipeline.audit().write(&Lifecycle {
+        self.flow.audit().write(&Lifecycle {
             time: now_rfc3339(),
             kind: "stopped",
             dry_run: self.config.dry_run,
@@ -364,7 +364,7 @@ impl Daemon {
             started,
             pid: std::process::id(),
             dry_run: self.config.dry_run,
-            beats: self.pipeline.beats().clone(),
+            beats: self.flow.beats().clone(),
             behind: self.followers.iter().map(|f| (f.name().to_string(), f.lag_bytes())).collect(),
         };
         if let Err(e) = status.save(&self.config.state_dir) {
@@ -388,7 +388,7 @@ impl Daemon {
     /// Mails the day's report once a day at `[digest] at` (local time);
     /// `sent` is the day it last went out.
     fn send_digest_if_due(&self, started: i64, sent: &mut Option<chrono::NaiveDate>) {
-        let (Some(digest), Some(outbox)) = (&self.config.digest, self.pipeline.outbox()) else { return };
+        let (Some(digest), Some(outbox)) = (&self.config.digest, self.flow.outbox()) else { return };
         let Ok(at) = digest.time() else { return };
         let now = chrono::Local::now();
         if !digest_due(at, *sent, now.naive_local()) {
@@ -462,8 +462,8 @@ impl Daemon {
 
 /// Runs one record through the pipeline; true if the world may have changed
 /// (so the checkpoint must be written now, before anything else happens).
-fn handle(pipeline: &mut Pipeline, record: &Record) -> bool {
-    pipeline.handle(record).iter().any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
+fn handle(flow: &mut Flow, record: &Record) -> bool {
+    flow.handle(record).iter().any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
 }
 
 fn save_checkpoints(state_dir: &Path, followers: &[Follower], saved: &mut Checkpoints) {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::approval::human_time;
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::pipeline::{Clock, Decision, Outcome, Pipeline};
+use crate::flow::{Clock, Decision, Flow, Outcome};
 use crate::rules::RuleSet;
 
 /// The runbook's monitoring item for each of the standard source names.
@@ -44,7 +44,7 @@ pub fn diagnose(config: &Config, tail_bytes: u64) -> anyhow::Result<String> {
     config.dry_run = true;
     let (rules, errors) = RuleSet::load(&config);
     let config = Arc::new(config);
-    let mut pipeline = Pipeline::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?.without_previews();
+    let mut flow = Flow::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?.without_previews();
     let mut out = String::new();
     let now = chrono::Utc::now().timestamp_millis();
     let _ = writeln!(
@@ -83,7 +83,7 @@ pub fn diagnose(config: &Config, tail_bytes: u64) -> anyhow::Result<String> {
                     f.last = Some(o);
                 };
                 // Reading from memory cannot fail.
-                let _ = pipeline.feed(name, &source.path, source.record_start, &mut &bytes[..], &mut sink);
+                let _ = flow.feed(name, &source.path, source.record_start, &mut &bytes[..], &mut sink);
                 format!(
                     "{item}  {what} ({name}): {}, last written {} ago, {} finding(s) in its last {} KiB",
                     source.path.display(),
@@ -99,7 +99,7 @@ pub fn diagnose(config: &Config, tail_bytes: u64) -> anyhow::Result<String> {
         let _ = writeln!(out, "{l}");
     }
     if let Some(h) = &config.heartbeat {
-        let beats = pipeline.beats();
+        let beats = flow.beats();
         let last = h.expected.iter().filter_map(|s| beats.last(s)).max();
         let _ = write!(out, "M1  heartbeats in the last hour the log covers:");
         match last {

@@ -5,7 +5,7 @@
 //! [`sources`] (log files → records) → [`matching`] (records → events) →
 //! [`rules`] (events → plans, in Rhai) → [`plan`] (plans and policy) →
 //! [`actions`] (the only code that changes the world) → [`audit`].
-//! [`pipeline`] strings them together for one record; [`daemon`] runs it
+//! [`flow`] strings them together for one record; [`daemon`] runs it
 //! over live files, [`replay`] over old ones. [`clients`] read the
 //! pipeline's systems (ZooKeeper, the canal model in it); [`cli`] holds the
 //! commands, one file each.
@@ -20,10 +20,10 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod diagnose;
+pub mod flow;
 pub mod fsutil;
 pub mod matching;
 pub mod metrics;
-pub mod pipeline;
 pub mod plan;
 pub mod probes;
 pub mod replay;

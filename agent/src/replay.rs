@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::pipeline::{Clock, Outcome, Pipeline};
+use crate::flow::{Clock, Flow, Outcome};
 use crate::rules::RuleSet;
 
 /// How decisions are printed.
@@ -62,9 +62,9 @@ pub fn replay(
         );
     }
     let config = Arc::new(config);
-    let mut pipeline = Pipeline::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?;
+    let mut flow = Flow::new(config.clone(), rules, Audit::discard(), Clock::LogTime, true)?;
     if !previews {
-        pipeline = pipeline.without_previews();
+        flow = flow.without_previews();
     }
     let mut summary = Summary::default();
     let started = Instant::now();
@@ -77,7 +77,7 @@ pub fn replay(
                 write_err.get_or_insert(e);
             }
         };
-        summary.bytes += pipeline
+        summary.bytes += flow
             .feed(source, path, record_start, &mut file, &mut sink)
             .with_context(|| format!("reading {}", path.display()))?;
         if let Some(e) = write_err.take() {
@@ -85,8 +85,8 @@ pub fn replay(
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();
-    summary.records = pipeline.stats.records;
-    summary.events = pipeline.stats.events;
+    summary.records = flow.stats.records;
+    summary.events = flow.stats.events;
     Ok(summary)
 }
 

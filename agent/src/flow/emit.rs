@@ -49,7 +49,7 @@ pub(super) fn excerpt_record(text: &str) -> String {
 
 const RECORD_EXCERPT: usize = 2000;
 
-impl Pipeline {
+impl Flow {
     /// Counts, audits and logs a decision. A decision that changes nothing
     /// and repeats (the same rule rate-limited again and again in a flood)
     /// is written once and then summed up, once per `SUMMARY_MS`: a flood of

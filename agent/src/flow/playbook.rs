@@ -4,7 +4,7 @@
 use super::*;
 use crate::approval::{playbook_token_id, DecideReply, Decision as Answer, PlaybookRequest};
 
-impl Pipeline {
+impl Flow {
     /// Runs a playbook a person asked for on the host: checks the signed
     /// request, builds its plans and decides about each like a rule's (a
     /// risky one is mailed for approval). Replies with what was decided.

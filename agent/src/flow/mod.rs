@@ -55,7 +55,7 @@ use own_actions::OwnWindow;
 use retry::Retry;
 
 /// Everything needed to take a record through the flow.
-pub struct Pipeline {
+pub struct Flow {
     /// Fixes to try again after a transient failure.
     retries: Vec<Retry>,
     /// Running summaries of repeated decisions, by rule and (decision, captures).
@@ -95,7 +95,7 @@ pub struct Pipeline {
     beats: crate::report::BeatCounts,
 }
 
-/// Why a pipeline could not be built.
+/// Why the flow could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -107,7 +107,7 @@ pub enum PipelineError {
 /// The signature the heartbeat watch counts with (reserved).
 const HEARTBEAT: &str = "heartbeat";
 
-impl Pipeline {
+impl Flow {
     /// Builds the flow. `persistent` keeps policy history in the state
     /// directory (the live daemon); otherwise it lives in memory.
     pub fn new(
@@ -116,7 +116,7 @@ impl Pipeline {
         audit: Audit,
         clock: Clock,
         dry_run: bool,
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<Flow, PipelineError> {
         let mut specs = rules.signature_specs();
         let heartbeat = config.heartbeat.clone().map(|h| {
             specs.push(SignatureSpec {
@@ -144,7 +144,7 @@ impl Pipeline {
             Policy::persistent(config.limits.clone(), &config.state_dir)?
         };
         let metrics = crate::metrics::Metrics::new();
-        Ok(Pipeline {
+        Ok(Flow {
             executor: Executor::new(config.clone()),
             config,
             matcher,
@@ -174,14 +174,14 @@ impl Pipeline {
     }
 
     /// Decides without reading live state: every step counts as a change.
-    pub fn without_previews(mut self) -> Pipeline {
+    pub fn without_previews(mut self) -> Flow {
         self.live_previews = false;
         self
     }
 
     /// Sends mail through `outbox`: notifications, escalations and (with
     /// `approvals`) approval requests for plans riskier than `safe`.
-    pub fn with_mail(mut self, host: String, outbox: Outbox, approvals: Option<Approvals>) -> Pipeline {
+    pub fn with_mail(mut self, host: String, outbox: Outbox, approvals: Option<Approvals>) -> Flow {
         self.executor.set_outbox(outbox.clone(), host.clone());
         self.outbox = Some(outbox);
         self.approvals = approvals;

@@ -24,7 +24,7 @@ fn transient(reason: &str) -> bool {
         .any(|code| reason.contains(code))
 }
 
-impl Pipeline {
+impl Flow {
     /// Schedules a failed plan again if it failed transiently and changed
     /// nothing (a preview, the policy record or its first change failed);
     /// its policy record is taken back so the cooldown does not hold the

@@ -51,7 +51,7 @@ fn approval_entry<'a>(
     }
 }
 
-impl Pipeline {
+impl Flow {
     /// Stores the plan as an approval and mails every approver their links.
     pub(super) fn request_approval(&mut self, plan: &Plan, previews: &[Preview], event: &Event, out: &mut Outcome) {
         let Some(ap) = &mut self.approvals else { return };

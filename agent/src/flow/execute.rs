@@ -5,7 +5,7 @@
 use super::*;
 use crate::approval::token::random_hex;
 
-impl Pipeline {
+impl Flow {
     /// Applies and verifies each step in order; stops at the first failure.
     pub(super) fn execute(&mut self, plan: &Plan, previews: &[Preview], now: i64, out: &mut Outcome) {
         let noop: Vec<bool> = previews.iter().map(|p| p.noop).collect();

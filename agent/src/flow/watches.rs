@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Pipeline {
+impl Flow {
     /// Periodic work: expired approvals, and the heartbeat watch's findings
     /// handed to the rules that want them.
     pub fn tick(&mut self, now: i64) {

@@ -1,6 +1,6 @@
 //! One way to push bytes through the flow: the daemon's followers, `replay`
-//! and `diagnose` assemble records the same way ([`Pipeline::assembly`]) and
-//! hand them to [`Pipeline::handle`]; what differs is only where the
+//! and `diagnose` assemble records the same way ([`Flow::assembly`]) and
+//! hand them to [`Flow::handle`]; what differs is only where the
 //! outcomes go.
 
 use std::io::Read;
@@ -10,7 +10,7 @@ use super::*;
 use crate::config::RecordStart;
 use crate::sources::{Assembler, Assembly};
 
-impl Pipeline {
+impl Flow {
     /// How records of `source` are assembled for this flow: the
     /// configuration's limits, and the literals its signatures look for.
     pub fn assembly(&self, source: &str, start: RecordStart) -> Assembly {

@@ -5,7 +5,7 @@
 
 use super::*;
 
-impl Pipeline {
+impl Flow {
     /// Puts back what the plan's steps up to the failed one changed, newest
     /// first, so that a plan is applied whole or not at all where that can
     /// be done: file edits are restored from what they replaced. Steps that
@@ -97,7 +97,7 @@ impl<'a> PlanJournal<'a> {
     }
 }
 
-impl Pipeline {
+impl Flow {
     /// Finds the plans the journal's `tail` says were started and never
     /// finished (the agent died in the middle) and reports each: what its
     /// steps did, as far as the journal knows, and that nothing will be

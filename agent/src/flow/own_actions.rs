@@ -18,7 +18,7 @@ pub(super) struct OwnWindow {
 /// How many windows are remembered (the oldest go first).
 const OWN_WINDOWS: usize = 64;
 
-impl Pipeline {
+impl Flow {
     /// Each source file's size now.
     pub(super) fn source_sizes(&self) -> Vec<(std::path::PathBuf, u64)> {
         self.config
