@@ -1,4 +1,4 @@
-//! The daemon: follow every source, take each record through the pipeline,
+//! The daemon: follow every source, take each record through the flow,
 //! checkpoint, and stop cleanly on SIGTERM.
 //!
 //! One thread does the work: it sleeps on a channel fed by inotify (through

@@ -1,36 +1,65 @@
 //! pipemedic: a self-healing agent for MySQL → Canal → Kafka → consumer →
 //! PostgreSQL data-sync pipelines.
 //!
-//! The modules follow the flow of data:
-//! [`sources`] (log files → records) → [`matching`] (records → events) →
-//! [`rules`] (events → plans, in Rhai) → [`plan`] (plans and policy) →
-//! [`actions`] (the only code that changes the world) → [`audit`].
-//! [`flow`] strings them together for one record; [`daemon`] runs it
-//! over live files, [`replay`] over old ones. [`clients`] read the
-//! pipeline's systems (ZooKeeper, the canal model in it); [`cli`] holds the
-//! commands, one file each.
+//! The map, in the order data flows: the flow of one record (sources →
+//! matching → rules → plan → actions → approval → audit), the agent's own
+//! watches, read-only clients of the pipeline's systems, host services, and
+//! the commands.
 
-pub mod actions;
-pub mod approval;
-pub mod audit;
-pub mod cli;
-pub mod clients;
-pub mod cluster;
-pub mod config;
-pub mod daemon;
-pub mod demo;
-pub mod diagnose;
-pub mod flow;
-pub mod fsutil;
-pub mod matching;
-pub mod metrics;
-pub mod plan;
-pub mod probes;
-pub mod replay;
-pub mod report;
-pub mod rules;
-pub mod runtime;
+// The flow.
+/// Log files followed like `tail -F`, turned into records.
 pub mod sources;
+/// Records → events: every rule's signatures, compiled together.
+pub mod matching;
+/// Events → plans, in Rhai: the sandbox, its API, playbooks, rule tests.
+pub mod rules;
+/// Plans of typed steps, their validation, and the policy that lets them run.
+pub mod plan;
+/// The only code that changes the world: one file per action family.
+pub mod actions;
+/// Approval of dangerous plans by a person: store, life cycle, mail, links.
+pub mod approval;
+/// The audit journal: every decision and what was done.
+pub mod audit;
+/// One record through all of the above; the daemon, replay and diagnose feed it.
+pub mod flow;
+
+// The watches.
+/// The agent's own watches (heartbeats, the C5 stall), as events.
+pub mod probes;
+
+// Read-only clients, and agents on several hosts.
+/// ZooKeeper, Kafka, MySQL and the canal model in ZooKeeper, read-only.
+pub mod clients;
+/// Agents on several hosts acting on one system: K4 leader-first, canal HA.
+pub mod cluster;
+
+// Host services.
+/// The agent's configuration: one TOML file per host.
+pub mod config;
+/// Atomic writes, backups, refusing links and pre-planted files.
+pub mod fsutil;
+/// Prometheus metrics.
+pub mod metrics;
+/// The state directory: small JSON documents replaced atomically.
 pub mod state;
+/// What the agent asks the operating system (processes, addresses).
 pub mod system;
+/// Validated values for what crosses from hostile input.
 pub mod types;
+/// The daemon's background threads and their shutdown.
+pub mod runtime;
+
+// The commands and what they run.
+/// The command line, one file per subcommand.
+pub mod cli;
+/// `pipemedic run`: the inotify loop, signals, checkpoints.
+pub mod daemon;
+/// `pipemedic demo`: the embedded example in a scratch directory.
+pub mod demo;
+/// `pipemedic diagnose`: the runbook's checks once, on demand.
+pub mod diagnose;
+/// `pipemedic replay`: old logs through the flow.
+pub mod replay;
+/// `pipemedic status` and the digest: the runbook's daily look.
+pub mod report;
