@@ -18,7 +18,7 @@ fn kafka<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaConfig, String
     Ok((k, group))
 }
 
-fn total_lag(k: &KafkaConfig, group: &str) -> Result<(i64, usize), String> {
+fn total_lag(k: &KafkaConfig, group: &str) -> Result<(i64, usize), crate::clients::kafka::KafkaError> {
     let rows = lag(k, group, None)?;
     Ok((rows.iter().map(|r| r.lag).sum(), rows.len()))
 }

@@ -88,6 +88,38 @@ pub fn verify(config: &Config) -> Result<String, ActionError> {
     }
 }
 
+/// Why the leader-first sequence stopped, or why a broker's turn failed.
+#[derive(Debug, thiserror::Error)]
+enum SequenceError {
+    #[error("{doing}: {source}")]
+    Zk { doing: String, source: zk::Error },
+    #[error("encoding the turn: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("another agent held the cluster lock under {LOCK_DIR} for more than {0} s; not starting anything")]
+    LockTimeout(u64),
+    #[error("broker {0} is down and has no agent ({AGENTS}/{0} is absent)")]
+    NoAgent(i32),
+    #[error("broker {broker}'s agent could not start it: {message}")]
+    StartFailed { broker: i32, message: String },
+    #[error("broker {0}'s agent went away before the broker registered")]
+    AgentGone(i32),
+    #[error("broker {broker} was not stable after {secs} s: {why}")]
+    NotStable { broker: i32, secs: u64, why: String },
+    /// The first broker failed while none runs: the rest stay stopped.
+    #[error(
+        "{failure}; no broker is running, so brokers {rest} stay stopped (started before broker {broker}, \
+         which {why}, they could become leaders without its data): start broker {broker} by hand"
+    )]
+    FirstFailed { failure: Box<SequenceError>, rest: String, broker: i32, why: String },
+    #[error("brokers {0} were not started; start them by hand")]
+    Skipped(String),
+}
+
+fn zkerr(doing: impl Into<String>) -> impl FnOnce(zk::Error) -> SequenceError {
+    let doing = doing.into();
+    move |source| SequenceError::Zk { doing, source }
+}
+
 /// Takes the cluster lock (waiting for another agent's sequence), runs the
 /// sequence, releases everything it created.
 async fn coordinate(
@@ -95,13 +127,11 @@ async fn coordinate(
     config: &Config,
     c: &KafkaClusterConfig,
     log: &mut Vec<String>,
-) -> Result<(), String> {
-    let zkerr = |doing: &str, e: zk::Error| format!("{doing}: {e}");
+) -> Result<(), SequenceError> {
     let dir = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    let options = zk::LockOptions::new(zk::Acls::anyone_all())
-        .with_ancestor_options(dir)
-        .map_err(|e| zkerr("lock options", e))?;
-    let prefix = zk::LockPrefix::new_curator(LOCK_DIR, "lock-").map_err(|e| zkerr("lock prefix", e))?;
+    let options =
+        zk::LockOptions::new(zk::Acls::anyone_all()).with_ancestor_options(dir).map_err(zkerr("lock options"))?;
+    let prefix = zk::LockPrefix::new_curator(LOCK_DIR, "lock-").map_err(zkerr("lock prefix"))?;
     let host = config.host_name();
     let waited = Instant::now();
     let lock = match tokio::time::timeout(
@@ -111,13 +141,8 @@ async fn coordinate(
     .await
     {
         Ok(Ok(lock)) => lock,
-        Ok(Err(e)) => return Err(zkerr(&format!("taking the cluster lock under {LOCK_DIR}"), e)),
-        Err(_) => {
-            return Err(format!(
-                "another agent held the cluster lock under {LOCK_DIR} for more than {} s; not starting anything",
-                c.lock_wait_secs
-            ))
-        }
+        Ok(Err(e)) => return Err(zkerr(format!("taking the cluster lock under {LOCK_DIR}"))(e)),
+        Err(_) => return Err(SequenceError::LockTimeout(c.lock_wait_secs)),
     };
     log.push(format!("took the cluster lock after {:.0} s", waited.elapsed().as_secs_f64()));
     let result = sequence(client, config, c, &host, log).await;
@@ -134,7 +159,7 @@ async fn sequence(
     c: &KafkaClusterConfig,
     host: &str,
     log: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), SequenceError> {
     let snap = read(client).await?;
     // Recomputed under the lock: another agent's sequence may have started
     // some or all of them meanwhile.
@@ -160,11 +185,12 @@ async fn sequence(
         // one runs, leadership is settled and the rest may join in any order.
         if read(client).await?.registered.is_empty() {
             let _ = client.delete(TURN, None).await;
-            return Err(format!(
-                "{failure}; no broker is running, so brokers {} stay stopped (started before broker {broker}, \
-                 which {why}, they could become leaders without its data): start broker {broker} by hand",
-                ids(brokers[i + 1..].iter().copied())
-            ));
+            return Err(SequenceError::FirstFailed {
+                failure: Box::new(failure),
+                rest: ids(brokers[i + 1..].iter().copied()),
+                broker: *broker,
+                why: why.clone(),
+            });
         }
         log.push(format!("skipped: {failure}"));
         skipped.push(*broker);
@@ -172,7 +198,7 @@ async fn sequence(
     if skipped.is_empty() {
         Ok(())
     } else {
-        Err(format!("brokers {} were not started; start them by hand", ids(skipped)))
+        Err(SequenceError::Skipped(ids(skipped)))
     }
 }
 
@@ -185,17 +211,17 @@ async fn take_turn(
     sequence: &str,
     order: &[i32],
     host: &str,
-) -> Result<f64, String> {
+) -> Result<f64, SequenceError> {
     let snap = read(client).await?;
     if !snap.registered.contains(&broker) && !snap.agents.contains(&broker) {
-        return Err(format!("broker {broker} is down and has no agent ({AGENTS}/{broker} is absent)"));
+        return Err(SequenceError::NoAgent(broker));
     }
     let turn = Turn { broker, sequence: sequence.to_string(), order: order.to_vec(), coordinator: host.to_string() };
-    let data = serde_json::to_vec(&turn).map_err(|e| e.to_string())?;
+    let data = serde_json::to_vec(&turn)?;
     // Ephemeral: the turn goes with this session if this agent dies.
     crate::clients::zk::put(client, TURN, &data, zk::CreateMode::Ephemeral)
         .await
-        .map_err(|e| format!("writing {TURN} for broker {broker}: {e}"))?;
+        .map_err(zkerr(format!("writing {TURN} for broker {broker}")))?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(c.start_timeout_secs);
     let settle = Duration::from_secs(c.settle_secs);
@@ -215,32 +241,32 @@ async fn take_turn(
         if !snap.registered.contains(&broker) {
             if let Some(report) = report(client, broker, sequence).await? {
                 if !report.ok {
-                    return Err(format!("broker {broker}'s agent could not start it: {}", report.message));
+                    return Err(SequenceError::StartFailed { broker, message: report.message });
                 }
             }
             if !snap.agents.contains(&broker) {
-                return Err(format!("broker {broker}'s agent went away before the broker registered"));
+                return Err(SequenceError::AgentGone(broker));
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "broker {broker} was not stable after {} s: {}",
-                c.start_timeout_secs,
-                reason.unwrap_or_else(|| "it was stable for less than the settle time".into())
-            ));
+            return Err(SequenceError::NotStable {
+                broker,
+                secs: c.start_timeout_secs,
+                why: reason.unwrap_or_else(|| "it was stable for less than the settle time".into()),
+            });
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-async fn read(client: &zk::Client) -> Result<Snapshot, String> {
-    cluster::snapshot(client).await.map_err(|e| format!("reading the cluster's state: {e}"))
+async fn read(client: &zk::Client) -> Result<Snapshot, SequenceError> {
+    cluster::snapshot(client).await.map_err(zkerr("reading the cluster's state"))
 }
 
 /// The broker's agent's report for this sequence, if it made one.
-async fn report(client: &zk::Client, broker: i32, sequence: &str) -> Result<Option<Started>, String> {
+async fn report(client: &zk::Client, broker: i32, sequence: &str) -> Result<Option<Started>, SequenceError> {
     let path = format!("{STARTED}/{broker}");
-    let node = crate::clients::zk::get(client, &path).await.map_err(|e| format!("reading {path}: {e}"))?;
+    let node = crate::clients::zk::get(client, &path).await.map_err(zkerr(format!("reading {path}")))?;
     Ok(node.and_then(|n| serde_json::from_slice::<Started>(&n.data).ok()).filter(|s| s.sequence == sequence))
 }
 

@@ -12,7 +12,7 @@
 //! A dry-run approval stays `approved`: it is done, and nothing was applied.
 
 use super::token::Signer;
-use super::{check_link, human_time, Approval, ApprovalState, Decider, Decision};
+use super::{check_link, human_time, Approval, ApprovalState, Decider, Decision, LinkRefused};
 
 /// A decision as it arrives from a link or the CLI: who, how, and the
 /// fields its token signs.
@@ -39,7 +39,7 @@ impl Approval {
     /// Counts `ballot` if its link is valid for this approval at `now` (ms),
     /// and `at` is when (RFC 3339). `Ok`: the reply for the person who
     /// decided. `Err`: why the link is refused; nothing changed.
-    pub fn decide(&mut self, ballot: &Ballot, signer: &Signer, now: i64, at: String) -> Result<String, String> {
+    pub fn decide(&mut self, ballot: &Ballot, signer: &Signer, now: i64, at: String) -> Result<String, LinkRefused> {
         check_link(self, signer, ballot.decision, &ballot.approver, ballot.expires, &ballot.token, now)?;
         let decider = Decider { who: ballot.approver.clone(), at, via: ballot.via.to_string() };
         Ok(match ballot.decision {
@@ -151,7 +151,7 @@ mod tests {
         }
     }
 
-    fn decide(a: &mut Approval, signer: &Signer, decision: Decision, approver: &str) -> Result<String, String> {
+    fn decide(a: &mut Approval, signer: &Signer, decision: Decision, approver: &str) -> Result<String, LinkRefused> {
         let b = ballot(signer, a, decision, approver);
         a.decide(&b, signer, NOW, "2027-01-15T08:01:00Z".into())
     }
@@ -175,7 +175,8 @@ mod tests {
         assert!(reply.contains("needs 2 different approvers; 1 so far"), "{reply}");
         assert_eq!(a.state, ApprovalState::Pending);
         let again = decide(&mut a, &s, Decision::Approve, "ann@example.com").unwrap_err();
-        assert!(again.contains("already approved"), "{again}");
+        assert_eq!(again, LinkRefused::AlreadyApproved);
+        assert!(again.to_string().contains("needs a second, different approver"), "{again}");
         assert_eq!(a.approved_by.len(), 1, "a refused ballot changes nothing");
         decide(&mut a, &s, Decision::Approve, "bob@example.com").unwrap();
         assert_eq!(a.state, ApprovalState::Approved);
@@ -190,7 +191,8 @@ mod tests {
         assert_eq!(a.state, ApprovalState::Denied);
         assert_eq!(a.denied_by.as_ref().unwrap().who, "bob@example.com");
         let late = decide(&mut a, &s, Decision::Approve, "cy@example.com").unwrap_err();
-        assert!(late.contains("already decided: it is denied"), "{late}");
+        assert_eq!(late, LinkRefused::AlreadyDecided(ApprovalState::Denied));
+        assert!(late.to_string().contains("already decided: it is denied"), "{late}");
         assert_eq!(a.state, ApprovalState::Denied);
     }
 
@@ -201,7 +203,7 @@ mod tests {
         assert!(!a.expire(EXPIRES - 1), "not before its time");
         let b = ballot(&s, &a, Decision::Approve, "ann@example.com");
         let late = a.decide(&b, &s, EXPIRES, "later".into()).unwrap_err();
-        assert!(late.contains("expired"), "{late}");
+        assert_eq!(late, LinkRefused::Expired(EXPIRES));
         assert!(a.expire(EXPIRES));
         assert_eq!(a.state, ApprovalState::Expired);
         assert!(a.outcome.as_deref().unwrap().contains("nothing was applied"));
@@ -225,8 +227,7 @@ mod tests {
         let altered_expiry = Ballot { expires: a.expires + 1, ..ballot(&s, &a, Decision::Approve, "ann@example.com") };
         let turned = Ballot { decision: Decision::Approve, ..ballot(&s, &a, Decision::Deny, "ann@example.com") };
         for b in [old, altered_expiry, turned] {
-            let why = a.decide(&b, &s, NOW, "now".into()).unwrap_err();
-            assert!(why.contains("not valid for this approval"), "{why}");
+            assert_eq!(a.decide(&b, &s, NOW, "now".into()).unwrap_err(), LinkRefused::Forged);
         }
         assert_eq!(a.state, ApprovalState::Pending);
         assert!(a.approved_by.is_empty());
@@ -237,7 +238,7 @@ mod tests {
         let (_dir, s) = signer();
         let mut a = approval(Risk::Dangerous, false);
         let why = decide(&mut a, &s, Decision::Approve, "mallory@example.com").unwrap_err();
-        assert!(why.contains("not issued to an approver"), "{why}");
+        assert_eq!(why, LinkRefused::NotAnApprover);
         let cli = Ballot { via: "cli", ..ballot(&s, &a, Decision::Approve, "local:root") };
         a.decide(&cli, &s, NOW, "now".into()).unwrap();
         assert_eq!(a.state, ApprovalState::Approved);

@@ -289,9 +289,24 @@ pub enum DecideReply {
     Refused(String),
 }
 
+/// Why a link (or the CLI's signed decision) is refused, in words for the
+/// person holding it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkRefused {
+    #[error("this link is not valid for this approval (it was altered, or belongs to another plan)")]
+    Forged,
+    #[error("this link was not issued to an approver of this plan")]
+    NotAnApprover,
+    #[error("this approval was already decided: it is {}; a link works once", format!("{:?}", .0).to_lowercase())]
+    AlreadyDecided(ApprovalState),
+    #[error("this approval expired at {}; nothing was or will be applied", human_time(*.0))]
+    Expired(i64),
+    #[error("you already approved this plan; it needs a second, different approver")]
+    AlreadyApproved,
+}
+
 /// Checks a link's fields against an approval: the token, the expiry it
-/// names, and that the approval still waits for this decision. `Err` says
-/// why the link is refused, in words for the person holding it.
+/// names, and that the approval still waits for this decision.
 pub fn check_link(
     a: &Approval,
     signer: &token::Signer,
@@ -300,21 +315,21 @@ pub fn check_link(
     expires: i64,
     token: &str,
     now: i64,
-) -> Result<(), String> {
+) -> Result<(), LinkRefused> {
     if expires != a.expires || !signer.verify(&a.id, &a.plan_hash, decision, expires, approver, token) {
-        return Err("this link is not valid for this approval (it was altered, or belongs to another plan)".into());
+        return Err(LinkRefused::Forged);
     }
     if !a.approvers_asked.iter().any(|x| x == approver) && !approver.starts_with("local:") {
-        return Err("this link was not issued to an approver of this plan".into());
+        return Err(LinkRefused::NotAnApprover);
     }
     if a.state != ApprovalState::Pending {
-        return Err(format!("this approval was already decided: it is {:?}; a link works once", a.state).to_lowercase());
+        return Err(LinkRefused::AlreadyDecided(a.state));
     }
     if now >= a.expires {
-        return Err(format!("this approval expired at {}; nothing was or will be applied", human_time(a.expires)));
+        return Err(LinkRefused::Expired(a.expires));
     }
     if decision == Decision::Approve && a.approved_by.iter().any(|d| d.who == approver) {
-        return Err("you already approved this plan; it needs a second, different approver".into());
+        return Err(LinkRefused::AlreadyApproved);
     }
     Ok(())
 }

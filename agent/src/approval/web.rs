@@ -201,7 +201,7 @@ async fn show(
     };
     let now = chrono::Utc::now().timestamp_millis();
     if let Err(why) = check_link(&approval, &s.signer, decision, &f.approver, f.exp, &f.token, now) {
-        return refuse(&s, &id, &f, &why, StatusCode::FORBIDDEN, "link");
+        return refuse(&s, &id, &f, &why.to_string(), StatusCode::FORBIDDEN, "link");
     }
     let (verb, colour) = match decision {
         Decision::Approve => ("Approve", "#2a7"),

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::approval::human_time;
 use crate::clients::mysql::Binlog;
-use crate::clients::zk::{Node, Session};
+use crate::clients::zk::{Node, Session, ZkError};
 use crate::config::CanalConfig;
 
 const LOG_POSITION: &str = "com.alibaba.otter.canal.protocol.position.LogPosition";
@@ -25,12 +25,23 @@ pub struct CanalCursor {
     pub timestamp: i64,
 }
 
+/// A cursor node canal itself could not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnreadableCursor(pub String);
+
+impl From<&str> for UnreadableCursor {
+    fn from(why: &str) -> Self {
+        UnreadableCursor(why.to_string())
+    }
+}
+
 impl CanalCursor {
     /// Parses a cursor node; refuses anything canal itself could not read.
-    pub fn parse(bytes: &[u8]) -> Result<CanalCursor, String> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    pub fn parse(bytes: &[u8]) -> Result<CanalCursor, UnreadableCursor> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| UnreadableCursor(format!("not JSON: {e}")))?;
         if v.get("@type").and_then(Value::as_str) != Some(LOG_POSITION) {
-            return Err(format!("no \"@type\":\"{LOG_POSITION}\""));
+            return Err(UnreadableCursor(format!("no \"@type\":\"{LOG_POSITION}\"")));
         }
         let id = &v["identity"];
         let pos = &v["postion"];
@@ -135,7 +146,7 @@ pub struct DestinationState {
     pub running: Option<String>,
     pub cluster: Vec<String>,
     pub cursor_path: String,
-    pub cursor: Option<(Result<CanalCursor, String>, Node)>,
+    pub cursor: Option<(Result<CanalCursor, UnreadableCursor>, Node)>,
 }
 
 impl DestinationState {
@@ -146,7 +157,7 @@ impl DestinationState {
 }
 
 /// Reads every configured destination's layout.
-pub fn read_destinations(zk: &Session, canal: &CanalConfig) -> Result<Vec<DestinationState>, String> {
+pub fn read_destinations(zk: &Session, canal: &CanalConfig) -> Result<Vec<DestinationState>, ZkError> {
     canal.destinations.iter().map(|(name, d)| read_state(zk, name, d)).collect()
 }
 
@@ -154,7 +165,7 @@ pub(crate) fn read_state(
     zk: &Session,
     name: &str,
     d: &crate::config::CanalDestination,
-) -> Result<DestinationState, String> {
+) -> Result<DestinationState, ZkError> {
     let base = dest_path(name);
     let running = zk.get(&format!("{base}/running"))?.map(|n| {
         let v: Value = serde_json::from_slice(&n.data).unwrap_or(Value::Null);

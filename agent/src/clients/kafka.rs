@@ -36,7 +36,24 @@ pub struct PartitionLag {
     pub lag: i64,
 }
 
-fn client(config: &KafkaConfig, group: Option<&str>) -> Result<BaseConsumer, String> {
+/// A question Kafka (or ZooKeeper, for the fallback) did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// `doing` names the cluster or the partition.
+    #[error("{doing}: {source}")]
+    Client { doing: String, source: rdkafka::error::KafkaError },
+    #[error("no broker of {0} answers")]
+    NoBroker(String),
+    #[error("reading Kafka's partition state from ZooKeeper {ensemble}: {source}")]
+    ZooKeeper { ensemble: String, source: zookeeper_client::Error },
+}
+
+fn asking(doing: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> KafkaError {
+    let doing = doing.into();
+    move |source| KafkaError::Client { doing, source }
+}
+
+fn client(config: &KafkaConfig, group: Option<&str>) -> Result<BaseConsumer, KafkaError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers)
         .set("enable.auto.commit", "false")
@@ -45,7 +62,7 @@ fn client(config: &KafkaConfig, group: Option<&str>) -> Result<BaseConsumer, Str
     if let Some(g) = group {
         c.set("group.id", g);
     }
-    c.create().map_err(|e| format!("creating a Kafka client for {}: {e}", config.bootstrap_servers))
+    c.create().map_err(asking(format!("creating a Kafka client for {}", config.bootstrap_servers)))
 }
 
 fn wanted(config: &KafkaConfig, topic: Option<&str>, name: &str) -> bool {
@@ -57,13 +74,13 @@ fn wanted(config: &KafkaConfig, topic: Option<&str>, name: &str) -> bool {
 }
 
 /// Leaders from the brokers' metadata.
-pub fn leaders(config: &KafkaConfig, topic: Option<&str>) -> Result<Vec<PartitionLeader>, String> {
+pub fn leaders(config: &KafkaConfig, topic: Option<&str>) -> Result<Vec<PartitionLeader>, KafkaError> {
     let c = client(config, None)?;
     let md = c
         .fetch_metadata(topic, Duration::from_secs(config.timeout_secs))
-        .map_err(|e| format!("reading metadata from {}: {e}", config.bootstrap_servers))?;
+        .map_err(asking(format!("reading metadata from {}", config.bootstrap_servers)))?;
     if md.brokers().is_empty() {
-        return Err(format!("no broker of {} answers", config.bootstrap_servers));
+        return Err(KafkaError::NoBroker(config.bootstrap_servers.clone()));
     }
     let mut out = Vec::new();
     for t in md.topics().iter().filter(|t| wanted(config, topic, t.name())) {
@@ -88,9 +105,9 @@ pub fn leaders_from_zookeeper(
     zk: &Session,
     config: &KafkaConfig,
     topic: Option<&str>,
-) -> Result<Vec<PartitionLeader>, String> {
+) -> Result<Vec<PartitionLeader>, KafkaError> {
     zk.block_on(zookeeper_partitions(&zk.client(), |t| wanted(config, topic, t)))
-        .map_err(|e| format!("reading Kafka's partition state from ZooKeeper {}: {e}", zk.connect_string()))
+        .map_err(|source| KafkaError::ZooKeeper { ensemble: zk.connect_string().to_string(), source })
 }
 
 /// Every wanted topic's partitions as ZooKeeper's persistent state has them.
@@ -126,24 +143,26 @@ pub async fn zookeeper_partitions(
 }
 
 /// The group's committed offsets against each partition's log end.
-pub fn lag(config: &KafkaConfig, group: &str, topic: Option<&str>) -> Result<Vec<PartitionLag>, String> {
+pub fn lag(config: &KafkaConfig, group: &str, topic: Option<&str>) -> Result<Vec<PartitionLag>, KafkaError> {
     let c = client(config, Some(group))?;
     let timeout = Duration::from_secs(config.timeout_secs);
     let md = c
         .fetch_metadata(topic, timeout)
-        .map_err(|e| format!("reading metadata from {}: {e}", config.bootstrap_servers))?;
+        .map_err(asking(format!("reading metadata from {}", config.bootstrap_servers)))?;
     let mut tpl = TopicPartitionList::new();
     for t in md.topics().iter().filter(|t| wanted(config, topic, t.name())) {
         for p in t.partitions() {
             tpl.add_partition(t.name(), p.id());
         }
     }
-    let committed = c.committed_offsets(tpl, timeout).map_err(|e| format!("reading group {group}'s offsets: {e}"))?;
+    let committed = c.committed_offsets(tpl, timeout).map_err(asking(format!("reading group {group}'s offsets")))?;
     let mut out = Vec::new();
     for e in committed.elements() {
-        let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).map_err(|err| {
-            format!("reading the log end of {}-{}: {err} (is its leader down?)", e.topic(), e.partition())
-        })?;
+        let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).map_err(asking(format!(
+            "reading the log end of {}-{} (is its leader down?)",
+            e.topic(),
+            e.partition()
+        )))?;
         let committed = match e.offset() {
             Offset::Offset(n) => Some(n),
             _ => None,

@@ -75,7 +75,7 @@ pub fn find_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Resu
     for (name, source) in &config.mysql {
         let rows = rt
             .block_on(query_source(source, table, column))
-            .map_err(|e| ActionError::new(&doing, format!("[mysql.{name}] {}:{}: {e}", source.host, source.port)))?;
+            .map_err(|e| ActionError::new(&doing, MysqlError::of(name, source)(e)))?;
         for (schema, column_type, nullable, default) in rows {
             if source.schemas.contains(&schema) {
                 found.push(ColumnDef {
@@ -93,11 +93,52 @@ pub fn find_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Resu
 
 type Row = (String, String, String, Option<String>);
 
-async fn connect(source: &MysqlSource) -> Result<mysql_async::Conn, String> {
+/// A MySQL source could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum MysqlError {
+    #[error("starting a runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("reading password file {}: {source}", .path.display())]
+    Password { path: std::path::PathBuf, source: std::io::Error },
+    #[error("connecting timed out after 10 s")]
+    ConnectTimeout,
+    #[error("connecting: {0}")]
+    Connect(#[source] mysql_async::Error),
+    #[error("{doing}: {source}")]
+    Query { doing: String, source: mysql_async::Error },
+    #[error("SHOW BINARY LOGS without a name")]
+    NoBinlogName,
+    #[error("binlog {0} has no format-description event")]
+    NoFormatDescription(String),
+    #[error("[mysql.{0}] has no binlogs (is log_bin on?)")]
+    NoBinlogs(String),
+    /// Which source: `[mysql.NAME] host:port: …`.
+    #[error("[mysql.{name}] {host}:{port}: {source}")]
+    Source { name: String, host: String, port: u16, source: Box<MysqlError> },
+}
+
+impl MysqlError {
+    fn of(name: &str, source: &MysqlSource) -> impl FnOnce(MysqlError) -> MysqlError {
+        let (name, host, port) = (name.to_string(), source.host.clone(), source.port);
+        move |e| MysqlError::Source { name, host, port, source: Box::new(e) }
+    }
+}
+
+fn query(doing: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> MysqlError {
+    let doing = doing.into();
+    move |source| MysqlError::Query { doing, source }
+}
+
+/// A MySQL type with no safe mapping to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MySQL type {0:?} has no mapping here; a person must add this column")]
+pub struct Unmappable(pub String);
+
+async fn connect(source: &MysqlSource) -> Result<mysql_async::Conn, MysqlError> {
     let password = match &source.password_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
-                .map_err(|e| format!("reading password file {}: {e}", p.display()))?
+                .map_err(|e| MysqlError::Password { path: p.clone(), source: e })?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
         ),
@@ -111,11 +152,11 @@ async fn connect(source: &MysqlSource) -> Result<mysql_async::Conn, String> {
         .prefer_socket(false);
     tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts))
         .await
-        .map_err(|_| "connecting timed out after 10 s".to_string())?
-        .map_err(|e| format!("connecting: {e}"))
+        .map_err(|_| MysqlError::ConnectTimeout)?
+        .map_err(MysqlError::Connect)
 }
 
-async fn query_source(source: &MysqlSource, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<Row>, String> {
+async fn query_source(source: &MysqlSource, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<Row>, MysqlError> {
     let mut conn = connect(source).await?;
     let rows: Vec<Row> = conn
         .exec(
@@ -124,7 +165,7 @@ async fn query_source(source: &MysqlSource, table: &SqlIdent, column: &SqlIdent)
             (table.as_str(), column.as_str()),
         )
         .await
-        .map_err(|e| format!("querying information_schema: {e}"))?;
+        .map_err(query("querying information_schema"))?;
     let _ = conn.disconnect().await;
     Ok(rows)
 }
@@ -141,22 +182,21 @@ pub struct Binlog {
 /// The source's binlogs, oldest first, each with its creation time read
 /// through the replication protocol (the user needs REPLICATION SLAVE;
 /// `SHOW BINARY LOGS` has no times).
-pub fn list_binlogs(name: &str, source: &MysqlSource) -> Result<Vec<Binlog>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(binlogs(source)).map_err(|e| format!("[mysql.{name}] {}:{}: {e}", source.host, source.port))
+pub fn list_binlogs(name: &str, source: &MysqlSource) -> Result<Vec<Binlog>, MysqlError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(MysqlError::Runtime)?;
+    rt.block_on(binlogs(source)).map_err(MysqlError::of(name, source))
 }
 
-async fn binlogs(source: &MysqlSource) -> Result<Vec<Binlog>, String> {
+async fn binlogs(source: &MysqlSource) -> Result<Vec<Binlog>, MysqlError> {
     use futures_util::StreamExt;
     let mut conn = connect(source).await?;
-    let rows: Vec<mysql_async::Row> =
-        conn.query("SHOW BINARY LOGS").await.map_err(|e| format!("SHOW BINARY LOGS: {e}"))?;
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.map_err(query("SHOW BINARY LOGS"))?;
     let _ = conn.disconnect().await;
     let mut out = Vec::with_capacity(rows.len());
     // A replica id of our own, far from real servers'.
     let server_id = 3_000_000_000 + std::process::id() % 1_000_000;
     for row in rows {
-        let name: String = row.get(0).ok_or("SHOW BINARY LOGS without a name")?;
+        let name: String = row.get(0).ok_or(MysqlError::NoBinlogName)?;
         let size: u64 = row.get(1).unwrap_or(0);
         let conn = connect(source).await?;
         let request = mysql_async::BinlogStreamRequest::new(server_id)
@@ -166,24 +206,24 @@ async fn binlogs(source: &MysqlSource) -> Result<Vec<Binlog>, String> {
         let mut stream = conn
             .get_binlog_stream(request)
             .await
-            .map_err(|e| format!("reading binlog {name} (needs REPLICATION SLAVE): {e}"))?;
+            .map_err(query(format!("reading binlog {name} (needs REPLICATION SLAVE)")))?;
         let mut created = None;
         while let Some(event) = stream.next().await {
-            let event = event.map_err(|e| format!("reading binlog {name}: {e}"))?;
+            let event = event.map_err(query(format!("reading binlog {name}")))?;
             if event.header().event_type() == Ok(mysql_async::binlog::EventType::FORMAT_DESCRIPTION_EVENT) {
                 created = Some(event.header().timestamp() as i64 * 1000);
                 break;
             }
         }
         let _ = stream.close().await;
-        let created_ms = created.ok_or_else(|| format!("binlog {name} has no format-description event"))?;
+        let created_ms = created.ok_or_else(|| MysqlError::NoFormatDescription(name.clone()))?;
         out.push(Binlog { name, size, created_ms });
     }
     Ok(out)
 }
 
 /// Maps a MySQL column to PostgreSQL; `Err` names a type with no safe mapping.
-pub fn map_column(def: &ColumnDef) -> Result<PgColumn, String> {
+pub fn map_column(def: &ColumnDef) -> Result<PgColumn, Unmappable> {
     let ty = def.column_type.to_ascii_lowercase();
     let unsigned = ty.contains(" unsigned");
     let (base, args) = match ty.find('(') {
@@ -226,9 +266,7 @@ pub fn map_column(def: &ColumnDef) -> Result<PgColumn, String> {
         "datetime" | "timestamp" if nums.is_empty() => "timestamp without time zone".into(),
         "datetime" | "timestamp" => format!("timestamp({}) without time zone", arg(0, 0)),
         "json" => "jsonb".into(),
-        _ => {
-            return Err(format!("MySQL type {:?} has no mapping here; a person must add this column", def.column_type))
-        }
+        _ => return Err(Unmappable(def.column_type.clone())),
     };
     let default_sql = map_default(def.default.as_deref(), base, &type_sql, &mut notes);
     let not_null = !def.nullable && default_sql.is_some();

@@ -88,6 +88,21 @@ pub async fn connect(config: &ZooKeeperConfig) -> Result<zk::Client, zk::Error> 
         .await
 }
 
+/// A ZooKeeper call that failed, naming the ensemble and the node.
+#[derive(Debug, thiserror::Error)]
+pub enum ZkError {
+    #[error("starting a runtime for the ZooKeeper client: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("connecting to ZooKeeper {ensemble}: {source}")]
+    Connect { ensemble: String, source: zk::Error },
+    #[error("{doing} {path} on ZooKeeper {ensemble}: {source}")]
+    Call { doing: &'static str, path: String, ensemble: String, source: zk::Error },
+    /// A compare-and-set found the node at another version: someone wrote
+    /// it since it was read, and nothing was written.
+    #[error("{path} changed since it was read (version {expected} expected); not {doing}")]
+    Changed { path: String, expected: i32, doing: &'static str },
+}
+
 /// An open session.
 pub struct Session {
     rt: tokio::runtime::Runtime,
@@ -97,10 +112,11 @@ pub struct Session {
 
 impl Session {
     /// Connects; the error names the ensemble.
-    pub fn connect(config: &ZooKeeperConfig) -> Result<Session, String> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let client =
-            rt.block_on(connect(config)).map_err(|e| format!("connecting to ZooKeeper {}: {e}", config.connect))?;
+    pub fn connect(config: &ZooKeeperConfig) -> Result<Session, ZkError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ZkError::Runtime)?;
+        let client = rt
+            .block_on(connect(config))
+            .map_err(|source| ZkError::Connect { ensemble: config.connect.clone(), source })?;
         Ok(Session { rt, client, connect: config.connect.clone() })
     }
 
@@ -121,39 +137,40 @@ impl Session {
         &self.connect
     }
 
-    fn err(&self, doing: &str, path: &str, e: zk::Error) -> String {
-        format!("{doing} {path} on ZooKeeper {}: {e}", self.connect)
+    fn err(&self, doing: &'static str, path: &str) -> impl FnOnce(zk::Error) -> ZkError + '_ {
+        let path = path.to_string();
+        move |source| ZkError::Call { doing, path, ensemble: self.connect.clone(), source }
     }
 
     /// The node, or `None` if it does not exist.
-    pub fn get(&self, path: &str) -> Result<Option<Node>, String> {
-        self.rt.block_on(get(&self.client, path)).map_err(|e| self.err("reading", path, e))
+    pub fn get(&self, path: &str) -> Result<Option<Node>, ZkError> {
+        self.rt.block_on(get(&self.client, path)).map_err(self.err("reading", path))
     }
 
     /// Children's names, sorted; empty if the node does not exist.
-    pub fn children(&self, path: &str) -> Result<Vec<String>, String> {
-        self.rt.block_on(children(&self.client, path)).map_err(|e| self.err("listing", path, e))
+    pub fn children(&self, path: &str) -> Result<Vec<String>, ZkError> {
+        self.rt.block_on(children(&self.client, path)).map_err(self.err("listing", path))
     }
 
     /// Replaces the data only if the node is still at `version`.
-    pub fn set_if_version(&self, path: &str, data: &[u8], version: i32) -> Result<i32, String> {
+    pub fn set_if_version(&self, path: &str, data: &[u8], version: i32) -> Result<i32, ZkError> {
         match self.rt.block_on(self.client.set_data(path, data, Some(version))) {
             Ok(stat) => Ok(stat.version),
             Err(zk::Error::BadVersion) => {
-                Err(format!("{path} changed since it was read (version {version} expected); not writing"))
+                Err(ZkError::Changed { path: path.to_string(), expected: version, doing: "writing" })
             }
-            Err(e) => Err(self.err("writing", path, e)),
+            Err(e) => Err(self.err("writing", path)(e)),
         }
     }
 
     /// Deletes the node only if it is still at `version`.
-    pub fn delete_if_version(&self, path: &str, version: i32) -> Result<(), String> {
+    pub fn delete_if_version(&self, path: &str, version: i32) -> Result<(), ZkError> {
         match self.rt.block_on(self.client.delete(path, Some(version))) {
             Ok(()) => Ok(()),
             Err(zk::Error::BadVersion) => {
-                Err(format!("{path} changed since it was read (version {version} expected); not deleting"))
+                Err(ZkError::Changed { path: path.to_string(), expected: version, doing: "deleting" })
             }
-            Err(e) => Err(self.err("deleting", path, e)),
+            Err(e) => Err(self.err("deleting", path)(e)),
         }
     }
 }

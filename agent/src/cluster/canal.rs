@@ -34,7 +34,7 @@ use zookeeper_client as zk;
 
 use crate::actions::service;
 use crate::audit::{now_rfc3339, Audit, Lifecycle};
-use crate::clients::zk::Session;
+use crate::clients::zk::{Session, ZkError};
 use crate::config::Config;
 use crate::plan::ServiceOp;
 use crate::types::Name;
@@ -57,15 +57,34 @@ pub struct Claim {
     pub expires: i64,
 }
 
-fn zk_error(doing: &str, zk: &Session, e: zk::Error) -> String {
-    format!("{doing} on ZooKeeper {}: {e}", zk.connect_string())
+/// Why the agents' agreement on canal's cursors could not be read or made.
+#[derive(Debug, thiserror::Error)]
+pub enum CanalClusterError {
+    #[error("no [zookeeper] section")]
+    NoZooKeeper,
+    #[error(transparent)]
+    Zk(#[from] ZkError),
+    #[error("{doing} on ZooKeeper {ensemble}: {source}")]
+    Call { doing: String, ensemble: String, source: zk::Error },
+    #[error("encoding {what}: {source}")]
+    Encode { what: &'static str, source: serde_json::Error },
+    /// Another agent is writing canal's cursors now.
+    #[error("{HOLD} exists: the agent on {0} is writing canal's cursors now; not writing")]
+    HeldElsewhere(String),
+    /// These members did not stop their canal in time.
+    #[error("the agents on {} did not report their canal stopped within {} s; not writing", .members.join(", "), .secs)]
+    NotStopped { members: Vec<String>, secs: u64 },
+}
+
+fn zk_error(doing: String, zk: &Session) -> impl FnOnce(zk::Error) -> CanalClusterError + '_ {
+    move |source| CanalClusterError::Call { doing, ensemble: zk.connect_string().to_string(), source }
 }
 
 /// Takes the claim for `approval`, or answers who holds it. A claim of this
 /// host (an earlier approval it superseded) or one that lapsed is replaced,
 /// compare-and-set; so is one that is not a claim at all (nobody's).
-pub fn claim(zk: &Session, mine: &Claim, now: i64) -> Result<Option<Claim>, String> {
-    let data = serde_json::to_vec(mine).map_err(|e| e.to_string())?;
+pub fn claim(zk: &Session, mine: &Claim, now: i64) -> Result<Option<Claim>, CanalClusterError> {
+    let data = serde_json::to_vec(mine).map_err(|source| CanalClusterError::Encode { what: "the claim", source })?;
     let client = zk.client();
     zk.block_on(async {
         loop {
@@ -90,11 +109,11 @@ pub fn claim(zk: &Session, mine: &Claim, now: i64) -> Result<Option<Claim>, Stri
             }
         }
     })
-    .map_err(|e| zk_error(&format!("claiming {CLAIM} for approval {}", mine.approval), zk, e))
+    .map_err(zk_error(format!("claiming {CLAIM} for approval {}", mine.approval), zk))
 }
 
 /// Deletes the claim if it is still `approval`'s.
-pub fn release(zk: &Session, approval: &str) -> Result<(), String> {
+pub fn release(zk: &Session, approval: &str) -> Result<(), ZkError> {
     let Some(node) = zk.get(CLAIM)? else { return Ok(()) };
     match serde_json::from_slice::<Claim>(&node.data) {
         Ok(c) if c.approval == approval => match zk.delete_if_version(CLAIM, node.version) {
@@ -122,10 +141,10 @@ struct HoldData {
 
 /// Creates the hold and waits until the canal of every other member is
 /// stopped for it (`held/<host>` names its token), for at most `wait`.
-pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, String> {
+pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, CanalClusterError> {
     let token = crate::approval::token::random_hex(8);
-    let data =
-        serde_json::to_vec(&HoldData { host: me.to_string(), token: token.clone() }).map_err(|e| e.to_string())?;
+    let data = serde_json::to_vec(&HoldData { host: me.to_string(), token: token.clone() })
+        .map_err(|source| CanalClusterError::Encode { what: "the hold", source })?;
     let client = zk.client();
     let created = zk.block_on(async {
         crate::clients::zk::parents(&client, HOLD).await?;
@@ -136,12 +155,9 @@ pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, S
         Ok(()) => {}
         Err(zk::Error::NodeExists) => {
             let other = zk.get(HOLD)?.and_then(|n| serde_json::from_slice::<HoldData>(&n.data).ok());
-            return Err(format!(
-                "{HOLD} exists: the agent on {} is writing canal's cursors now; not writing",
-                other.map_or("another host".to_string(), |h| h.host)
-            ));
+            return Err(CanalClusterError::HeldElsewhere(other.map_or("another host".to_string(), |h| h.host)));
         }
-        Err(e) => return Err(zk_error(&format!("creating {HOLD}"), zk, e)),
+        Err(e) => return Err(zk_error(format!("creating {HOLD}"), zk)(e)),
     }
     let hold = Hold { zk, token };
     let deadline = Instant::now() + wait;
@@ -159,11 +175,7 @@ pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, S
             return Ok(hold);
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "the agents on {} did not report their canal stopped within {} s; not writing",
-                waiting.join(", "),
-                wait.as_secs()
-            ));
+            return Err(CanalClusterError::NotStopped { members: waiting, secs: wait.as_secs() });
         }
         // Sleep on the session's runtime, so that it keeps answering pings.
         zk.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
@@ -172,7 +184,7 @@ pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, S
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        let release = || -> Result<(), String> {
+        let release = || -> Result<(), ZkError> {
             let Some(node) = self.zk.get(HOLD)? else { return Ok(()) };
             match serde_json::from_slice::<HoldData>(&node.data) {
                 Ok(h) if h.token == self.token => self.zk.delete_if_version(HOLD, node.version),
@@ -218,15 +230,14 @@ fn read_holding(state_dir: &Path) -> Option<Holding> {
     serde_json::from_slice(&bytes).map_err(|e| tracing::warn!("{}: {e}; ignoring it", path.display())).ok()
 }
 
-fn write_holding(state_dir: &Path, h: Option<&Holding>) -> Result<(), String> {
+fn write_holding(state_dir: &Path, h: Option<&Holding>) -> Result<(), crate::state::StateError> {
     let path = holding_file(state_dir);
     match h {
-        Some(h) => {
-            let bytes = serde_json::to_vec(h).map_err(|e| e.to_string())?;
-            crate::fsutil::write_atomic(&path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))
-        }
+        Some(h) => crate::state::write_json_atomic(&path, h),
         None => match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("removing {}: {e}", path.display())),
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                Err(crate::state::StateError::Write { path, source })
+            }
             _ => Ok(()),
         },
     }

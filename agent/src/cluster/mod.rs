@@ -197,12 +197,13 @@ pub fn last_controller(state_dir: &Path) -> Option<i32> {
     std::fs::read_to_string(state_dir.join(LAST_CONTROLLER)).ok()?.trim().parse().ok()
 }
 
-pub fn remember_controller(state_dir: &Path, id: i32) -> Result<(), String> {
+pub fn remember_controller(state_dir: &Path, id: i32) -> Result<(), crate::state::StateError> {
     if last_controller(state_dir) == Some(id) {
         return Ok(());
     }
-    crate::fsutil::write_atomic(&state_dir.join(LAST_CONTROLLER), format!("{id}\n").as_bytes())
-        .map_err(|e| format!("remembering the Kafka controller in {}: {e}", state_dir.display()))
+    let path = state_dir.join(LAST_CONTROLLER);
+    crate::fsutil::write_atomic(&path, format!("{id}\n").as_bytes())
+        .map_err(|source| crate::state::StateError::Write { path, source })
 }
 
 const LAST_CONTROLLER: &str = "kafka-last-controller";

@@ -295,7 +295,7 @@ impl Config {
             }
         }
         if let Some(d) = &self.digest {
-            d.time()?;
+            d.time().map_err(|e| e.to_string())?;
             if self.mail.is_none() {
                 return Err("[digest] needs a [mail] section to send it".into());
             }

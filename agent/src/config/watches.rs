@@ -14,10 +14,14 @@ pub struct DigestConfig {
     pub to: Vec<String>,
 }
 
+/// `[digest] at` is not a time of day.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[digest] at = {0:?} is not a time of day like \"07:30\"")]
+pub struct BadTime(pub String);
+
 impl DigestConfig {
-    pub fn time(&self) -> Result<chrono::NaiveTime, String> {
-        chrono::NaiveTime::parse_from_str(&self.at, "%H:%M")
-            .map_err(|_| format!("[digest] at = {:?} is not a time of day like \"07:30\"", self.at))
+    pub fn time(&self) -> Result<chrono::NaiveTime, BadTime> {
+        chrono::NaiveTime::parse_from_str(&self.at, "%H:%M").map_err(|_| BadTime(self.at.clone()))
     }
 }
 

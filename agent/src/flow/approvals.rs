@@ -8,6 +8,7 @@ use crate::approval::token::random_hex;
 use crate::approval::{
     human_time, link, Approval, ApprovalState, DecideReply, DecideRequest, Decision as Answer, Ending, PlannedStep,
 };
+use crate::cluster::canal::CanalClusterError;
 
 /// What asking for and acting on approvals needs.
 pub struct Approvals {
@@ -167,8 +168,8 @@ impl Flow {
     }
 
     /// Takes the claim for `a`, or answers which agent holds it.
-    fn claim_canal(&self, a: &Approval) -> Result<Option<crate::cluster::canal::Claim>, String> {
-        let zk = self.config.zookeeper.as_ref().ok_or("no [zookeeper] section")?;
+    fn claim_canal(&self, a: &Approval) -> Result<Option<crate::cluster::canal::Claim>, CanalClusterError> {
+        let zk = self.config.zookeeper.as_ref().ok_or(CanalClusterError::NoZooKeeper)?;
         let mine = crate::cluster::canal::Claim { host: self.host.clone(), approval: a.id.clone(), expires: a.expires };
         crate::cluster::canal::claim(
             &crate::clients::zk::Session::connect(zk)?,
@@ -205,6 +206,7 @@ impl Flow {
         let reply = match a.decide(b, &ap.signer, now, crate::audit::now_rfc3339()) {
             Ok(reply) => reply,
             Err(why) => {
+                let why = why.to_string();
                 self.audit.write(&approval_entry("approval-refused", &a, Some(&b.approver), Some(b.via), Some(&why)));
                 let _ = req.reply.send(DecideReply::Refused(why));
                 self.expire_approvals(now);

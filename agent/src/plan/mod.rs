@@ -27,13 +27,18 @@ pub enum Risk {
     DataLoss,
 }
 
+/// A risk a rule named that is none of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown risk {}: expected safe, dangerous or data-loss", excerpt(.0))]
+pub struct UnknownRisk(pub String);
+
 impl Risk {
-    pub fn parse(s: &str) -> Result<Risk, String> {
+    pub fn parse(s: &str) -> Result<Risk, UnknownRisk> {
         match s {
             "safe" => Ok(Risk::Safe),
             "dangerous" => Ok(Risk::Dangerous),
             "data-loss" => Ok(Risk::DataLoss),
-            other => Err(format!("unknown risk {}: expected safe, dangerous or data-loss", excerpt(other))),
+            other => Err(UnknownRisk(other.to_string())),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::config::StallConfig;
 use crate::matching::SignatureSpec;
 
 /// What ZooKeeper says about the brokers: registered and expected.
-pub type Registration = Result<(BTreeSet<i32>, BTreeSet<i32>), String>;
+pub type Registration = Result<(BTreeSet<i32>, BTreeSet<i32>), crate::clients::zk::ZkError>;
 
 /// The signals the watch follows, from the pipeline's reserved signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +203,13 @@ pub fn broker_registration(config: &crate::config::Config) -> Option<Registratio
     let zk = config.zookeeper.as_ref()?;
     let configured = crate::cluster::configured_brokers(config);
     Some(crate::clients::zk::Session::connect(zk).and_then(|s| {
-        let snap = s.block_on(crate::cluster::snapshot(&s.client())).map_err(|e| e.to_string())?;
+        let snap =
+            s.block_on(crate::cluster::snapshot(&s.client())).map_err(|source| crate::clients::zk::ZkError::Call {
+                doing: "reading the brokers and agents under",
+                path: "/brokers/ids".into(),
+                ensemble: s.connect_string().into(),
+                source,
+            })?;
         Ok((snap.registered.clone(), snap.expected(configured)))
     }))
 }

@@ -36,7 +36,8 @@ pub(super) fn plan_from_dynamic(out: Dynamic) -> Result<PlanSpec, String> {
         .map_err(|t| format!("a plan whose summary is a {t}"))?;
     let risk = match map.get("risk") {
         None => Risk::Safe,
-        Some(d) => Risk::parse(&d.clone().into_string().map_err(|t| format!("a plan whose risk is a {t}"))?)?,
+        Some(d) => Risk::parse(&d.clone().into_string().map_err(|t| format!("a plan whose risk is a {t}"))?)
+            .map_err(|e| e.to_string())?,
     };
     let benign = match map.get("benign") {
         None => false,

@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn cursors_canal_could_not_read_are_refused() {
-        assert!(CanalCursor::parse(br#"{"identity":{},"postion":{}}"#).unwrap_err().contains("@type"));
+        assert!(CanalCursor::parse(br#"{"identity":{},"postion":{}}"#).unwrap_err().0.contains("@type"));
         let no_position = REAL.replace(r#""position":43893,"#, "");
         assert!(CanalCursor::parse(no_position.as_bytes()).is_err());
         // The old format without gtid and serverId still reads, and renders without serverId.

@@ -2,14 +2,15 @@
 //! every source still has binlog.
 
 use super::*;
+use crate::clients::mysql::MysqlError;
 
 /// Every source's binlogs, by destination.
-fn binlogs_by_destination(config: &Config, canal: &CanalConfig) -> Result<BTreeMap<String, Vec<Binlog>>, String> {
+fn binlogs_by_destination(config: &Config, canal: &CanalConfig) -> Result<BTreeMap<String, Vec<Binlog>>, MysqlError> {
     let mut out = BTreeMap::new();
     for (name, d) in &canal.destinations {
         let logs = list_binlogs(&d.mysql, &config.mysql[&d.mysql])?;
         if logs.is_empty() {
-            return Err(format!("[mysql.{}] has no binlogs (is log_bin on?)", d.mysql));
+            return Err(MysqlError::NoBinlogs(d.mysql.clone()));
         }
         out.insert(name.clone(), logs);
     }
