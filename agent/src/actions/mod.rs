@@ -63,9 +63,11 @@ pub trait Action {
         format!("{}:{}", self.family(), self.target())
     }
 
-    /// The preview is what a person approves (a diff, a cursor, SQL), so an
-    /// approved plan whose preview reads differently now is asked again.
-    fn preview_is_what_was_approved(&self) -> bool {
+    /// The preview is what the step will do (a diff, a cursor, SQL), not a
+    /// report of the moment: a person approves it, so an approved plan whose
+    /// preview reads differently now is asked again; and a step whose
+    /// preview is a no-op is skipped when the plan runs.
+    fn preview_binds(&self) -> bool {
         true
     }
 

@@ -217,11 +217,10 @@ fn properties_file(name: &str, config: &Config) -> Result<Name, Refusal> {
     Ok(name)
 }
 
-fn preview_change(cx: &Cx, file: &Name, key: &PropertyKey, change: &Change, staged: &Staged) -> PreviewResult {
-    preview(&cx.config.properties_files[file.as_str()], key, change, staged)
+/// Where a configured properties file is (validation made sure it is).
+fn file_path<'a>(cx: &Cx<'a>, file: &Name) -> &'a Path {
+    &cx.config.properties_files[file.as_str()]
 }
-
-type PreviewResult = Result<Preview, ActionError>;
 
 /// The two property steps differ only in their change and their risk.
 macro_rules! property_action {
@@ -243,16 +242,16 @@ macro_rules! property_action {
                 Some(format!("properties {}", self.file))
             }
 
-            fn preview(&self, cx: &Cx, staged: &Staged) -> PreviewResult {
-                preview_change(cx, &self.file, &self.key, &$change(self), staged)
+            fn preview(&self, cx: &Cx, staged: &Staged) -> Result<Preview, ActionError> {
+                preview(file_path(cx, &self.file), &self.key, &$change(self), staged)
             }
 
             fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
-                apply(&cx.config.properties_files[self.file.as_str()], &self.key, preview, &cx.backups)
+                apply(file_path(cx, &self.file), &self.key, preview, &cx.backups)
             }
 
             fn verify(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
-                verify(&cx.config.properties_files[self.file.as_str()], &self.key, preview)
+                verify(file_path(cx, &self.file), &self.key, preview)
             }
         }
     };

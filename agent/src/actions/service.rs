@@ -353,8 +353,10 @@ impl Action for ServiceStep {
 
     /// A service step's preview only reports the moment (running, which
     /// pid): canal stopping or a standby taking over between the mail and
-    /// the answer does not change what the plan does.
-    fn preview_is_what_was_approved(&self) -> bool {
+    /// the answer does not change what the plan does; and it was computed
+    /// before the plan's earlier steps ran (a start after a stop in the same
+    /// plan looked like a no-op), so the step decides again when it runs.
+    fn preview_binds(&self) -> bool {
         false
     }
 

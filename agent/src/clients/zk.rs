@@ -137,19 +137,21 @@ impl Session {
         &self.connect
     }
 
-    fn err(&self, doing: &'static str, path: &str) -> impl FnOnce(zk::Error) -> ZkError + '_ {
+    /// Turns a failed call on this session into a [`ZkError::Call`] that
+    /// names what was being done, the node and the ensemble.
+    pub fn call_error(&self, doing: &'static str, path: &str) -> impl FnOnce(zk::Error) -> ZkError + '_ {
         let path = path.to_string();
         move |source| ZkError::Call { doing, path, ensemble: self.connect.clone(), source }
     }
 
     /// The node, or `None` if it does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Node>, ZkError> {
-        self.rt.block_on(get(&self.client, path)).map_err(self.err("reading", path))
+        self.rt.block_on(get(&self.client, path)).map_err(self.call_error("reading", path))
     }
 
     /// Children's names, sorted; empty if the node does not exist.
     pub fn children(&self, path: &str) -> Result<Vec<String>, ZkError> {
-        self.rt.block_on(children(&self.client, path)).map_err(self.err("listing", path))
+        self.rt.block_on(children(&self.client, path)).map_err(self.call_error("listing", path))
     }
 
     /// Replaces the data only if the node is still at `version`.
@@ -159,7 +161,7 @@ impl Session {
             Err(zk::Error::BadVersion) => {
                 Err(ZkError::Changed { path: path.to_string(), expected: version, doing: "writing" })
             }
-            Err(e) => Err(self.err("writing", path)(e)),
+            Err(e) => Err(self.call_error("writing", path)(e)),
         }
     }
 
@@ -170,7 +172,7 @@ impl Session {
             Err(zk::Error::BadVersion) => {
                 Err(ZkError::Changed { path: path.to_string(), expected: version, doing: "deleting" })
             }
-            Err(e) => Err(self.err("deleting", path)(e)),
+            Err(e) => Err(self.call_error("deleting", path)(e)),
         }
     }
 }

@@ -280,7 +280,7 @@ impl Flow {
             .zip(&previews)
             .enumerate()
             .find_map(|(i, (s, p))| {
-                let text_changed = p.text != s.preview && s.step.preview_is_what_was_approved();
+                let text_changed = p.text != s.preview && s.step.preview_binds();
                 (text_changed || p.depends_on() != s.depends_on).then(|| {
                     format!("step {} changed since the mail: it was\n{}\nand is now\n{}", i + 1, s.preview, p.text)
                 })
@@ -291,27 +291,25 @@ impl Flow {
             let mut event = a.event.clone();
             event.at = chrono::Utc::now().timestamp_millis();
             let again = self.rules.rules.iter().position(|r| r.name == a.rule).map(|i| self.react(i, &event));
-            let next = match &again {
-                None => format!("rule {} is no longer loaded; not asking again", a.rule),
-                Some(outcomes) => match outcomes.iter().find(|o| o.decision == Decision::AwaitingApproval) {
-                    Some(o) => format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?")),
-                    None => {
-                        let said: Vec<String> = outcomes
-                            .iter()
-                            .map(|o| {
-                                format!(
-                                    "{:?}{}",
-                                    o.decision,
-                                    o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-                                )
-                            })
-                            .collect();
-                        format!("asked the rule again: {}", said.join("; "))
-                    }
-                },
+            let asked = again.iter().flatten().find(|o| o.decision == Decision::AwaitingApproval);
+            let next = match (&again, asked) {
+                (None, _) => format!("rule {} is no longer loaded; not asking again", a.rule),
+                (Some(_), Some(o)) => format!("asked again as approval {}", o.approval.as_deref().unwrap_or("?")),
+                (Some(outcomes), None) => {
+                    let said: Vec<String> = outcomes
+                        .iter()
+                        .map(|o| {
+                            format!(
+                                "{:?}{}",
+                                o.decision,
+                                o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    format!("asked the rule again: {}", said.join("; "))
+                }
             };
-            let by = again.iter().flatten().find(|o| o.decision == Decision::AwaitingApproval);
-            a.supersede(&why, &next, by.and_then(|o| o.approval.clone()));
+            a.supersede(&why, &next, asked.and_then(|o| o.approval.clone()));
             let reason = a.outcome.clone();
             let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
             self.release_canal_claim(&a);

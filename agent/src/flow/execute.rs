@@ -71,10 +71,9 @@ impl Flow {
     /// back what can be rolled back and stops.
     fn apply_steps(&mut self, plan: &Plan, previews: &[Preview], out: &mut Outcome) {
         for (i, (step, preview)) in plan.steps.iter().zip(previews).enumerate() {
-            // A service step's preview describes the process as it was before
-            // the plan's earlier steps ran (a start after a stop in the same
-            // plan looked like a no-op); it decides again when its turn comes.
-            if preview.noop && !matches!(step, Step::Service(_)) {
+            // A preview that only reports the moment (a service's) decides
+            // again when its turn comes: see `Action::preview_binds`.
+            if preview.noop && step.preview_binds() {
                 out.steps[i].result = Some("no change needed".into());
                 continue;
             }

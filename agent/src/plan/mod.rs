@@ -142,9 +142,9 @@ impl Step {
         self.action().changes()
     }
 
-    /// See [`Action::preview_is_what_was_approved`].
-    pub fn preview_is_what_was_approved(&self) -> bool {
-        self.action().preview_is_what_was_approved()
+    /// See [`Action::preview_binds`].
+    pub fn preview_binds(&self) -> bool {
+        self.action().preview_binds()
     }
 
     /// See [`Action::writes_canal_cursors`].

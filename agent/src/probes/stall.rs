@@ -203,13 +203,9 @@ pub fn broker_registration(config: &crate::config::Config) -> Option<Registratio
     let zk = config.zookeeper.as_ref()?;
     let configured = crate::cluster::configured_brokers(config);
     Some(crate::clients::zk::Session::connect(zk).and_then(|s| {
-        let snap =
-            s.block_on(crate::cluster::snapshot(&s.client())).map_err(|source| crate::clients::zk::ZkError::Call {
-                doing: "reading the brokers and agents under",
-                path: "/brokers/ids".into(),
-                ensemble: s.connect_string().into(),
-                source,
-            })?;
+        let snap = s
+            .block_on(crate::cluster::snapshot(&s.client()))
+            .map_err(s.call_error("reading the brokers and agents under", "/brokers/ids"))?;
         Ok((snap.registered.clone(), snap.expected(configured)))
     }))
 }
