@@ -1,5 +1,5 @@
-//! One way to push bytes through the flow: the daemon's followers, `replay`
-//! and `diagnose` assemble records the same way ([`Flow::assembly`]) and
+//! One way to push bytes through the flow: the daemon's followers, `replay`,
+//! `diagnose` and the rule tests assemble records the same way ([`Flow::assembly`]) and
 //! hand them to [`Flow::handle`]; what differs is only where the
 //! outcomes go.
 

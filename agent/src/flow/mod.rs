@@ -28,6 +28,7 @@ use crate::plan::{Plan, PlanSpec, Risk, Step};
 use crate::probes::heartbeat::HeartbeatWatch;
 use crate::probes::stall::{Signal, StallWatch};
 use crate::probes::ProbeEvent;
+use crate::rules::api::CaseAnswers;
 use crate::rules::history::EventHistory;
 use crate::rules::PROBE_SOURCE;
 use crate::rules::{RuleContext, RuleSet};
@@ -47,7 +48,7 @@ mod retry;
 mod watches;
 
 pub use approvals::Approvals;
-pub use outcome::{Clock, Decision, Outcome, Stats, StepOutcome};
+pub use outcome::{Asked, Clock, Decision, Outcome, Stats, StepOutcome};
 
 use emit::{excerpt_record, Repeats};
 use journal::PlanJournal;
@@ -84,6 +85,9 @@ pub struct Flow {
     /// Compute previews from live state (off for a plain replay of old logs,
     /// where live state is beside the point and may be slow to reach).
     live_previews: bool,
+    /// A rule test case's answers to the rules' questions about live
+    /// systems; `None`: the rules ask the live systems.
+    answers: Option<CaseAnswers>,
     host: String,
     pub stats: Stats,
     /// The same counts (and more) for Prometheus.
@@ -161,6 +165,7 @@ impl Flow {
             heartbeat,
             stall,
             live_previews: true,
+            answers: None,
             own: Default::default(),
             repeats: BTreeMap::new(),
             retries: Vec::new(),
@@ -179,6 +184,13 @@ impl Flow {
         self
     }
 
+    /// Answers the rules' questions about live systems from a rule test
+    /// case, and asks nothing live: the flow a rule test runs through.
+    pub fn answering(mut self, answers: CaseAnswers) -> Flow {
+        self.answers = Some(answers);
+        self
+    }
+
     /// Sends mail through `outbox`: notifications, escalations and (with
     /// `approvals`) approval requests for plans riskier than `safe`.
     pub fn with_mail(mut self, host: String, outbox: Outbox, approvals: Option<Approvals>) -> Flow {
@@ -187,6 +199,10 @@ impl Flow {
         self.approvals = approvals;
         self.host = host;
         self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -319,6 +335,7 @@ impl Flow {
             repeated: None,
             truncated: event.truncated,
             record: excerpt_record(&event.text),
+            asked: None,
         }
     }
 
@@ -326,13 +343,23 @@ impl Flow {
     fn react(&mut self, rule_index: usize, event: &Event) -> Vec<Outcome> {
         let rule = &self.rules.rules[rule_index];
         let mut out = self.outcome_for(&rule.name, &rule.runbook, event);
-        let ctx = RuleContext {
-            history: self.history.clone(),
-            now: event.at,
-            params: rule.params.clone(),
-            kafka: self.config.kafka.clone().map(std::sync::Arc::new),
-            config: Some(self.config.clone()),
-            answers: Default::default(),
+        let ctx = match &self.answers {
+            Some(answers) => RuleContext {
+                history: self.history.clone(),
+                now: event.at,
+                params: rule.params.clone(),
+                kafka: None,
+                config: None,
+                answers: answers.clone(),
+            },
+            None => RuleContext {
+                history: self.history.clone(),
+                now: event.at,
+                params: rule.params.clone(),
+                kafka: self.config.kafka.clone().map(std::sync::Arc::new),
+                config: Some(self.config.clone()),
+                answers: Default::default(),
+            },
         };
         let specs = match self.rules.run(rule, event, ctx) {
             Ok(specs) if specs.is_empty() => return vec![out],
@@ -359,14 +386,19 @@ impl Flow {
     ) -> Outcome {
         out.summary = Some(spec.summary.clone());
         out.risk = Some(spec.risk);
+        let steps = spec.steps.iter().map(ToString::to_string).collect();
+        let mut asked = Asked { steps, risk: spec.risk, benign: spec.benign, refused: None };
         let plan = match spec.validate(rule, runbook, &self.config) {
             Ok(plan) => plan,
             Err(why) => {
                 out.decision = Decision::Refused;
                 out.reason = Some(format!("refused: {why}"));
+                asked.refused = Some(why);
+                out.asked = Some(asked);
                 return out;
             }
         };
+        out.asked = Some(asked);
         out.risk = Some(plan.risk);
         self.decide_and_apply(&plan, event, &mut out);
         out

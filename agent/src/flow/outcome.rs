@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::plan::Risk;
+use crate::plan::{PlanRefused, Risk};
 
 /// Which clock events are timed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,23 @@ pub struct Outcome {
     pub truncated: bool,
     /// The start of the record, for a person reading the journal.
     pub record: String,
+    /// What the rule asked for, when it returned a plan: what its test
+    /// cases compare. Not journaled (the steps and risk above are).
+    #[serde(skip)]
+    pub asked: Option<Asked>,
+}
+
+/// A plan as the rule returned it, before the policy: the terms a rule's
+/// test cases are written in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    /// Each step's one-line form (`restart kafka`).
+    pub steps: Vec<String>,
+    /// The risk the rule gave the plan.
+    pub risk: Risk,
+    pub benign: bool,
+    /// Why validation refused the plan, if it did.
+    pub refused: Option<PlanRefused>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -40,10 +40,19 @@ impl Flow {
             at: now,
             truncated: false,
         };
-        for i in self.rules.subscribers(finding.name, PROBE_SOURCE).to_vec() {
-            for outcome in self.react(i, &event) {
+        self.handle_probe(&event);
+    }
+
+    /// Takes a probe event through the rules that subscribe to it; returns
+    /// what was decided.
+    pub fn handle_probe(&mut self, event: &Event) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for i in self.rules.subscribers(&event.signature, PROBE_SOURCE).to_vec() {
+            for outcome in self.react(i, event) {
                 self.record_outcome(&outcome);
+                outcomes.push(outcome);
             }
         }
+        outcomes
     }
 }

@@ -20,6 +20,7 @@ pub use playbooks::Playbook;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Position, Scope, AST};
@@ -72,6 +73,7 @@ impl RuleError {
 }
 
 /// One loaded rule.
+#[derive(Clone)]
 pub struct Rule {
     /// The file stem, e.g. `k1_unknown_host`.
     pub name: String,
@@ -93,7 +95,8 @@ pub struct Rule {
 
 /// All rules that loaded, with the engine they run in.
 pub struct RuleSet {
-    engine: Engine,
+    /// Shared by [`RuleSet::only`]'s one-rule sets.
+    engine: Arc<Engine>,
     pub rules: Vec<Rule>,
     /// Operator-run procedures, by name.
     pub playbooks: BTreeMap<String, Playbook>,
@@ -208,7 +211,7 @@ impl RuleSet {
                 files.insert(stem, path);
             }
         }
-        let engine = sandboxed_engine(config.limits.rule_max_operations, config.limits.rule_max_time());
+        let engine = Arc::new(sandboxed_engine(config.limits.rule_max_operations, config.limits.rule_max_time()));
         let mut set = RuleSet { engine, rules: Vec::new(), playbooks: BTreeMap::new(), subscribers: HashMap::new() };
         let mut patterns: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
         for (name, path) in files {
@@ -217,17 +220,35 @@ impl RuleSet {
                 Err(e) => errors.push(e),
             }
         }
-        for (i, rule) in set.rules.iter().enumerate() {
+        set.index_subscribers();
+        (set, errors)
+    }
+
+    /// A set of `rule` alone, in the same engine: what a rule test feeds
+    /// through the flow, so that only this rule reacts.
+    pub fn only(&self, rule: &Rule) -> RuleSet {
+        let mut set = RuleSet {
+            engine: self.engine.clone(),
+            rules: vec![rule.clone()],
+            playbooks: BTreeMap::new(),
+            subscribers: HashMap::new(),
+        };
+        set.index_subscribers();
+        set
+    }
+
+    fn index_subscribers(&mut self) {
+        self.subscribers.clear();
+        for (i, rule) in self.rules.iter().enumerate() {
             for sig in rule.signatures.keys() {
                 for source in &rule.sources {
-                    set.subscribers.entry((sig.clone(), source.clone())).or_default().push(i);
+                    self.subscribers.entry((sig.clone(), source.clone())).or_default().push(i);
                 }
             }
             for probe in &rule.probes {
-                set.subscribers.entry((probe.clone(), PROBE_SOURCE.to_string())).or_default().push(i);
+                self.subscribers.entry((probe.clone(), PROBE_SOURCE.to_string())).or_default().push(i);
             }
         }
-        (set, errors)
     }
 
     fn load_one(

@@ -7,24 +7,25 @@
 //!    expect: [ #{ steps: ["hosts ip-1.2.3.4 -> 1.2.3.4", "restart kafka"], risk: "safe" } ] }
 //! ```
 //!
-//! The log text goes through the same record assembly and matching as the
-//! daemon; only this rule reacts. `expect` lists the plans the rule must
+//! The log text goes through the daemon's own flow (record assembly,
+//! matching, the rule, plan validation), in dry-run with only this rule
+//! loaded; the rule's questions about live systems are answered by the case. `expect` lists the plans the rule must
 //! return, in order; each may check `steps` (the one-line form of each step),
 //! `risk`, `benign`, and `refused` (whether validation refuses the plan, as it
 //! must for hostile captures). An empty `expect` means no plan at all.
 
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use rhai::Dynamic;
 
 use super::api::CaseAnswers;
-use super::history::EventHistory;
-use super::{Rule, RuleContext, RuleSet};
+use super::{Rule, RuleSet};
+use crate::audit::Audit;
 use crate::config::{Config, RecordStart};
-use crate::matching::{Event, Matcher, SignatureSpec};
+use crate::flow::{Asked, Clock, Decision, Flow};
+use crate::matching::Event;
 use crate::plan::{PlanRefused, Refusal};
-use crate::sources::logtime::parse_log_time;
-use crate::sources::{Assembler, Assembly};
 
 /// The result of one test case.
 #[derive(Debug)]
@@ -43,24 +44,6 @@ pub enum Verdict {
     Skip(String),
     /// What differed.
     Fail(String),
-}
-
-/// What one plan looked like, in the terms test cases use.
-#[derive(Debug, PartialEq)]
-struct Observed {
-    steps: Vec<String>,
-    risk: String,
-    benign: bool,
-    refused: Option<PlanRefused>,
-}
-
-impl Observed {
-    fn of(spec: crate::plan::PlanSpec, rule: &Rule, config: &Config) -> Observed {
-        let steps = spec.steps.iter().map(ToString::to_string).collect();
-        let (risk, benign) = (spec.risk.to_string(), spec.benign);
-        let refused = spec.validate(&rule.name, &rule.runbook, config).err();
-        Observed { steps, risk, benign, refused }
-    }
 }
 
 /// Runs every test case of every rule. A rule without `tests()` is reported
@@ -103,14 +86,6 @@ fn get_string(map: &rhai::Map, key: &str) -> Result<Option<String>, String> {
 }
 
 fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Result<(String, Verdict), String> {
-    let with_cluster;
-    let config = match case.read_lock::<rhai::Map>().map(|c| answers(&c).kafka_cluster) {
-        Some(Some(true)) if config.kafka_cluster().is_none() => {
-            with_cluster = in_a_cluster(config);
-            &with_cluster
-        }
-        _ => config,
-    };
     let case = case.try_cast::<rhai::Map>().ok_or("a test case must be a map")?;
     let name = get_string(&case, "name")?.unwrap_or_else(|| "unnamed".into());
     let expect = case
@@ -119,72 +94,43 @@ fn run_case(rules: &RuleSet, rule: &Rule, config: &Config, case: Dynamic) -> Res
         .ok_or("a test case needs `expect`")?
         .into_array()
         .map_err(|t| format!("`expect` must be an array, not {t}"))?;
-    if let Some(probe) = get_string(&case, "probe")? {
-        return run_probe_case(rules, rule, config, &case, &probe, &expect).map(|verdict| (name, verdict));
-    }
-    let source =
-        get_string(&case, "source")?.or_else(|| rule.sources.first().cloned()).ok_or("a test case needs `source`")?;
-    let log = get_string(&case, "log")?.ok_or("a test case needs `log` (or `probe`)")?;
-
-    let specs: Vec<SignatureSpec> = rule
-        .signatures
-        .iter()
-        .map(|(n, p)| SignatureSpec {
-            name: n.clone(),
-            pattern: p.clone(),
-            sources: rule.sources.iter().cloned().collect(),
-        })
-        .collect();
-    let matcher = Matcher::new(&specs).map_err(|e| e.to_string())?;
-    let start = config.source(&source).map_or(RecordStart::Timestamp, |s| s.record_start);
-    let assembly = Assembly {
-        start,
-        max_bytes: config.limits.max_record_bytes,
-        max_lines: config.limits.max_record_lines,
-        interest: matcher.interest(&source),
+    let answers = answers(&case);
+    let config = match answers.kafka_cluster {
+        Some(true) if config.kafka_cluster().is_none() => in_a_cluster(config),
+        _ => config.clone(),
     };
-    let mut assembler = Assembler::new(source.as_str().into(), std::path::Path::new("(test case)").into(), assembly, 0);
-    let mut records = Vec::new();
-    assembler.push(log.as_bytes(), &mut |r| records.push(r));
-    assembler.flush(true, &mut |r| records.push(r));
-
-    let history = Arc::new(Mutex::new(EventHistory::default()));
-    let mut observed = Vec::new();
-    let mut last_time = 0;
-    let mut matches = Vec::new();
-    for record in &records {
-        matches.clear();
-        matcher.matches(record, &mut matches);
-        let at = parse_log_time(&record.bytes).unwrap_or(last_time + 1);
-        last_time = at;
-        for m in &matches {
-            history.lock().expect("history lock").record(&m.signature, at);
-            let event = Event::new(record, m, at);
-            let ctx = RuleContext {
-                history: history.clone(),
-                now: at,
-                params: rule.params.clone(),
-                kafka: None,
-                config: None,
-                answers: answers(&case),
-            };
-            for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
-                observed.push(Observed::of(spec, rule, config));
-            }
+    // The real flow, with only this rule loaded, in dry-run, deciding from
+    // the case's answers instead of live state.
+    let mut flow = Flow::new(Arc::new(config), rules.only(rule), Audit::discard(), Clock::LogTime, true)
+        .map_err(|e| e.to_string())?
+        .without_previews()
+        .answering(answers);
+    let outcomes = match get_string(&case, "probe")? {
+        Some(probe) => flow.handle_probe(&probe_event(&case, &probe)?),
+        None => {
+            let source = get_string(&case, "source")?
+                .or_else(|| rule.sources.first().cloned())
+                .ok_or("a test case needs `source`")?;
+            let log = get_string(&case, "log")?.ok_or("a test case needs `log` (or `probe`)")?;
+            let start = flow.config().source(&source).map_or(RecordStart::Timestamp, |s| s.record_start);
+            let mut outcomes = Vec::new();
+            flow.feed(&source, Path::new("(test case)"), start, &mut log.as_bytes(), &mut |o| outcomes.push(o))
+                .map_err(|e| e.to_string())?;
+            outcomes
+        }
+    };
+    let mut asked = Vec::new();
+    for o in outcomes {
+        match o.decision {
+            Decision::RuleError => return Err(o.reason.unwrap_or_default()),
+            _ => asked.extend(o.asked),
         }
     }
-    Ok((name, compare(&expect, &observed)))
+    Ok((name, compare(&expect, &asked)))
 }
 
 /// A probe event instead of log text: `probe: "heartbeat_missing", captures: #{ source: "ix_quote" }`.
-fn run_probe_case(
-    rules: &RuleSet,
-    rule: &Rule,
-    config: &Config,
-    case: &rhai::Map,
-    probe: &str,
-    expect: &[Dynamic],
-) -> Result<Verdict, String> {
+fn probe_event(case: &rhai::Map, probe: &str) -> Result<Event, String> {
     let captures = match case.get("captures") {
         None => Default::default(),
         Some(d) => d
@@ -195,25 +141,17 @@ fn run_probe_case(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
-    let event = Event {
+    Ok(Event {
         signature: probe.into(),
         source: crate::rules::PROBE_SOURCE.into(),
-        file: std::path::Path::new("(probe)").into(),
+        file: Path::new("(probe)").into(),
         captures,
         text: get_string(case, "text")?.unwrap_or_default(),
         offset: 0,
         inode: 0,
         at: 0,
         truncated: false,
-    };
-    let history = Arc::new(Mutex::new(EventHistory::default()));
-    let ctx =
-        RuleContext { history, now: 0, params: rule.params.clone(), kafka: None, config: None, answers: answers(case) };
-    let mut observed = Vec::new();
-    for spec in rules.run(rule, &event, ctx).map_err(|e| e.to_string())? {
-        observed.push(Observed::of(spec, rule, config));
-    }
-    Ok(compare(expect, &observed))
+    })
 }
 
 /// The case says this host's broker is in a coordinated cluster
@@ -239,7 +177,7 @@ fn answers(case: &rhai::Map) -> CaseAnswers {
     }
 }
 
-fn compare(expect: &[Dynamic], observed: &[Observed]) -> Verdict {
+fn compare(expect: &[Dynamic], observed: &[Asked]) -> Verdict {
     if expect.len() != observed.len() {
         return Verdict::Fail(format!("expected {} plan(s), got {}: {observed:#?}", expect.len(), observed.len()));
     }
@@ -257,7 +195,7 @@ fn compare(expect: &[Dynamic], observed: &[Observed]) -> Verdict {
             }
         }
         if let Some(risk) = want.get("risk").and_then(|r| r.clone().into_string().ok()) {
-            if risk != got.risk {
+            if risk != got.risk.to_string() {
                 return Verdict::Fail(format!("plan {}: expected risk {risk}, got {}", i + 1, got.risk));
             }
         }
