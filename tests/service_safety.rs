@@ -57,3 +57,26 @@ fn m2_repeated_restarts_open_the_circuit_instead_of_looping() {
     assert_eq!(host.starts("kafka"), 3, "initial start + two restarts");
     host.stop_agent();
 }
+
+/// A service script's output says which plan ran it: the line above each
+/// run names the plan the journal has, and the rule.
+#[test]
+fn a_service_scripts_output_names_the_plan_that_ran_it() {
+    let mut host = Host::new(Options::default());
+    host.start_service("kafka", "logs/server.log");
+    host.start_agent();
+    host.append("logs/server.log", &fatal(1));
+    let d = host.wait_decision("m2_kafka_shutdown", 1);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    let plan = d["plan"].as_str().expect("an applied decision names its plan");
+    let out = std::fs::read_to_string(host.path("state/services/kafka.out")).unwrap();
+    let headers: Vec<&str> = out.lines().filter(|l| l.starts_with("--- ")).collect();
+    assert_eq!(headers.len(), 2, "one line above the stop script's output, one above the start's: {out}");
+    for (line, doing) in headers.iter().zip(["stopping kafka", "starting kafka"]) {
+        assert!(
+            line.contains(&format!("pipemedic: {doing}, part of plan {plan} of rule m2_kafka_shutdown:")),
+            "{line}"
+        );
+    }
+    host.stop_agent();
+}

@@ -33,6 +33,10 @@ pub struct Cx<'a> {
     pub mail: Option<&'a (Outbox, String)>,
     /// Where file edits keep their backups.
     pub backups: PathBuf,
+    /// What the step is part of (`plan 3f2a… of rule m2_kafka_shutdown`):
+    /// written above a service script's output, so that its output says
+    /// which plan ran it.
+    pub part_of: &'a str,
 }
 
 /// One kind of step, typed and validated: what every family implements.
@@ -264,25 +268,26 @@ impl Executor {
         (previews, None)
     }
 
-    fn cx(&self) -> Cx<'_> {
-        Cx { config: &self.config, mail: self.mail.as_ref(), backups: self.backups() }
+    fn cx<'a>(&'a self, part_of: &'a str) -> Cx<'a> {
+        Cx { config: &self.config, mail: self.mail.as_ref(), backups: self.backups(), part_of }
     }
 
     /// Computes the step's preview, with `staged` holding what earlier steps
     /// of its plan will have written. Reads only.
     fn preview(&self, step: &Step, staged: &Staged) -> Result<Preview, ActionError> {
-        step.action().preview(&self.cx(), staged)
+        step.action().preview(&self.cx("a preview"), staged)
     }
 
-    /// Applies the step, provided the world still matches `preview`.
+    /// Applies the step, provided the world still matches `preview`, as
+    /// part of `part_of` (the plan, named for a service script's output).
     /// Returns what was done, for the audit journal.
-    pub fn apply(&self, step: &Step, preview: &Preview) -> Result<String, ActionError> {
-        step.action().apply(&self.cx(), preview)
+    pub fn apply(&self, step: &Step, preview: &Preview, part_of: &str) -> Result<String, ActionError> {
+        step.action().apply(&self.cx(part_of), preview)
     }
 
     /// Checks that the step had its effect.
     pub fn verify(&self, step: &Step, preview: &Preview) -> Result<String, ActionError> {
-        step.action().verify(&self.cx(), preview)
+        step.action().verify(&self.cx("a verification"), preview)
     }
 
     /// Undoes an applied step of a plan whose later step failed, if it can

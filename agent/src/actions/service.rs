@@ -8,10 +8,10 @@
 //! their arguments.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -103,7 +103,9 @@ fn exclusive(name: &Name) -> std::sync::Arc<std::sync::Mutex<()>> {
     locks.entry(name.to_string()).or_default().clone()
 }
 
-pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+/// Stops, starts or restarts `name` with its scripts, as part of `part_of`
+/// (a plan, a hold, a leader-first turn: named above the scripts' output).
+pub fn apply(config: &Config, op: ServiceOp, name: &Name, part_of: &str) -> Result<String, ActionError> {
     if op != ServiceOp::Stop && config.canal.as_ref().is_some_and(|c| c.service == name.as_str()) {
         if let Some(host) = crate::cluster::canal::held_by() {
             return Err(ActionError::new(
@@ -119,14 +121,14 @@ pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, Acti
     // The state is read again below, after the lock: what the other caller did counts.
     let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
     let svc = service(config, name);
-    let out_log = config.state_dir.join("services").join(format!("{name}.out"));
+    let out = ScriptLog { path: config.state_dir.join("services").join(format!("{name}.out")), part_of };
     let mut done = Vec::new();
     if matches!(op, ServiceOp::Stop | ServiceOp::Restart) {
-        done.push(stop(name, svc, &out_log)?);
+        done.push(stop(name, svc, &out)?);
     }
     match op {
         ServiceOp::Start if !running_pids(svc).is_empty() => done.push(format!("{name} is already running")),
-        ServiceOp::Start | ServiceOp::Restart => done.push(start(name, svc, &out_log)?),
+        ServiceOp::Start | ServiceOp::Restart => done.push(start(name, svc, &out)?),
         ServiceOp::Stop => {}
     }
     Ok(done.join("; "))
@@ -134,23 +136,28 @@ pub fn apply(config: &Config, op: ServiceOp, name: &Name) -> Result<String, Acti
 
 /// [`apply`] on a thread of its own, for async code whose ZooKeeper session
 /// must keep answering pings during a slow stop or start (the cluster members).
-pub async fn apply_off_thread(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+pub async fn apply_off_thread(
+    config: &Config,
+    op: ServiceOp,
+    name: &Name,
+    part_of: String,
+) -> Result<String, ActionError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (config, thread_name) = (config.clone(), name.clone());
     std::thread::spawn(move || {
-        let _ = tx.send(apply(&config, op, &thread_name));
+        let _ = tx.send(apply(&config, op, &thread_name, &part_of));
     });
     rx.await.unwrap_or_else(|_| Err(ActionError::new(format!("{op} {name}"), "the service thread died")))
 }
 
-fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, ActionError> {
+fn stop(name: &Name, svc: &ServiceConfig, out: &ScriptLog) -> Result<String, ActionError> {
     let doing = format!("stopping {name}");
     let before = running_pids(svc);
     if before.is_empty() {
         return Ok(format!("{name} was not running"));
     }
     let started = Instant::now();
-    let mut child = spawn(&svc.stop, svc, out_log).map_err(|e| ActionError::new(&doing, e))?;
+    let mut child = spawn(&svc.stop, svc, out, &doing).map_err(|e| ActionError::new(&doing, e))?;
     loop {
         if running_pids(svc).is_empty() {
             // Stop scripts clean up after the process is gone (canal's stop.sh
@@ -182,7 +189,7 @@ fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Acti
             if !status.success() && !running_pids(svc).is_empty() {
                 return Err(ActionError::new(
                     doing,
-                    format!("`{}` exited with {status}; see {}", describe_cmd(&svc.stop), out_log.display()),
+                    format!("`{}` exited with {status}; see {}", describe_cmd(&svc.stop), out.path.display()),
                 ));
             }
         }
@@ -190,7 +197,7 @@ fn stop(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Acti
     }
 }
 
-fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, ActionError> {
+fn start(name: &Name, svc: &ServiceConfig, out: &ScriptLog) -> Result<String, ActionError> {
     let doing = format!("starting {name}");
     let mut notes = Vec::new();
     // After a crash the pid file stays and some start scripts refuse to
@@ -207,7 +214,7 @@ fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Act
     }
     let log_offset = svc.up.log_file.as_ref().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let started = Instant::now();
-    let mut child = spawn(&svc.start, svc, out_log).map_err(|e| ActionError::new(&doing, e))?;
+    let mut child = spawn(&svc.start, svc, out, &doing).map_err(|e| ActionError::new(&doing, e))?;
     let mut script_ok = None;
     loop {
         if script_ok.is_none() {
@@ -216,7 +223,7 @@ fn start(name: &Name, svc: &ServiceConfig, out_log: &Path) -> Result<String, Act
                 if !status.success() {
                     return Err(ActionError::new(
                         doing,
-                        format!("`{}` exited with {status}; see {}", describe_cmd(&svc.start), out_log.display()),
+                        format!("`{}` exited with {status}; see {}", describe_cmd(&svc.start), out.path.display()),
                     ));
                 }
             }
@@ -280,14 +287,31 @@ pub fn verify(config: &Config, op: ServiceOp, name: &Name) -> Result<String, Act
 
 /// Runs a script without a shell, detached from the agent's process group so
 /// the agent's own signals do not reach the service it starts.
-fn spawn(argv: &[String], svc: &ServiceConfig, out_log: &Path) -> Result<Child, String> {
-    if let Some(dir) = out_log.parent() {
+/// Where a service's scripts write (`<state_dir>/services/<name>.out`),
+/// and what they run for.
+struct ScriptLog<'a> {
+    path: PathBuf,
+    part_of: &'a str,
+}
+
+/// Runs a service script, its output appended to the script log under a
+/// line that says when, what and for which plan.
+fn spawn(argv: &[String], svc: &ServiceConfig, out: &ScriptLog, doing: &str) -> Result<Child, String> {
+    let path = &out.path;
+    if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let out = crate::fsutil::open_append(out_log).map_err(|e| format!("opening {}: {e}", out_log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut log = crate::fsutil::open_append(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let header = format!(
+        "--- {} pipemedic: {doing}, part of {}: `{}`\n",
+        crate::audit::now_rfc3339(),
+        crate::types::shown(out.part_of),
+        describe_cmd(argv)
+    );
+    log.write_all(header.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
     if let Some(dir) = &svc.workdir {
         cmd.current_dir(dir);
     }
@@ -365,7 +389,7 @@ impl Action for ServiceStep {
     }
 
     fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        apply(cx.config, self.op, &self.service)
+        apply(cx.config, self.op, &self.service, cx.part_of)
     }
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {

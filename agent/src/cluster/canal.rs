@@ -331,7 +331,7 @@ impl Member {
             tracing::error!("canal member: {e}");
         }
         let (ok, message) = match running {
-            true => self.run_service(ServiceOp::Stop).await,
+            true => self.run_service(ServiceOp::Stop, &hold.host).await,
             false => (true, format!("{} was not running; it stays stopped afterwards", self.service)),
         };
         self.journal(format!(
@@ -354,7 +354,7 @@ impl Member {
         }
         set_held_by(None);
         let (ok, message) = match holding.stopped {
-            true => self.run_service(ServiceOp::Start).await,
+            true => self.run_service(ServiceOp::Start, &holding.host).await,
             false => (true, format!("{} stays stopped, as it was before the hold", self.service)),
         };
         self.journal(format!(
@@ -369,8 +369,9 @@ impl Member {
     }
 
     /// Runs the service's script; (whether it worked, what it said).
-    async fn run_service(&self, op: ServiceOp) -> (bool, String) {
-        match service::apply_off_thread(&self.config, op, &self.service).await {
+    async fn run_service(&self, op: ServiceOp, host: &str) -> (bool, String) {
+        let part_of = format!("the hold of every canal by the agent on {host} (runbook N4/N6 in HA)");
+        match service::apply_off_thread(&self.config, op, &self.service, part_of).await {
             Ok(done) => (true, done),
             Err(e) => (false, e.to_string()),
         }

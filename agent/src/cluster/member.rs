@@ -124,7 +124,8 @@ async fn take_turn(
     audit: &Audit,
     turn: &Turn,
 ) -> Result<(), zk::Error> {
-    let result = service::apply_off_thread(config, ServiceOp::Start, service).await;
+    let part_of = format!("broker {}'s turn in leader-first sequence {} (runbook K4)", turn.broker, turn.sequence);
+    let result = service::apply_off_thread(config, ServiceOp::Start, service, part_of).await;
     let (ok, message) = match &result {
         Ok(done) => (true, done.clone()),
         Err(e) => (false, e.to_string()),

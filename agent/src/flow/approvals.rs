@@ -237,6 +237,8 @@ impl Flow {
     /// Re-checks an approved plan against live state and applies it if
     /// nothing it depends on changed; otherwise supersedes it and asks again.
     fn apply_approved(&mut self, mut a: Approval) {
+        // Everything logged while the approved plan runs names the approval.
+        let _span = tracing::info_span!("approval", approval = %a.id, rule = %a.rule).entered();
         let plan = Plan {
             rule: a.rule.clone(),
             runbook: a.runbook.clone(),

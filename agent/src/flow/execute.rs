@@ -37,6 +37,8 @@ impl Flow {
             steps: plan.steps.iter().map(|s| format!("{} {}", s.family(), s.target())).collect(),
             ..PlanJournal::new("plan-started", &id, &plan.rule)
         });
+        // Everything logged while the plan runs names it.
+        let _span = tracing::info_span!("plan", plan = %id).entered();
         out.plan = Some(id);
         self.apply_steps(plan, previews, out);
         if let Some(before) = sizes_before {
@@ -70,6 +72,12 @@ impl Flow {
     /// Applies and verifies each step in order; at the first failure, rolls
     /// back what can be rolled back and stops.
     fn apply_steps(&mut self, plan: &Plan, previews: &[Preview], out: &mut Outcome) {
+        let part_of = match &out.approval {
+            Some(approval) => {
+                format!("plan {} of rule {} (approval {approval})", out.plan.as_deref().unwrap_or("?"), plan.rule)
+            }
+            None => format!("plan {} of rule {}", out.plan.as_deref().unwrap_or("?"), plan.rule),
+        };
         for (i, (step, preview)) in plan.steps.iter().zip(previews).enumerate() {
             // A preview that only reports the moment (a service's) decides
             // again when its turn comes: see `Action::preview_binds`.
@@ -77,7 +85,7 @@ impl Flow {
                 out.steps[i].result = Some("no change needed".into());
                 continue;
             }
-            let result = self.executor.apply(step, preview).and_then(|applied| {
+            let result = self.executor.apply(step, preview, &part_of).and_then(|applied| {
                 self.executor.verify(step, preview).map(|verified| format!("{applied}; verified: {verified}"))
             });
             let said = match &result {

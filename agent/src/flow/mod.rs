@@ -342,6 +342,9 @@ impl Flow {
     /// Runs one rule on one event and decides about each plan it returns.
     fn react(&mut self, rule_index: usize, event: &Event) -> Vec<Outcome> {
         let rule = &self.rules.rules[rule_index];
+        // Everything logged while the rule runs and its plans are decided
+        // and applied names the rule.
+        let _span = tracing::info_span!("rule", rule = %rule.name).entered();
         let mut out = self.outcome_for(&rule.name, &rule.runbook, event);
         let ctx = match &self.answers {
             Some(answers) => RuleContext {
