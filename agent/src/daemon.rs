@@ -21,7 +21,7 @@ use crate::approval::mail::{Outbox, OutgoingMail};
 use crate::approval::token::Signer;
 use crate::approval::web::WebState;
 use crate::approval::{ApprovalStore, WorkerRequest};
-use crate::audit::{now_rfc3339, Audit, Lifecycle};
+use crate::audit::{Audit, Entry, Note};
 use crate::config::Config;
 use crate::flow::{Approvals, Clock, Decision, Flow};
 use crate::report::{digest_due, Report, StatusFile, DIGEST_WINDOW};
@@ -100,12 +100,7 @@ impl Daemon {
         errors.extend(rules.load_playbooks(&config));
         for e in &errors {
             tracing::error!("rule not loaded: {e}");
-            audit.write(&Lifecycle {
-                time: now_rfc3339(),
-                kind: "rule-load-error",
-                dry_run: config.dry_run,
-                detail: e.to_string(),
-            });
+            audit.write(&Entry::RuleLoadError(Note::now(config.dry_run, e.to_string())));
         }
         tracing::info!(rules = rules.rules.len(), failed = errors.len(), dry_run = config.dry_run, "rules loaded");
         // Running without a single rule would look healthy and do nothing.
@@ -220,12 +215,8 @@ impl Daemon {
             match f.start(cp, since, StartAt::End, &mut handle) {
                 Ok(notes) => {
                     for note in notes {
-                        flow.audit().write(&Lifecycle {
-                            time: now_rfc3339(),
-                            kind: "lines-missed",
-                            dry_run: self.config.dry_run,
-                            detail: format!("{}: {note}", f.name()),
-                        });
+                        let note = Note::now(self.config.dry_run, format!("{}: {note}", f.name()));
+                        flow.audit().write(&Entry::LinesMissed(note));
                     }
                 }
                 Err(e) => tracing::error!(source = f.name(), path = %f.path().display(), "cannot open source yet: {e}"),
@@ -235,12 +226,8 @@ impl Daemon {
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
         let sources: Vec<String> =
             self.followers.iter().map(|f| format!("{}={}", f.name(), f.path().display())).collect();
-        self.flow.audit().write(&Lifecycle {
-            time: now_rfc3339(),
-            kind: "started",
-            dry_run: self.config.dry_run,
-            detail: format!("following {}", sources.join(", ")),
-        });
+        let note = Note::now(self.config.dry_run, format!("following {}", sources.join(", ")));
+        self.flow.audit().write(&Entry::Started(note));
         tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
         self.flow.report_interrupted_plans(&journal_tail);
         drop(journal_tail);
@@ -315,15 +302,11 @@ impl Daemon {
                 f.flush_if_quiet(window, &mut handle);
                 let skipped = f.take_skipped();
                 if skipped > 0 {
-                    flow.audit().write(&Lifecycle {
-                        time: now_rfc3339(),
-                        kind: "not-decided-again",
-                        dry_run: self.config.dry_run,
-                        detail: format!(
-                            "{}: {skipped} record(s) read again after the restart were decided before it; not deciding them again",
-                            f.name()
-                        ),
-                    });
+                    let detail = format!(
+                        "{}: {skipped} record(s) read again after the restart were decided before it; not deciding them again",
+                        f.name()
+                    );
+                    flow.audit().write(&Entry::NotDecidedAgain(Note::now(self.config.dry_run, detail)));
                 }
                 let read = f.take_bytes_read();
                 if read > 0 {
@@ -346,12 +329,7 @@ impl Daemon {
         std::mem::take(&mut self.background).stop(BACKGROUND_STOP);
         self.flow.flush_summaries(true);
         self.write_status(started);
-        self.flow.audit().write(&Lifecycle {
-            time: now_rfc3339(),
-            kind: "stopped",
-            dry_run: self.config.dry_run,
-            detail: "checkpoints written".into(),
-        });
+        self.flow.audit().write(&Entry::Stopped(Note::now(self.config.dry_run, "checkpoints written")));
         signal_handle.close();
         tracing::info!("stopped; checkpoints written");
         Ok(())

@@ -19,7 +19,7 @@ pub mod plan;
 pub mod actions;
 /// Approval of dangerous plans by a person: store, life cycle, mail, links.
 pub mod approval;
-/// The audit journal: every decision and what was done.
+/// The audit journal: every decision and what was done, one typed `Entry` per line.
 pub mod audit;
 /// One record through all of the above; the daemon, replay and diagnose feed it.
 pub mod flow;

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::audit::Entry;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::approval::{human_time, Approval, ApprovalState, ApprovalStore};
 use crate::config::Config;
@@ -300,7 +300,7 @@ fn recent_decisions(
             if tail.cut {
                 notes.push(format!("only the last {} MiB of {} were read", AUDIT_TAIL >> 20, audit.display()));
             }
-            String::from_utf8_lossy(&tail.bytes).into_owned()
+            tail.bytes
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (counts, actions),
         Err(e) => {
@@ -308,32 +308,22 @@ fn recent_decisions(
             return (counts, actions);
         }
     };
-    for entry in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
-        if entry["kind"] != "decision" {
-            continue;
-        }
-        let time = entry["time"].as_str().unwrap_or_default();
-        let at = chrono::DateTime::parse_from_rfc3339(time).map_or(0, |t| t.timestamp_millis());
+    for entry in Entry::read(&text) {
+        let Entry::Decision(o) = entry else { continue };
+        let at = chrono::DateTime::parse_from_rfc3339(&o.time).map_or(0, |t| t.timestamp_millis());
         if at < from {
             continue;
         }
-        let rule = entry["rule"].as_str().unwrap_or("?").to_string();
-        let decision = entry["decision"].as_str().unwrap_or("?").to_string();
+        let decision = o.decision.name().to_string();
         if SHOWN.contains(&decision.as_str()) {
             actions.push(ActionLine {
                 time: human_time(at),
-                rule: rule.clone(),
+                rule: o.rule.clone(),
                 decision: decision.clone(),
-                summary: entry["summary"]
-                    .as_str()
-                    .or(entry["reason"].as_str())
-                    .unwrap_or("")
-                    .chars()
-                    .take(160)
-                    .collect(),
+                summary: o.summary.as_deref().or(o.reason.as_deref()).unwrap_or("").chars().take(160).collect(),
             });
         }
-        *counts.entry((rule, decision)).or_default() += 1;
+        *counts.entry((o.rule, decision)).or_default() += 1;
     }
     (counts, actions)
 }

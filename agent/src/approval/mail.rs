@@ -19,7 +19,7 @@ use lettre::{Message, SmtpTransport, Transport};
 use serde::{Deserialize, Serialize};
 
 use super::{escape_html, human_time, Approval};
-use crate::audit::{now_rfc3339, Audit};
+use crate::audit::{now_rfc3339, Audit, Entry, MailEntry};
 use crate::config::{MailConfig, MailSecurity};
 use crate::state::{read_json, write_json_atomic, StateError};
 
@@ -52,18 +52,17 @@ pub struct Outbox {
     audit: Audit,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct MailEntry<'a> {
-    time: String,
-    kind: &'a str,
-    mail: &'a str,
-    about: &'a str,
-    to: &'a [String],
-    subject: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_in_secs: Option<u64>,
+/// A mail's entry in the audit journal.
+fn mail_entry(mail: &OutgoingMail, error: Option<String>, retry_in_secs: Option<u64>) -> MailEntry {
+    MailEntry {
+        time: now_rfc3339(),
+        mail: mail.id.clone(),
+        about: mail.about.clone(),
+        to: mail.to.clone(),
+        subject: mail.subject.clone(),
+        error,
+        retry_in_secs,
+    }
 }
 
 impl Outbox {
@@ -101,16 +100,7 @@ impl Outbox {
     /// Queues a mail; it is on disk when this returns.
     pub fn enqueue(&self, mail: &OutgoingMail) -> Result<(), StateError> {
         write_json_atomic(&self.dir.join(format!("{}.json", mail.id)), mail)?;
-        self.audit.write(&MailEntry {
-            time: now_rfc3339(),
-            kind: "mail-queued",
-            mail: &mail.id,
-            about: &mail.about,
-            to: &mail.to,
-            subject: &mail.subject,
-            error: None,
-            retry_in_secs: None,
-        });
+        self.audit.write(&Entry::MailQueued(mail_entry(mail, None, None)));
         let _ = self.wake.send(());
         Ok(())
     }
@@ -184,7 +174,7 @@ impl Sender_ {
                 match self.send(&mail) {
                     Ok(()) => {
                         let _ = std::fs::remove_file(&path);
-                        self.entry("mail-sent", &mail, None, None);
+                        self.audit.write(&Entry::MailSent(mail_entry(&mail, None, None)));
                     }
                     Err(e) => {
                         mail.attempts += 1;
@@ -193,7 +183,7 @@ impl Sender_ {
                         mail.next_attempt = now + delay as i64 * 1000;
                         next_due = next_due.min(mail.next_attempt);
                         tracing::warn!(mail = %mail.id, about = %mail.about, "sending mail failed, retrying in {delay} s: {e}");
-                        self.entry("mail-failed", &mail, Some(e), Some(delay));
+                        self.audit.write(&Entry::MailFailed(mail_entry(&mail, Some(e), Some(delay))));
                         if let Err(e) = write_json_atomic(&path, &mail) {
                             tracing::error!("{e}");
                         }
@@ -206,19 +196,6 @@ impl Sender_ {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
-    }
-
-    fn entry(&self, kind: &str, mail: &OutgoingMail, error: Option<String>, retry_in_secs: Option<u64>) {
-        self.audit.write(&MailEntry {
-            time: now_rfc3339(),
-            kind,
-            mail: &mail.id,
-            about: &mail.about,
-            to: &mail.to,
-            subject: &mail.subject,
-            error,
-            retry_in_secs,
-        });
     }
 
     fn send(&self, mail: &OutgoingMail) -> Result<(), String> {

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::mail::steps_html;
 use super::token::Signer;
@@ -26,7 +26,7 @@ use super::{
     check_link, escape_html, human_time, ApprovalStore, Ballot, DecideReply, DecideRequest, Decision, PlaybookRequest,
     WorkerRequest,
 };
-use crate::audit::{now_rfc3339, Audit};
+use crate::audit::{now_rfc3339, ApprovalEntry, Audit, Entry};
 
 /// What the endpoint needs.
 #[derive(Clone)]
@@ -48,17 +48,6 @@ pub struct LinkFields {
     pub approver: String,
     pub exp: i64,
     pub token: String,
-}
-
-#[derive(Serialize)]
-struct Refusal<'a> {
-    time: String,
-    kind: &'a str,
-    approval: &'a str,
-    approver: &'a str,
-    decision: &'a str,
-    reason: &'a str,
-    via: &'a str,
 }
 
 /// Serves the approval endpoint (and `/metrics`) on its own thread.
@@ -350,15 +339,15 @@ fn refuse(s: &WebState, id: &str, f: &LinkFields, why: &str, status: StatusCode,
                 excerpt(why)
             ),
         };
-        s.audit.write(&Refusal {
+        s.audit.write(&Entry::ApprovalRefused(ApprovalEntry {
             time: now_rfc3339(),
-            kind: "approval-refused",
-            approval: &excerpt(id),
-            approver: &excerpt(&f.approver),
-            decision: &excerpt(&f.decision),
-            reason: &reason,
-            via,
-        });
+            approval: excerpt(id),
+            approver: Some(excerpt(&f.approver)),
+            decision: Some(excerpt(&f.decision)),
+            reason: Some(reason),
+            via: Some(via.into()),
+            ..Default::default()
+        }));
     }
     let body = format!("<p><b>Refused:</b> {}</p><p>Nothing was changed.</p>", escape_html(why));
     (status, page(&s.host, "Refused", &body)).into_response()

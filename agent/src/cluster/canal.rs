@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
 use crate::actions::service;
-use crate::audit::{now_rfc3339, Audit, Lifecycle};
+use crate::audit::{Audit, Entry, Note};
 use crate::clients::zk::{Session, ZkError};
 use crate::config::Config;
 use crate::plan::ServiceOp;
@@ -379,6 +379,6 @@ impl Member {
 
     fn journal(&self, detail: String) {
         tracing::info!("canal member: {detail}");
-        self.audit.write(&Lifecycle { time: now_rfc3339(), kind: "canal-hold", dry_run: false, detail });
+        self.audit.write(&Entry::CanalHold(Note::now(false, detail)));
     }
 }

@@ -15,7 +15,7 @@ use zookeeper_client as zk;
 
 use super::{controller_id, remember_controller, Started, Turn, AGENTS, STARTED, TURN};
 use crate::actions::service;
-use crate::audit::{now_rfc3339, Audit, Lifecycle};
+use crate::audit::{Audit, Entry, Note};
 use crate::config::{Config, KafkaClusterConfig};
 use crate::plan::ServiceOp;
 use crate::types::Name;
@@ -130,19 +130,15 @@ async fn take_turn(
         Ok(done) => (true, done.clone()),
         Err(e) => (false, e.to_string()),
     };
-    audit.write(&Lifecycle {
-        time: now_rfc3339(),
-        kind: "kafka-turn",
-        dry_run: false,
-        detail: format!(
-            "broker {}'s turn in leader-first sequence {} (coordinator {}, order {:?}): {}{message}",
-            turn.broker,
-            turn.sequence,
-            turn.coordinator,
-            turn.order,
-            if ok { "" } else { "FAILED: " }
-        ),
-    });
+    let detail = format!(
+        "broker {}'s turn in leader-first sequence {} (coordinator {}, order {:?}): {}{message}",
+        turn.broker,
+        turn.sequence,
+        turn.coordinator,
+        turn.order,
+        if ok { "" } else { "FAILED: " }
+    );
+    audit.write(&Entry::KafkaTurn(Note::now(false, detail)));
     let report = serde_json::to_vec(&Started { sequence: turn.sequence.clone(), ok, message }).unwrap_or_default();
     crate::clients::zk::put(client, &format!("{STARTED}/{}", turn.broker), &report, zk::CreateMode::Persistent).await
 }

@@ -8,6 +8,7 @@ use crate::approval::token::random_hex;
 use crate::approval::{
     human_time, link, Approval, ApprovalState, DecideReply, DecideRequest, Decision as Answer, Ending, PlannedStep,
 };
+use crate::audit::{ApprovalEntry, Entry};
 use crate::cluster::canal::CanalClusterError;
 
 /// What asking for and acting on approvals needs.
@@ -18,37 +19,16 @@ pub struct Approvals {
 }
 
 /// An approval's life-cycle entry in the audit journal.
-#[derive(Serialize)]
-struct ApprovalEntry<'a> {
-    time: String,
-    kind: &'a str,
-    approval: &'a str,
-    rule: &'a str,
-    state: ApprovalState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    who: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    via: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-}
-
-fn approval_entry<'a>(
-    kind: &'a str,
-    a: &'a Approval,
-    who: Option<&'a str>,
-    via: Option<&'a str>,
-    reason: Option<&'a str>,
-) -> ApprovalEntry<'a> {
+fn approval_entry(a: &Approval, who: Option<&str>, via: Option<&str>, reason: Option<&str>) -> ApprovalEntry {
     ApprovalEntry {
         time: crate::audit::now_rfc3339(),
-        kind,
-        approval: &a.id,
-        rule: &a.rule,
-        state: a.state,
-        who,
-        via,
-        reason,
+        approval: a.id.clone(),
+        rule: Some(a.rule.clone()),
+        state: Some(a.state),
+        who: who.map(Into::into),
+        via: via.map(Into::into),
+        reason: reason.map(Into::into),
+        ..Default::default()
     }
 }
 
@@ -148,7 +128,7 @@ impl Flow {
                 problems.push(format!("mail to {approver} not queued: {e}"));
             }
         }
-        self.audit.write(&approval_entry("approval-requested", &approval, None, None, None));
+        self.audit.write(&Entry::ApprovalRequested(approval_entry(&approval, None, None, None)));
         out.decision = Decision::AwaitingApproval;
         out.approval = Some(approval.id.clone());
         out.reason = Some(format!(
@@ -207,7 +187,12 @@ impl Flow {
             Ok(reply) => reply,
             Err(why) => {
                 let why = why.to_string();
-                self.audit.write(&approval_entry("approval-refused", &a, Some(&b.approver), Some(b.via), Some(&why)));
+                self.audit.write(&Entry::ApprovalRefused(approval_entry(
+                    &a,
+                    Some(&b.approver),
+                    Some(b.via),
+                    Some(&why),
+                )));
                 let _ = req.reply.send(DecideReply::Refused(why));
                 self.expire_approvals(now);
                 return;
@@ -219,13 +204,8 @@ impl Flow {
                 .send(DecideReply::Refused(format!("the decision could not be stored, nothing was changed: {e}")));
             return;
         }
-        self.audit.write(&approval_entry(
-            "approval-decided",
-            &a,
-            Some(&b.approver),
-            Some(b.via),
-            Some(b.decision.as_str()),
-        ));
+        let decided = approval_entry(&a, Some(&b.approver), Some(b.via), Some(b.decision.as_str()));
+        self.audit.write(&Entry::ApprovalDecided(decided));
         let _ = req.reply.send(DecideReply::Accepted(reply));
         match a.state {
             ApprovalState::Approved => self.apply_approved(a),
@@ -255,7 +235,7 @@ impl Flow {
             .steps
             .iter()
             .map(|s| StepOutcome {
-                action: s.step.family(),
+                action: s.step.family().into(),
                 target: s.target.clone(),
                 preview: Some(s.preview.clone()),
                 noop: s.noop,
@@ -315,7 +295,7 @@ impl Flow {
             let reason = a.outcome.clone();
             let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
             self.release_canal_claim(&a);
-            self.audit.write(&approval_entry("approval-superseded", &a, None, None, reason.as_deref()));
+            self.audit.write(&Entry::ApprovalSuperseded(approval_entry(&a, None, None, reason.as_deref())));
             tracing::warn!(approval = %a.id, "approved plan superseded: {}", reason.unwrap_or_default());
             for o in again.unwrap_or_default() {
                 self.record_outcome(&o);
@@ -353,7 +333,7 @@ impl Flow {
                 tracing::error!("{e}");
             }
             self.release_canal_claim(&a);
-            self.audit.write(&approval_entry("approval-expired", &a, None, None, a.outcome.as_deref()));
+            self.audit.write(&Entry::ApprovalExpired(approval_entry(&a, None, None, a.outcome.as_deref())));
             tracing::warn!(approval = %a.id, "approval expired without an answer");
         }
     }

@@ -56,13 +56,12 @@ impl Flow {
     /// log lines must not become a flood of journal entries.
     pub(super) fn record_outcome(&mut self, outcome: &Outcome) {
         *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;
-        let decision = serde_json::to_value(outcome.decision).ok();
-        let decision = decision.as_ref().and_then(|d| d.as_str()).unwrap_or("?").to_string();
-        self.metrics.plan(&outcome.rule, &decision);
+        let decision = outcome.decision.name();
+        self.metrics.plan(&outcome.rule, decision);
         if matches!(outcome.decision, Decision::Applied | Decision::Failed) {
             for s in &outcome.steps {
                 if let Some(result) = &s.result {
-                    self.metrics.action(s.action, !result.starts_with("failed"));
+                    self.metrics.action(&s.action, !result.starts_with("failed"));
                 }
             }
         }
@@ -73,7 +72,7 @@ impl Flow {
         // except an open circuit, which is about the thing changed, whatever
         // the line said.
         let key = match outcome.decision {
-            Decision::CircuitOpen => (outcome.rule.clone(), decision.clone()),
+            Decision::CircuitOpen => (outcome.rule.clone(), decision.to_string()),
             _ => (outcome.rule.clone(), format!("{decision} {:?}", outcome.captures)),
         };
         // Anything else this rule decides closes its running summaries first,
@@ -97,8 +96,8 @@ impl Flow {
         // The entry's time is when the decision was made (an apply can take
         // minutes after the record was read).
         let outcome = Outcome { time: crate::audit::now_rfc3339(), ..outcome.clone() };
-        self.audit.write(&outcome);
         log_outcome(&outcome);
+        self.audit.write(&Entry::Decision(outcome));
     }
 
     /// Writes what a running summary counted, and ends it.
@@ -109,7 +108,6 @@ impl Flow {
         }
         let mut last = r.last;
         last.time = crate::audit::now_rfc3339();
-        last.kind = "decision-summary";
         last.repeated = Some(r.count);
         last.reason = Some(format!(
             "decided {} more time(s) the same way since {} (the last one shown); not written one by one: {}",
@@ -118,7 +116,7 @@ impl Flow {
             last.reason.as_deref().unwrap_or("")
         ));
         tracing::info!(rule = %last.rule, count = r.count, "{}", last.reason.as_deref().unwrap_or(""));
-        self.audit.write(&last);
+        self.audit.write(&Entry::DecisionSummary(last));
     }
 
     /// Writes the summaries whose time is up (`all`: every one, at shutdown).

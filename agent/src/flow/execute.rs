@@ -29,14 +29,14 @@ impl Flow {
         // result after it: a crash in between is found and reported at the
         // next start (never re-run blindly).
         let id = random_hex(8);
-        self.audit.write(&PlanJournal {
-            source: Some(&out.source),
+        self.audit.write(&Entry::PlanStarted(PlanEntry {
+            source: Some(out.source.clone()),
             inode: Some(out.inode),
             offset: Some(out.offset),
-            summary: Some(&plan.summary),
+            summary: Some(plan.summary.clone()),
             steps: plan.steps.iter().map(|s| format!("{} {}", s.family(), s.target())).collect(),
-            ..PlanJournal::new("plan-started", &id, &plan.rule)
-        });
+            ..PlanEntry::new(&id, &plan.rule)
+        }));
         // Everything logged while the plan runs names it.
         let _span = tracing::info_span!("plan", plan = %id).entered();
         out.plan = Some(id);
@@ -92,12 +92,12 @@ impl Flow {
                 Ok(r) => r.clone(),
                 Err(e) => format!("failed: {e}"),
             };
-            self.audit.write(&PlanJournal {
+            self.audit.write(&Entry::PlanStep(PlanEntry {
                 step: Some(i + 1),
                 target: Some(format!("{} {}", step.family(), step.target())),
-                result: Some(&said),
-                ..PlanJournal::new("plan-step", out.plan.as_deref().unwrap_or(""), &plan.rule)
-            });
+                result: Some(said),
+                ..PlanEntry::new(out.plan.as_deref().unwrap_or(""), &plan.rule)
+            }));
             match result {
                 Ok(r) => {
                     out.steps[i].result = Some(r);

@@ -49,97 +49,48 @@ impl Flow {
     }
 }
 
-/// A plan's intent (`plan-started`) and each step's result (`plan-step`) in
-/// the journal, written as they happen.
-#[derive(Serialize)]
-pub(super) struct PlanJournal<'a> {
-    pub(super) time: String,
-    pub(super) kind: &'a str,
-    pub(super) plan: &'a str,
-    pub(super) rule: &'a str,
-    /// In `plan-started`: the record the plan answers, so that a restart
-    /// after a crash in the middle does not decide it (and run it) again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) source: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) inode: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) offset: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) summary: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(super) steps: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) step: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) target: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) result: Option<&'a str>,
-}
-
-impl<'a> PlanJournal<'a> {
-    /// An entry of `kind` about `plan`, written now, with no details yet.
-    pub(super) fn new(kind: &'a str, plan: &'a str, rule: &'a str) -> Self {
-        PlanJournal {
-            time: crate::audit::now_rfc3339(),
-            kind,
-            plan,
-            rule,
-            source: None,
-            inode: None,
-            offset: None,
-            summary: None,
-            steps: Vec::new(),
-            step: None,
-            target: None,
-            result: None,
-        }
-    }
-}
-
 impl Flow {
     /// Finds the plans the journal's `tail` says were started and never
     /// finished (the agent died in the middle) and reports each: what its
     /// steps did, as far as the journal knows, and that nothing will be
     /// re-run — a person checks the state and decides. Returns how many.
     pub fn report_interrupted_plans(&self, tail: &[u8]) -> usize {
-        let mut started: Vec<(String, serde_json::Value)> = Vec::new();
+        let mut started: Vec<PlanEntry> = Vec::new();
         let mut finished = std::collections::HashSet::new();
         let mut steps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for line in tail.split(|b| *b == b'\n') {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-            let id = v["plan"].as_str().unwrap_or("").to_string();
-            match v["kind"].as_str() {
-                Some("plan-started") => started.push((id, v)),
-                Some("plan-step") => steps.entry(id).or_default().push(format!(
+        for entry in Entry::read(tail) {
+            match entry {
+                Entry::PlanStarted(p) => started.push(p),
+                Entry::PlanStep(p) => steps.entry(p.plan).or_default().push(format!(
                     "step {} ({}): {}",
-                    v["step"],
-                    v["target"].as_str().unwrap_or("?"),
-                    v["result"].as_str().unwrap_or("?")
+                    p.step.map_or("?".into(), |s| s.to_string()),
+                    p.target.as_deref().unwrap_or("?"),
+                    p.result.as_deref().unwrap_or("?")
                 )),
-                Some("decision") | Some("plan-interrupted") if !id.is_empty() => {
+                Entry::Decision(Outcome { plan: Some(id), .. }) => {
                     finished.insert(id);
+                }
+                Entry::PlanInterrupted(p) if !p.plan.is_empty() => {
+                    finished.insert(p.plan);
                 }
                 _ => {}
             }
         }
         let mut n = 0;
-        for (id, v) in started.iter().filter(|(id, _)| !finished.contains(id)) {
+        for p in started.iter().filter(|p| !finished.contains(&p.plan)) {
             n += 1;
+            let id = &p.plan;
             let done = steps.remove(id).unwrap_or_default();
-            let planned: Vec<&str> = v["steps"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
             let detail = format!(
                 "plan {id} of rule {} ({}) was interrupted: the agent stopped before it finished. Planned: {}. Done, as far as the journal knows: {}. Nothing is re-run: check the state of what it touched.",
-                v["rule"].as_str().unwrap_or("?"),
-                v["summary"].as_str().unwrap_or(""),
-                planned.join("; "),
+                p.rule,
+                p.summary.as_deref().unwrap_or(""),
+                p.steps.join("; "),
                 if done.is_empty() { "no step finished".to_string() } else { done.join("; ") },
             );
             tracing::error!("{detail}");
-            self.audit.write(&PlanJournal {
-                summary: Some(&detail),
-                ..PlanJournal::new("plan-interrupted", id, v["rule"].as_str().unwrap_or("?"))
-            });
+            let entry = PlanEntry { summary: Some(detail.clone()), ..PlanEntry::new(id, &p.rule) };
+            self.audit.write(&Entry::PlanInterrupted(entry));
             if let Some(outbox) = &self.outbox {
                 let subject = format!("[pipemedic] {}: a fix was interrupted", self.host);
                 outbox.notify(&format!("interrupted:{id}"), &subject, &detail);

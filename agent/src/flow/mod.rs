@@ -13,13 +13,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use crate::actions::{Executor, Guard, Preview};
 use crate::approval::mail::Outbox;
 use crate::approval::token::Signer;
 use crate::approval::ApprovalStore;
-use crate::audit::Audit;
+use crate::audit::{Audit, Entry, Note, PlanEntry};
 use crate::config::ApprovalConfig;
 use crate::config::Config;
 use crate::matching::{Event, Match, Matcher, SignatureError, SignatureSpec};
@@ -47,11 +45,11 @@ mod playbook;
 mod retry;
 mod watches;
 
+pub use crate::audit::entry::{Asked, Decision, Outcome, StepOutcome};
 pub use approvals::Approvals;
-pub use outcome::{Asked, Clock, Decision, Outcome, Stats, StepOutcome};
+pub use outcome::{Clock, Stats};
 
 use emit::{excerpt_record, Repeats};
-use journal::PlanJournal;
 use own_actions::OwnWindow;
 use retry::Retry;
 
@@ -315,7 +313,6 @@ impl Flow {
         let captures = event.captures.iter().map(|(k, v)| (k.clone(), crate::types::shown(v))).collect();
         Outcome {
             time: crate::audit::now_rfc3339(),
-            kind: "decision",
             rule: rule.to_string(),
             runbook: runbook.to_vec(),
             source: event.source.to_string(),
@@ -421,7 +418,7 @@ impl Flow {
             .steps
             .iter()
             .map(|s| StepOutcome {
-                action: s.family(),
+                action: s.family().into(),
                 target: s.target(),
                 preview: None,
                 noop: false,

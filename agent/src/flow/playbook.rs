@@ -21,12 +21,8 @@ impl Flow {
             || !req.requester.starts_with("local:")
             || !ap.signer.verify(&id, &req.params, Answer::Approve, req.expires, &req.requester, &req.token)
         {
-            self.audit.write(&crate::audit::Lifecycle {
-                time: crate::audit::now_rfc3339(),
-                kind: "playbook-refused",
-                dry_run: self.dry_run,
-                detail: format!("{} asked by {}: invalid or expired signature", req.name, req.requester),
-            });
+            let detail = format!("{} asked by {}: invalid or expired signature", req.name, req.requester);
+            self.audit.write(&Entry::PlaybookRefused(Note::now(self.dry_run, detail)));
             return refuse(
                 "the request's signature is not valid (or it expired); run it again with pipemedic playbook run".into(),
             );

@@ -12,7 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+pub mod entry;
+
+pub use entry::{ApprovalEntry, Entry, MailEntry, Note, PlanEntry};
 
 const MAX_BACKLOG: usize = 10_000;
 
@@ -52,7 +54,7 @@ impl Audit {
     }
 
     /// Appends one entry.
-    pub fn write<T: Serialize>(&self, entry: &T) {
+    pub fn write(&self, entry: &Entry) {
         let mut j = self.inner.lock().expect("audit lock");
         let Some(path) = j.path.clone() else { return };
         let mut line = serde_json::to_string(entry).expect("audit entries serialise");
@@ -93,15 +95,6 @@ impl Journal {
     }
 }
 
-/// An agent life-cycle entry (`started`, `stopped`, `rules-loaded`).
-#[derive(Serialize)]
-pub struct Lifecycle<'a> {
-    pub time: String,
-    pub kind: &'a str,
-    pub dry_run: bool,
-    pub detail: String,
-}
-
 /// Local time in RFC 3339 with milliseconds, as every entry carries it.
 pub fn now_rfc3339() -> String {
     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
@@ -118,25 +111,21 @@ pub fn tail(state_dir: &Path, max: u64) -> Vec<u8> {
 /// decided after the last checkpoint are not decided again.
 pub fn decided_records(tail: &[u8]) -> std::collections::HashMap<String, Vec<(u64, u64)>> {
     let mut out: std::collections::HashMap<String, Vec<(u64, u64)>> = Default::default();
-    for line in tail.split(|b| *b == b'\n') {
-        #[derive(serde::Deserialize)]
-        struct Decided {
-            kind: String,
-            source: String,
-            #[serde(default)]
-            inode: u64,
-            offset: u64,
-        }
-        let Ok(d) = serde_json::from_slice::<Decided>(line) else { continue };
+    for entry in Entry::read(tail) {
         // A plan that was started counts as decided even if the agent died
         // before the decision was written: it is reported, never re-run.
-        if !["decision", "decision-summary", "plan-started"].contains(&d.kind.as_str()) || d.inode == 0 {
+        let (source, inode, offset) = match entry {
+            Entry::Decision(o) | Entry::DecisionSummary(o) => (o.source, o.inode, o.offset),
+            Entry::PlanStarted(PlanEntry { source: Some(s), inode: Some(i), offset: Some(o), .. }) => (s, i, o),
+            _ => continue,
+        };
+        if inode == 0 {
             continue;
         }
-        let files = out.entry(d.source).or_default();
-        match files.iter_mut().find(|(inode, _)| *inode == d.inode) {
-            Some((_, at)) => *at = (*at).max(d.offset),
-            None => files.push((d.inode, d.offset)),
+        let files = out.entry(source).or_default();
+        match files.iter_mut().find(|(i, _)| *i == inode) {
+            Some((_, at)) => *at = (*at).max(offset),
+            None => files.push((inode, offset)),
         }
     }
     out
