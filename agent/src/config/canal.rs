@@ -63,3 +63,13 @@ pub struct MysqlSource {
 fn default_mysql_port() -> u16 {
     3306
 }
+
+impl MysqlSource {
+    pub(super) fn check(&self, name: &str) -> Result<(), Invalid> {
+        Name::parse("MySQL source name", name).map_err(|e| format!("[mysql.{name}]: {e}"))?;
+        for schema in &self.schemas {
+            crate::types::SqlIdent::parse(schema).map_err(|e| format!("[mysql.{name}] schemas: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -83,3 +83,12 @@ pub struct ZooKeeperConfig {
 fn default_zk_session() -> u64 {
     10
 }
+
+impl KafkaClusterConfig {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        if self.broker_id < 0 || self.brokers.iter().any(|b| *b < 0) {
+            return Err("[kafka.cluster] broker ids are not negative".into());
+        }
+        Ok(())
+    }
+}

@@ -74,7 +74,41 @@ fn default_mail_timeout() -> u64 {
     20
 }
 
+impl ApprovalConfig {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        if self.approvers.is_empty() {
+            return Err("[approval] approvers is empty: nobody could approve".into());
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(
+                format!("[approval] public_url {:?} must start with http:// or https://", self.public_url).into()
+            );
+        }
+        for who in &self.approvers {
+            who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[approval] approver {who:?}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl MailConfig {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        self.from.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] from {:?}: {e}", self.from))?;
+        for who in &self.notify {
+            who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] notify {who:?}: {e}"))?;
+        }
+        let loopback =
+            self.server == "localhost" || self.server.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if self.security == MailSecurity::Plain && !loopback {
+            return Err(format!(
+                "[mail] security = \"plain\" sends credentials and approval links in clear text; it is only allowed for a relay on loopback, not {:?}",
+                self.server
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(match self.security {
             MailSecurity::Starttls => 587,

@@ -40,6 +40,24 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// A setting that cannot be used, or two that do not fit together; the
+/// message names the section and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Invalid {
+        Invalid(message)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Invalid {
+        Invalid(message.into())
+    }
+}
+
 /// The whole configuration of one agent.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,7 +146,7 @@ impl Config {
         let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: describe_toml_error(text, &e) })?;
         config.resolve_paths(base);
-        config.check().map_err(|message| ConfigError::Invalid { path: origin.to_path_buf(), message })?;
+        config.check().map_err(|Invalid(message)| ConfigError::Invalid { path: origin.to_path_buf(), message })?;
         Ok(config)
     }
 
@@ -192,106 +210,50 @@ impl Config {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
-        // 0 would mean "unlimited" to the engine: a rule could then hold the
-        // worker for ever.
-        if self.limits.rule_max_operations == 0 || self.limits.rule_max_ms == 0 {
-            return Err("[limits] rule_max_operations and rule_max_ms must be at least 1 (0 would be unlimited)".into());
+    /// Each section checks its own settings; what spans sections (a name
+    /// one section uses and another defines, a section another needs) is
+    /// checked here.
+    fn check(&self) -> Result<(), Invalid> {
+        self.limits.check()?;
+        if self.rule_dirs.is_empty() {
+            return Err("rule_dirs is empty: the agent would do nothing".into());
         }
         for name in self.sources.keys() {
             Name::parse("source name", name).map_err(|e| format!("[sources.{name}]: {e}"))?;
         }
         for (name, service) in &self.services {
-            Name::parse("service name", name).map_err(|e| format!("[services.{name}]: {e}"))?;
-            if service.start.is_empty() || service.stop.is_empty() {
-                return Err(format!("[services.{name}]: start and stop must each name a script"));
-            }
-            if service.process.cmdline_contains.is_none() && service.process.pid_file.is_none() {
-                return Err(format!(
-                    "[services.{name}.process]: set cmdline_contains or pid_file so the agent can tell whether it runs"
-                ));
-            }
-            if service.up.log_pattern.is_some() != service.up.log_file.is_some() {
-                return Err(format!("[services.{name}.up]: log_file and log_pattern go together"));
-            }
-            if let Some(p) = &service.up.log_pattern {
-                regex::Regex::new(p).map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
-            }
+            service.check(name)?;
         }
         for name in self.properties_files.keys() {
             Name::parse("properties file name", name).map_err(|e| format!("[properties_files] {name}: {e}"))?;
         }
-        if self.rule_dirs.is_empty() {
-            return Err("rule_dirs is empty: the agent would do nothing".into());
+        if let Some(m) = &self.mail {
+            m.check()?;
         }
         if let Some(a) = &self.approval {
-            if a.approvers.is_empty() {
-                return Err("[approval] approvers is empty: nobody could approve".into());
-            }
-            if !(a.public_url.starts_with("http://") || a.public_url.starts_with("https://")) {
-                return Err(format!("[approval] public_url {:?} must start with http:// or https://", a.public_url));
-            }
+            a.check()?;
             if self.mail.is_none() {
                 return Err("[approval] needs a [mail] section to send the requests".into());
             }
-            for who in &a.approvers {
-                who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[approval] approver {who:?}: {e}"))?;
-            }
-        }
-        if let Some(m) = &self.mail {
-            m.from.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] from {:?}: {e}", m.from))?;
-            for who in &m.notify {
-                who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] notify {who:?}: {e}"))?;
-            }
-            let loopback =
-                m.server == "localhost" || m.server.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-            if m.security == MailSecurity::Plain && !loopback {
-                return Err(format!(
-                    "[mail] security = \"plain\" sends credentials and approval links in clear text; it is only allowed for a relay on loopback, not {:?}",
-                    m.server
-                ));
-            }
         }
         for (name, m) in &self.mysql {
-            Name::parse("MySQL source name", name).map_err(|e| format!("[mysql.{name}]: {e}"))?;
-            for schema in &m.schemas {
-                crate::types::SqlIdent::parse(schema).map_err(|e| format!("[mysql.{name}] schemas: {e}"))?;
-            }
+            m.check(name)?;
         }
         for (name, t) in &self.postgres {
-            Name::parse("PostgreSQL target name", name).map_err(|e| format!("[postgres.{name}]: {e}"))?;
-            crate::types::SqlIdent::parse(&t.schema).map_err(|e| format!("[postgres.{name}] schema: {e}"))?;
+            t.check(name)?;
         }
         if let Some(c) = &self.canal {
-            if !self.services.contains_key(&c.service) {
-                return Err(format!("[canal] service {:?} is not configured under [services]", c.service));
-            }
-            if self.zookeeper.is_none() {
-                return Err("[canal] needs a [zookeeper] section: canal keeps its positions there".into());
-            }
-            if c.ha {
-                crate::types::HostName::parse(&self.host_name())
-                    .map_err(|e| format!("[canal] ha = true names this agent in ZooKeeper by its host_name: {e}"))?;
-            }
-            for (name, d) in &c.destinations {
-                Name::parse("destination", name).map_err(|e| format!("[canal.destinations.{name}]: {e}"))?;
-                if !self.mysql.contains_key(&d.mysql) {
-                    return Err(format!(
-                        "[canal.destinations.{name}] mysql = {:?} is not configured under [mysql]",
-                        d.mysql
-                    ));
-                }
-            }
+            self.check_canal(c)?;
         }
         if let Some(c) = self.kafka_cluster() {
+            c.check()?;
             if !self.services.contains_key(&c.service) {
-                return Err(format!("[kafka.cluster] service {:?} is not configured under [services]", c.service));
+                return Err(
+                    format!("[kafka.cluster] service {:?} is not configured under [services]", c.service).into()
+                );
             }
             if self.zookeeper.is_none() {
                 return Err("[kafka.cluster] needs a [zookeeper] section: the agents coordinate there".into());
-            }
-            if c.broker_id < 0 || c.brokers.iter().any(|b| *b < 0) {
-                return Err("[kafka.cluster] broker ids are not negative".into());
             }
         }
         if let Some(d) = &self.digest {
@@ -304,48 +266,46 @@ impl Config {
             }
         }
         if let Some(s) = &self.stall {
-            for (key, source) in [
-                ("consumer_source", &s.consumer_source),
-                ("error_source", &s.error_source),
-                ("monitor_source", &s.monitor_source),
-                ("broker_source", &s.broker_source),
-            ] {
+            for (key, source) in s.sources() {
                 if !self.sources.contains_key(source) {
-                    return Err(format!("[stall] {key} {source:?} is not configured under [sources]"));
+                    return Err(format!("[stall] {key} {source:?} is not configured under [sources]").into());
                 }
             }
-            for (key, pattern) in [
-                ("started_pattern", Some(&s.started_pattern)),
-                ("consumed_pattern", s.consumed_pattern.as_ref()),
-                ("error_pattern", Some(&s.error_pattern)),
-                ("parse_pattern", Some(&s.parse_pattern)),
-            ] {
-                if let Some(p) = pattern {
-                    regex::Regex::new(p).map_err(|e| format!("[stall] {key}: {e}"))?;
-                }
-            }
+            s.check()?;
             if self.heartbeat.is_none() && s.consumed_pattern.is_none() {
                 return Err("[stall] needs [heartbeat] or a consumed_pattern: it must see consumption".into());
             }
         }
         if let Some(h) = &self.heartbeat {
             if !self.sources.contains_key(&h.source) {
-                return Err(format!("[heartbeat] source {:?} is not configured under [sources]", h.source));
+                return Err(format!("[heartbeat] source {:?} is not configured under [sources]", h.source).into());
             }
-            let re = regex::Regex::new(&h.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
-            if !re.capture_names().flatten().any(|n| n == "source") {
-                return Err("[heartbeat] pattern needs a named group (?<source>…)".into());
-            }
-            if h.expected.is_empty() {
-                return Err("[heartbeat] expected lists no source".into());
-            }
+            h.check()?;
         }
-        let l = &self.limits;
-        if l.max_record_bytes < 1024 || l.max_record_lines == 0 {
-            return Err("[limits] max_record_bytes must be at least 1024 and max_record_lines at least 1".into());
+        Ok(())
+    }
+
+    /// `[canal]` names a service, MySQL sources and (in HA) this host.
+    fn check_canal(&self, c: &CanalConfig) -> Result<(), Invalid> {
+        if !self.services.contains_key(&c.service) {
+            return Err(format!("[canal] service {:?} is not configured under [services]", c.service).into());
         }
-        if l.breaker_threshold == 0 || l.max_per_hour == 0 {
-            return Err("[limits] breaker_threshold and max_per_hour must be at least 1".into());
+        if self.zookeeper.is_none() {
+            return Err("[canal] needs a [zookeeper] section: canal keeps its positions there".into());
+        }
+        if c.ha {
+            crate::types::HostName::parse(&self.host_name())
+                .map_err(|e| format!("[canal] ha = true names this agent in ZooKeeper by its host_name: {e}"))?;
+        }
+        for (name, d) in &c.destinations {
+            Name::parse("destination", name).map_err(|e| format!("[canal.destinations.{name}]: {e}"))?;
+            if !self.mysql.contains_key(&d.mysql) {
+                return Err(format!(
+                    "[canal.destinations.{name}] mysql = {:?} is not configured under [mysql]",
+                    d.mysql
+                )
+                .into());
+            }
         }
         Ok(())
     }

@@ -53,3 +53,11 @@ pub struct BuildCheck {
     /// Text the URL must contain on this host (the environment's database host).
     pub expected_url_contains: String,
 }
+
+impl PostgresTarget {
+    pub(super) fn check(&self, name: &str) -> Result<(), Invalid> {
+        Name::parse("PostgreSQL target name", name).map_err(|e| format!("[postgres.{name}]: {e}"))?;
+        crate::types::SqlIdent::parse(&self.schema).map_err(|e| format!("[postgres.{name}] schema: {e}"))?;
+        Ok(())
+    }
+}

@@ -29,6 +29,27 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// `[services.<name>]` on its own: scripts to run, a way to find the process.
+    pub(super) fn check(&self, name: &str) -> Result<(), Invalid> {
+        Name::parse("service name", name).map_err(|e| format!("[services.{name}]: {e}"))?;
+        if self.start.is_empty() || self.stop.is_empty() {
+            return Err(format!("[services.{name}]: start and stop must each name a script").into());
+        }
+        if self.process.cmdline_contains.is_none() && self.process.pid_file.is_none() {
+            return Err(format!(
+                "[services.{name}.process]: set cmdline_contains or pid_file so the agent can tell whether it runs"
+            )
+            .into());
+        }
+        if self.up.log_pattern.is_some() != self.up.log_file.is_some() {
+            return Err(format!("[services.{name}.up]: log_file and log_pattern go together").into());
+        }
+        if let Some(p) = &self.up.log_pattern {
+            regex::Regex::new(p).map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
+        }
+        Ok(())
+    }
+
     pub fn stop_timeout(&self) -> Duration {
         Duration::from_secs(self.stop_timeout_secs)
     }
@@ -111,6 +132,21 @@ impl Default for Limits {
 }
 
 impl Limits {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        // 0 would mean "unlimited" to the engine: a rule could then hold the
+        // worker for ever.
+        if self.rule_max_operations == 0 || self.rule_max_ms == 0 {
+            return Err("[limits] rule_max_operations and rule_max_ms must be at least 1 (0 would be unlimited)".into());
+        }
+        if self.max_record_bytes < 1024 || self.max_record_lines == 0 {
+            return Err("[limits] max_record_bytes must be at least 1024 and max_record_lines at least 1".into());
+        }
+        if self.breaker_threshold == 0 || self.max_per_hour == 0 {
+            return Err("[limits] breaker_threshold and max_per_hour must be at least 1".into());
+        }
+        Ok(())
+    }
+
     pub fn record_window(&self) -> crate::sources::RecordWindow {
         crate::sources::RecordWindow {
             settle: std::time::Duration::from_millis(self.record_settle_ms.min(self.record_flush_ms)),

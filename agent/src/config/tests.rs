@@ -80,3 +80,38 @@ fn packaged_mail_and_approval_example_parses_when_uncommented() {
     assert_eq!(c.mail.as_ref().unwrap().port(), 587);
     assert_eq!(c.host_name(), "pipeline-01");
 }
+
+/// Each section refuses what it cannot use on its own, and the root what
+/// does not fit between sections; every message names the file and section.
+#[test]
+fn every_check_names_its_section() {
+    let svc = "[services.kafka]\nstart=[\"a\"]\nstop=[\"b\"]\nprocess={pid_file=\"p\"}\n";
+    let cases: Vec<(String, &str)> = vec![
+        ("[limits]\nrule_max_ms = 0\n".into(), "[limits]"),
+        ("[limits]\nmax_record_bytes = 10\n".into(), "[limits]"),
+        ("[services.kafka]\nstart=[]\nstop=[\"b\"]\nprocess={pid_file=\"p\"}\n".into(), "[services.kafka]"),
+        (format!("{svc}[services.kafka.up]\nlog_file=\"x\"\n"), "[services.kafka.up]"),
+        ("[mail]\nserver=\"mail.example.com\"\nfrom=\"pm@example.com\"\nsecurity=\"plain\"\n".into(), "[mail]"),
+        ("[mail]\nserver=\"127.0.0.1\"\nfrom=\"not an address\"\n".into(), "[mail] from"),
+        (
+            "[approval]\napprovers=[\"a@example.com\"]\npublic_url=\"https://pm.example.com\"\nlisten=\"127.0.0.1:0\"\n".into(),
+            "[approval] needs a [mail]",
+        ),
+        ("[mysql.src]\nhost=\"127.0.0.1\"\nuser=\"u\"\nschemas=[\"a;b\"]\n".into(), "[mysql.src] schemas"),
+        ("[postgres.pg]\nhost=\"127.0.0.1\"\nuser=\"u\"\ndbname=\"d\"\nschema=\"a b\"\n".into(), "[postgres.pg] schema"),
+        (
+            "[zookeeper]\nconnect=\"127.0.0.1:2181\"\n[kafka]\nbootstrap_servers=\"127.0.0.1:9092\"\n[kafka.cluster]\nbroker_id=1\nservice=\"nope\"\n".into(),
+            "[kafka.cluster] service",
+        ),
+        ("[digest]\nat=\"07:30\"\n".into(), "[digest] needs a [mail]"),
+        ("[heartbeat]\nsource=\"monitor\"\npattern=\"x\"\nexpected=[\"a\"]\n".into(), "[heartbeat] source"),
+    ];
+    for (sections, says) in &cases {
+        let text = format!("{MINIMAL}{sections}");
+        let err = match Config::parse(&text, Path::new("c.toml"), Path::new(".")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.starts_with("config c.toml: ") && err.contains(says), "expected {says:?}:\n{text}\n{err}");
+    }
+}

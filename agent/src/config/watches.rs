@@ -138,3 +138,42 @@ fn default_missing() -> u64 {
 fn default_return() -> u64 {
     300
 }
+
+impl StallConfig {
+    /// The sources the diagnosis reads, by key.
+    pub(super) fn sources(&self) -> [(&'static str, &String); 4] {
+        [
+            ("consumer_source", &self.consumer_source),
+            ("error_source", &self.error_source),
+            ("monitor_source", &self.monitor_source),
+            ("broker_source", &self.broker_source),
+        ]
+    }
+
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        for (key, pattern) in [
+            ("started_pattern", Some(&self.started_pattern)),
+            ("consumed_pattern", self.consumed_pattern.as_ref()),
+            ("error_pattern", Some(&self.error_pattern)),
+            ("parse_pattern", Some(&self.parse_pattern)),
+        ] {
+            if let Some(p) = pattern {
+                regex::Regex::new(p).map_err(|e| format!("[stall] {key}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HeartbeatConfig {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        let re = regex::Regex::new(&self.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
+        if !re.capture_names().flatten().any(|n| n == "source") {
+            return Err("[heartbeat] pattern needs a named group (?<source>…)".into());
+        }
+        if self.expected.is_empty() {
+            return Err("[heartbeat] expected lists no source".into());
+        }
+        Ok(())
+    }
+}
