@@ -314,7 +314,7 @@ fn recent_decisions(
         if at < from {
             continue;
         }
-        let decision = o.decision.name().to_string();
+        let decision = o.decision.name();
         if SHOWN.contains(&decision.as_str()) {
             actions.push(ActionLine {
                 time: human_time(at),

@@ -57,7 +57,7 @@ impl Flow {
     pub(super) fn record_outcome(&mut self, outcome: &Outcome) {
         *self.stats.decisions.entry(format!("{:?}", outcome.decision)).or_default() += 1;
         let decision = outcome.decision.name();
-        self.metrics.plan(&outcome.rule, decision);
+        self.metrics.plan(&outcome.rule, &decision);
         if matches!(outcome.decision, Decision::Applied | Decision::Failed) {
             for s in &outcome.steps {
                 if let Some(result) = &s.result {

@@ -45,17 +45,7 @@ impl Flow {
             params.iter().map(|(k, v)| format!("--param {k}={v}")).collect::<Vec<_>>().join(" "),
             req.requester
         );
-        let event = Event {
-            signature: format!("playbook:{name}").into(),
-            source: "operator".into(),
-            file: std::path::Path::new("(operator)").into(),
-            captures: params,
-            text: text.clone(),
-            offset: 0,
-            inode: 0,
-            at: now,
-            truncated: false,
-        };
+        let event = Event::synthetic(&format!("playbook:{name}"), "operator", params, text.clone(), now);
         let template = self.outcome_for(&format!("playbook:{name}"), &runbook, &event);
         let mut said = Vec::new();
         for spec in specs {

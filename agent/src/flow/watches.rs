@@ -29,17 +29,7 @@ impl Flow {
 
     /// Takes a probe's finding through the rules that subscribe to it.
     fn probe(&mut self, finding: ProbeEvent, now: i64) {
-        let event = Event {
-            signature: finding.name.into(),
-            source: PROBE_SOURCE.into(),
-            file: std::path::Path::new("(probe)").into(),
-            captures: finding.captures,
-            text: finding.text,
-            offset: 0,
-            inode: 0,
-            at: now,
-            truncated: false,
-        };
+        let event = Event::synthetic(finding.name, PROBE_SOURCE, finding.captures, finding.text, now);
         self.handle_probe(&event);
     }
 

@@ -295,4 +295,26 @@ impl Event {
             truncated: record.truncated,
         }
     }
+
+    /// An event no log record carries: a probe's finding (`source` is the
+    /// probe source, the file `(probe)`), an operator's playbook run.
+    pub fn synthetic(
+        signature: &str,
+        source: &str,
+        captures: BTreeMap<String, String>,
+        text: String,
+        at: i64,
+    ) -> Event {
+        Event {
+            signature: signature.into(),
+            source: source.into(),
+            file: std::path::Path::new(&format!("({source})")).into(),
+            captures,
+            text,
+            offset: 0,
+            inode: 0,
+            at,
+            truncated: false,
+        }
+    }
 }

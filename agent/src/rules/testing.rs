@@ -141,17 +141,8 @@ fn probe_event(case: &rhai::Map, probe: &str) -> Result<Event, String> {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     };
-    Ok(Event {
-        signature: probe.into(),
-        source: crate::rules::PROBE_SOURCE.into(),
-        file: Path::new("(probe)").into(),
-        captures,
-        text: get_string(case, "text")?.unwrap_or_default(),
-        offset: 0,
-        inode: 0,
-        at: 0,
-        truncated: false,
-    })
+    let text = get_string(case, "text")?.unwrap_or_default();
+    Ok(Event::synthetic(probe, crate::rules::PROBE_SOURCE, captures, text, 0))
 }
 
 /// The case says this host's broker is in a coordinated cluster
