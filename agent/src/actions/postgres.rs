@@ -31,7 +31,20 @@ fn doing(table: &SqlIdent, column: &SqlIdent) -> String {
     format!("adding column {column} to table {table} in the PostgreSQL targets")
 }
 
-fn connect(name: &str, t: &PostgresTarget) -> Result<Client, String> {
+/// What went wrong with one PostgreSQL target.
+#[derive(Debug, thiserror::Error)]
+enum PgError {
+    #[error("[postgres.{target}] reading password file {}: {source}", path.display())]
+    PasswordFile { target: String, path: std::path::PathBuf, source: std::io::Error },
+    #[error("[postgres.{target}] connecting to {address}: {source}")]
+    Connect { target: String, address: String, source: postgres::Error },
+    #[error("table {0} does not exist there; the agent never creates tables")]
+    NoTable(String),
+    #[error(transparent)]
+    Query(#[from] postgres::Error),
+}
+
+fn connect(name: &str, t: &PostgresTarget) -> Result<Client, PgError> {
     let mut cfg = postgres::Config::new();
     cfg.host(&t.host)
         .port(t.port)
@@ -40,33 +53,38 @@ fn connect(name: &str, t: &PostgresTarget) -> Result<Client, String> {
         .connect_timeout(Duration::from_secs(t.connect_timeout_secs));
     cfg.application_name("pipemedic");
     if let Some(p) = &t.password_file {
-        let pw = std::fs::read_to_string(p)
-            .map_err(|e| format!("[postgres.{name}] reading password file {}: {e}", p.display()))?;
+        let pw = std::fs::read_to_string(p).map_err(|source| PgError::PasswordFile {
+            target: name.into(),
+            path: p.clone(),
+            source,
+        })?;
         cfg.password(pw.trim_end_matches(['\n', '\r']));
     }
-    cfg.connect(NoTls).map_err(|e| format!("[postgres.{name}] connecting to {}:{}/{}: {e}", t.host, t.port, t.dbname))
+    cfg.connect(NoTls).map_err(|source| PgError::Connect {
+        target: name.into(),
+        address: format!("{}:{}/{}", t.host, t.port, t.dbname),
+        source,
+    })
 }
 
 /// The type of `schema.table.column` as `format_type` prints it, `None` if
 /// the column does not exist; `Err` if the table does not.
-fn column_type(client: &mut Client, schema: &str, table: &str, column: &str) -> Result<Option<String>, String> {
+fn column_type(client: &mut Client, schema: &str, table: &str, column: &str) -> Result<Option<String>, PgError> {
     let table_exists = client
         .query_opt(
             "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&schema, &table],
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .is_some();
     if !table_exists {
-        return Err(format!("table {schema}.{table} does not exist there; the agent never creates tables"));
+        return Err(PgError::NoTable(format!("{schema}.{table}")));
     }
     let row = client
         .query_opt(
             "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid \
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped",
             &[&schema, &table, &column],
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
     Ok(row.map(|r| r.get::<_, String>(0)))
 }
 
@@ -175,7 +193,7 @@ pub fn apply(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<Str
             report.push(format!("{}: already had it", t.name));
             continue;
         };
-        let result = connect(&t.name, target).and_then(|mut client| {
+        let result = connect(&t.name, target).map_err(|e| e.to_string()).and_then(|mut client| {
             let mut tx = client.transaction().map_err(|e| e.to_string())?;
             tx.batch_execute(sql).map_err(|e| describe_pg_error(&e, target.lock_timeout_ms))?;
             tx.commit().map_err(|e| e.to_string())

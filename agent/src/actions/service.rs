@@ -157,7 +157,7 @@ fn stop(name: &Name, svc: &ServiceConfig, out: &ScriptLog) -> Result<String, Act
         return Ok(format!("{name} was not running"));
     }
     let started = Instant::now();
-    let mut child = spawn(&svc.stop, svc, out, &doing).map_err(|e| ActionError::new(&doing, e))?;
+    let mut child = spawn(&svc.stop, svc, out, &doing)?;
     loop {
         if running_pids(svc).is_empty() {
             // Stop scripts clean up after the process is gone (canal's stop.sh
@@ -214,7 +214,7 @@ fn start(name: &Name, svc: &ServiceConfig, out: &ScriptLog) -> Result<String, Ac
     }
     let log_offset = svc.up.log_file.as_ref().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let started = Instant::now();
-    let mut child = spawn(&svc.start, svc, out, &doing).map_err(|e| ActionError::new(&doing, e))?;
+    let mut child = spawn(&svc.start, svc, out, &doing)?;
     let mut script_ok = None;
     loop {
         if script_ok.is_none() {
@@ -296,26 +296,27 @@ struct ScriptLog<'a> {
 
 /// Runs a service script, its output appended to the script log under a
 /// line that says when, what and for which plan.
-fn spawn(argv: &[String], svc: &ServiceConfig, out: &ScriptLog, doing: &str) -> Result<Child, String> {
+fn spawn(argv: &[String], svc: &ServiceConfig, out: &ScriptLog, doing: &str) -> Result<Child, ActionError> {
     let path = &out.path;
+    let failed = |what: String| ActionError::new(doing, what);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| failed(format!("creating {}: {e}", dir.display())))?;
     }
-    let mut log = crate::fsutil::open_append(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let mut log = crate::fsutil::open_append(path).map_err(|e| failed(format!("opening {}: {e}", path.display())))?;
     let header = format!(
         "--- {} pipemedic: {doing}, part of {}: `{}`\n",
         crate::audit::now_rfc3339(),
         crate::types::shown(out.part_of),
         describe_cmd(argv)
     );
-    log.write_all(header.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    let err = log.try_clone().map_err(|e| e.to_string())?;
+    log.write_all(header.as_bytes()).map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
+    let err = log.try_clone().map_err(|e| failed(e.to_string()))?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
     if let Some(dir) = &svc.workdir {
         cmd.current_dir(dir);
     }
-    cmd.spawn().map_err(|e| format!("running `{}`: {e}", describe_cmd(argv)))
+    cmd.spawn().map_err(|e| failed(format!("running `{}`: {e}", describe_cmd(argv))))
 }
 
 /// Waits up to `limit` for a script to exit; true if it did.

@@ -183,7 +183,7 @@ impl Sender_ {
                         mail.next_attempt = now + delay as i64 * 1000;
                         next_due = next_due.min(mail.next_attempt);
                         tracing::warn!(mail = %mail.id, about = %mail.about, "sending mail failed, retrying in {delay} s: {e}");
-                        self.audit.write(&Entry::MailFailed(mail_entry(&mail, Some(e), Some(delay))));
+                        self.audit.write(&Entry::MailFailed(mail_entry(&mail, Some(e.to_string()), Some(delay))));
                         if let Err(e) = write_json_atomic(&path, &mail) {
                             tracing::error!("{e}");
                         }
@@ -198,20 +198,20 @@ impl Sender_ {
         }
     }
 
-    fn send(&self, mail: &OutgoingMail) -> Result<(), String> {
+    fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
         let c = &self.config;
-        let mut builder = Message::builder()
-            .from(c.from.parse::<Mailbox>().map_err(|e| format!("from {:?}: {e}", c.from))?)
-            .subject(mail.subject.clone());
+        let address = |which: &'static str, a: &String| {
+            a.parse::<Mailbox>().map_err(|source| SendError::Address { which, address: a.clone(), source })
+        };
+        let mut builder = Message::builder().from(address("from", &c.from)?).subject(mail.subject.clone());
         for to in &mail.to {
-            builder = builder.to(to.parse::<Mailbox>().map_err(|e| format!("to {to:?}: {e}"))?);
+            builder = builder.to(address("to", to)?);
         }
         let message = match &mail.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(mail.text.clone(), html.clone())),
             None => builder.header(ContentType::TEXT_PLAIN).body(mail.text.clone()),
-        }
-        .map_err(|e| format!("building the message: {e}"))?;
-        let tls_err = |e: lettre::transport::smtp::Error| format!("setting up TLS to {}: {e}", c.server);
+        }?;
+        let tls_err = |source| SendError::Tls { server: c.server.clone(), source };
         let builder = match c.security {
             MailSecurity::Plain => SmtpTransport::builder_dangerous(&c.server),
             MailSecurity::Starttls => SmtpTransport::starttls_relay(&c.server).map_err(tls_err)?,
@@ -221,20 +221,39 @@ impl Sender_ {
         if let Some(file) = &c.credentials_file {
             builder = builder.credentials(read_credentials(file)?);
         }
-        builder.build().send(&message).map(|_| ()).map_err(|e| format!("{}:{}: {e}", c.server, c.port()))
+        builder
+            .build()
+            .send(&message)
+            .map(|_| ())
+            .map_err(|source| SendError::Smtp { relay: format!("{}:{}", c.server, c.port()), source })
     }
 }
 
+/// Why a mail was not sent (it is tried again).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("{which} {address:?}: {source}")]
+    Address { which: &'static str, address: String, source: lettre::address::AddressError },
+    #[error("building the message: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("setting up TLS to {server}: {source}")]
+    Tls { server: String, source: lettre::transport::smtp::Error },
+    #[error("reading SMTP credentials {}: {source}", path.display())]
+    ReadCredentials { path: PathBuf, source: std::io::Error },
+    #[error("SMTP credentials {}: expected the user on line 1 and the password on line 2", .0.display())]
+    BadCredentials(PathBuf),
+    #[error("{relay}: {source}")]
+    Smtp { relay: String, source: lettre::transport::smtp::Error },
+}
+
 /// `user` on the first line, `password` on the second.
-fn read_credentials(path: &Path) -> Result<Credentials, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading SMTP credentials {}: {e}", path.display()))?;
+fn read_credentials(path: &Path) -> Result<Credentials, SendError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SendError::ReadCredentials { path: path.to_path_buf(), source })?;
     let mut lines = text.lines();
     match (lines.next(), lines.next()) {
         (Some(user), Some(pass)) if !user.is_empty() => Ok(Credentials::new(user.to_string(), pass.to_string())),
-        _ => {
-            Err(format!("SMTP credentials {}: expected the user on line 1 and the password on line 2", path.display()))
-        }
+        _ => Err(SendError::BadCredentials(path.to_path_buf())),
     }
 }
 

@@ -75,7 +75,7 @@ impl Matcher {
         for spec in specs {
             let err = |message: String| SignatureError { name: spec.name.clone(), message };
             let regex = Regex::new(&spec.pattern).map_err(|e| err(e.to_string()))?;
-            literals_of.push(required_literals(&spec.pattern).map_err(err)?);
+            literals_of.push(required_literals(&spec.pattern).map_err(|e| err(e.to_string()))?);
             signatures.push(Signature { name: spec.name.as_str().into(), regex });
         }
         // Per source: every literal with the signature it belongs to, and the
@@ -185,8 +185,8 @@ impl Matcher {
 /// (`UnknownHostException: `), while its end is often shared by every line
 /// (`(kafka.server.KafkaServer)`), which would make every line a candidate.
 /// Suffixes are the fallback for patterns that start with a class or `.*`.
-fn required_literals(pattern: &str) -> Result<Option<Vec<Vec<u8>>>, String> {
-    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).map_err(|e| e.to_string())?;
+fn required_literals(pattern: &str) -> Result<Option<Vec<Vec<u8>>>, Box<regex_syntax::Error>> {
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).map_err(Box::new)?;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let mut extractor = Extractor::new();
         extractor.kind(kind);
