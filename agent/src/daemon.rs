@@ -137,11 +137,6 @@ impl Daemon {
         Ok(Daemon { config, flow, followers, wake_tx, wake_rx, web, background, _lock: lock })
     }
 
-    /// A handle that stops the daemon when sent [`Wake::Shutdown`].
-    pub fn waker(&self) -> Sender<Wake> {
-        self.wake_tx.clone()
-    }
-
     /// Runs until SIGTERM, SIGINT or [`Wake::Shutdown`]; then writes the
     /// checkpoints and returns.
     pub fn run(mut self) -> anyhow::Result<()> {

@@ -5,28 +5,33 @@
 //! matching → rules → plan → actions → approval → audit), the agent's own
 //! watches, read-only clients of the pipeline's systems, host services, and
 //! the commands.
+//!
+//! Only what the binary and the integration tests use is `pub`: the command
+//! line (`cli`), the approval endpoint's client (`approval::web::request`),
+//! the read-only clients, canal's claim in ZooKeeper and the configuration.
+//! Everything else is `pub(crate)`, so the compiler finds what nothing uses.
 
 // The flow.
 /// Log files followed like `tail -F`, turned into records.
-pub mod sources;
+pub(crate) mod sources;
 /// Records → events: every rule's signatures, compiled together.
-pub mod matching;
+pub(crate) mod matching;
 /// Events → plans, in Rhai: the sandbox, its API, playbooks, rule tests.
-pub mod rules;
+pub(crate) mod rules;
 /// Plans of typed steps, their validation, and the policy that lets them run.
-pub mod plan;
+pub(crate) mod plan;
 /// The only code that changes the world: one file per action family.
-pub mod actions;
+pub(crate) mod actions;
 /// Approval of dangerous plans by a person: store, life cycle, mail, links.
 pub mod approval;
 /// The audit journal: every decision and what was done, one typed `Entry` per line.
-pub mod audit;
+pub(crate) mod audit;
 /// One record through all of the above; the daemon, replay and diagnose feed it.
-pub mod flow;
+pub(crate) mod flow;
 
 // The watches.
 /// The agent's own watches (heartbeats, the C5 stall), as events.
-pub mod probes;
+pub(crate) mod probes;
 
 // Read-only clients, and agents on several hosts.
 /// ZooKeeper, Kafka, MySQL and the canal model in ZooKeeper, read-only.
@@ -38,28 +43,28 @@ pub mod cluster;
 /// The agent's configuration: one TOML file per host.
 pub mod config;
 /// Atomic writes, backups, refusing links and pre-planted files.
-pub mod fsutil;
+pub(crate) mod fsutil;
 /// Prometheus metrics.
-pub mod metrics;
+pub(crate) mod metrics;
 /// The state directory: small JSON documents replaced atomically.
-pub mod state;
+pub(crate) mod state;
 /// What the agent asks the operating system (processes, addresses).
-pub mod system;
+pub(crate) mod system;
 /// Validated values for what crosses from hostile input.
-pub mod types;
+pub(crate) mod types;
 /// The daemon's background threads and their shutdown.
-pub mod runtime;
+pub(crate) mod runtime;
 
 // The commands and what they run.
 /// The command line, one file per subcommand.
 pub mod cli;
 /// `pipemedic run`: the inotify loop, signals, checkpoints.
-pub mod daemon;
+pub(crate) mod daemon;
 /// `pipemedic demo`: the embedded example in a scratch directory.
-pub mod demo;
+pub(crate) mod demo;
 /// `pipemedic diagnose`: the runbook's checks once, on demand.
-pub mod diagnose;
+pub(crate) mod diagnose;
 /// `pipemedic replay`: old logs through the flow.
-pub mod replay;
+pub(crate) mod replay;
 /// `pipemedic status` and the digest: the runbook's daily look.
-pub mod report;
+pub(crate) mod report;

@@ -85,7 +85,6 @@ pub struct SourceLine {
     pub path: String,
     /// Milliseconds since the file was last written; `None`: no such file.
     pub age: Option<i64>,
-    pub size: u64,
     pub behind: Option<u64>,
 }
 
@@ -146,7 +145,6 @@ impl Report {
                     name: name.clone(),
                     path: s.path.display().to_string(),
                     age,
-                    size: meta.map_or(0, |m| m.len()),
                     behind: status.as_ref().and_then(|st| st.behind.get(name).copied()),
                 }
             })

@@ -9,9 +9,9 @@
 //! the plan only if nothing it depended on changed; otherwise the approval
 //! is superseded and, if the problem is still there, a new one is asked for.
 
-pub mod lifecycle;
-pub mod mail;
-pub mod token;
+pub(crate) mod lifecycle;
+pub(crate) mod mail;
+pub(crate) mod token;
 pub mod web;
 
 pub use lifecycle::{Ballot, Ending};

@@ -3,6 +3,6 @@
 //! binlogs and columns. What changes those systems is in `actions`.
 
 pub mod canal;
-pub mod kafka;
+pub(crate) mod kafka;
 pub mod mysql;
 pub mod zk;

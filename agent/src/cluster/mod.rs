@@ -32,7 +32,7 @@
 //! ranking, one at a time.
 
 pub mod canal;
-pub mod member;
+pub(crate) mod member;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

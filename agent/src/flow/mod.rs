@@ -203,10 +203,6 @@ impl Flow {
         &self.config
     }
 
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
-    }
-
     pub fn beats(&self) -> &crate::report::BeatCounts {
         &self.beats
     }
@@ -226,11 +222,6 @@ impl Flow {
     /// Which records of the source the signatures can match.
     pub fn interest(&self, source: &str) -> crate::sources::Interest {
         self.matcher.interest(source)
-    }
-
-    /// Plans whose circuit breaker is open now.
-    pub fn open_circuits(&self) -> Vec<String> {
-        self.policy.open_circuits(chrono::Utc::now().timestamp_millis())
     }
 
     /// Takes one record through the flow; returns what was decided.

@@ -123,11 +123,6 @@ impl Matcher {
         Ok(Matcher { signatures, by_source })
     }
 
-    /// Whether any signature applies to this source.
-    pub fn watches(&self, source: &str) -> bool {
-        self.by_source.contains_key(source)
-    }
-
     /// Which records of `source` can match anything: the record assembler
     /// hands out only those.
     pub fn interest(&self, source: &str) -> Interest {

@@ -45,10 +45,6 @@ impl HeartbeatWatch {
         }
     }
 
-    pub fn config(&self) -> &HeartbeatConfig {
-        &self.config
-    }
-
     /// A heartbeat of `source` at `at`.
     pub fn beat(&mut self, source: &str, at: i64) {
         let last = self.last_seen.entry(source.to_string()).or_insert(at);

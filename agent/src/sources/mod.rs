@@ -6,6 +6,6 @@ pub mod record;
 pub mod rotated;
 pub mod tail;
 
-pub use checkpoint::{Checkpoint, Checkpoints};
+pub use checkpoint::Checkpoints;
 pub use record::{Assembler, Assembly, Interest, LiteralScanner, Record};
 pub use tail::{Budget, Follower, RecordWindow, StartAt};

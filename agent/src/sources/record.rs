@@ -429,15 +429,6 @@ impl Assembler {
         }
         self.finish(emit);
     }
-
-    /// Drops everything pending and restarts at `offset` (after truncation).
-    pub fn reset(&mut self, offset: u64) {
-        self.offset = offset;
-        self.partial.clear();
-        self.partial_overflow = false;
-        self.partial_start = offset;
-        self.current = None;
-    }
 }
 
 fn strip_carriage_returns(bytes: &[u8]) -> Vec<u8> {

@@ -34,6 +34,7 @@ pub struct Budget {
 }
 
 impl Budget {
+    #[cfg(test)]
     pub const UNLIMITED: Budget = Budget { bytes: u64::MAX, time: Duration::MAX };
 }
 
@@ -42,6 +43,8 @@ impl Budget {
 pub enum StartAt {
     /// Skip what is already there: old incidents are history, not work.
     End,
+    /// Read what is there (the tests, which write the file first).
+    #[cfg(test)]
     Beginning,
 }
 
