@@ -99,8 +99,7 @@ impl Daemon {
         let (mut rules, mut errors) = RuleSet::load(&config);
         errors.extend(rules.load_playbooks(&config));
         for e in &errors {
-            tracing::error!("rule not loaded: {e}");
-            audit.write(&Entry::RuleLoadError(Note::now(config.dry_run, e.to_string())));
+            audit.emit(&Entry::RuleLoadError(Note::now(config.dry_run, e.to_string())));
         }
         tracing::info!(rules = rules.rules.len(), failed = errors.len(), dry_run = config.dry_run, "rules loaded");
         // Running without a single rule would look healthy and do nothing.
@@ -211,7 +210,7 @@ impl Daemon {
                 Ok(notes) => {
                     for note in notes {
                         let note = Note::now(self.config.dry_run, format!("{}: {note}", f.name()));
-                        flow.audit().write(&Entry::LinesMissed(note));
+                        flow.audit().emit(&Entry::LinesMissed(note));
                     }
                 }
                 Err(e) => tracing::error!(source = f.name(), path = %f.path().display(), "cannot open source yet: {e}"),
@@ -222,8 +221,7 @@ impl Daemon {
         let sources: Vec<String> =
             self.followers.iter().map(|f| format!("{}={}", f.name(), f.path().display())).collect();
         let note = Note::now(self.config.dry_run, format!("following {}", sources.join(", ")));
-        self.flow.audit().write(&Entry::Started(note));
-        tracing::info!(dry_run = self.config.dry_run, "following {}", sources.join(", "));
+        self.flow.audit().emit(&Entry::Started(note));
         self.flow.report_interrupted_plans(&journal_tail);
         drop(journal_tail);
 
@@ -301,7 +299,7 @@ impl Daemon {
                         "{}: {skipped} record(s) read again after the restart were decided before it; not deciding them again",
                         f.name()
                     );
-                    flow.audit().write(&Entry::NotDecidedAgain(Note::now(self.config.dry_run, detail)));
+                    flow.audit().emit(&Entry::NotDecidedAgain(Note::now(self.config.dry_run, detail)));
                 }
                 let read = f.take_bytes_read();
                 if read > 0 {
@@ -324,9 +322,8 @@ impl Daemon {
         std::mem::take(&mut self.background).stop(BACKGROUND_STOP);
         self.flow.flush_summaries(true);
         self.write_status(started);
-        self.flow.audit().write(&Entry::Stopped(Note::now(self.config.dry_run, "checkpoints written")));
+        self.flow.audit().emit(&Entry::Stopped(Note::now(self.config.dry_run, "checkpoints written")));
         signal_handle.close();
-        tracing::info!("stopped; checkpoints written");
         Ok(())
     }
 

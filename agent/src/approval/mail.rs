@@ -100,7 +100,7 @@ impl Outbox {
     /// Queues a mail; it is on disk when this returns.
     pub fn enqueue(&self, mail: &OutgoingMail) -> Result<(), StateError> {
         write_json_atomic(&self.dir.join(format!("{}.json", mail.id)), mail)?;
-        self.audit.write(&Entry::MailQueued(mail_entry(mail, None, None)));
+        self.audit.emit(&Entry::MailQueued(mail_entry(mail, None, None)));
         let _ = self.wake.send(());
         Ok(())
     }
@@ -174,7 +174,7 @@ impl Sender_ {
                 match self.send(&mail) {
                     Ok(()) => {
                         let _ = std::fs::remove_file(&path);
-                        self.audit.write(&Entry::MailSent(mail_entry(&mail, None, None)));
+                        self.audit.emit(&Entry::MailSent(mail_entry(&mail, None, None)));
                     }
                     Err(e) => {
                         mail.attempts += 1;
@@ -182,8 +182,7 @@ impl Sender_ {
                             .min(MAX_BACKOFF_SECS);
                         mail.next_attempt = now + delay as i64 * 1000;
                         next_due = next_due.min(mail.next_attempt);
-                        tracing::warn!(mail = %mail.id, about = %mail.about, "sending mail failed, retrying in {delay} s: {e}");
-                        self.audit.write(&Entry::MailFailed(mail_entry(&mail, Some(e.to_string()), Some(delay))));
+                        self.audit.emit(&Entry::MailFailed(mail_entry(&mail, Some(e.to_string()), Some(delay))));
                         if let Err(e) = write_json_atomic(&path, &mail) {
                             tracing::error!("{e}");
                         }

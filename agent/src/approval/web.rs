@@ -331,7 +331,6 @@ fn refuse(s: &WebState, id: &str, f: &LinkFields, why: &str, status: StatusCode,
         }
     };
     if let Some(unrecorded) = unrecorded {
-        tracing::warn!(approval = %excerpt(id), approver = %excerpt(&f.approver), "approval link refused: {why}");
         let reason = match unrecorded {
             0 => excerpt(why),
             n => format!(
@@ -339,7 +338,7 @@ fn refuse(s: &WebState, id: &str, f: &LinkFields, why: &str, status: StatusCode,
                 excerpt(why)
             ),
         };
-        s.audit.write(&Entry::ApprovalRefused(ApprovalEntry {
+        s.audit.emit(&Entry::ApprovalRefused(ApprovalEntry {
             time: now_rfc3339(),
             approval: excerpt(id),
             approver: Some(excerpt(&f.approver)),

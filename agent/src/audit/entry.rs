@@ -63,6 +63,92 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// Logs the entry: every journal entry is also one line of the agent's
+    /// log, at the level a person should see it.
+    pub fn log(&self) {
+        use tracing::{debug, error, info, warn};
+        match self {
+            Entry::Decision(o) => log_outcome(o),
+            Entry::DecisionSummary(o) => {
+                info!(rule = %o.rule, count = o.repeated.unwrap_or(0), "{}", o.reason.as_deref().unwrap_or(""))
+            }
+            Entry::PlanStarted(p) => {
+                debug!(plan = %p.plan, rule = %p.rule, "plan started: {}", p.steps.join("; "))
+            }
+            Entry::PlanStep(p) => debug!(
+                plan = %p.plan,
+                "step {} ({}): {}",
+                p.step.unwrap_or(0),
+                p.target.as_deref().unwrap_or(""),
+                p.result.as_deref().unwrap_or("")
+            ),
+            Entry::PlanInterrupted(p) => error!(plan = %p.plan, "{}", p.summary.as_deref().unwrap_or("")),
+            Entry::ApprovalRequested(a) => info!(approval = %a.approval, "approval requested"),
+            Entry::ApprovalDecided(a) => info!(
+                approval = %a.approval,
+                who = a.who.as_deref().unwrap_or(""),
+                "approval decided: {}",
+                a.reason.as_deref().unwrap_or("")
+            ),
+            Entry::ApprovalRefused(a) => warn!(
+                approval = %a.approval,
+                approver = a.who.as_deref().or(a.approver.as_deref()).unwrap_or(""),
+                "approval link refused: {}",
+                a.reason.as_deref().unwrap_or("")
+            ),
+            Entry::ApprovalSuperseded(a) => {
+                warn!(approval = %a.approval, "approved plan superseded: {}", a.reason.as_deref().unwrap_or(""))
+            }
+            Entry::ApprovalExpired(a) => warn!(approval = %a.approval, "approval expired without an answer"),
+            Entry::MailQueued(m) => debug!(mail = %m.mail, about = %m.about, "mail queued: {}", m.subject),
+            Entry::MailSent(m) => debug!(mail = %m.mail, about = %m.about, "mail sent: {}", m.subject),
+            Entry::MailFailed(m) => warn!(
+                mail = %m.mail,
+                about = %m.about,
+                "sending mail failed, retrying in {} s: {}",
+                m.retry_in_secs.unwrap_or(0),
+                m.error.as_deref().unwrap_or("")
+            ),
+            Entry::Started(n) => info!(dry_run = n.dry_run, "{}", n.detail),
+            Entry::Stopped(n) => info!("stopped; {}", n.detail),
+            Entry::RuleLoadError(n) => error!("rule not loaded: {}", n.detail),
+            Entry::LinesMissed(n) => warn!("{}", n.detail),
+            Entry::NotDecidedAgain(n) => info!("{}", n.detail),
+            Entry::PlaybookRefused(n) => warn!("playbook refused: {}", n.detail),
+            Entry::CanalHold(n) => info!("canal member: {}", n.detail),
+            Entry::KafkaTurn(n) => info!("{}", n.detail),
+            Entry::Unknown => {}
+        }
+    }
+}
+
+fn log_outcome(o: &Outcome) {
+    if o.decision == Decision::NoPlan {
+        tracing::debug!(rule = %o.rule, source = %o.source, offset = o.offset, "rule saw no need for a plan");
+        return;
+    }
+    let steps: Vec<String> = o
+        .steps
+        .iter()
+        .map(|s| match &s.preview {
+            Some(p) => format!("\n    {} {}:\n      {}", s.action, s.target, p.replace('\n', "\n      ")),
+            None => format!("\n    {} {}", s.action, s.target),
+        })
+        .collect();
+    tracing::info!(
+        rule = %o.rule,
+        runbook = %o.runbook.join(","),
+        source = %o.source,
+        offset = o.offset,
+        decision = ?o.decision,
+        "{}{}{}",
+        o.summary.as_deref().unwrap_or("no plan"),
+        o.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default(),
+        steps.concat()
+    );
+}
+
 /// A plan's progress: `plan-started`, `plan-step`, `plan-interrupted`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PlanEntry {

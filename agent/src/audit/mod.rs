@@ -53,8 +53,10 @@ impl Audit {
         self.inner.lock().expect("audit lock").failed_writes
     }
 
-    /// Appends one entry.
-    pub fn write(&self, entry: &Entry) {
+    /// Journals one entry and logs it ([`Entry::log`]): whatever the agent
+    /// journals, its log says too.
+    pub fn emit(&self, entry: &Entry) {
+        entry.log();
         let mut j = self.inner.lock().expect("audit lock");
         let Some(path) = j.path.clone() else { return };
         let mut line = serde_json::to_string(entry).expect("audit entries serialise");

@@ -378,7 +378,6 @@ impl Member {
     }
 
     fn journal(&self, detail: String) {
-        tracing::info!("canal member: {detail}");
-        self.audit.write(&Entry::CanalHold(Note::now(false, detail)));
+        self.audit.emit(&Entry::CanalHold(Note::now(false, detail)));
     }
 }

@@ -138,7 +138,7 @@ async fn take_turn(
         turn.order,
         if ok { "" } else { "FAILED: " }
     );
-    audit.write(&Entry::KafkaTurn(Note::now(false, detail)));
+    audit.emit(&Entry::KafkaTurn(Note::now(false, detail)));
     let report = serde_json::to_vec(&Started { sequence: turn.sequence.clone(), ok, message }).unwrap_or_default();
     crate::clients::zk::put(client, &format!("{STARTED}/{}", turn.broker), &report, zk::CreateMode::Persistent).await
 }

@@ -128,7 +128,7 @@ impl Flow {
                 problems.push(format!("mail to {approver} not queued: {e}"));
             }
         }
-        self.audit.write(&Entry::ApprovalRequested(approval_entry(&approval, None, None, None)));
+        self.audit.emit(&Entry::ApprovalRequested(approval_entry(&approval, None, None, None)));
         out.decision = Decision::AwaitingApproval;
         out.approval = Some(approval.id.clone());
         out.reason = Some(format!(
@@ -187,7 +187,7 @@ impl Flow {
             Ok(reply) => reply,
             Err(why) => {
                 let why = why.to_string();
-                self.audit.write(&Entry::ApprovalRefused(approval_entry(
+                self.audit.emit(&Entry::ApprovalRefused(approval_entry(
                     &a,
                     Some(&b.approver),
                     Some(b.via),
@@ -205,7 +205,7 @@ impl Flow {
             return;
         }
         let decided = approval_entry(&a, Some(&b.approver), Some(b.via), Some(b.decision.as_str()));
-        self.audit.write(&Entry::ApprovalDecided(decided));
+        self.audit.emit(&Entry::ApprovalDecided(decided));
         let _ = req.reply.send(DecideReply::Accepted(reply));
         match a.state {
             ApprovalState::Approved => self.apply_approved(a),
@@ -295,8 +295,7 @@ impl Flow {
             let reason = a.outcome.clone();
             let _ = self.approvals.as_mut().expect("approvals").store.save(a.clone());
             self.release_canal_claim(&a);
-            self.audit.write(&Entry::ApprovalSuperseded(approval_entry(&a, None, None, reason.as_deref())));
-            tracing::warn!(approval = %a.id, "approved plan superseded: {}", reason.unwrap_or_default());
+            self.audit.emit(&Entry::ApprovalSuperseded(approval_entry(&a, None, None, reason.as_deref())));
             for o in again.unwrap_or_default() {
                 self.record_outcome(&o);
             }
@@ -333,8 +332,7 @@ impl Flow {
                 tracing::error!("{e}");
             }
             self.release_canal_claim(&a);
-            self.audit.write(&Entry::ApprovalExpired(approval_entry(&a, None, None, a.outcome.as_deref())));
-            tracing::warn!(approval = %a.id, "approval expired without an answer");
+            self.audit.emit(&Entry::ApprovalExpired(approval_entry(&a, None, None, a.outcome.as_deref())));
         }
     }
 }

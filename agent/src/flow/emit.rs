@@ -1,5 +1,6 @@
-//! One place where each outcome is journaled, counted and logged; repeats
-//! of the same decision are summed up instead of written one by one.
+//! One place where each outcome is counted and handed to the journal
+//! (`Audit::emit` journals and logs it); repeats of the same decision are
+//! summed up instead of written one by one.
 
 use super::*;
 
@@ -11,32 +12,6 @@ pub(super) struct Repeats {
     since: i64,
     count: u64,
     last: Outcome,
-}
-
-fn log_outcome(o: &Outcome) {
-    if o.decision == Decision::NoPlan {
-        tracing::debug!(rule = %o.rule, source = %o.source, offset = o.offset, "rule saw no need for a plan");
-        return;
-    }
-    let steps: Vec<String> = o
-        .steps
-        .iter()
-        .map(|s| match &s.preview {
-            Some(p) => format!("\n    {} {}:\n      {}", s.action, s.target, p.replace('\n', "\n      ")),
-            None => format!("\n    {} {}", s.action, s.target),
-        })
-        .collect();
-    tracing::info!(
-        rule = %o.rule,
-        runbook = %o.runbook.join(","),
-        source = %o.source,
-        offset = o.offset,
-        decision = ?o.decision,
-        "{}{}{}",
-        o.summary.as_deref().unwrap_or("no plan"),
-        o.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default(),
-        steps.concat()
-    );
 }
 
 pub(super) fn excerpt_record(text: &str) -> String {
@@ -96,8 +71,7 @@ impl Flow {
         // The entry's time is when the decision was made (an apply can take
         // minutes after the record was read).
         let outcome = Outcome { time: crate::audit::now_rfc3339(), ..outcome.clone() };
-        log_outcome(&outcome);
-        self.audit.write(&Entry::Decision(outcome));
+        self.audit.emit(&Entry::Decision(outcome));
     }
 
     /// Writes what a running summary counted, and ends it.
@@ -115,8 +89,7 @@ impl Flow {
             chrono::DateTime::from_timestamp_millis(r.since).map(|t| t.to_rfc3339()).unwrap_or_default(),
             last.reason.as_deref().unwrap_or("")
         ));
-        tracing::info!(rule = %last.rule, count = r.count, "{}", last.reason.as_deref().unwrap_or(""));
-        self.audit.write(&Entry::DecisionSummary(last));
+        self.audit.emit(&Entry::DecisionSummary(last));
     }
 
     /// Writes the summaries whose time is up (`all`: every one, at shutdown).

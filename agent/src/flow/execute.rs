@@ -29,7 +29,7 @@ impl Flow {
         // result after it: a crash in between is found and reported at the
         // next start (never re-run blindly).
         let id = random_hex(8);
-        self.audit.write(&Entry::PlanStarted(PlanEntry {
+        self.audit.emit(&Entry::PlanStarted(PlanEntry {
             source: Some(out.source.clone()),
             inode: Some(out.inode),
             offset: Some(out.offset),
@@ -92,7 +92,7 @@ impl Flow {
                 Ok(r) => r.clone(),
                 Err(e) => format!("failed: {e}"),
             };
-            self.audit.write(&Entry::PlanStep(PlanEntry {
+            self.audit.emit(&Entry::PlanStep(PlanEntry {
                 step: Some(i + 1),
                 target: Some(format!("{} {}", step.family(), step.target())),
                 result: Some(said),

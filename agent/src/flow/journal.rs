@@ -88,9 +88,8 @@ impl Flow {
                 p.steps.join("; "),
                 if done.is_empty() { "no step finished".to_string() } else { done.join("; ") },
             );
-            tracing::error!("{detail}");
             let entry = PlanEntry { summary: Some(detail.clone()), ..PlanEntry::new(id, &p.rule) };
-            self.audit.write(&Entry::PlanInterrupted(entry));
+            self.audit.emit(&Entry::PlanInterrupted(entry));
             if let Some(outbox) = &self.outbox {
                 let subject = format!("[pipemedic] {}: a fix was interrupted", self.host);
                 outbox.notify(&format!("interrupted:{id}"), &subject, &detail);

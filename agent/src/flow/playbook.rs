@@ -22,7 +22,7 @@ impl Flow {
             || !ap.signer.verify(&id, &req.params, Answer::Approve, req.expires, &req.requester, &req.token)
         {
             let detail = format!("{} asked by {}: invalid or expired signature", req.name, req.requester);
-            self.audit.write(&Entry::PlaybookRefused(Note::now(self.dry_run, detail)));
+            self.audit.emit(&Entry::PlaybookRefused(Note::now(self.dry_run, detail)));
             return refuse(
                 "the request's signature is not valid (or it expired); run it again with pipemedic playbook run".into(),
             );
