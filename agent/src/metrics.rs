@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::clients::kafka;
 use crate::config::KafkaConfig;
+use serde::Deserialize;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -244,6 +245,29 @@ impl CounterCache {
         counter.inc_by(n);
         self.counters.insert(name.into(), counter);
     }
+}
+
+// The configuration of this component: `[metrics]`: the metrics listener and the Kafka poll.
+
+/// Where `/metrics` is served besides the approval listener, and how often
+/// Kafka is asked for lag and leaders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A listener for `/metrics` alone (e.g. on a private interface).
+    pub listen: Option<std::net::SocketAddr>,
+    #[serde(default = "default_kafka_interval")]
+    pub kafka_interval_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: None, kafka_interval_secs: default_kafka_interval() }
+    }
+}
+
+fn default_kafka_interval() -> u64 {
+    60
 }
 
 #[cfg(test)]

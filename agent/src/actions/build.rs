@@ -8,6 +8,7 @@ use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::approval::mail::Outbox;
 use crate::config::Config;
 use crate::plan::StepSpec;
+use std::path::PathBuf;
 
 /// The finding, computed from the deployed properties.
 pub fn check(config: &Config) -> Result<(String, bool), ActionError> {
@@ -82,4 +83,21 @@ impl Action for CheckBuild {
     fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {
         Ok("recorded".into())
     }
+}
+
+// The configuration of this component: `[consumer_build]`: what this action checks.
+
+/// Where the consumer's deployed build says its database is, and what this
+/// host expects (runbook C6: "the sit build was run on prd").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildCheck {
+    /// The deployed properties file holding the JDBC URL.
+    pub properties_file: PathBuf,
+    /// Its key (`jdbc.url`).
+    pub url_key: String,
+    /// This host's environment (`prd`).
+    pub environment: String,
+    /// Text the URL must contain on this host (the environment's database host).
+    pub expected_url_contains: String,
 }

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::clients::mysql::{find_column, map_column, PgColumn};
-use crate::config::{Config, PostgresTarget};
+use crate::config::{Config, Invalid};
 use crate::plan::{Refusal, Risk, StepSpec};
+use crate::types::Name;
 use crate::types::SqlIdent;
+use std::path::PathBuf;
 
 /// One target's part of the plan.
 struct TargetPlan {
@@ -291,5 +293,52 @@ impl Action for AddColumn {
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
         verify(cx.config, &self.table, &self.column)
+    }
+}
+
+// The configuration of this component: `[postgres.NAME]`: the targets this action adds columns to.
+
+/// A PostgreSQL target database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTarget {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub dbname: String,
+    /// The schema the synced tables live in.
+    #[serde(default = "default_pg_schema")]
+    pub schema: String,
+    /// DDL waits at most this long for a lock, so it never blocks the live
+    /// consumer for long; past it the change fails cleanly (SQLSTATE 55P03).
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_ms: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_pg_schema() -> String {
+    "public".into()
+}
+
+fn default_lock_timeout() -> u64 {
+    3000
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+impl PostgresTarget {
+    pub(crate) fn check(&self, name: &str) -> Result<(), Invalid> {
+        Name::parse("PostgreSQL target name", name).map_err(|e| format!("[postgres.{name}]: {e}"))?;
+        crate::types::SqlIdent::parse(&self.schema).map_err(|e| format!("[postgres.{name}] schema: {e}"))?;
+        Ok(())
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{escape_html, human_time, Approval};
 use crate::audit::{now_rfc3339, Audit, Entry, MailEntry};
-use crate::config::{MailConfig, MailSecurity};
+use crate::config::Invalid;
 use crate::state::{read_json, write_json_atomic, StateError};
 
 const MAX_BACKOFF_SECS: u64 = 600;
@@ -373,4 +373,85 @@ pub fn steps_html(a: &Approval) -> String {
     }
     out.push_str("</ol>");
     out
+}
+
+// The configuration of this component: `[mail]`: the SMTP relay and the notification list.
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailSecurity {
+    /// STARTTLS on the submission port (587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (465).
+    Tls,
+    /// No encryption: only for a relay on this host's loopback.
+    Plain,
+}
+
+/// The SMTP relay and the notification list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    pub server: String,
+    /// Default: 587 for starttls, 465 for tls, 25 for plain.
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: MailSecurity,
+    /// The sender, `pipemedic <pipemedic@host.example>`.
+    pub from: String,
+    /// A file with the SMTP user on the first line and the password on the
+    /// second (kept out of the config so the config can be shared).
+    pub credentials_file: Option<PathBuf>,
+    /// Who receives `notify` findings.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// The same finding is mailed at most once in this time.
+    #[serde(default = "default_dedup")]
+    pub notify_dedup_secs: u64,
+    /// First retry delay after a failed send; doubles up to 10 minutes.
+    #[serde(default = "default_retry")]
+    pub retry_initial_secs: u64,
+    #[serde(default = "default_mail_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_dedup() -> u64 {
+    3600
+}
+
+fn default_retry() -> u64 {
+    15
+}
+
+fn default_mail_timeout() -> u64 {
+    20
+}
+
+impl MailConfig {
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        self.from.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] from {:?}: {e}", self.from))?;
+        for who in &self.notify {
+            who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[mail] notify {who:?}: {e}"))?;
+        }
+        let loopback =
+            self.server == "localhost" || self.server.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if self.security == MailSecurity::Plain && !loopback {
+            return Err(format!(
+                "[mail] security = \"plain\" sends credentials and approval links in clear text; it is only allowed for a relay on loopback, not {:?}",
+                self.server
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security {
+            MailSecurity::Starttls => 587,
+            MailSecurity::Tls => 465,
+            MailSecurity::Plain => 25,
+        })
+    }
 }

@@ -21,9 +21,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Invalid;
 use crate::matching::Event;
 use crate::plan::{Risk, Step};
 use crate::state::{read_json, write_json_atomic, StateError};
+use std::net::SocketAddr;
 
 /// What a link or the CLI decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,4 +348,43 @@ pub fn link(public_url: &str, a: &Approval, signer: &token::Signer, approver: &s
         a.expires,
         token
     )
+}
+
+// The configuration of this component: `[approval]`: who approves, and where the links point.
+
+/// Who approves dangerous plans, and where the links point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// Where the agent's HTTP endpoint listens (`127.0.0.1:8470`).
+    pub listen: SocketAddr,
+    /// The base URL approvers reach that endpoint at (`https://host.example:8470`).
+    pub public_url: String,
+    /// Each gets a mail with links of their own. A data-loss plan needs two
+    /// different ones to approve.
+    pub approvers: Vec<String>,
+    /// How long a request stays valid.
+    #[serde(default = "default_expiry")]
+    pub expiry_secs: u64,
+}
+
+fn default_expiry() -> u64 {
+    3600
+}
+
+impl ApprovalConfig {
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        if self.approvers.is_empty() {
+            return Err("[approval] approvers is empty: nobody could approve".into());
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(
+                format!("[approval] public_url {:?} must start with http:// or https://", self.public_url).into()
+            );
+        }
+        for who in &self.approvers {
+            who.parse::<lettre::message::Mailbox>().map_err(|e| format!("[approval] approver {who:?}: {e}"))?;
+        }
+        Ok(())
+    }
 }

@@ -8,7 +8,9 @@ use serde_json::Value;
 use crate::approval::human_time;
 use crate::clients::mysql::Binlog;
 use crate::clients::zk::{Node, Session, ZkError};
-use crate::config::CanalConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 const LOG_POSITION: &str = "com.alibaba.otter.canal.protocol.position.LogPosition";
 
@@ -194,4 +196,50 @@ pub fn fallback_secs(canal: &CanalConfig) -> i64 {
         }
     }
     secs
+}
+
+// The configuration of this component: `[canal]`: the canal server on this host and its destinations.
+
+/// The canal server on this host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanalConfig {
+    /// The `[services.NAME]` entry that starts and stops canal.
+    pub service: String,
+    /// canal.properties and the instance.properties files, in the order
+    /// canal reads them (a later file's `canal.instance.fallbackIntervalInSeconds` wins).
+    #[serde(default)]
+    pub properties_files: Vec<PathBuf>,
+    /// After the stop script, how long to wait for the destination's
+    /// `running` node to go (the ZooKeeper session of a dead process expires).
+    #[serde(default = "default_canal_stop_wait")]
+    pub stop_wait_secs: u64,
+    /// Canal runs in HA on several hosts, each with its own pipemedic: the
+    /// agents ask for one approval per cursor plan between them, and the
+    /// writer holds every host's canal stopped while it writes (see
+    /// `cluster::canal`). Needs a `host_name` that is a valid host name.
+    #[serde(default)]
+    pub ha: bool,
+    /// The destinations (instances), each listening to one MySQL source.
+    pub destinations: BTreeMap<String, CanalDestination>,
+}
+
+fn default_canal_stop_wait() -> u64 {
+    60
+}
+
+/// One canal destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanalDestination {
+    /// The `[mysql.NAME]` source it listens to; its user needs REPLICATION
+    /// SLAVE to read binlog creation times.
+    pub mysql: String,
+    /// The client id whose cursor drives canal's restart position.
+    #[serde(default = "default_client_id")]
+    pub client_id: u32,
+}
+
+fn default_client_id() -> u32 {
+    1001
 }

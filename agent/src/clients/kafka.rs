@@ -12,7 +12,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::clients::zk::Session;
-use crate::config::KafkaConfig;
+use crate::config::KafkaClusterConfig;
+use serde::Deserialize;
 
 /// One partition's leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,4 +178,36 @@ pub fn lag(config: &KafkaConfig, group: &str, topic: Option<&str>) -> Result<Vec
     }
     out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     Ok(out)
+}
+
+// The configuration of this component: `[kafka]`: where the cluster is and what the consumer reads.
+
+/// Where the Kafka cluster is and what the consumer reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`
+    pub bootstrap_servers: String,
+    /// The pipeline's topics (`TABLE_IX_TRADE_ALL_BASE`).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// The consumer group (`bo_01`).
+    pub group: Option<String>,
+    #[serde(default = "default_kafka_timeout")]
+    pub timeout_secs: u64,
+    /// How long a playbook waits for the consumer to drain every partition (K5).
+    #[serde(default = "default_drain")]
+    pub drain_timeout_secs: u64,
+    /// This host's broker in a cluster whose agents restart brokers
+    /// leader-first together (runbook K4). Absent: a broker is restarted
+    /// on its own.
+    pub cluster: Option<KafkaClusterConfig>,
+}
+
+fn default_drain() -> u64 {
+    1800
+}
+
+fn default_kafka_timeout() -> u64 {
+    10
 }

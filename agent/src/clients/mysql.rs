@@ -34,8 +34,11 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 
 use crate::actions::ActionError;
-use crate::config::{Config, MysqlSource};
+use crate::config::{Config, Invalid};
+use crate::types::Name;
 use crate::types::SqlIdent;
+use serde::Deserialize;
+use std::path::PathBuf;
 
 /// A column as `information_schema.COLUMNS` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,6 +333,36 @@ fn map_default(raw: Option<&str>, base: &str, type_sql: &str, notes: &mut Vec<St
         return None;
     }
     Some(format!("'{}'", value.replace('\'', "''")))
+}
+
+// The configuration of this component: `[mysql.NAME]`: the MySQL sources.
+
+/// A MySQL source database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSource {
+    pub host: String,
+    #[serde(default = "default_mysql_port")]
+    pub port: u16,
+    pub user: String,
+    /// A file holding the password (kept out of the config).
+    pub password_file: Option<PathBuf>,
+    /// The schemas (databases) whose tables are synced.
+    pub schemas: Vec<String>,
+}
+
+fn default_mysql_port() -> u16 {
+    3306
+}
+
+impl MysqlSource {
+    pub(crate) fn check(&self, name: &str) -> Result<(), Invalid> {
+        Name::parse("MySQL source name", name).map_err(|e| format!("[mysql.{name}]: {e}"))?;
+        for schema in &self.schemas {
+            crate::types::SqlIdent::parse(schema).map_err(|e| format!("[mysql.{name}] schemas: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

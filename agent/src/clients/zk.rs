@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use zookeeper_client as zk;
-
-use crate::config::ZooKeeperConfig;
 
 /// A node's data and version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,4 +174,20 @@ impl Session {
             Err(e) => Err(self.call_error("deleting", path)(e)),
         }
     }
+}
+
+// The configuration of this component: `[zookeeper]`: where ZooKeeper is.
+
+/// Where ZooKeeper is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZooKeeperConfig {
+    /// `host:port[,host:port…]`
+    pub connect: String,
+    #[serde(default = "default_zk_session")]
+    pub session_timeout_secs: u64,
+}
+
+fn default_zk_session() -> u64 {
+    10
 }

@@ -5,29 +5,32 @@
 //! Relative paths are resolved against the directory of the config file.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::types::Name;
 
-mod canal;
-mod kafka;
-mod mail;
-mod postgres;
-mod services;
-mod sources;
-mod watches;
+mod limits;
 
-pub use canal::{CanalConfig, CanalDestination, MysqlSource};
-pub use kafka::{KafkaClusterConfig, KafkaConfig, ZooKeeperConfig};
-pub use mail::{ApprovalConfig, MailConfig, MailSecurity};
-pub use postgres::{BuildCheck, PostgresTarget};
-pub use services::{Limits, ProcessMatch, ServiceConfig, UpCheck};
-pub use sources::{RecordStart, SourceConfig};
-pub use watches::{DigestConfig, HeartbeatConfig, MetricsConfig, StallConfig};
+// Each section is defined next to the component it configures, and checks
+// itself there; the root composes them.
+pub use crate::actions::build::BuildCheck;
+pub use crate::actions::postgres::PostgresTarget;
+pub use crate::actions::service::{ProcessMatch, ServiceConfig, UpCheck};
+pub use crate::approval::mail::{MailConfig, MailSecurity};
+pub use crate::approval::ApprovalConfig;
+pub use crate::clients::canal::{CanalConfig, CanalDestination};
+pub use crate::clients::kafka::KafkaConfig;
+pub use crate::clients::mysql::MysqlSource;
+pub use crate::clients::zk::ZooKeeperConfig;
+pub use crate::cluster::KafkaClusterConfig;
+pub use crate::metrics::MetricsConfig;
+pub use crate::probes::heartbeat::HeartbeatConfig;
+pub use crate::probes::stall::StallConfig;
+pub use crate::report::{BadTime, DigestConfig};
+pub use crate::sources::{RecordStart, SourceConfig};
+pub use limits::Limits;
 
 /// What went wrong reading a configuration file.
 #[derive(Debug, thiserror::Error)]

@@ -334,24 +334,7 @@ impl Flow {
         // and applied names the rule.
         let _span = tracing::info_span!("rule", rule = %rule.name).entered();
         let mut out = self.outcome_for(&rule.name, &rule.runbook, event);
-        let ctx = match &self.answers {
-            Some(answers) => RuleContext {
-                history: self.history.clone(),
-                now: event.at,
-                params: rule.params.clone(),
-                kafka: None,
-                config: None,
-                answers: answers.clone(),
-            },
-            None => RuleContext {
-                history: self.history.clone(),
-                now: event.at,
-                params: rule.params.clone(),
-                kafka: self.config.kafka.clone().map(std::sync::Arc::new),
-                config: Some(self.config.clone()),
-                answers: Default::default(),
-            },
-        };
+        let ctx = RuleContext::new(self.history.clone(), event.at, rule, &self.config, self.answers.as_ref());
         let specs = match self.rules.run(rule, event, ctx) {
             Ok(specs) if specs.is_empty() => return vec![out],
             Ok(specs) => specs,

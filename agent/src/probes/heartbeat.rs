@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::ProbeEvent;
 use crate::approval::human_time;
-use crate::config::HeartbeatConfig;
+use crate::config::Invalid;
+use serde::Deserialize;
 
 struct Expectation {
     since: i64,
@@ -128,6 +129,49 @@ impl HeartbeatWatch {
         }
         self.expectations = keep;
         out
+    }
+}
+
+// The configuration of this component: `[heartbeat]`: the heartbeat watch.
+
+/// Every MySQL source writes a heartbeat row each minute; the consumer logs
+/// each one it consumes. A source that stops while the others go on is
+/// "fake-dead" (runbook N3); all stopping means the pipeline stalled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// The log the consumed heartbeats appear in.
+    pub source: String,
+    /// A regex with a named group `source`.
+    pub pattern: String,
+    /// The sources that must all beat (uat: four).
+    pub expected: Vec<String>,
+    /// A source silent this long while another still beats is missing.
+    #[serde(default = "default_missing")]
+    pub missing_secs: u64,
+    /// After canal's positions were rewritten, every source must beat again within this.
+    #[serde(default = "default_return")]
+    pub return_deadline_secs: u64,
+}
+
+fn default_missing() -> u64 {
+    180
+}
+
+fn default_return() -> u64 {
+    300
+}
+
+impl HeartbeatConfig {
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        let re = regex::Regex::new(&self.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
+        if !re.capture_names().flatten().any(|n| n == "source") {
+            return Err("[heartbeat] pattern needs a named group (?<source>…)".into());
+        }
+        if self.expected.is_empty() {
+            return Err("[heartbeat] expected lists no source".into());
+        }
+        Ok(())
     }
 }
 

@@ -18,8 +18,9 @@ use std::collections::BTreeSet;
 
 use super::ProbeEvent;
 use crate::approval::human_time;
-use crate::config::StallConfig;
+use crate::config::Invalid;
 use crate::matching::SignatureSpec;
+use serde::Deserialize;
 
 /// What ZooKeeper says about the brokers: registered and expected.
 pub type Registration = Result<(BTreeSet<i32>, BTreeSet<i32>), crate::clients::zk::ZkError>;
@@ -208,6 +209,99 @@ pub fn broker_registration(config: &crate::config::Config) -> Option<Registratio
             .map_err(s.call_error("reading the brokers and agents under", "/brokers/ids"))?;
         Ok((snap.registered.clone(), snap.expected(configured)))
     }))
+}
+
+// The configuration of this component: `[stall]`: where the stall diagnosis looks.
+
+/// Where the stall diagnosis (runbook C5) looks. Every field has a default
+/// that fits the runbook's hosts; `[stall]` alone turns it on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StallConfig {
+    /// The consumer's log, where it says it started (and consumes).
+    #[serde(default = "default_consumer_source")]
+    pub consumer_source: String,
+    /// A (re)start of the consumer's Tomcat / Spring context.
+    #[serde(default = "default_started_pattern")]
+    pub started_pattern: String,
+    /// A line that proves consumption, besides `[heartbeat]`'s.
+    pub consumed_pattern: Option<String>,
+    #[serde(default = "default_error_source")]
+    pub error_source: String,
+    /// Any such record in `error_source` is "an error" (then it is not C5).
+    #[serde(default = "default_error_pattern")]
+    pub error_pattern: String,
+    /// The canal client's ("monitor") log.
+    #[serde(default = "default_monitor_source")]
+    pub monitor_source: String,
+    /// A line saying the monitor parsed binlog entries.
+    #[serde(default = "default_parse_pattern")]
+    pub parse_pattern: String,
+    /// The broker log, whose last start / shutdown line tells if it runs.
+    #[serde(default = "default_broker_source")]
+    pub broker_source: String,
+    /// How long consumption may take to begin after a start.
+    #[serde(default = "default_grace")]
+    pub grace_secs: u64,
+}
+
+fn default_consumer_source() -> String {
+    "consumer_info".into()
+}
+
+fn default_started_pattern() -> String {
+    r"Server startup in \d+ ms|Root WebApplicationContext: initialization completed|Started \w+ in [\d.]+ seconds"
+        .into()
+}
+
+fn default_error_source() -> String {
+    "consumer_error".into()
+}
+
+fn default_error_pattern() -> String {
+    r"\bERROR\b|Exception".into()
+}
+
+fn default_monitor_source() -> String {
+    "monitor".into()
+}
+
+fn default_parse_pattern() -> String {
+    r"(?i)\bpars(?:e|ed|ing)\b|binlog\[".into()
+}
+
+fn default_broker_source() -> String {
+    "kafka_server".into()
+}
+
+fn default_grace() -> u64 {
+    300
+}
+
+impl StallConfig {
+    /// The sources the diagnosis reads, by key.
+    pub(crate) fn sources(&self) -> [(&'static str, &String); 4] {
+        [
+            ("consumer_source", &self.consumer_source),
+            ("error_source", &self.error_source),
+            ("monitor_source", &self.monitor_source),
+            ("broker_source", &self.broker_source),
+        ]
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        for (key, pattern) in [
+            ("started_pattern", Some(&self.started_pattern)),
+            ("consumed_pattern", self.consumed_pattern.as_ref()),
+            ("error_pattern", Some(&self.error_pattern)),
+            ("parse_pattern", Some(&self.parse_pattern)),
+        ] {
+            if let Some(p) = pattern {
+                regex::Regex::new(p).map_err(|e| format!("[stall] {key}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,30 @@ pub struct CaseAnswers {
 }
 
 impl RuleContext {
+    /// The context `rule` runs in at `now`: questions about live systems go
+    /// to what `config` names, or, in a rule test, to the case's `answers`
+    /// (and nothing live is asked).
+    pub fn new(
+        history: Arc<Mutex<EventHistory>>,
+        now: i64,
+        rule: &super::Rule,
+        config: &Arc<crate::config::Config>,
+        answers: Option<&CaseAnswers>,
+    ) -> RuleContext {
+        let params = rule.params.clone();
+        match answers {
+            Some(answers) => RuleContext { history, now, params, kafka: None, config: None, answers: answers.clone() },
+            None => RuleContext {
+                history,
+                now,
+                params,
+                kafka: config.kafka.clone().map(Arc::new),
+                config: Some(config.clone()),
+                answers: CaseAnswers::default(),
+            },
+        }
+    }
+
     fn count(&mut self, signature: &str, minutes: i64) -> i64 {
         self.history.lock().expect("history lock").count(signature, minutes, self.now)
     }
