@@ -247,7 +247,7 @@ impl CounterCache {
     }
 }
 
-// The configuration of this component: `[metrics]`: the metrics listener and the Kafka poll.
+// `[metrics]` in the configuration: the metrics listener and the Kafka poll; its defaults and its own check.
 
 /// Where `/metrics` is served besides the approval listener, and how often
 /// Kafka is asked for lag and leaders.

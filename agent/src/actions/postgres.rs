@@ -296,7 +296,7 @@ impl Action for AddColumn {
     }
 }
 
-// The configuration of this component: `[postgres.NAME]`: the targets this action adds columns to.
+// `[postgres.NAME]` in the configuration: the targets this action adds columns to; its defaults and its own check.
 
 /// A PostgreSQL target database.
 #[derive(Debug, Clone, Deserialize)]

@@ -399,7 +399,7 @@ impl Action for ServiceStep {
     }
 }
 
-// The configuration of this component: `[services.NAME]`: a managed service's scripts, process and up-check.
+// `[services.NAME]` in the configuration: a managed service's scripts, process and up-check; its defaults and its own check.
 
 /// A process the agent manages through its own scripts (runbook T3, T4).
 #[derive(Debug, Clone, Deserialize)]

@@ -198,7 +198,7 @@ pub fn fallback_secs(canal: &CanalConfig) -> i64 {
     secs
 }
 
-// The configuration of this component: `[canal]`: the canal server on this host and its destinations.
+// `[canal]` in the configuration: the canal server on this host and its destinations; its defaults and its own check.
 
 /// The canal server on this host.
 #[derive(Debug, Clone, Deserialize)]

@@ -176,7 +176,7 @@ impl Session {
     }
 }
 
-// The configuration of this component: `[zookeeper]`: where ZooKeeper is.
+// `[zookeeper]` in the configuration: where ZooKeeper is; its defaults and its own check.
 
 /// Where ZooKeeper is.
 #[derive(Debug, Clone, Deserialize)]

@@ -210,7 +210,7 @@ pub fn remember_controller(state_dir: &Path, id: i32) -> Result<(), crate::state
 
 const LAST_CONTROLLER: &str = "kafka-last-controller";
 
-// The configuration of this component: `[kafka.cluster]`: this host's part in leader-first restarts.
+// `[kafka.cluster]` in the configuration: this host's part in leader-first restarts; its defaults and its own check.
 
 /// The local broker's part in a leader-first restart (runbook K4). Agents
 /// coordinate through the `[zookeeper]` ensemble under `/pipemedic/kafka`.

@@ -132,7 +132,7 @@ impl HeartbeatWatch {
     }
 }
 
-// The configuration of this component: `[heartbeat]`: the heartbeat watch.
+// `[heartbeat]` in the configuration: the heartbeat watch; its defaults and its own check.
 
 /// Every MySQL source writes a heartbeat row each minute; the consumer logs
 /// each one it consumes. A source that stops while the others go on is

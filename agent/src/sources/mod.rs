@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 pub use tail::{Budget, Follower, RecordWindow, StartAt};
 
-// The configuration of this component: the log files followed (`[sources.NAME]`).
+// `[sources.NAME]` in the configuration: the log files followed.
 
 /// One log file to follow.
 #[derive(Debug, Clone, Deserialize)]
