@@ -247,7 +247,7 @@ impl CounterCache {
     }
 }
 
-// `[metrics]` in the configuration: the metrics listener and the Kafka poll; its defaults and its own check.
+// `[metrics]` in the configuration: the metrics listener and the Kafka poll.
 
 /// Where `/metrics` is served besides the approval listener, and how often
 /// Kafka is asked for lag and leaders.

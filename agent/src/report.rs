@@ -345,7 +345,7 @@ pub fn digest_due(at: chrono::NaiveTime, last_sent: Option<chrono::NaiveDate>, n
 
 pub const DIGEST_WINDOW: i64 = DAY;
 
-// `[digest]` in the configuration: when the daily digest goes out; its defaults and its own check.
+// `[digest]` in the configuration: when the daily digest goes out.
 
 /// When the daily digest goes out, and to whom.
 #[derive(Debug, Clone, Deserialize)]

@@ -85,7 +85,7 @@ impl Action for CheckBuild {
     }
 }
 
-// `[consumer_build]` in the configuration: what this action checks; its defaults and its own check.
+// `[consumer_build]` in the configuration: what this action checks.
 
 /// Where the consumer's deployed build says its database is, and what this
 /// host expects (runbook C6: "the sit build was run on prd").

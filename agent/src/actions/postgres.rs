@@ -296,7 +296,7 @@ impl Action for AddColumn {
     }
 }
 
-// `[postgres.NAME]` in the configuration: the targets this action adds columns to; its defaults and its own check.
+// `[postgres.NAME]` in the configuration: the targets this action adds columns to.
 
 /// A PostgreSQL target database.
 #[derive(Debug, Clone, Deserialize)]

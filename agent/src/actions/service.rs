@@ -399,7 +399,7 @@ impl Action for ServiceStep {
     }
 }
 
-// `[services.NAME]` in the configuration: a managed service's scripts, process and up-check; its defaults and its own check.
+// `[services.NAME]` in the configuration: a managed service's scripts, process and up-check.
 
 /// A process the agent manages through its own scripts (runbook T3, T4).
 #[derive(Debug, Clone, Deserialize)]

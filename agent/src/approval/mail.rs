@@ -375,7 +375,7 @@ pub fn steps_html(a: &Approval) -> String {
     out
 }
 
-// `[mail]` in the configuration: the SMTP relay and the notification list; its defaults and its own check.
+// `[mail]` in the configuration: the SMTP relay and the notification list.
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

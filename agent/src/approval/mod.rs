@@ -350,7 +350,7 @@ pub fn link(public_url: &str, a: &Approval, signer: &token::Signer, approver: &s
     )
 }
 
-// `[approval]` in the configuration: who approves, and where the links point; its defaults and its own check.
+// `[approval]` in the configuration: who approves, and where the links point.
 
 /// Who approves dangerous plans, and where the links point.
 #[derive(Debug, Clone, Deserialize)]

@@ -198,7 +198,7 @@ pub fn fallback_secs(canal: &CanalConfig) -> i64 {
     secs
 }
 
-// `[canal]` in the configuration: the canal server on this host and its destinations; its defaults and its own check.
+// `[canal]` in the configuration: the canal server on this host and its destinations.
 
 /// The canal server on this host.
 #[derive(Debug, Clone, Deserialize)]

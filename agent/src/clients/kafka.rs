@@ -180,7 +180,7 @@ pub fn lag(config: &KafkaConfig, group: &str, topic: Option<&str>) -> Result<Vec
     Ok(out)
 }
 
-// `[kafka]` in the configuration: where the cluster is and what the consumer reads; its defaults and its own check.
+// `[kafka]` in the configuration: where the cluster is and what the consumer reads.
 
 /// Where the Kafka cluster is and what the consumer reads.
 #[derive(Debug, Clone, Deserialize)]

@@ -335,7 +335,7 @@ fn map_default(raw: Option<&str>, base: &str, type_sql: &str, notes: &mut Vec<St
     Some(format!("'{}'", value.replace('\'', "''")))
 }
 
-// `[mysql.NAME]` in the configuration: the MySQL sources; its defaults and its own check.
+// `[mysql.NAME]` in the configuration: the MySQL sources.
 
 /// A MySQL source database.
 #[derive(Debug, Clone, Deserialize)]

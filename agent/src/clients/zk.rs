@@ -176,7 +176,7 @@ impl Session {
     }
 }
 
-// `[zookeeper]` in the configuration: where ZooKeeper is; its defaults and its own check.
+// `[zookeeper]` in the configuration: where ZooKeeper is.
 
 /// Where ZooKeeper is.
 #[derive(Debug, Clone, Deserialize)]

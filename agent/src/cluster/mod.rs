@@ -210,7 +210,7 @@ pub fn remember_controller(state_dir: &Path, id: i32) -> Result<(), crate::state
 
 const LAST_CONTROLLER: &str = "kafka-last-controller";
 
-// `[kafka.cluster]` in the configuration: this host's part in leader-first restarts; its defaults and its own check.
+// `[kafka.cluster]` in the configuration: this host's part in leader-first restarts.
 
 /// The local broker's part in a leader-first restart (runbook K4). Agents
 /// coordinate through the `[zookeeper]` ensemble under `/pipemedic/kafka`.

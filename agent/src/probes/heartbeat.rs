@@ -132,7 +132,7 @@ impl HeartbeatWatch {
     }
 }
 
-// `[heartbeat]` in the configuration: the heartbeat watch; its defaults and its own check.
+// `[heartbeat]` in the configuration: the heartbeat watch.
 
 /// Every MySQL source writes a heartbeat row each minute; the consumer logs
 /// each one it consumes. A source that stops while the others go on is

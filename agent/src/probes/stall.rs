@@ -211,7 +211,7 @@ pub fn broker_registration(config: &crate::config::Config) -> Option<Registratio
     }))
 }
 
-// `[stall]` in the configuration: where the stall diagnosis looks; its defaults and its own check.
+// `[stall]` in the configuration: where the stall diagnosis looks.
 
 /// Where the stall diagnosis (runbook C5) looks. Every field has a default
 /// that fits the runbook's hosts; `[stall]` alone turns it on.
