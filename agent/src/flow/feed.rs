@@ -1,7 +1,7 @@
-//! One way to push bytes through the flow: the daemon's followers, `replay`,
-//! `diagnose` and the rule tests assemble records the same way ([`Flow::assembly`]) and
-//! hand them to [`Flow::handle`]; what differs is only where the
-//! outcomes go.
+//! One way to push bytes through the flow: the daemon's followers,
+//! `replay`, `diagnose` and the rule tests assemble records the same way
+//! ([`Flow::assembly`]) and hand them to [`Flow::handle`]; what differs is
+//! only where the outcomes go.
 
 use std::io::Read;
 use std::path::Path;

@@ -9,10 +9,11 @@
 //!
 //! The log text goes through the daemon's own flow (record assembly,
 //! matching, the rule, plan validation), in dry-run with only this rule
-//! loaded; the rule's questions about live systems are answered by the case. `expect` lists the plans the rule must
-//! return, in order; each may check `steps` (the one-line form of each step),
-//! `risk`, `benign`, and `refused` (whether validation refuses the plan, as it
-//! must for hostile captures). An empty `expect` means no plan at all.
+//! loaded; the rule's questions about live systems are answered by the case.
+//! `expect` lists the plans the rule must return, in order; each may check
+//! `steps` (the one-line form of each step), `risk`, `benign`, and `refused`
+//! (whether validation refuses the plan, as it must for hostile captures).
+//! An empty `expect` means no plan at all.
 
 use std::path::Path;
 use std::sync::Arc;
