@@ -11,10 +11,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use serde::Deserialize;
 
 use crate::clients::kafka;
 use crate::config::KafkaConfig;
-use serde::Deserialize;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -2,13 +2,14 @@
 //! (runbook C6: "the sit build was run on prd"). Read-only; its apply
 //! tells a person, like `notify`.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::approval::mail::Outbox;
 use crate::config::Config;
 use crate::plan::StepSpec;
-use std::path::PathBuf;
 
 /// The finding, computed from the deployed properties.
 pub fn check(config: &Config) -> Result<(String, bool), ActionError> {

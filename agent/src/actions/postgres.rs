@@ -9,6 +9,7 @@
 //! Identifiers are validated [`SqlIdent`]s, always quoted; the type and
 //! default come from the mapping, never from the log.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
@@ -20,7 +21,6 @@ use crate::config::{Config, Invalid};
 use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::Name;
 use crate::types::SqlIdent;
-use std::path::PathBuf;
 
 /// One target's part of the plan.
 struct TargetPlan {

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -21,7 +22,6 @@ use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::config::{Config, Invalid};
 use crate::plan::{Refusal, ServiceOp, StepSpec};
 use crate::types::Name;
-use std::net::SocketAddr;
 
 /// How often a wait re-checks the process table. Waits are bounded by the
 /// service's deadlines and happen only while an action runs.

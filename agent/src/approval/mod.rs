@@ -17,6 +17,7 @@ pub mod web;
 pub use lifecycle::{Ballot, Ending};
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,6 @@ use crate::config::Invalid;
 use crate::matching::Event;
 use crate::plan::{Risk, Step};
 use crate::state::{read_json, write_json_atomic, StateError};
-use std::net::SocketAddr;
 
 /// What a link or the CLI decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,14 +3,15 @@
 //! canal spells it) — and the fallback interval from its properties. Read
 //! only: the writes are `actions::canal`'s.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::approval::human_time;
 use crate::clients::mysql::Binlog;
 use crate::clients::zk::{Node, Session, ZkError};
-use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 const LOG_POSITION: &str = "com.alibaba.otter.canal.protocol.position.LogPosition";
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::clients::zk::Session;
 use crate::config::KafkaClusterConfig;
-use serde::Deserialize;
 
 /// One partition's leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]

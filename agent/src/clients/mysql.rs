@@ -29,16 +29,16 @@
 //! column is added as `NOT NULL` only with a default; without one it is
 //! added as nullable (existing rows would violate it), and the preview says so.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
+use serde::Deserialize;
 
 use crate::actions::ActionError;
 use crate::config::{Config, Invalid};
 use crate::types::Name;
 use crate::types::SqlIdent;
-use serde::Deserialize;
-use std::path::PathBuf;
 
 /// A column as `information_schema.COLUMNS` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,12 +37,12 @@ pub(crate) mod member;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::Value;
 use zookeeper_client as zk;
 
 use crate::clients::kafka::{zookeeper_partitions, PartitionLeader};
 use crate::config::Invalid;
-use serde::Deserialize;
 
 pub const AGENTS: &str = "/pipemedic/kafka/agents";
 pub const LOCK_DIR: &str = "/pipemedic/kafka/lock";

@@ -11,10 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Deserialize;
+
 use super::ProbeEvent;
 use crate::approval::human_time;
 use crate::config::Invalid;
-use serde::Deserialize;
 
 struct Expectation {
     since: i64,

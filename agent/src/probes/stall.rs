@@ -16,11 +16,12 @@
 
 use std::collections::BTreeSet;
 
+use serde::Deserialize;
+
 use super::ProbeEvent;
 use crate::approval::human_time;
 use crate::config::Invalid;
 use crate::matching::SignatureSpec;
-use serde::Deserialize;
 
 /// What ZooKeeper says about the brokers: registered and expected.
 pub type Registration = Result<(BTreeSet<i32>, BTreeSet<i32>), crate::clients::zk::ZkError>;

@@ -8,9 +8,11 @@ pub mod tail;
 
 pub use checkpoint::Checkpoints;
 pub use record::{Assembler, Assembly, Interest, LiteralScanner, Record};
-use serde::Deserialize;
-use std::path::PathBuf;
 pub use tail::{Budget, Follower, RecordWindow, StartAt};
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
 
 // `[sources.NAME]` in the configuration: the log files followed.
 
