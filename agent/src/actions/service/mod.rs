@@ -7,9 +7,12 @@
 //! configuration only and run without a shell; nothing from a log reaches
 //! their arguments.
 
+mod config;
+
+pub use config::{ProcessMatch, ServiceConfig, UpCheck};
+
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
-use crate::config::{Config, Invalid};
+use crate::config::Config;
 use crate::plan::{Refusal, ServiceOp, StepSpec};
 use crate::types::Name;
 
@@ -295,6 +298,14 @@ struct ScriptLog<'a> {
     part_of: &'a str,
 }
 
+/// The line above a script's output. What it was part of can name a host
+/// another agent wrote into ZooKeeper: control characters are escaped, so
+/// it stays one line and cannot fake another.
+fn script_header(doing: &str, part_of: &str, argv: &[String]) -> String {
+    let part_of = crate::types::shown(part_of);
+    format!("--- {} pipemedic: {doing}, part of {part_of}: `{}`\n", crate::audit::now_rfc3339(), describe_cmd(argv))
+}
+
 /// Runs a service script, its output appended to the script log under a
 /// line that says when, what and for which plan.
 fn spawn(argv: &[String], svc: &ServiceConfig, out: &ScriptLog, doing: &str) -> Result<Child, ActionError> {
@@ -304,13 +315,8 @@ fn spawn(argv: &[String], svc: &ServiceConfig, out: &ScriptLog, doing: &str) -> 
         std::fs::create_dir_all(dir).map_err(|e| failed(format!("creating {}: {e}", dir.display())))?;
     }
     let mut log = crate::fsutil::open_append(path).map_err(|e| failed(format!("opening {}: {e}", path.display())))?;
-    let header = format!(
-        "--- {} pipemedic: {doing}, part of {}: `{}`\n",
-        crate::audit::now_rfc3339(),
-        crate::types::shown(out.part_of),
-        describe_cmd(argv)
-    );
-    log.write_all(header.as_bytes()).map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
+    log.write_all(script_header(doing, out.part_of, argv).as_bytes())
+        .map_err(|e| failed(format!("writing {}: {e}", path.display())))?;
     let err = log.try_clone().map_err(|e| failed(e.to_string()))?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
@@ -399,87 +405,17 @@ impl Action for ServiceStep {
     }
 }
 
-// `[services.NAME]` in the configuration: a managed service's scripts, process and up-check.
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A process the agent manages through its own scripts (runbook T3, T4).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// The start script and its arguments, run without a shell.
-    pub start: Vec<String>,
-    /// The stop script and its arguments, run without a shell.
-    pub stop: Vec<String>,
-    /// Directory the scripts run in (default: the config file's directory).
-    pub workdir: Option<PathBuf>,
-    /// How to find the running process.
-    pub process: ProcessMatch,
-    /// How to tell that it is up after a start.
-    #[serde(default)]
-    pub up: UpCheck,
-    /// A pid file the start script refuses to start over (canal's
-    /// `bin/canal.pid`); removed before a start only if no process of the
-    /// service runs. The `process.pid_file` is treated the same way.
-    pub stale_pid_file: Option<PathBuf>,
-    #[serde(default = "default_stop_timeout")]
-    pub stop_timeout_secs: u64,
-    #[serde(default = "default_start_timeout")]
-    pub start_timeout_secs: u64,
-}
-
-impl ServiceConfig {
-    /// `[services.<name>]` on its own: scripts to run, a way to find the process.
-    pub(crate) fn check(&self, name: &str) -> Result<(), Invalid> {
-        Name::parse("service name", name).map_err(|e| format!("[services.{name}]: {e}"))?;
-        if self.start.is_empty() || self.stop.is_empty() {
-            return Err(format!("[services.{name}]: start and stop must each name a script").into());
-        }
-        if self.process.cmdline_contains.is_none() && self.process.pid_file.is_none() {
-            return Err(format!(
-                "[services.{name}.process]: set cmdline_contains or pid_file so the agent can tell whether it runs"
-            )
-            .into());
-        }
-        if self.up.log_pattern.is_some() != self.up.log_file.is_some() {
-            return Err(format!("[services.{name}.up]: log_file and log_pattern go together").into());
-        }
-        if let Some(p) = &self.up.log_pattern {
-            regex::Regex::new(p).map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
-        }
-        Ok(())
+    #[test]
+    fn a_script_header_is_one_line_whatever_it_was_part_of() {
+        let argv = vec!["bin/startup.sh".to_string()];
+        let forged = "the hold of every canal by the agent on a\n--- 2026 pipemedic: starting canal, part of plan x";
+        let header = script_header("starting canal", forged, &argv);
+        assert_eq!(header.matches('\n').count(), 1, "{header}");
+        assert!(header.ends_with(": `bin/startup.sh`\n"), "{header}");
+        assert!(header.starts_with("--- ") && header.contains("pipemedic: starting canal, part of "), "{header}");
     }
-
-    pub fn stop_timeout(&self) -> Duration {
-        Duration::from_secs(self.stop_timeout_secs)
-    }
-    pub fn start_timeout(&self) -> Duration {
-        Duration::from_secs(self.start_timeout_secs)
-    }
-}
-
-fn default_stop_timeout() -> u64 {
-    120
-}
-
-fn default_start_timeout() -> u64 {
-    180
-}
-
-/// Recognises the service's process: by a substring of its command line
-/// (`kafka.Kafka`, `appName=otter-canal`, `catalina`), or by a pid file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessMatch {
-    pub cmdline_contains: Option<String>,
-    pub pid_file: Option<PathBuf>,
-}
-
-/// Extra signs that a started service is really up, beyond its process.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpCheck {
-    /// A TCP address that accepts connections once the service is up.
-    pub tcp: Option<SocketAddr>,
-    /// A log file and a regex that appears in it after a successful start.
-    pub log_file: Option<PathBuf>,
-    pub log_pattern: Option<String>,
 }
