@@ -128,6 +128,11 @@ fn log_outcome(o: &Outcome) {
         tracing::debug!(rule = %o.rule, source = %o.source, offset = o.offset, "rule saw no need for a plan");
         return;
     }
+    // Every decision is emitted, replays of a week's flood included: the
+    // previews are only formatted when the line will be shown.
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let steps: Vec<String> = o
         .steps
         .iter()

@@ -72,12 +72,8 @@ impl Flow {
     /// Applies and verifies each step in order; at the first failure, rolls
     /// back what can be rolled back and stops.
     fn apply_steps(&mut self, plan: &Plan, previews: &[Preview], out: &mut Outcome) {
-        let part_of = match &out.approval {
-            Some(approval) => {
-                format!("plan {} of rule {} (approval {approval})", out.plan.as_deref().unwrap_or("?"), plan.rule)
-            }
-            None => format!("plan {} of rule {}", out.plan.as_deref().unwrap_or("?"), plan.rule),
-        };
+        let approval = out.approval.as_ref().map(|a| format!(" (approval {a})")).unwrap_or_default();
+        let part_of = format!("plan {} of rule {}{approval}", out.plan.as_deref().unwrap_or("?"), plan.rule);
         for (i, (step, preview)) in plan.steps.iter().zip(previews).enumerate() {
             // A preview that only reports the moment (a service's) decides
             // again when its turn comes: see `Action::preview_binds`.
