@@ -284,7 +284,11 @@ impl Daemon {
             }
             let flow = &mut self.flow;
             for (f, behind) in self.followers.iter_mut().zip(behind.iter_mut()) {
-                let touched = all || *behind || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
+                // A record whose quiet is over is polled first: what was
+                // written since the last look belongs to it, not cut off.
+                let due = f.pending_for(window).is_some_and(|d| d.is_zero());
+                let touched =
+                    all || *behind || due || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
                 let mut handle = |r: Record| urgent |= handle(flow, &r);
                 if touched {
                     *behind = f.poll(PASS_BUDGET, &mut handle).unwrap_or_else(|e| {

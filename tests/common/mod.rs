@@ -267,8 +267,10 @@ record_settle_ms = 200
     }
 
     pub fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.path("state/audit.jsonl"))
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.path("state/audit.jsonl")).unwrap_or_default();
+        // A read beside a running agent can end inside the line it is
+        // writing: only whole lines are entries yet.
+        text[..text.rfind('\n').map_or(0, |i| i + 1)]
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
             .collect()

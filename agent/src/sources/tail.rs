@@ -62,7 +62,11 @@ pub struct Follower {
     assembly: Assembly,
     open: Option<OpenFile>,
     assembler: Assembler,
-    last_data: Instant,
+    /// When a read last found nothing more in the file, with nothing read
+    /// since: the only moment from which quiet is counted. A pass that stops
+    /// at its budget leaves this unset, however long the worker then spends
+    /// elsewhere: the rest of the record is in the file, not late.
+    at_end_since: Option<Instant>,
     buf: Vec<u8>,
     /// Bytes read since [`Follower::take_bytes_read`] last asked.
     bytes_read: u64,
@@ -83,7 +87,7 @@ impl Follower {
             path,
             assembly,
             open: None,
-            last_data: Instant::now(),
+            at_end_since: None,
             buf: Vec::new(),
             bytes_read: 0,
             decided: Vec::new(),
@@ -156,6 +160,7 @@ impl Follower {
         let assembler = self.assembler_for(path, id.inode, offset, skip);
         self.skipped += std::mem::replace(&mut self.assembler, assembler).take_skipped();
         self.open = Some(OpenFile { file, id, read_pos: offset });
+        self.at_end_since = None;
         Ok(())
     }
 
@@ -319,20 +324,29 @@ impl Follower {
             }
             let n = open.file.read_at(&mut self.buf, open.read_pos)?;
             if n == 0 {
+                // Quiet starts the first time the end is reached, not at
+                // every look that finds nothing new.
+                self.at_end_since.get_or_insert_with(Instant::now);
                 return Ok(false);
             }
             open.read_pos += n as u64;
             read += n as u64;
             self.bytes_read += n as u64;
-            self.last_data = Instant::now();
+            self.at_end_since = None;
             self.assembler.push(&self.buf[..n], emit);
         }
     }
 
-    /// Completes the pending record once the writer has been quiet long
-    /// enough (silence means it is done; see [`Follower::quiet_needed`]).
+    /// Completes the pending record once the reader has reached the end of
+    /// the file and nothing came for long enough (silence means the writer
+    /// is done; see [`Follower::quiet_needed`]). Time between two passes
+    /// that each stopped at their budget is not quiet. The caller polls a
+    /// follower whose record is due first ([`Follower::pending_for`] is
+    /// zero), so that bytes written since the last look are read, not cut
+    /// off.
     pub fn flush_if_quiet(&mut self, window: RecordWindow, emit: &mut dyn FnMut(Record)) {
-        if self.assembler.has_pending() && self.last_data.elapsed() >= self.quiet_needed(window) {
+        let quiet = self.at_end_since.is_some_and(|t| t.elapsed() >= self.quiet_needed(window));
+        if self.assembler.has_pending() && quiet {
             self.assembler.flush(false, emit);
         }
     }
@@ -349,9 +363,11 @@ impl Follower {
         }
     }
 
-    /// How much longer the pending record may wait, if one does.
+    /// How much longer the pending record may wait, if one does (the whole
+    /// window while the reader has not reached the end of the file).
     pub fn pending_for(&self, window: RecordWindow) -> Option<Duration> {
-        self.assembler.has_pending().then(|| self.quiet_needed(window).saturating_sub(self.last_data.elapsed()))
+        let quiet_for = self.at_end_since.map_or(Duration::ZERO, |t| t.elapsed());
+        self.assembler.has_pending().then(|| self.quiet_needed(window).saturating_sub(quiet_for))
     }
 
     /// Where to resume after a restart: the start of the first record that

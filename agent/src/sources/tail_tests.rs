@@ -198,3 +198,36 @@ fn records_decided_before_a_restart_are_not_handed_out_again_the_last_one_includ
     append(&p, "fourth\n");
     assert_eq!(poll(&mut f), ["fourth"]);
 }
+
+/// A backlog read in passes that each stop at their budget: however long the
+/// worker spends between two passes, a record is complete only once the
+/// reader has found the end of the file, so none is cut where a pass ended.
+#[test]
+fn a_pass_that_stops_at_its_budget_never_ends_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.log");
+    std::fs::write(&p, "").unwrap();
+    let mut f = Follower::new(
+        "s",
+        p.clone(),
+        Assembly { start: RecordStart::Timestamp, max_bytes: 4096, max_lines: 10, interest: Interest::All },
+    );
+    f.start(None, None, StartAt::Beginning, &mut |_| {}).unwrap();
+    let record = |i: usize| {
+        format!("2026-11-25 10:00:00,000 ERROR boom {i}\njava.lang.Exception: x\n\tat a.b(C.java:1)\nCaused by: y\n")
+    };
+    // Several read chunks' worth: passes end inside records.
+    append(&p, &(0..3000).map(record).collect::<String>());
+    // Every pass is followed by a look for quiet, as the daemon's loop does;
+    // a zero window stands for "the worker was busy longer than the settle".
+    let window = RecordWindow { settle: Duration::ZERO, flush: Duration::ZERO };
+    let mut out = Vec::new();
+    let mut emit = |r: Record| out.push(r.text());
+    while f.poll(Budget { bytes: 1, time: Duration::MAX }, &mut emit).unwrap() {
+        assert_eq!(f.pending_for(window).map(|d| d.is_zero()), Some(true));
+        f.flush_if_quiet(window, &mut emit);
+    }
+    f.flush_if_quiet(window, &mut emit);
+    let whole: Vec<String> = (0..3000).map(|i| record(i).trim_end().to_string()).collect();
+    assert!(out == whole, "{} records cut", out.len().abs_diff(whole.len()));
+}
