@@ -94,3 +94,43 @@ fn backlogs_of_multi_line_records_are_decided_whole_however_the_passes_fall() {
         }
     }
 }
+
+/// The same backlogs written live, in many writes back to back, into every
+/// source that has multi-line records: each record is decided whole.
+#[test]
+fn records_written_in_many_writes_into_every_source_are_decided_whole() {
+    let mut host = Host::new(Options { dry_run: true, ..Options::default() });
+    host.start_agent();
+    let no_route = "2026-11-25 10:00:00.001 [destination = ix_a , address = /10.0.0.9:3306 , EventParser] ERROR c.a.otter.canal.parse.inbound.mysql.MysqlEventParser - dump address /10.0.0.9:3306 has an error, retrying. caused by \n\
+java.net.NoRouteToHostException: No route to host (Host unreachable)\n\
+\tat java.net.PlainSocketImpl.socketConnect(Native Method)\n";
+    const WRITES: usize = 40;
+    const EACH: usize = 100;
+    for _ in 0..WRITES {
+        host.append("logs/server.log", &k1_incident("ip-10.98.2.33").repeat(EACH));
+        host.append("logs/error.log", &aligned_wakeup().repeat(EACH));
+        host.append("logs/canal_instance.log", &no_route.repeat(EACH));
+    }
+    let marker = k1_incident("ip-10.98.2.250");
+    host.append("logs/server.log", &marker);
+    host.wait_decision_where(Duration::from_secs(300), |d| d["captures"]["host"] == "ip-10.98.2.250");
+    for (source, log) in [("consumer_error", "logs/error.log"), ("canal_instance", "logs/canal_instance.log")] {
+        let end = std::fs::metadata(host.path(log)).unwrap().len();
+        host.wait_until(&format!("the backlog of {log} read"), || {
+            std::fs::read_to_string(host.path("state/checkpoints.json"))
+                .ok()
+                .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+                .is_some_and(|c| c["sources"][source]["offset"] == end)
+        });
+    }
+    host.stop_agent();
+
+    assert_eq!(decided(&host, "k1_unknown_host"), (WRITES * EACH) as u64 + 1);
+    assert_eq!(decided(&host, "c3_wakeup"), (WRITES * EACH) as u64);
+    assert_eq!(decided(&host, "n2_no_route"), (WRITES * EACH) as u64);
+    let whole = [k1_incident("ip-10.98.2.33"), marker, aligned_wakeup(), no_route.to_string()];
+    for d in host.audit().iter().filter(|e| e["kind"] == "decision") {
+        let record = d["record"].as_str().unwrap();
+        assert!(whole.iter().any(|w| w.trim_end() == record), "a record decided in pieces: {d:#}");
+    }
+}
