@@ -58,12 +58,15 @@ fn refuse_unless_plain(path: &Path, st: &nix::sys::stat::FileStat) -> io::Result
     if kind == SFlag::S_IFLNK {
         let to = fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
         return Err(io::Error::other(format!(
-            "{} is a symbolic link (to {to}); pipemedic edits only regular files: configure the file it points to",
+            "{} is a symbolic link (to {to}); pipemedic reads and edits only regular files: configure the file it points to",
             path.display()
         )));
     }
     if kind != SFlag::S_IFREG {
-        return Err(io::Error::other(format!("{} is not a regular file; not editing it", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a regular file (a FIFO, device or directory); not touching it",
+            path.display()
+        )));
     }
     if st.st_nlink > 1 {
         return Err(io::Error::other(format!(
@@ -75,10 +78,15 @@ fn refuse_unless_plain(path: &Path, st: &nix::sys::stat::FileStat) -> io::Result
     Ok(())
 }
 
-/// Reads a file the agent is about to edit. Refuses anything but a regular
-/// file with one link, and never follows a symbolic link in the last
-/// component (nor blocks on a planted FIFO).
-pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+/// The most the agent reads of a file it edits or a service user owns
+/// (properties, pid files, hosts): such files are a few KiB; a bigger one is
+/// refused rather than read into memory.
+pub const MAX_READ: u64 = 4 << 20;
+
+/// Opens an entry without following a symbolic link in its last component
+/// and without blocking on a FIFO, and refuses anything but a regular file
+/// (with one link too, when it is to be edited).
+fn open_regular(path: &Path, for_edit: bool) -> io::Result<File> {
     let e = entry(path)?;
     let fd = openat(
         e.dir.as_fd(),
@@ -96,11 +104,44 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
         }
         Err(err) => return Err(os(err)),
     };
-    let mut f = File::from(fd);
-    refuse_unless_plain(path, &nix::sys::stat::fstat(f.as_fd()).map_err(os)?)?;
+    let f = File::from(fd);
+    let mut st = nix::sys::stat::fstat(f.as_fd()).map_err(os)?;
+    if !for_edit {
+        st.st_nlink = 1; // other names change nothing for a reader
+    }
+    refuse_unless_plain(path, &st)?;
+    Ok(f)
+}
+
+fn read_bounded(mut f: File, path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)?;
+    (&mut f).take(MAX_READ + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_READ {
+        return Err(io::Error::other(format!(
+            "{} is larger than {} MiB; a file of this kind is a few KiB, so it is not read",
+            path.display(),
+            MAX_READ >> 20
+        )));
+    }
     Ok(bytes)
+}
+
+/// Reads a file the agent is about to edit. Refuses anything but a regular
+/// file with one link, and never follows a symbolic link in the last
+/// component (nor blocks on a planted FIFO, nor reads more than
+/// [`MAX_READ`]).
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    read_bounded(open_regular(path, true)?, path)
+}
+
+/// Reads a text file that another user owns or could replace (a service's
+/// properties or pid file), as [`read_regular`] does for edits but without
+/// the one-link rule: the worker never blocks on it, never follows a link
+/// planted in its place, and never reads more than [`MAX_READ`].
+pub fn read_foreign(path: &Path) -> io::Result<String> {
+    let bytes = read_bounded(open_regular(path, false)?, path)?;
+    String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{} is not UTF-8 text", path.display())))
 }
 
 /// A name for a temporary file beside `name` that nobody can predict.

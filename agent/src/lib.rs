@@ -52,6 +52,8 @@ pub(crate) mod state;
 pub(crate) mod system;
 /// Validated values for what crosses from hostile input.
 pub(crate) mod types;
+/// Java `.properties` text as Java reads it: the one parser.
+pub(crate) mod properties;
 /// The daemon's background threads and their shutdown.
 pub(crate) mod runtime;
 

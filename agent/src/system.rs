@@ -75,31 +75,43 @@ pub fn own(state_dir: &Path) -> Own {
 /// This host's IPv4 address as a broker on it would advertise it, and how it
 /// was found: the host of `advertised.listeners` (or `listeners`,
 /// `advertised.host.name`, `host.name`) in the broker's `server.properties`
-/// when that is an address; otherwise the address of the interface the
-/// default route leaves by. `None` if neither says.
+/// when that is an address of one of this host's interfaces; otherwise the
+/// address of the interface the default route leaves by. `None` if neither
+/// says. The evidence names the address and the line it came from, never
+/// the file's raw text (the kafka user writes that file).
 pub fn this_host_address(server_properties: Option<&Path>) -> Option<(std::net::Ipv4Addr, String)> {
+    let local: Vec<(String, std::net::Ipv4Addr)> = nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs.filter_map(|a| Some((a.interface_name.clone(), a.address?.as_sockaddr_in()?.ip()))).collect()
+        })
+        .unwrap_or_default();
+    let mut not_here = String::new();
     if let Some(path) = server_properties {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            for key in ["advertised.listeners", "listeners", "advertised.host.name", "host.name"] {
-                let key = crate::types::PropertyKey::parse(key).expect("a valid key");
-                let Some(value) = crate::actions::properties::value(&text, &key) else { continue };
-                for listener in value.split(',') {
-                    let host = listener.rsplit("//").next().unwrap_or("").rsplit_once(':').map_or(listener, |(h, _)| h);
-                    if let Ok(ip) = crate::types::parse_host_address(host.trim()) {
-                        return Some((ip, format!("{key} in {} says {}", path.display(), value.trim())));
-                    }
+        // The kafka user owns the broker's config directory: bounded,
+        // non-blocking, regular files only.
+        let text = crate::fsutil::read_foreign(path)
+            .map_err(|e| tracing::warn!(path = %path.display(), "reading the broker's properties for this host's address: {e}"))
+            .ok();
+        let defs = text.as_deref().map(crate::properties::definitions).unwrap_or_default();
+        for key in ["advertised.listeners", "listeners", "advertised.host.name", "host.name"] {
+            let Some(def) = defs.iter().rev().find(|d| d.key == key) else { continue };
+            for listener in def.value.split(',') {
+                let host = listener.rsplit("//").next().unwrap_or("").rsplit_once(':').map_or(listener, |(h, _)| h);
+                let Ok(ip) = crate::types::parse_host_address(host.trim()) else { continue };
+                let at = format!("{key} in {} (line {})", path.display(), def.lines.0 + 1);
+                if local.iter().any(|(_, a)| *a == ip) {
+                    return Some((ip, format!("{ip} is the address {at} advertises, and an address of this host")));
                 }
+                not_here = format!(" ({at} names {ip}, which is no address of this host)");
             }
         }
     }
     let iface = default_route_interface()?;
-    let ip = nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
-        (a.interface_name == iface)
-            .then(|| a.address.and_then(|s| s.as_sockaddr_in().map(|sin| sin.ip())))
-            .flatten()
-            .filter(|ip| crate::types::parse_host_address(&ip.to_string()).is_ok())
-    })?;
-    Some((ip, format!("{ip} is the address of {iface}, the interface of this host's default route")))
+    let ip = local
+        .iter()
+        .find(|(name, ip)| *name == iface && crate::types::parse_host_address(&ip.to_string()).is_ok())
+        .map(|(_, ip)| *ip)?;
+    Some((ip, format!("{ip} is the address of {iface}, the interface of this host's default route{not_here}")))
 }
 
 /// The interface of the IPv4 default route (the kernel's routing table has
@@ -118,22 +130,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_address_comes_from_the_listeners_when_they_name_one() {
+    fn the_address_comes_from_the_listeners_when_they_name_one_of_this_host() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("server.properties");
+        // An address of another host is no answer, however it is written:
+        // then the default route's interface, and the evidence says why.
         std::fs::write(
             &p,
-            "broker.id=1\nlisteners=PLAINTEXT://0.0.0.0:9092\nadvertised.listeners=PLAINTEXT://10.98.2.33:9092\n",
+            "listeners=PLAINTEXT://0.0.0.0:9092\nadvertised.listeners=PLAINTEXT://\\\n  10.98.2.33:9092\n",
         )
         .unwrap();
+        let Some((route_ip, why)) = this_host_address(Some(&p)) else {
+            return; // a host without a default route has only the first answer
+        };
+        assert!(why.contains("default route") && why.contains("10.98.2.33, which is no address of this host"), "{why}");
+        assert!(!why.contains("PLAINTEXT"), "the evidence quotes no raw value: {why}");
+        // This host's own address, on a continued line, is the answer.
+        std::fs::write(&p, format!("broker.id=1\nadvertised.listeners=PLAINTEXT://\\\n    {route_ip}:9092\n")).unwrap();
         let (ip, why) = this_host_address(Some(&p)).unwrap();
-        assert_eq!(ip.to_string(), "10.98.2.33");
-        assert!(why.contains("advertised.listeners"), "{why}");
-        // 0.0.0.0 and names are no answer: then the default route's interface.
-        std::fs::write(&p, "listeners=PLAINTEXT://0.0.0.0:9092\nadvertised.listeners=PLAINTEXT://kafka-1:9092\n")
-            .unwrap();
-        if let Some((ip, why)) = this_host_address(Some(&p)) {
-            assert!(why.contains("default route") && !ip.is_loopback(), "{why}");
-        }
+        assert_eq!(ip, route_ip);
+        assert!(why.contains("advertised.listeners") && why.contains("(line 2)"), "{why}");
+        // A FIFO in its place is refused at once, not waited on.
+        std::fs::remove_file(&p).unwrap();
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (_, why) = this_host_address(Some(&p)).unwrap();
+        assert!(why.contains("default route"), "{why}");
     }
 }

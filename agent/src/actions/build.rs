@@ -17,16 +17,10 @@ pub fn check(config: &Config) -> Result<(String, bool), ActionError> {
     let Some(b) = &config.consumer_build else {
         return Err(ActionError::new(doing, "no [consumer_build] section: nothing to compare the deployed build with"));
     };
-    let text = std::fs::read_to_string(&b.properties_file)
+    let text = crate::fsutil::read_foreign(&b.properties_file)
         .map_err(|e| ActionError::new(doing, format!("reading {}: {e}", b.properties_file.display())))?;
-    let url = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && !l.starts_with('!'))
-        .find_map(|l| {
-            let (k, v) = l.split_once(['=', ':'])?;
-            (k.trim() == b.url_key).then(|| v.trim().to_string())
-        })
+    let url = crate::properties::value(&text, &b.url_key)
+        .map(|v| v.trim().to_string())
         .ok_or_else(|| ActionError::new(doing, format!("{} has no {}", b.properties_file.display(), b.url_key)))?;
     let matches = url.contains(&b.expected_url_contains);
     let message = match matches {

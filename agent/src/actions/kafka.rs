@@ -67,14 +67,10 @@ fn current_log_dir(config: &Config, doing: &str) -> Result<PathBuf, ActionError>
     let path = config.properties_files.get("kafka_server").ok_or_else(|| {
         ActionError::new(doing, "no [properties_files] kafka_server (the broker's server.properties)")
     })?;
-    let text = std::fs::read_to_string(path)
+    let text = crate::fsutil::read_foreign(path)
         .map_err(|e| ActionError::new(doing, format!("reading {}: {e}", path.display())))?;
-    let value = ["log.dirs", "log.dir"].iter().find_map(|key| {
-        text.lines().map(str::trim).filter(|l| !l.starts_with('#')).find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == *key).then(|| v.trim().to_string())
-        })
-    });
+    let value = ["log.dirs", "log.dir"].iter().find_map(|key| crate::properties::value(&text, key));
+    let value = value.map(|v| v.trim().to_string());
     let value = value.ok_or_else(|| ActionError::new(doing, format!("{} sets no log.dirs", path.display())))?;
     if value.contains(',') {
         return Err(ActionError::new(

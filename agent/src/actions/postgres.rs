@@ -55,7 +55,7 @@ fn connect(name: &str, t: &PostgresTarget) -> Result<Client, PgError> {
         .connect_timeout(Duration::from_secs(t.connect_timeout_secs));
     cfg.application_name("pipemedic");
     if let Some(p) = &t.password_file {
-        let pw = std::fs::read_to_string(p).map_err(|source| PgError::PasswordFile {
+        let pw = crate::fsutil::read_foreign(p).map_err(|source| PgError::PasswordFile {
             target: name.into(),
             path: p.clone(),
             source,

@@ -32,41 +32,30 @@ struct Definition<'a> {
     value: &'a str,
 }
 
-fn definitions<'a>(content: &'a str, key: &PropertyKey) -> Vec<Definition<'a>> {
+/// The key's definitions, each on one line (as [`crate::properties`] reads
+/// the file). A definition continued over several lines is not edited in
+/// place: rewriting its first line would leave the rest as a new line.
+fn definitions<'a>(content: &'a str, key: &PropertyKey) -> Result<Vec<Definition<'a>>, String> {
+    let lines: Vec<&str> = content.split('\n').collect();
     let mut out = Vec::new();
-    for (line, text) in content.split_inclusive('\n').enumerate() {
-        let body = text.trim_end_matches(['\n', '\r']);
-        let trimmed = body.trim_start();
-        if trimmed.starts_with('#') || trimmed.starts_with('!') {
-            continue;
+    for d in crate::properties::definitions(content).into_iter().filter(|d| d.key == key.as_str()) {
+        let (first, last) = d.lines;
+        if first != last {
+            return Err(format!(
+                "{key} is continued over lines {} to {} (a trailing backslash); not editing it, a person must",
+                first + 1,
+                last + 1
+            ));
         }
-        let Some(rest) = trimmed.strip_prefix(key.as_str()) else {
-            continue;
-        };
-        let sep_len = rest.len() - rest.trim_start_matches([' ', '\t']).len();
-        let after_ws = &rest[sep_len..];
-        let value_start = if let Some(v) = after_ws.strip_prefix(['=', ':']) {
-            rest.len() - v.trim_start_matches([' ', '\t']).len()
-        } else if sep_len > 0 {
-            sep_len
-        } else {
-            continue; // a longer key such as `max.poll.records.x`
-        };
-        let prefix_len = body.len() - rest.len() + value_start;
-        out.push(Definition { line, prefix: &body[..prefix_len], value: body[prefix_len..].trim_end() });
+        let body = lines[first].trim_end_matches('\r');
+        out.push(Definition { line: first, prefix: &body[..d.value_at], value: body[d.value_at..].trim_end() });
     }
-    out
-}
-
-/// The value `key` has in a `.properties` text (the last definition wins,
-/// as in Java), if it is set.
-pub fn value<'a>(content: &'a str, key: &PropertyKey) -> Option<&'a str> {
-    definitions(content, key).last().map(|d| d.value)
+    Ok(out)
 }
 
 /// The new file content and a human diff, or `None` if nothing changes.
 fn plan_edit(content: &str, key: &PropertyKey, change: &Change) -> Result<Option<(String, String)>, String> {
-    let defs = definitions(content, key);
+    let defs = definitions(content, key)?;
     let current = defs.last().map(|d| d.value);
     let new_value = match change {
         Change::Set(v) => v.as_str().to_string(),
@@ -146,10 +135,10 @@ pub fn verify(path: &Path, key: &PropertyKey, preview: &Preview) -> Result<Strin
         return Ok("no change was needed".into());
     };
     let planned = String::from_utf8_lossy(new);
-    let want = value(&planned, key).map(str::to_string);
+    let want = crate::properties::value(&planned, key.as_str());
     let bytes = read_for_edit(path, &doing)?;
     let content = String::from_utf8_lossy(&bytes);
-    let have = value(&content, key).map(str::to_string);
+    let have = crate::properties::value(&content, key.as_str());
     match (have, want) {
         (Some(h), Some(w)) if h == w => Ok(format!("{key} is {w}")),
         (h, w) => Err(ActionError::new(doing, format!("{key} is {h:?}, expected {w:?}"))),
@@ -290,6 +279,19 @@ mod tests {
         assert_eq!(plan_edit("max.poll.records=80\n", &key(), &lower).unwrap().unwrap().0, "max.poll.records=50\n");
         assert_eq!(plan_edit("a=1", &key(), &lower).unwrap().unwrap().0, "a=1\nmax.poll.records=250\n");
         assert!(plan_edit("max.poll.records=lots\n", &key(), &lower).is_err());
+    }
+
+    #[test]
+    fn a_definition_continued_over_lines_is_read_as_java_reads_it_and_not_edited() {
+        let lower = Change::Lower { factor: 0.5, floor: 50, default: 500 };
+        let err = plan_edit("max.poll.records=5\\\n  00\n", &key(), &lower).unwrap_err();
+        assert!(err.contains("continued over lines 1 to 2"), "{err}");
+        // A line that continues another is no definition of its own.
+        let text = "note=see \\\nmax.poll.records=9\nmax.poll.records=400\n";
+        assert_eq!(
+            plan_edit(text, &key(), &lower).unwrap().unwrap().0,
+            "note=see \\\nmax.poll.records=9\nmax.poll.records=200\n"
+        );
     }
 
     #[test]

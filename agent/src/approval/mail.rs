@@ -247,7 +247,7 @@ enum SendError {
 
 /// `user` on the first line, `password` on the second.
 fn read_credentials(path: &Path) -> Result<Credentials, SendError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::fsutil::read_foreign(path)
         .map_err(|source| SendError::ReadCredentials { path: path.to_path_buf(), source })?;
     let mut lines = text.lines();
     match (lines.next(), lines.next()) {

@@ -185,15 +185,11 @@ pub(crate) fn read_state(
 pub fn fallback_secs(canal: &CanalConfig) -> i64 {
     let mut secs = 60;
     for file in &canal.properties_files {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
-        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == "canal.instance.fallbackIntervalInSeconds" {
-                    if let Ok(n) = v.trim().parse::<i64>() {
-                        secs = n;
-                    }
-                }
-            }
+        let Ok(text) = crate::fsutil::read_foreign(file) else { continue };
+        if let Some(n) = crate::properties::value(&text, "canal.instance.fallbackIntervalInSeconds")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            secs = n;
         }
     }
     secs

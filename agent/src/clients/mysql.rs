@@ -140,7 +140,7 @@ pub struct Unmappable(pub String);
 async fn connect(source: &MysqlSource) -> Result<mysql_async::Conn, MysqlError> {
     let password = match &source.password_file {
         Some(p) => Some(
-            std::fs::read_to_string(p)
+            crate::fsutil::read_foreign(p)
                 .map_err(|e| MysqlError::Password { path: p.clone(), source: e })?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),

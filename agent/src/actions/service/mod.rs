@@ -38,7 +38,9 @@ fn service<'a>(config: &'a Config, name: &Name) -> &'a ServiceConfig {
 /// The pids of the service's running processes.
 pub fn running_pids(svc: &ServiceConfig) -> Vec<u32> {
     if let Some(pid_file) = &svc.process.pid_file {
-        let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        // The service user writes the pid file: a FIFO or a link there must
+        // not stop the worker or lead it elsewhere.
+        let pid = crate::fsutil::read_foreign(pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok());
         return pid.filter(|p| crate::system::is_alive(*p)).into_iter().collect();
     }
     match &svc.process.cmdline_contains {
