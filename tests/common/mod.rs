@@ -342,14 +342,15 @@ fn mail_and_approval(config: &mut String, opts: &Options) -> (Option<Smtp>, Opti
     if opts.approvers.is_empty() {
         return (None, None);
     }
-    let smtp_port = free_port();
+    let server = Smtp::reserve();
+    let smtp_port = server.port;
     let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.push_str(&format!(
         "\n[mail]\nserver = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nfrom = \"pipemedic <pipemedic@localhost>\"\nnotify = [\"oncall@example.com\"]\nretry_initial_secs = 1\ntimeout_secs = 5\n\n[approval]\nlisten = \"{http_addr}\"\npublic_url = \"http://{http_addr}\"\napprovers = {approvers:?}\nexpiry_secs = {expiry}\n",
         approvers = opts.approvers,
         expiry = opts.expiry_secs,
     ));
-    let mut server = Smtp::new(smtp_port);
+    let mut server = server;
     if opts.smtp_up {
         server.start();
     }
@@ -426,7 +427,11 @@ impl Mail {
 pub struct Smtp {
     pub port: u16,
     pub mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
-    started: bool,
+    /// Bound from the moment the port is chosen, listening once started: a
+    /// bound socket that does not listen refuses connections (the agent sees
+    /// a mail server that is down) and no other process can take its port,
+    /// which a port only probed as free could lose before it was bound.
+    socket: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Clone)]
@@ -454,17 +459,24 @@ impl mailin_embedded::Handler for Capture {
 }
 
 impl Smtp {
-    fn new(port: u16) -> Smtp {
-        Smtp { port, mails: Default::default(), started: false }
+    fn reserve() -> Smtp {
+        use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+        let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+            .expect("a socket for the SMTP server");
+        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::new(127, 0, 0, 1, 0))
+            .expect("binding a loopback port for the SMTP server");
+        let port = getsockname::<SockaddrIn>(std::os::fd::AsRawFd::as_raw_fd(&fd)).expect("the SMTP port").port();
+        Smtp { port, mails: Default::default(), socket: Some(fd) }
     }
 
     /// Starts serving (once).
     pub fn start(&mut self) {
-        if self.started {
+        use nix::sys::socket::{listen, Backlog};
+        let Some(fd) = self.socket.take() else {
             return;
-        }
-        self.started = true;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("binding the SMTP port");
+        };
+        listen(&fd, Backlog::new(64).unwrap()).expect("listening on the SMTP port");
+        let listener = std::net::TcpListener::from(fd);
         let mut server =
             mailin_embedded::Server::new(Capture { mails: self.mails.clone(), to: Vec::new(), data: Vec::new() });
         server.with_name("localhost").with_ssl(mailin_embedded::SslConfig::None).unwrap().with_tcp_listener(listener);
