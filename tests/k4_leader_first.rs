@@ -255,3 +255,27 @@ fn k4_an_agent_killed_mid_sequence_does_not_wedge_the_others() {
         assert!(!kafka.order().contains(&(coordinator as i32)), "nobody but its own agent starts a broker");
     }
 }
+
+#[test]
+fn k4_a_lock_held_by_a_live_stale_session_does_not_hold_sigterm() {
+    let zk = ZooKeeper::start();
+    seed(&zk.client());
+    // A session that holds the cluster lock and never lets go (an agent
+    // hung mid-sequence): lower in the lock's order than anyone after it.
+    let stale = zk.client();
+    stale.hold("/pipemedic/kafka/lock/_c_00000000-0000-0000-0000-000000000000-lock-0000000000", b"broker-9");
+    let mut hosts = cluster(&zk, 1);
+    let admin = zk.client();
+    wait("all three agents to announce themselves", &hosts, || admin.children("/pipemedic/kafka/agents").len() == 3);
+    hosts[0].append("logs/server.log", FATAL);
+    wait("the agent to queue for the lock", &hosts, || admin.children("/pipemedic/kafka/lock").len() == 2);
+
+    let asked = Instant::now();
+    hosts[0].stop_agent();
+    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM took {:?} while waiting for the lock", asked.elapsed());
+    let results = m2_results(&hosts[0]);
+    let step = results[0]["steps"][0]["result"].as_str().unwrap_or_default().to_string();
+    assert!(step.contains("asked to stop") && step.contains("nothing was started"), "{results:#?}");
+    assert_eq!(hosts[0].starts("kafka"), 0);
+    wait("its place in the lock's queue given up", &hosts, || admin.children("/pipemedic/kafka/lock").len() == 1);
+}

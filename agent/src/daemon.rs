@@ -147,6 +147,9 @@ impl Daemon {
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "stopping");
+                // At once, not through the worker: the worker may be in a
+                // plan's wait, which ends on this.
+                crate::runtime::stop_requested().trigger();
                 let _ = signals_tx.send(Wake::Shutdown);
             }
         });

@@ -71,6 +71,31 @@ impl Shutdown {
     }
 }
 
+/// The process's stop request (SIGTERM, SIGINT), set by the signal thread
+/// the moment it arrives, while the worker may be inside a plan: every wait
+/// a plan makes on another party (a cluster lock, a broker's turn, canal's
+/// hold, a service coming up or down, a drain) sleeps on it through
+/// [`pause`] and ends within a pause of it, whatever its own deadline. The
+/// plan then ends as interrupted, which the journal says.
+pub fn stop_requested() -> &'static Shutdown {
+    static STOP: std::sync::OnceLock<Shutdown> = std::sync::OnceLock::new();
+    STOP.get_or_init(Shutdown::default)
+}
+
+/// A wait ended because the agent is stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("the agent was asked to stop (SIGTERM) while waiting; the rest was not done")]
+pub struct Stopping;
+
+/// Sleeps `d` inside a wait on another party, or less if the agent is
+/// asked to stop: then `Err`, so that the wait ends now.
+pub fn pause(d: Duration) -> Result<(), Stopping> {
+    match stop_requested().sleep(d) {
+        true => Err(Stopping),
+        false => Ok(()),
+    }
+}
+
 /// The background threads the daemon started, and their stop signal.
 #[derive(Default)]
 pub struct Background {

@@ -58,7 +58,7 @@ pub fn apply_drained(config: &Config) -> Result<String, ActionError> {
                 format!("lag is still {total} after {} s; not moving anything", k.drain_timeout_secs),
             ));
         }
-        std::thread::sleep(Duration::from_secs(1));
+        crate::runtime::pause(Duration::from_secs(1)).map_err(|e| ActionError::new(doing, e))?;
     }
 }
 

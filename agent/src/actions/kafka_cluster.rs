@@ -97,6 +97,8 @@ enum SequenceError {
     Encode(#[from] serde_json::Error),
     #[error("another agent held the cluster lock under {LOCK_DIR} for more than {0} s; not starting anything")]
     LockTimeout(u64),
+    #[error("{0}: {1}")]
+    Stopping(&'static str, crate::runtime::Stopping),
     #[error("broker {0} is down and has no agent ({AGENTS}/{0} is absent)")]
     NoAgent(i32),
     #[error("broker {broker}'s agent could not start it: {message}")]
@@ -134,18 +136,22 @@ async fn coordinate(
     let prefix = zk::LockPrefix::new_curator(LOCK_DIR, "lock-").map_err(zkerr("lock prefix"))?;
     let host = config.host_name();
     let waited = Instant::now();
-    let lock = match tokio::time::timeout(
-        Duration::from_secs(c.lock_wait_secs),
-        client.lock(prefix, host.as_bytes(), options),
-    )
-    .await
-    {
-        Ok(Ok(lock)) => lock,
-        Ok(Err(e)) => return Err(zkerr(format!("taking the cluster lock under {LOCK_DIR}"))(e)),
-        Err(_) => return Err(SequenceError::LockTimeout(c.lock_wait_secs)),
+    let stop = crate::runtime::stop_requested();
+    let taking =
+        tokio::time::timeout(Duration::from_secs(c.lock_wait_secs), client.lock(prefix, host.as_bytes(), options));
+    let lock = tokio::select! {
+        taken = taking => match taken {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(e)) => return Err(zkerr(format!("taking the cluster lock under {LOCK_DIR}"))(e)),
+            Err(_) => return Err(SequenceError::LockTimeout(c.lock_wait_secs)),
+        },
+        () = stop.wait() => return Err(SequenceError::Stopping("waiting for the cluster lock; nothing was started", crate::runtime::Stopping)),
     };
     log.push(format!("took the cluster lock after {:.0} s", waited.elapsed().as_secs_f64()));
-    let result = sequence(client, config, c, &host, log).await;
+    let result = tokio::select! {
+        done = sequence(client, config, c, &host, log) => done,
+        () = stop.wait() => Err(SequenceError::Stopping("during the leader-first sequence; the turn and the lock are released", crate::runtime::Stopping)),
+    };
     // Ours: the lock is held, so any turn node is this session's.
     let _ = client.delete(TURN, None).await;
     let _ = client.delete(lock.lock_path(), None).await;

@@ -74,6 +74,8 @@ pub enum CanalClusterError {
     /// These members did not stop their canal in time.
     #[error("the agents on {} did not report their canal stopped within {} s; not writing", .members.join(", "), .secs)]
     NotStopped { members: Vec<String>, secs: u64 },
+    #[error("waiting for the other agents to stop their canal: {0}")]
+    Stopping(crate::runtime::Stopping),
 }
 
 fn zk_error(doing: String, zk: &Session) -> impl FnOnce(zk::Error) -> CanalClusterError + '_ {
@@ -176,6 +178,9 @@ pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, C
         }
         if Instant::now() >= deadline {
             return Err(CanalClusterError::NotStopped { members: waiting, secs: wait.as_secs() });
+        }
+        if crate::runtime::stop_requested().is_set() {
+            return Err(CanalClusterError::Stopping(crate::runtime::Stopping));
         }
         // Sleep on the session's runtime, so that it keeps answering pings.
         zk.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });

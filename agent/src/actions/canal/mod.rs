@@ -100,7 +100,7 @@ fn wait_unserved(zk: &Session, canal: &CanalConfig, doing: &str) -> Result<(), A
                 ),
             ));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        crate::runtime::pause(Duration::from_millis(200)).map_err(|e| ActionError::new(doing, e))?;
     }
 }
 

@@ -199,7 +199,7 @@ fn stop(name: &Name, svc: &ServiceConfig, out: &ScriptLog) -> Result<String, Act
                 ));
             }
         }
-        std::thread::sleep(CHECK_EVERY);
+        crate::runtime::pause(CHECK_EVERY).map_err(|e| ActionError::new(&doing, e))?;
     }
 }
 
@@ -248,7 +248,7 @@ fn start(name: &Name, svc: &ServiceConfig, out: &ScriptLog) -> Result<String, Ac
                 }
                 return Err(ActionError::new(doing, format!("not up {} s after start: {why}", svc.start_timeout_secs)));
             }
-            Err(_) => std::thread::sleep(CHECK_EVERY),
+            Err(_) => crate::runtime::pause(CHECK_EVERY).map_err(|e| ActionError::new(&doing, e))?,
         }
     }
 }
@@ -336,7 +336,8 @@ fn wait_exit(child: &mut Child, limit: Duration) -> bool {
             Ok(Some(_)) => return true,
             Err(_) => return true,
             Ok(None) if Instant::now() >= until => return false,
-            Ok(None) => std::thread::sleep(CHECK_EVERY),
+            Ok(None) if crate::runtime::pause(CHECK_EVERY).is_err() => return false,
+            Ok(None) => {}
         }
     }
 }
