@@ -300,3 +300,45 @@ fn notify_mails_the_list_once_per_finding() {
     assert_eq!(host.mails().len(), 2, "one mail per distinct finding");
     host.stop_agent();
 }
+
+/// A rule may put record text into its summary; the record is the log's,
+/// and the log is anyone's who can make the service print a line.
+const ECHO_RULE: &str = r#"fn meta() {
+    #{ runbook: ["K3"], sources: ["kafka_server"], signatures: #{ echo_retention: `ECHO retention=(?<hours>[0-9]+)` } }
+}
+fn plan(ev, ctx) {
+    #{ summary: `Set retention as asked: ${ev.text}`, risk: "dangerous",
+       steps: [property_set("server", "log.retention.hours", ev.captures.hours)] }
+}
+fn tests() { [] }
+"#;
+
+#[test]
+fn escape_sequences_in_a_summary_reach_neither_the_terminal_nor_the_subject() {
+    let mut host = host(ONE);
+    std::fs::write(host.path("rules.d/echo_retention.rhai"), ECHO_RULE).unwrap();
+    host.start_agent();
+    host.append(
+        "logs/server.log",
+        "[2026-11-25 10:00:00,000] WARN ECHO retention=12 \x1b]0;owned\x07\x1b[2J\rSubject: forged\x1b[1A\u{202e}\n",
+    );
+    let mail = host.wait_mails(1).remove(0);
+    let subject = mail.subject();
+    assert!(subject.contains("\\u{1b}]0;owned\\u{7}"), "the escape is shown, not sent: {subject:?}");
+    assert!(!subject.contains(['\x1b', '\x07', '\r', '\n', '\u{202e}']), "{subject:?}");
+    let headers = mail.text.split("\n\n").next().unwrap();
+    assert!(!headers.contains("\nSubject: forged"), "{headers}");
+    assert!(!mail.text.contains('\x1b') && !mail.text.contains('\x07'), "{:?}", mail.text);
+
+    let out = std::process::Command::new(common::BIN)
+        .args(["approvals", "--config", host.config().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listing.contains("Set retention as asked"), "{listing}");
+    for c in ['\x1b', '\x07', '\r', '\u{202e}'] {
+        assert!(!listing.contains(c), "{c:?} printed raw: {listing:?}");
+    }
+    assert_eq!(listing.lines().count(), 3, "one approval, three lines: {listing:?}");
+    host.stop_agent();
+}

@@ -69,3 +69,65 @@ fn a_plan_cut_off_by_a_kill_is_reported_and_never_run_again() {
     assert_eq!(host.read("consumer.properties"), lowered, "not lowered a second time");
     host.stop_agent();
 }
+
+#[test]
+fn a_torn_last_journal_line_is_ended_and_the_next_entries_stay_readable() {
+    let mut host = Host::new(Options::default());
+    let torn = common::TORN_ENTRY;
+    std::fs::write(host.path("state/audit.jsonl"), torn).unwrap();
+    host.start_agent();
+    host.append("logs/error.log", &wakeup_incident());
+    let lines = || {
+        let text = std::fs::read_to_string(host.path("state/audit.jsonl")).unwrap();
+        text[..text.rfind('\n').map_or(0, |i| i + 1)].lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    host.wait_until("the wakeup decided after the torn line", || {
+        lines().iter().skip(1).any(|l| l.contains("\"kind\":\"decision\"") && l.contains("c3_wakeup"))
+    });
+    let lines = lines();
+    assert_eq!(lines[0], torn, "the torn bytes are kept on a line of their own");
+    for l in &lines[1..] {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("unreadable entry {l:?}: {e}"));
+    }
+    host.stop_agent();
+}
+
+#[test]
+fn corrupt_checkpoints_resume_from_the_journal_and_say_what_is_lost() {
+    let mut host = Host::new(Options::default());
+    host.start_agent();
+    host.append("logs/error.log", &wakeup_incident());
+    host.wait_decision("c3_wakeup", 1);
+    host.stop_agent();
+    // Written while the agent is down, then its checkpoints are torn.
+    host.append("logs/error.log", &wakeup_incident().repeat(100));
+    let checkpoints = host.path("state/checkpoints.json");
+    let text = std::fs::read(&checkpoints).unwrap();
+    std::fs::write(&checkpoints, &text[..text.len() / 2]).unwrap();
+    host.start_agent();
+    host.wait_until("the 100 records written while stopped decided", || host.decisions("c3_wakeup").len() >= 101);
+    let mut offsets: Vec<u64> = host.decisions("c3_wakeup").iter().map(|d| d["offset"].as_u64().unwrap()).collect();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 101, "each record decided once");
+    let recovered = host.audit_of_kind("state-recovered");
+    assert!(
+        recovered.iter().any(|e| {
+            let d = e["detail"].as_str().unwrap();
+            d.contains("consumer_error") && d.contains("was unreadable") && d.contains("resumed")
+        }),
+        "{recovered:#?}"
+    );
+    // A source the journal never decided a record of cannot be recovered:
+    // that is said, per source, as lines missed.
+    let missed = host.audit_of_kind("lines-missed");
+    assert!(
+        missed.iter().any(|e| e["detail"].as_str().unwrap().contains("the journal has no decided record")),
+        "{missed:#?}"
+    );
+    let kept = std::fs::read_dir(host.path("state"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("checkpoints.json.unreadable-"))
+        .count();
+    assert_eq!(kept, 1, "the unreadable file is kept aside");
+    host.stop_agent();
+}

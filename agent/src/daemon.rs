@@ -190,12 +190,9 @@ impl Daemon {
             self.flow.metrics().spawn_kafka_collector(&mut self.background, kafka.clone(), every);
         }
 
-        let checkpoints = match Checkpoints::load(&self.config.state_dir) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("{e}; starting every source at its end");
-                Checkpoints::default()
-            }
+        let (checkpoints, unreadable) = match Checkpoints::load(&self.config.state_dir) {
+            Ok(c) => (c, None),
+            Err(e) => (Checkpoints::default(), Some(keep_unreadable_checkpoints(&self.config.state_dir, &e))),
         };
         // What the agent did just before it stopped, read once.
         let journal_tail = crate::audit::tail(&self.config.state_dir, JOURNAL_TAIL);
@@ -206,8 +203,41 @@ impl Daemon {
         // that hold lines the agent has not read.
         let since = std::fs::metadata(Checkpoints::path_in(&self.config.state_dir)).and_then(|m| m.modified()).ok();
         for f in &mut self.followers {
-            f.skip_decided(decided.remove(f.name()).unwrap_or_default());
-            let cp = checkpoints.sources.get(f.name());
+            let decided = decided.remove(f.name()).unwrap_or_default();
+            // Without checkpoints, the journal still knows the furthest
+            // record decided in each file: resume there rather than at the
+            // end, and say what could not be recovered.
+            let recovered = match &unreadable {
+                Some(why) => {
+                    let (cp, detail) = match f.checkpoint_from_journal(&decided) {
+                        Ok(Some(cp)) => {
+                            let detail = format!(
+                                "{}: {why}; resumed {} at byte {}, the furthest record the journal says was decided (what was read but not decided after it is read again)",
+                                f.name(),
+                                f.path().display(),
+                                cp.offset
+                            );
+                            (Some(cp), detail)
+                        }
+                        Ok(None) => (None, format!(
+                            "{}: {why}, and the journal has no decided record of {}; starting at its end: what it holds now is not read",
+                            f.name(),
+                            f.path().display()
+                        )),
+                        Err(e) => (None, format!("{}: {why}; reading {} failed: {e}; starting at its end", f.name(), f.path().display())),
+                    };
+                    let note = Note::now(self.config.dry_run, detail);
+                    flow.audit().emit(&if cp.is_some() {
+                        Entry::StateRecovered(note)
+                    } else {
+                        Entry::LinesMissed(note)
+                    });
+                    cp
+                }
+                None => None,
+            };
+            f.skip_decided(decided);
+            let cp = checkpoints.sources.get(f.name()).or(recovered.as_ref());
             let mut handle = |r: Record| urgent |= handle(flow, &r);
             match f.start(cp, since, StartAt::End, &mut handle) {
                 Ok(notes) => {
@@ -441,6 +471,19 @@ impl Daemon {
 /// (so the checkpoint must be written now, before anything else happens).
 fn handle(flow: &mut Flow, record: &Record) -> bool {
     flow.handle(record).iter().any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
+}
+
+/// Moves an unreadable `checkpoints.json` aside (for whoever looks into why)
+/// before new checkpoints replace it; returns what happened, for the audit.
+fn keep_unreadable_checkpoints(state_dir: &Path, error: &crate::state::StateError) -> String {
+    let path = Checkpoints::path_in(state_dir);
+    let kept = state_dir.join(format!("checkpoints.json.unreadable-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    let moved = match std::fs::rename(&path, &kept) {
+        Ok(()) => format!("kept as {}", kept.display()),
+        Err(e) => format!("could not be kept aside: {e}"),
+    };
+    tracing::error!("{error}; rebuilding the sources' positions from the audit journal");
+    format!("{} was unreadable ({error}; {moved})", path.display())
 }
 
 fn save_checkpoints(state_dir: &Path, followers: &[Follower], saved: &mut Checkpoints) {

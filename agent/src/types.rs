@@ -56,6 +56,27 @@ pub fn terminal_safe(text: &str) -> String {
     text.chars().map(|c| if risky(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
+/// Text from logs made safe for one line of a mail header or a listing:
+/// every control character (newlines and tabs too, which would start a
+/// forged header or line) and bidirectional override shown escaped, and the
+/// text cut at `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let risky = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            c if risky(c) => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A `String` newtype that only a validating `parse` can build: serialises as
 /// the plain string and is re-validated when read back (from the state
 /// directory, say), so a hand-edited file cannot smuggle in a bad value.
@@ -249,6 +270,13 @@ mod tests {
     fn terminal_escapes_are_shown_not_sent() {
         assert_eq!(terminal_safe("a\x1b]0;owned\x07b\n\tc"), "a\\u{1b}]0;owned\\u{7}b\n\tc");
         assert_eq!(terminal_safe("plain"), "plain");
+    }
+
+    #[test]
+    fn one_line_escapes_every_control_and_cuts() {
+        assert_eq!(one_line("a\x1b]0;x\x07\r\nSubject: b\tc", 100), "a\\u{1b}]0;x\\u{7}\\u{d}\\nSubject: b\\u{9}c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("\u{202e}gpj", 10), "\\u{202e}gpj");
     }
 
     #[test]

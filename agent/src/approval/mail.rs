@@ -98,7 +98,16 @@ impl Outbox {
     }
 
     /// Queues a mail; it is on disk when this returns.
+    /// The subject is made one line and the bodies safe for a terminal here,
+    /// whatever log text they carry, so that no mail reader (nor the audit)
+    /// receives an escape sequence or a forged header.
     pub fn enqueue(&self, mail: &OutgoingMail) -> Result<(), StateError> {
+        let mail = &OutgoingMail {
+            subject: subject_line(&mail.subject),
+            text: crate::types::terminal_safe(&mail.text),
+            html: mail.html.as_deref().map(crate::types::terminal_safe),
+            ..mail.clone()
+        };
         write_json_atomic(&self.dir.join(format!("{}.json", mail.id)), mail)?;
         self.audit.emit(&Entry::MailQueued(mail_entry(mail, None, None)));
         let _ = self.wake.send(());
@@ -202,7 +211,7 @@ impl Sender_ {
         let address = |which: &'static str, a: &String| {
             a.parse::<Mailbox>().map_err(|source| SendError::Address { which, address: a.clone(), source })
         };
-        let mut builder = Message::builder().from(address("from", &c.from)?).subject(mail.subject.clone());
+        let mut builder = Message::builder().from(address("from", &c.from)?).subject(subject_line(&mail.subject));
         for to in &mail.to {
             builder = builder.to(address("to", to)?);
         }
@@ -254,6 +263,13 @@ fn read_credentials(path: &Path) -> Result<Credentials, SendError> {
         (Some(user), Some(pass)) if !user.is_empty() => Ok(Credentials::new(user.to_string(), pass.to_string())),
         _ => Err(SendError::BadCredentials(path.to_path_buf())),
     }
+}
+
+/// A subject as it may be sent: one line, no control characters, at most
+/// 200 characters (applied again when sending, for mail queued by an older
+/// version or edited on disk).
+fn subject_line(subject: &str) -> String {
+    crate::types::one_line(subject, 200)
 }
 
 /// The links one approver gets.

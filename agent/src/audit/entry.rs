@@ -44,6 +44,9 @@ pub enum Entry {
     LinesMissed(Note),
     /// Records read again after a restart that were decided before it.
     NotDecidedAgain(Note),
+    /// The agent's own state was unreadable at start (a crash, a full disk,
+    /// a hand edit) and was rebuilt from what else it knows.
+    StateRecovered(Note),
     PlaybookRefused(Note),
     /// This host's canal held stopped, or given back, for another agent's
     /// cursor write.
@@ -115,6 +118,7 @@ impl Entry {
             Entry::RuleLoadError(n) => error!("rule not loaded: {}", n.detail),
             Entry::LinesMissed(n) => warn!("{}", n.detail),
             Entry::NotDecidedAgain(n) => info!("{}", n.detail),
+            Entry::StateRecovered(n) => warn!("{}", n.detail),
             Entry::PlaybookRefused(n) => warn!("playbook refused: {}", n.detail),
             Entry::CanalHold(n) => info!("canal member: {}", n.detail),
             Entry::KafkaTurn(n) => info!("{}", n.detail),

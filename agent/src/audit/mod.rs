@@ -79,7 +79,9 @@ impl Journal {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            self.file = Some(crate::fsutil::open_append(path)?);
+            let mut file = crate::fsutil::open_own(path, std::fs::OpenOptions::new().read(true).append(true))?;
+            terminate_torn_line(&mut file, path)?;
+            self.file = Some(file);
         }
         let file = self.file.as_mut().expect("opened above");
         while let Some(line) = self.backlog.front() {
@@ -95,6 +97,21 @@ impl Journal {
         }
         file.sync_data()
     }
+}
+
+/// A crash or a full disk in the middle of a write can leave the journal's
+/// last line without its end; the next entry would then be glued to it and
+/// both be unreadable. The torn bytes are kept (a reader skips what does not
+/// parse) and the line is ended before anything new is written.
+fn terminate_torn_line(file: &mut File, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut last = [0u8];
+    if len == 0 || (file.read_exact_at(&mut last, len - 1).is_ok() && last[0] == b'\n') {
+        return Ok(());
+    }
+    tracing::warn!(path = %path.display(), "the audit journal's last line was cut off (a crash or a full disk); ending it so the next entry stays readable");
+    file.write_all(b"\n")
 }
 
 /// Local time in RFC 3339 with milliseconds, as every entry carries it.

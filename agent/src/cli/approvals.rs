@@ -12,6 +12,9 @@ pub(super) fn approvals(path: &Path, all: bool) -> anyhow::Result<ExitCode> {
     if list.is_empty() {
         println!("no {}approvals", if all { "" } else { "pending " });
     }
+    // Summaries and outcomes carry log text: one line each, escaped, so the
+    // listing can neither drive the terminal nor forge a line of its own.
+    let line = |s: &str| crate::types::one_line(s, 400);
     for a in list {
         let approved: Vec<&str> = a.approved_by.iter().map(|d| d.who.as_str()).collect();
         println!(
@@ -19,13 +22,13 @@ pub(super) fn approvals(path: &Path, all: bool) -> anyhow::Result<ExitCode> {
             id = a.id,
             state = format!("{:?}", a.state).to_lowercase(),
             risk = a.risk.to_string(),
-            runbook = a.runbook.join(","),
+            runbook = line(&a.runbook.join(",")),
             expires = human_time(a.expires),
             dry = if a.dry_run { "  DRY RUN" } else { "" },
-            summary = a.summary,
-            asked = a.approvers_asked.join(", "),
-            approved = if approved.is_empty() { "nobody".to_string() } else { approved.join(", ") },
-            outcome = a.outcome.map(|o| format!("\n    {o}")).unwrap_or_default(),
+            summary = line(&a.summary),
+            asked = line(&a.approvers_asked.join(", ")),
+            approved = if approved.is_empty() { "nobody".to_string() } else { line(&approved.join(", ")) },
+            outcome = a.outcome.map(|o| format!("\n    {}", line(&o))).unwrap_or_default(),
         );
     }
     Ok(ExitCode::SUCCESS)
