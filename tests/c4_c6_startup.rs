@@ -88,3 +88,31 @@ fn c6_wrong_build_is_reported_and_the_graceful_stop_waits_for_approval() {
     assert_eq!(host.starts("consumer"), 1, "stopped, not restarted: a person rebuilds first");
     host.stop_agent();
 }
+
+#[test]
+fn c6_a_database_out_of_connection_slots_is_told_not_rebuilt() {
+    let mut host = host();
+    host.start_service("consumer", "logs/info.log");
+    host.start_agent();
+    host.append(
+        "logs/error.log",
+        "2026-11-25 10:00:00.001 [Druid-ConnectionPool-Create-1] ERROR com.alibaba.druid.pool.DruidDataSource - create connection SQLException, url: jdbc:postgresql://10.98.9.7:5432/trade_ix, errorCode 0, state 53300\n\
+         org.postgresql.util.PSQLException: FATAL: sorry, too many clients already\n",
+    );
+    let d = host.wait_decision("c6_pool_init", 1);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    let finding = host.wait_mails(1).remove(0);
+    assert_eq!(finding.to, ["oncall@example.com"]);
+    assert!(
+        finding.text.contains("no free connection slots") && finding.text.contains("Runbook C7"),
+        "{}",
+        finding.text
+    );
+    // A marker after it shows the record was decided whole and alone.
+    host.append("logs/error.log", &common::wakeup_incident());
+    host.wait_decision("c3_wakeup", 1);
+    assert_eq!(host.decisions("c6_pool_init").len(), 1, "no Tomcat stop proposed");
+    assert!(host.audit_of_kind("approval-requested").is_empty(), "nothing to approve");
+    assert!(host.service_pid("consumer").is_some(), "Tomcat keeps running");
+    host.stop_agent();
+}

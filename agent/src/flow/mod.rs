@@ -8,7 +8,8 @@
 //! `approvals` and `playbook` are what a person asks and answers,
 //! `retry` tries a transient failure again, `watches` runs the agent's own
 //! watches on each tick, `own_actions` keeps the agent from reacting to
-//! itself, `emit` journals, counts and logs each `outcome`.
+//! itself, `twins` decides once an event that two logs both print, `emit`
+//! journals, counts and logs each `outcome`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,7 @@ mod outcome;
 mod own_actions;
 mod playbook;
 mod retry;
+mod twins;
 mod watches;
 
 pub use crate::audit::entry::{Asked, Decision, Outcome, StepOutcome};
@@ -71,6 +73,8 @@ pub struct Flow {
     clock: Clock,
     dry_run: bool,
     last_log_time: Option<i64>,
+    /// Records that two logs both print (see `twins`).
+    twins: twins::Twins,
     matches: Vec<Match>,
     /// Outgoing mail, if configured.
     outbox: Option<Outbox>,
@@ -157,6 +161,7 @@ impl Flow {
             clock,
             dry_run,
             last_log_time: None,
+            twins: Default::default(),
             matches: Vec::new(),
             outbox: None,
             approvals: None,
@@ -234,12 +239,32 @@ impl Flow {
             return Vec::new();
         }
         let at = self.event_time(record);
+        // The same event already read from another log: what it fed (counts,
+        // watches, the rules of that log) is not fed again.
+        let first_kind = parse_log_time(&record.bytes)
+            .and_then(|t| self.twins.first_source(&record.source, &record.bytes, t))
+            .map(|first| self.config.kind_of(&first).to_string());
         let mut outcomes = Vec::new();
         let matches = std::mem::take(&mut self.matches);
         // Fallback rules speak only when no other rule planned anything for
         // this record: they run after the others.
         let mut fallbacks: Vec<(usize, Event)> = Vec::new();
         for m in &matches {
+            let heard = match &first_kind {
+                Some(kind) => self.rules.subscribers(&m.signature, kind).to_vec(),
+                None => Vec::new(),
+            };
+            let kind = self.config.kind_of(&record.source);
+            let subscribers: Vec<usize> =
+                self.rules.subscribers(&m.signature, kind).iter().copied().filter(|i| !heard.contains(i)).collect();
+            if first_kind.is_some() {
+                if subscribers.is_empty() {
+                    tracing::debug!(source = %record.source, offset = record.offset, signature = %m.signature, "already read from another log");
+                }
+                let event = Event::new(record, m, at);
+                self.react_all(&subscribers, &event, &mut fallbacks, &mut outcomes);
+                continue;
+            }
             self.stats.events += 1;
             self.events.inc_by(&m.signature, 1);
             if &*m.signature == HEARTBEAT {
@@ -260,17 +285,7 @@ impl Flow {
             }
             self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
-            let kind = self.config.kind_of(&record.source);
-            for &i in self.rules.subscribers(&m.signature, kind).to_vec().iter() {
-                if self.rules.rules[i].fallback {
-                    fallbacks.push((i, event.clone()));
-                    continue;
-                }
-                for outcome in self.react(i, &event) {
-                    self.record_outcome(&outcome);
-                    outcomes.push(outcome);
-                }
-            }
+            self.react_all(&subscribers, &event, &mut fallbacks, &mut outcomes);
         }
         let explained = outcomes.iter().any(|o| !matches!(o.decision, Decision::NoPlan | Decision::RuleError));
         if !explained {
@@ -283,6 +298,27 @@ impl Flow {
         }
         self.matches = matches;
         outcomes
+    }
+
+    /// Runs the rules `subscribers` on `event`; fallback rules are put
+    /// aside for after the others.
+    fn react_all(
+        &mut self,
+        subscribers: &[usize],
+        event: &Event,
+        fallbacks: &mut Vec<(usize, Event)>,
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        for &i in subscribers {
+            if self.rules.rules[i].fallback {
+                fallbacks.push((i, event.clone()));
+                continue;
+            }
+            for outcome in self.react(i, event) {
+                self.record_outcome(&outcome);
+                outcomes.push(outcome);
+            }
+        }
     }
 
     fn event_time(&mut self, record: &Record) -> i64 {
