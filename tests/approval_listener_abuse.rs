@@ -26,13 +26,14 @@ fn idle_connections_are_capped_and_timed_out_and_fixes_go_on() {
     assert_eq!(d["decision"], "applied", "{d:#}");
     assert!(host.read("hosts").starts_with(HOSTS) && host.read("hosts").contains("ip-10.98.2.33"));
 
-    // The server closes every idle connection: past the cap at once, the
-    // others when their headers do not come.
+    // The server closes every idle connection: past the cap at once (told
+    // it is busy), the others when their headers do not come.
     for mut c in idle {
         c.set_read_timeout(Some(WAIT)).unwrap();
-        let mut buf = [0u8; 64];
-        let n = c.read(&mut buf).unwrap_or(0);
-        assert_eq!(n, 0, "an idle connection was answered instead of closed");
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.is_empty() || got.starts_with("HTTP/1.1 503 "), "an idle connection was answered: {got}");
     }
     let (status, page) = host.get(&format!("http://{}/", host.http.unwrap()));
     assert_eq!(status, 200, "{page}");
@@ -61,4 +62,106 @@ fn a_flood_of_refused_requests_is_journaled_bounded() {
     assert!(refused.len() <= 31, "{} refusals journaled one by one", refused.len());
     assert!(refused.iter().all(|r| r["approver"].as_str().unwrap().len() < 200));
     host.stop_agent();
+}
+
+/// A connection to the listener from `source` (a loopback address of the
+/// test's choosing: every 127/8 address is this host's).
+fn connect_from(source: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let [a, b, c, d] = source;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, 0)).unwrap();
+    connect(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(match to {
+            std::net::SocketAddr::V4(v4) => v4,
+            _ => unreachable!("the tests listen on IPv4"),
+        }),
+    )
+    .unwrap();
+    TcpStream::from(fd)
+}
+
+#[test]
+fn one_client_holding_every_connection_leaves_room_for_the_others() {
+    let mut host = host();
+    host.start_agent();
+    let addr = host.http.unwrap();
+    // Slowloris: headers begun and never finished, from one address.
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut c = connect_from([127, 0, 0, 2], addr);
+            let _ = std::io::Write::write_all(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n");
+            c
+        })
+        .collect();
+    let answered = (0..12).filter(|_| host.get(&format!("http://{addr}/")).0 == 200).count();
+    assert_eq!(answered, 12, "requests from another address while one holds {} connections", held.len());
+    drop(held);
+    host.stop_agent();
+}
+
+#[test]
+fn root_approves_from_the_command_line_while_the_listener_is_full() {
+    let mut host = host();
+    host.start_agent();
+    host.append("logs/server.log", "[2026-11-25 10:00:00,000] WARN SET retention=48\n");
+    host.wait_decision("set_retention", 1);
+    let id = host.audit_of_kind("approval-requested")[0]["approval"].as_str().unwrap().to_string();
+    // The same address the command line comes from holds its share, and
+    // keeps taking it back.
+    let addr = host.http.unwrap();
+    let flood = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flooding = flood.clone();
+    let flooder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(c) = TcpStream::connect(addr) {
+                held.push(c);
+            }
+            if held.len() > 200 {
+                held.drain(..100);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = std::process::Command::new(common::BIN)
+        .args(["approve", "--config", host.config().to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    flood.store(false, std::sync::atomic::Ordering::Relaxed);
+    flooder.join().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("did not take the decision"), "the listener was full: {stderr}");
+    assert!(!stdout.trim().is_empty(), "the answer is printed: {stdout}{stderr}");
+    host.wait_until("applied", || host.read("server.properties").contains("=48"));
+    let decided = host.audit_of_kind("approval-decided");
+    assert_eq!(decided.len(), 1, "{decided:#?}");
+    assert_eq!(decided[0]["via"], "cli");
+    host.stop_agent();
+}
+
+#[test]
+fn the_command_line_says_why_when_the_agent_answers_nowhere() {
+    let mut host = host();
+    host.start_agent();
+    host.append("logs/server.log", "[2026-11-25 10:00:00,000] WARN SET retention=36\n");
+    host.wait_decision("set_retention", 1);
+    let id = host.audit_of_kind("approval-requested")[0]["approval"].as_str().unwrap().to_string();
+    host.stop_agent();
+    let out = std::process::Command::new(common::BIN)
+        .args(["approve", "--config", host.config().to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is it running") && stderr.contains("Nothing was decided"), "{stderr}");
+    assert!(
+        std::fs::read_dir(host.path("state/inbox")).unwrap().next().is_none(),
+        "the withdrawn ballot is not left for a later start"
+    );
+    assert_eq!(host.read("server.properties"), common::SERVER_PROPERTIES);
 }

@@ -563,3 +563,28 @@ fn ha_claims_lapse_are_replaced_and_are_released_only_by_their_own_approval() {
     raw.put(CLAIM, b"\x00not a claim");
     assert_eq!(claim(&zk, &c("b", "4", now + 10), now).unwrap(), None, "garbage is nobody's claim");
 }
+
+#[test]
+fn n1_a_stop_script_still_removing_the_pid_file_is_a_clean_stop_not_a_crash() {
+    let mut p = pipeline(false);
+    p.host.start_agent();
+    std::process::Command::new(p.host.path("bin/standin.sh")).args(["stop", "canal"]).status().unwrap();
+    // canal's stop.sh looks once a second whether the process has exited and
+    // removes the pid file only then: the monitor can complain in between.
+    let pid_file = p.host.path("bin/run/canal.pid");
+    std::fs::write(&pid_file, "999999\n").unwrap();
+    let script = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(900));
+        std::fs::remove_file(pid_file).unwrap();
+    });
+    p.host.append(
+        "logs/monitor.log",
+        "2026-11-25 10:00:00.001 [main] ERROR c.g.datamonitor.CanalClient - process error!\ncom.alibaba.otter.canal.protocol.exception.CanalClientException: no alive canal server\n",
+    );
+    let d = p.host.wait_decision("n1_no_alive_canal", 1);
+    script.join().unwrap();
+    assert_eq!(d["decision"], "no-change", "{d:#}");
+    assert!(d["summary"].as_str().unwrap().contains("stopped cleanly"), "{d:#}");
+    assert_eq!(p.host.starts("canal"), 1, "not started behind the stop script's back");
+    p.host.stop_agent();
+}

@@ -306,6 +306,13 @@ impl Daemon {
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 all = true;
+                // Root's decisions left in the state directory, for when the
+                // listener is full or down.
+                for (req, reply, ballot) in crate::approval::inbox::take(&self.config.state_dir) {
+                    crate::approval::inbox::answer_when_replied(ballot, reply);
+                    self.flow.decide(req);
+                    urgent = true;
+                }
                 self.watch_dirs(&mut watcher, &mut watched);
                 self.flow.tick(chrono::Utc::now().timestamp_millis());
                 metrics.own(&crate::system::own(&self.config.state_dir));

@@ -9,6 +9,7 @@
 //! the plan only if nothing it depended on changed; otherwise the approval
 //! is superseded and, if the problem is still there, a new one is asked for.
 
+pub mod inbox;
 pub(crate) mod lifecycle;
 pub(crate) mod mail;
 pub(crate) mod token;

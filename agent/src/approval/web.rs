@@ -108,12 +108,52 @@ fn serve(
     });
 }
 
+/// One client address holds at most this many of the connections: a client
+/// that opens them all (and holds them, slowly) leaves room for the others.
+const MAX_PER_CLIENT: usize = 8;
+
+/// What a connection turned away is told, written without waiting.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n";
+
+/// Open connections per client address; a connection's [`ClientSlot`] gives
+/// its place back when it ends.
+#[derive(Clone, Default)]
+struct PerClient(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+struct ClientSlot(PerClient, std::net::IpAddr);
+
+impl PerClient {
+    fn take(&self, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut open = self.0.lock().expect("per-client lock");
+        let n = open.entry(ip).or_default();
+        if *n >= MAX_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().expect("per-client lock");
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
 async fn accept(listener: tokio::net::TcpListener, app: Router) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_client = PerClient::default();
     let mut turned_away: u64 = 0;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, client) = match listener.accept().await {
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(e) => {
                 // Out of file descriptors, say: wait instead of spinning.
                 tracing::warn!("accepting a connection: {e}");
@@ -121,11 +161,16 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let slot = per_client.take(client).map(|c| (c, slots.clone().try_acquire_owned()));
+        let Some((client_slot, Ok(slot))) = slot else {
             turned_away += 1;
             if turned_away.is_power_of_two() {
-                tracing::warn!("{turned_away} connection(s) turned away: {MAX_CONNECTIONS} already open");
+                tracing::warn!(
+                    %client,
+                    "{turned_away} connection(s) turned away: {MAX_PER_CLIENT} open from this client or {MAX_CONNECTIONS} in all"
+                );
             }
+            let _ = stream.try_write(BUSY);
             drop(stream);
             continue;
         };
@@ -138,6 +183,7 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
             drop(slot);
+            drop(client_slot);
         });
     }
 }

@@ -55,12 +55,41 @@ pub(super) fn decide(path: &Path, id: &str, decision: Decision) -> anyhow::Resul
         ("exp", exp.as_str()),
         ("token", token.as_str()),
     ];
-    let (status, body) =
-        crate::approval::web::request(approval.listen, "POST", &format!("/approvals/{}", a.id), Some(&fields))
-            .map_err(|e| anyhow::anyhow!("the agent does not answer at {}: {e}; is it running?", approval.listen))?;
-    let text = strip_tags(&body);
-    println!("{}", text.trim());
-    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    // The listener first (it answers at once); when it is full or down, the
+    // state directory, which only root can write.
+    let why =
+        match crate::approval::web::request(approval.listen, "POST", &format!("/approvals/{}", a.id), Some(&fields)) {
+            Ok((status @ (200 | 403 | 404 | 400), body)) => {
+                println!("{}", strip_tags(&body).trim());
+                return Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            Ok((0, _)) => "it closed the connection without an answer (all its connections are taken?)".to_string(),
+            Ok((status, body)) => format!("it answered {status}: {}", strip_tags(&body).trim()),
+            Err(e) => e.to_string(),
+        };
+    eprintln!(
+        "the agent's listener at {} did not take the decision: {why}; leaving it in its state directory",
+        approval.listen
+    );
+    let ballot = crate::approval::inbox::LocalBallot {
+        id: a.id.clone(),
+        decision: decision.as_str().to_string(),
+        approver,
+        exp: a.expires,
+        token,
+    };
+    let path = crate::approval::inbox::submit(&config.state_dir, &ballot)?;
+    match crate::approval::inbox::wait_answer(&path, std::time::Duration::from_secs(30)) {
+        Some(answer) => {
+            println!("{}", answer.message);
+            Ok(if answer.accepted { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        None => anyhow::bail!(
+            "the agent answered neither at {} ({why}) nor through {} within 30 s: is it running (systemctl status pipemedic)? Nothing was decided.",
+            approval.listen,
+            crate::approval::inbox::dir(&config.state_dir).display()
+        ),
+    }
 }
 
 /// The text of one of the agent's small pages.

@@ -60,17 +60,35 @@ fn pid_files(svc: &ServiceConfig) -> impl Iterator<Item = &std::path::PathBuf> {
 /// stopped on purpose, canal's `bin/stop.sh` does this); `died` (no process,
 /// its pid file left behind: a crash); `down` (no process, and no pid file
 /// configured to tell the two apart).
+///
+/// A stop script removes the pid file only after it has seen the process
+/// exit (canal's looks once a second): a pid file left behind is taken for a
+/// crash only once it has stayed for [`STOP_SCRIPT_GRACE`], or a person's
+/// clean stop would be read as a crash and undone.
 pub fn state(svc: &ServiceConfig) -> &'static str {
     if !running_pids(svc).is_empty() {
         return "running";
     }
     let pid_files: Vec<_> = pid_files(svc).collect();
-    match pid_files.is_empty() {
-        true => "down",
-        false if pid_files.iter().any(|p| p.exists()) => "died",
-        false => "stopped",
+    if pid_files.is_empty() {
+        return "down";
     }
+    let deadline = std::time::Instant::now() + STOP_SCRIPT_GRACE;
+    while pid_files.iter().any(|p| p.exists()) {
+        if std::time::Instant::now() >= deadline {
+            return if running_pids(svc).is_empty() { "died" } else { "running" };
+        }
+        // Asked to stop: the agent starts nothing now anyway.
+        if crate::runtime::pause(std::time::Duration::from_millis(100)).is_err() {
+            return "stopped";
+        }
+    }
+    "stopped"
 }
+
+/// How long a stop script may take, after its process exited, to remove
+/// the pid file.
+const STOP_SCRIPT_GRACE: std::time::Duration = std::time::Duration::from_millis(2500);
 
 fn describe_cmd(argv: &[String]) -> String {
     argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
