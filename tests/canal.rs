@@ -588,3 +588,28 @@ fn n1_a_stop_script_still_removing_the_pid_file_is_a_clean_stop_not_a_crash() {
     assert_eq!(p.host.starts("canal"), 1, "not started behind the stop script's back");
     p.host.stop_agent();
 }
+
+#[test]
+fn ha_a_kill_during_an_approved_write_releases_the_claim_at_the_next_start() {
+    let (mut p, b) = ha_pipeline();
+    drop(b);
+    // A member that never reports its canal stopped: the write waits for it.
+    let ghost = p.zk_server.client();
+    ghost.hold(&format!("{MEMBERS}/canal-ghost"), b"canal-ghost");
+    p.host.start_agent();
+    wait_members(&p, &["canal-a"]);
+    p.host.append("logs/canal_instance.log", PURGED);
+    let mail = p.host.wait_mails(1).remove(0);
+    p.host.approve(&mail);
+    p.host.wait_until("the approved write under way", || !p.host.audit_of_kind("plan-started").is_empty());
+    p.host.kill_agent();
+    let zk = p.zk_server.client();
+    assert!(zk.get("/pipemedic/canal/claim").is_some(), "the claim outlives the kill");
+
+    p.host.start_agent();
+    p.host.wait_until("the approval ended", || !p.host.audit_of_kind("approval-interrupted").is_empty());
+    p.host.wait_until("the claim released", || zk.get("/pipemedic/canal/claim").is_none());
+    assert_eq!(zk.get(CURSOR_B).unwrap().1, 0, "nothing written, nothing re-run");
+    release_when_stopped(&mut p);
+    p.host.stop_agent();
+}

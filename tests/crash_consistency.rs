@@ -131,3 +131,46 @@ fn corrupt_checkpoints_resume_from_the_journal_and_say_what_is_lost() {
     assert_eq!(kept, 1, "the unreadable file is kept aside");
     host.stop_agent();
 }
+
+#[test]
+fn an_approved_plan_cut_off_by_a_kill_ends_its_approval_as_interrupted() {
+    let mut host = Host::new(Options {
+        extra: "\n[services.slow]\nstart = [\"/bin/sleep\", \"30\"]\nstop = [\"/bin/true\"]\nprocess = { pid_file = \"bin/run/slow.pid\" }\nstart_timeout_secs = 60\n".into(),
+        approvers: vec!["ops1@example.com"],
+        ..Options::default()
+    });
+    std::fs::write(host.path("rules.d/slow.rhai"), SLOW_PLAN.replace("risk: \"safe\"", "risk: \"dangerous\"")).unwrap();
+    host.start_agent();
+    host.append("logs/error.log", "2026-11-25 10:00:00.000 ERROR SLOW FIX\n");
+    let mail = host.wait_mails(1).remove(0);
+    let (approve, _) = mail.links();
+    let (_, page) = host.get(&approve);
+    host.press(&page);
+    host.wait_until("step 1 done and step 2 under way", || !host.audit_of_kind("plan-step").is_empty());
+    host.kill_agent();
+    let id = host.audit_of_kind("approval-requested")[0]["approval"].as_str().unwrap().to_string();
+    let file = host.path(&format!("state/approvals/{id}.json"));
+    let state = || {
+        let text = std::fs::read_to_string(&file).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(state(), "approved", "killed while applying");
+
+    host.start_agent();
+    host.wait_until("the approval ended", || !host.audit_of_kind("approval-interrupted").is_empty());
+    assert_eq!(state(), "interrupted");
+    let listing = std::process::Command::new(common::BIN)
+        .args(["approvals", "--all", "--config", host.config().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("interrupted") && listing.contains("nothing is re-run"), "{listing}");
+    assert_eq!(host.audit_of_kind("plan-started").len(), 1, "not run again");
+    // A second start finds nothing left to end.
+    host.stop_agent();
+    host.start_agent();
+    host.append("logs/error.log", &wakeup_incident());
+    host.wait_decision("c3_wakeup", 1);
+    assert_eq!(host.audit_of_kind("approval-interrupted").len(), 1);
+    host.stop_agent();
+}

@@ -256,6 +256,7 @@ impl Daemon {
         let note = Note::now(self.config.dry_run, format!("following {}", sources.join(", ")));
         self.flow.audit().emit(&Entry::Started(note));
         self.flow.report_interrupted_plans(&journal_tail);
+        self.flow.end_interrupted_approvals();
         drop(journal_tail);
 
         let window = self.config.limits.record_window();

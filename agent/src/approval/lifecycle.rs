@@ -33,6 +33,8 @@ pub enum Ending {
     Failed,
     /// The agent is in dry-run: nothing was applied.
     DryRun,
+    /// The agent stopped in the middle; found at the next start.
+    Interrupted,
 }
 
 impl Approval {
@@ -94,6 +96,7 @@ impl Approval {
             Ending::Applied => ApprovalState::Applied,
             Ending::Failed => ApprovalState::Failed,
             Ending::DryRun => ApprovalState::Approved,
+            Ending::Interrupted => ApprovalState::Interrupted,
         };
         self.outcome = Some(outcome);
     }

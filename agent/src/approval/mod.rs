@@ -66,6 +66,9 @@ pub enum ApprovalState {
     Failed,
     /// The world changed between the mail and the approval; not applied.
     Superseded,
+    /// The agent stopped (killed, crashed) while applying it; found at the
+    /// next start and never re-run.
+    Interrupted,
 }
 
 /// One step as it was mailed: the typed step, its preview and what the
@@ -183,6 +186,10 @@ impl ApprovalStore {
 
     pub fn get(&self, id: &str) -> Option<&Approval> {
         self.approvals.get(id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Approval> {
+        self.approvals.values()
     }
 
     /// Saves (and remembers) an approval.

@@ -32,6 +32,9 @@ pub enum Entry {
     ApprovalRefused(ApprovalEntry),
     ApprovalSuperseded(ApprovalEntry),
     ApprovalExpired(ApprovalEntry),
+    /// An approved plan the agent stopped in the middle of, ended at the
+    /// next start (its claims released, nothing re-run).
+    ApprovalInterrupted(ApprovalEntry),
     MailQueued(MailEntry),
     MailSent(MailEntry),
     MailFailed(MailEntry),
@@ -104,6 +107,9 @@ impl Entry {
                 warn!(approval = %a.approval, "approved plan superseded: {}", a.reason.as_deref().unwrap_or(""))
             }
             Entry::ApprovalExpired(a) => warn!(approval = %a.approval, "approval expired without an answer"),
+            Entry::ApprovalInterrupted(a) => {
+                warn!(approval = %a.approval, "approved plan interrupted: {}", a.reason.as_deref().unwrap_or(""))
+            }
             Entry::MailQueued(m) => debug!(mail = %m.mail, about = %m.about, "mail queued: {}", m.subject),
             Entry::MailSent(m) => debug!(mail = %m.mail, about = %m.about, "mail sent: {}", m.subject),
             Entry::MailFailed(m) => warn!(

@@ -319,6 +319,30 @@ impl Flow {
         self.record_outcome(&out);
     }
 
+    /// Ends the approvals whose plan was being applied when the agent
+    /// stopped (a kill, a crash): each is marked interrupted, what it held
+    /// (canal's cursor claim) is released, and nothing is re-run; the
+    /// interrupted plan itself is reported from the journal. Returns how many.
+    pub fn end_interrupted_approvals(&mut self) -> usize {
+        let Some(ap) = &self.approvals else { return 0 };
+        let ids: Vec<String> =
+            ap.store.all().filter(|a| a.state == ApprovalState::Approved && !a.dry_run).map(|a| a.id.clone()).collect();
+        for id in &ids {
+            let Some(ap) = &mut self.approvals else { return 0 };
+            let Some(mut a) = ap.store.get(id).cloned() else { continue };
+            a.end(
+                Ending::Interrupted,
+                "interrupted: the agent stopped while applying it; nothing is re-run (see the plan-interrupted entry for what was done); check the state, and approve a new request if the problem is still there".into(),
+            );
+            if let Err(e) = ap.store.save(a.clone()) {
+                tracing::error!("{e}");
+            }
+            self.release_canal_claim(&a);
+            self.audit.emit(&Entry::ApprovalInterrupted(approval_entry(&a, None, None, a.outcome.as_deref())));
+        }
+        ids.len()
+    }
+
     /// Marks pending approvals past their expiry as expired.
     pub fn expire_approvals(&mut self, now: i64) {
         let Some(ap) = &self.approvals else { return };
