@@ -102,13 +102,26 @@ fn one_client_holding_every_connection_leaves_room_for_the_others() {
     host.stop_agent();
 }
 
+/// Asks for approval of setting the retention to `hours`; the approval's id.
+fn ask(host: &Host, hours: u32) -> String {
+    host.append("logs/server.log", &format!("[2026-11-25 10:00:00,000] WARN SET retention={hours}\n"));
+    host.wait_decision("set_retention", 1);
+    host.audit_of_kind("approval-requested")[0]["approval"].as_str().unwrap().to_string()
+}
+
+/// `pipemedic approve <id>` as root on the host.
+fn approve_from_the_command_line(host: &Host, id: &str) -> std::process::Output {
+    std::process::Command::new(common::BIN)
+        .args(["approve", "--config", host.config().to_str().unwrap(), id])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn root_approves_from_the_command_line_while_the_listener_is_full() {
     let mut host = host();
     host.start_agent();
-    host.append("logs/server.log", "[2026-11-25 10:00:00,000] WARN SET retention=48\n");
-    host.wait_decision("set_retention", 1);
-    let id = host.audit_of_kind("approval-requested")[0]["approval"].as_str().unwrap().to_string();
+    let id = ask(&host, 48);
     // The same address the command line comes from holds its share, and
     // keeps taking it back.
     let addr = host.http.unwrap();
@@ -127,10 +140,7 @@ fn root_approves_from_the_command_line_while_the_listener_is_full() {
         }
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = std::process::Command::new(common::BIN)
-        .args(["approve", "--config", host.config().to_str().unwrap(), &id])
-        .output()
-        .unwrap();
+    let out = approve_from_the_command_line(&host, &id);
     flood.store(false, std::sync::atomic::Ordering::Relaxed);
     flooder.join().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -148,14 +158,9 @@ fn root_approves_from_the_command_line_while_the_listener_is_full() {
 fn the_command_line_says_why_when_the_agent_answers_nowhere() {
     let mut host = host();
     host.start_agent();
-    host.append("logs/server.log", "[2026-11-25 10:00:00,000] WARN SET retention=36\n");
-    host.wait_decision("set_retention", 1);
-    let id = host.audit_of_kind("approval-requested")[0]["approval"].as_str().unwrap().to_string();
+    let id = ask(&host, 36);
     host.stop_agent();
-    let out = std::process::Command::new(common::BIN)
-        .args(["approve", "--config", host.config().to_str().unwrap(), &id])
-        .output()
-        .unwrap();
+    let out = approve_from_the_command_line(&host, &id);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("is it running") && stderr.contains("Nothing was decided"), "{stderr}");

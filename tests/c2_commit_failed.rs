@@ -5,11 +5,17 @@ mod common;
 
 use common::{commit_failed_incident, Host, Options, PROPERTIES};
 
-#[test]
-fn c2_frequent_commit_failures_lower_max_poll_records_and_restart_consumer() {
+/// The agent beside a running consumer.
+fn consumer_host() -> Host {
     let mut host = Host::new(Options::default());
     host.start_service("consumer", "logs/info.log");
     host.start_agent();
+    host
+}
+
+#[test]
+fn c2_frequent_commit_failures_lower_max_poll_records_and_restart_consumer() {
+    let mut host = consumer_host();
     for _ in 0..4 {
         host.append("logs/error.log", &commit_failed_incident());
     }
@@ -42,9 +48,7 @@ fn auto_commit_failed(second: u32) -> String {
 
 #[test]
 fn c2_auto_commit_failures_at_warn_in_the_info_log_are_counted() {
-    let mut host = Host::new(Options::default());
-    host.start_service("consumer", "logs/info.log");
-    host.start_agent();
+    let mut host = consumer_host();
     for s in 0..5 {
         host.append("logs/info.log", &auto_commit_failed(s));
     }
@@ -56,9 +60,7 @@ fn c2_auto_commit_failures_at_warn_in_the_info_log_are_counted() {
 
 #[test]
 fn c2_a_failure_printed_in_both_logs_is_counted_once() {
-    let mut host = Host::new(Options::default());
-    host.start_service("consumer", "logs/info.log");
-    host.start_agent();
+    let mut host = consumer_host();
     // A layout that writes WARN and above to both logs: 4 incidents, 8 lines.
     for s in 0..4 {
         host.append("logs/error.log", &auto_commit_failed(s));

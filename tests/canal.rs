@@ -300,11 +300,14 @@ fn n3_fake_dead_source_asks_for_a_rewind_and_checks_the_heartbeats_return() {
     p.host.stop_agent();
 }
 
+/// The canal client's complaint when it finds no canal server (N1).
+const NO_ALIVE_CANAL: &str = "2026-11-25 10:00:00.001 [main] ERROR c.g.datamonitor.CanalClient - process error!\ncom.alibaba.otter.canal.protocol.exception.CanalClientException: no alive canal server\n";
+
 #[test]
 fn n1_no_alive_canal_server_starts_canal_only_when_it_died() {
     let mut p = pipeline(false);
     p.host.start_agent();
-    let line = "2026-11-25 10:00:00.001 [main] ERROR c.g.datamonitor.CanalClient - process error!\ncom.alibaba.otter.canal.protocol.exception.CanalClientException: no alive canal server\n";
+    let line = NO_ALIVE_CANAL;
     p.host.append("logs/monitor.log", line);
     assert_eq!(p.host.wait_decision("n1_no_alive_canal", 1)["decision"], "no-change", "canal runs: nothing to do");
     // Stopped cleanly with its own script (which removes the pid file): a
@@ -489,11 +492,12 @@ fn ha_one_errno_1236_seen_by_two_agents_is_one_approval_and_one_write() {
     p.host.stop_agent();
 }
 
-#[test]
-fn ha_write_waits_for_every_member_and_gives_up_on_a_silent_one() {
+/// A's agent alone, beside a member that announced itself but never stops
+/// its canal (held by the returned client), with its errno 1236 rewind
+/// approved: the write is under way, waiting for that member.
+fn approved_write_with_a_silent_member() -> (Pipeline, common::zk::Zk) {
     let (mut p, b) = ha_pipeline();
     drop(b);
-    // An agent that announced itself but never stops its canal.
     let ghost = p.zk_server.client();
     ghost.hold(&format!("{MEMBERS}/canal-ghost"), b"canal-ghost");
     p.host.start_agent();
@@ -501,6 +505,12 @@ fn ha_write_waits_for_every_member_and_gives_up_on_a_silent_one() {
     p.host.append("logs/canal_instance.log", PURGED);
     let mail = p.host.wait_mails(1).remove(0);
     p.host.approve(&mail);
+    (p, ghost)
+}
+
+#[test]
+fn ha_write_waits_for_every_member_and_gives_up_on_a_silent_one() {
+    let (mut p, _ghost) = approved_write_with_a_silent_member();
     release_when_stopped(&mut p);
     let d = p.host.wait_decision("n3_n4_n6_binlog_position", 2);
     assert_eq!(d["decision"], "failed", "{d:#}");
@@ -577,10 +587,7 @@ fn n1_a_stop_script_still_removing_the_pid_file_is_a_clean_stop_not_a_crash() {
         std::thread::sleep(std::time::Duration::from_millis(900));
         std::fs::remove_file(pid_file).unwrap();
     });
-    p.host.append(
-        "logs/monitor.log",
-        "2026-11-25 10:00:00.001 [main] ERROR c.g.datamonitor.CanalClient - process error!\ncom.alibaba.otter.canal.protocol.exception.CanalClientException: no alive canal server\n",
-    );
+    p.host.append("logs/monitor.log", NO_ALIVE_CANAL);
     let d = p.host.wait_decision("n1_no_alive_canal", 1);
     script.join().unwrap();
     assert_eq!(d["decision"], "no-change", "{d:#}");
@@ -591,16 +598,7 @@ fn n1_a_stop_script_still_removing_the_pid_file_is_a_clean_stop_not_a_crash() {
 
 #[test]
 fn ha_a_kill_during_an_approved_write_releases_the_claim_at_the_next_start() {
-    let (mut p, b) = ha_pipeline();
-    drop(b);
-    // A member that never reports its canal stopped: the write waits for it.
-    let ghost = p.zk_server.client();
-    ghost.hold(&format!("{MEMBERS}/canal-ghost"), b"canal-ghost");
-    p.host.start_agent();
-    wait_members(&p, &["canal-a"]);
-    p.host.append("logs/canal_instance.log", PURGED);
-    let mail = p.host.wait_mails(1).remove(0);
-    p.host.approve(&mail);
+    let (mut p, _ghost) = approved_write_with_a_silent_member();
     p.host.wait_until("the approved write under way", || !p.host.audit_of_kind("plan-started").is_empty());
     p.host.kill_agent();
     let zk = p.zk_server.client();

@@ -203,40 +203,15 @@ impl Daemon {
         // that hold lines the agent has not read.
         let since = std::fs::metadata(Checkpoints::path_in(&self.config.state_dir)).and_then(|m| m.modified()).ok();
         for f in &mut self.followers {
-            let decided = decided.remove(f.name()).unwrap_or_default();
+            f.skip_decided(decided.remove(f.name()).unwrap_or_default());
             // Without checkpoints, the journal still knows the furthest
             // record decided in each file: resume there rather than at the
             // end, and say what could not be recovered.
-            let recovered = match &unreadable {
-                Some(why) => {
-                    let (cp, detail) = match f.checkpoint_from_journal(&decided) {
-                        Ok(Some(cp)) => {
-                            let detail = format!(
-                                "{}: {why}; resumed {} at byte {}, the furthest record the journal says was decided (what was read but not decided after it is read again)",
-                                f.name(),
-                                f.path().display(),
-                                cp.offset
-                            );
-                            (Some(cp), detail)
-                        }
-                        Ok(None) => (None, format!(
-                            "{}: {why}, and the journal has no decided record of {}; starting at its end: what it holds now is not read",
-                            f.name(),
-                            f.path().display()
-                        )),
-                        Err(e) => (None, format!("{}: {why}; reading {} failed: {e}; starting at its end", f.name(), f.path().display())),
-                    };
-                    let note = Note::now(self.config.dry_run, detail);
-                    flow.audit().emit(&if cp.is_some() {
-                        Entry::StateRecovered(note)
-                    } else {
-                        Entry::LinesMissed(note)
-                    });
-                    cp
-                }
-                None => None,
-            };
-            f.skip_decided(decided);
+            let recovered = unreadable.as_ref().and_then(|why| {
+                let (cp, entry) = position_from_journal(f, why, self.config.dry_run);
+                flow.audit().emit(&entry);
+                cp
+            });
             let cp = checkpoints.sources.get(f.name()).or(recovered.as_ref());
             let mut handle = |r: Record| urgent |= handle(flow, &r);
             match f.start(cp, since, StartAt::End, &mut handle) {
@@ -479,6 +454,36 @@ impl Daemon {
 /// (so the checkpoint must be written now, before anything else happens).
 fn handle(flow: &mut Flow, record: &Record) -> bool {
     flow.handle(record).iter().any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
+}
+
+/// Where `f` resumes when the checkpoints were unreadable (`why`): the
+/// furthest record the journal says was decided in its file, if it knows
+/// one; and the entry that says so, or says what is not read.
+fn position_from_journal(
+    f: &Follower,
+    why: &str,
+    dry_run: bool,
+) -> (Option<crate::sources::checkpoint::Checkpoint>, Entry) {
+    let (name, path) = (f.name(), f.path().display());
+    match f.checkpoint_from_journal() {
+        Ok(Some(cp)) => {
+            let detail = format!(
+                "{name}: {why}; resumed {path} at byte {}, the furthest record the journal says was decided (what was read but not decided after it is read again)",
+                cp.offset
+            );
+            (Some(cp), Entry::StateRecovered(Note::now(dry_run, detail)))
+        }
+        Ok(None) => {
+            let detail = format!(
+                "{name}: {why}, and the journal has no decided record of {path}; starting at its end: what it holds now is not read"
+            );
+            (None, Entry::LinesMissed(Note::now(dry_run, detail)))
+        }
+        Err(e) => {
+            let detail = format!("{name}: {why}; reading {path} failed: {e}; starting at its end");
+            (None, Entry::LinesMissed(Note::now(dry_run, detail)))
+        }
+    }
 }
 
 /// Moves an unreadable `checkpoints.json` aside (for whoever looks into why)

@@ -257,33 +257,11 @@ impl Flow {
             let kind = self.config.kind_of(&record.source);
             let subscribers: Vec<usize> =
                 self.rules.subscribers(&m.signature, kind).iter().copied().filter(|i| !heard.contains(i)).collect();
-            if first_kind.is_some() {
-                if subscribers.is_empty() {
-                    tracing::debug!(source = %record.source, offset = record.offset, signature = %m.signature, "already read from another log");
-                }
-                let event = Event::new(record, m, at);
-                self.react_all(&subscribers, &event, &mut fallbacks, &mut outcomes);
-                continue;
+            if first_kind.is_none() {
+                self.note_event(m, at);
+            } else if subscribers.is_empty() {
+                tracing::debug!(source = %record.source, offset = record.offset, signature = %m.signature, "already read from another log");
             }
-            self.stats.events += 1;
-            self.events.inc_by(&m.signature, 1);
-            if &*m.signature == HEARTBEAT {
-                if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
-                    watch.beat(source, at);
-                    self.metrics.heartbeat(source, at);
-                    self.beats.count(source, at);
-                }
-                if let Some(stall) = &mut self.stall {
-                    stall.signal(Signal::Consumed, at);
-                }
-            }
-            if let Some(stall) = &mut self.stall {
-                if let Some((_, signal)) = crate::probes::stall::SIGNALS.iter().find(|(name, _)| *name == &*m.signature)
-                {
-                    stall.signal(*signal, at);
-                }
-            }
-            self.history.lock().expect("history lock").record(&m.signature, at);
             let event = Event::new(record, m, at);
             self.react_all(&subscribers, &event, &mut fallbacks, &mut outcomes);
         }
@@ -298,6 +276,30 @@ impl Flow {
         }
         self.matches = matches;
         outcomes
+    }
+
+    /// What an event feeds before any rule hears it, once per event: the
+    /// counters, the heartbeat and stall watches and the history rules
+    /// count in.
+    fn note_event(&mut self, m: &Match, at: i64) {
+        self.stats.events += 1;
+        self.events.inc_by(&m.signature, 1);
+        if &*m.signature == HEARTBEAT {
+            if let (Some(watch), Some(source)) = (&mut self.heartbeat, m.captures.get("source")) {
+                watch.beat(source, at);
+                self.metrics.heartbeat(source, at);
+                self.beats.count(source, at);
+            }
+            if let Some(stall) = &mut self.stall {
+                stall.signal(Signal::Consumed, at);
+            }
+        }
+        if let Some(stall) = &mut self.stall {
+            if let Some((_, signal)) = crate::probes::stall::SIGNALS.iter().find(|(name, _)| *name == &*m.signature) {
+                stall.signal(*signal, at);
+            }
+        }
+        self.history.lock().expect("history lock").record(&m.signature, at);
     }
 
     /// Runs the rules `subscribers` on `event`; fallback rules are put

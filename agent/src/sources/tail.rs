@@ -175,25 +175,26 @@ impl Follower {
         a
     }
 
-    /// The last record the journal says was decided in the file with this
-    /// inode (as it was when the agent stopped).
     /// A checkpoint for the file now at the path, at the start of its
-    /// furthest record the journal says was decided (`decided`: inode,
-    /// offset), for when the checkpoints themselves are lost. `None` when the
-    /// journal knows no record of this file.
-    pub fn checkpoint_from_journal(&self, decided: &[(u64, u64)]) -> io::Result<Option<Checkpoint>> {
+    /// furthest record the journal says was decided (see [`skip_decided`]),
+    /// for when the checkpoints themselves are lost. `None` when the journal
+    /// knows no record of this file.
+    ///
+    /// [`skip_decided`]: Follower::skip_decided
+    pub fn checkpoint_from_journal(&self) -> io::Result<Option<Checkpoint>> {
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let inode = file.metadata()?.ino();
-        let Some(&(_, offset)) = decided.iter().find(|(i, _)| *i == inode) else {
+        let Some(offset) = self.decided_for(file.metadata()?.ino()) else {
             return Ok(None);
         };
         Ok(Some(Checkpoint { path: self.path.clone(), file: FileId::of(&file)?, offset }))
     }
 
+    /// The last record the journal says was decided in the file with this
+    /// inode (as it was when the agent stopped).
     fn decided_for(&self, inode: u64) -> Option<u64> {
         self.decided.iter().find(|(i, _)| *i == inode).map(|(_, at)| *at)
     }
