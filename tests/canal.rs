@@ -527,6 +527,7 @@ fn ha_another_agents_hold_stops_canal_here_and_refuses_a_second_writer() {
     drop(b);
     // Another host's agent is writing: it holds every canal stopped.
     let mut other = p.zk_server.client();
+    other.hold(&format!("{MEMBERS}/canal-x"), b"canal-x");
     other.hold("/pipemedic/canal/hold", br#"{"host":"canal-x","token":"0123"}"#);
     p.host.start_agent();
     p.host.wait_until("A's canal held stopped", || p.host.service_pid("canal").is_none());
@@ -551,27 +552,181 @@ fn ha_another_agents_hold_stops_canal_here_and_refuses_a_second_writer() {
 }
 
 #[test]
+fn ha_a_hold_by_no_live_member_is_not_obeyed_and_a_person_is_told() {
+    let (mut p, b) = ha_pipeline();
+    drop(b);
+    // Written by a session that is no member: a stale or forged hold.
+    let forger = p.zk_server.client();
+    forger.hold("/pipemedic/canal/hold", br#"{"host":"canal-x","token":"0123"}"#);
+    p.host.start_agent();
+    wait_members(&p, &["canal-a"]);
+    let told = p.host.wait_mails(1).remove(0);
+    assert_eq!(told.to, ["oncall@example.com"], "{told:?}");
+    assert!(
+        told.text
+            .contains("this agent does not obey it: no live agent is registered at /pipemedic/canal/members/canal-x"),
+        "{}",
+        told.text
+    );
+    let noted = p.host.audit_of_kind("canal-hold");
+    assert!(noted.len() == 1 && noted[0]["detail"].as_str().unwrap().contains("does not obey"), "{noted:?}");
+    assert!(p.host.service_pid("canal").is_some() && p.host.starts("canal") == 1, "canal keeps running");
+
+    // A hold made persistent outlives any writer: not obeyed either, even
+    // with its host a live member.
+    drop(forger);
+    let mut member_x = p.zk_server.client();
+    member_x.hold(&format!("{MEMBERS}/canal-x"), b"canal-x");
+    p.zk_server.client().put("/pipemedic/canal/hold", br#"{"host":"canal-x","token":"4567"}"#);
+    p.host.wait_until("the persistent hold told", || p.host.mails().len() == 2);
+    assert!(p.host.mails()[1].text.contains("is persistent"), "{:?}", p.host.mails()[1]);
+    assert!(p.host.service_pid("canal").is_some(), "canal keeps running");
+    member_x.close();
+    p.host.stop_agent();
+}
+
+/// A member that stopped canal for one hold and sees the hold replaced (a
+/// new writer, a new token) still knows it stopped canal, and starts it
+/// when the last hold goes.
+#[test]
+fn ha_a_hold_replaced_while_held_keeps_what_this_agent_stopped() {
+    let (mut p, b) = ha_pipeline();
+    drop(b);
+    let mut x = p.zk_server.client();
+    x.hold(&format!("{MEMBERS}/canal-x"), b"canal-x");
+    x.hold("/pipemedic/canal/hold", br#"{"host":"canal-x","token":"0123"}"#);
+    p.host.start_agent();
+    p.host.wait_until("A's canal held stopped", || p.host.service_pid("canal").is_none());
+    release_when_stopped(&mut p);
+    // The node is rewritten in place: another writer's token.
+    let mut y = p.zk_server.client();
+    y.hold(&format!("{MEMBERS}/canal-y"), b"canal-y");
+    y.set("/pipemedic/canal/hold", br#"{"host":"canal-y","token":"89ab"}"#);
+    p.host.wait_until("the new hold taken", || p.host.audit_of_kind("canal-hold").len() >= 2);
+    let held = p.host.audit_of_kind("canal-hold");
+    let second = held[1]["detail"].as_str().unwrap();
+    assert!(
+        second.contains("the agent on canal-y holds") && second.contains("starts it again when the holds are gone"),
+        "{held:?}"
+    );
+    assert!(p.host.service_pid("canal").is_none(), "still stopped while held");
+    x.close();
+    p.host.wait_until("A's canal started again", || p.host.service_pid("canal").is_some());
+    assert_eq!(p.host.starts("canal"), 2);
+    y.close();
+    p.host.stop_agent();
+}
+
+#[test]
 fn ha_claims_lapse_are_replaced_and_are_released_only_by_their_own_approval() {
-    use pipemedic::cluster::canal::{claim, release, Claim, CLAIM};
+    use pipemedic::cluster::canal::{claim, release, Claim, Claimed, CLAIM};
     let server = ZooKeeper::start();
     let zk = pipemedic::clients::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
         connect: server.connect_string(),
         session_timeout_secs: 4,
     })
     .unwrap();
-    let now = 1_000_000;
+    let member_a = server.client();
+    member_a.hold(&format!("{MEMBERS}/a"), b"a");
+    // The cap is counted from when the node was written, by the server's clock.
+    let now = chrono::Utc::now().timestamp_millis();
+    let ttl = 3_600_000;
+    let mine = Claimed::Mine { replaced: None };
     let c = |host: &str, approval: &str, expires: i64| Claim { host: host.into(), approval: approval.into(), expires };
-    assert_eq!(claim(&zk, &c("a", "1", now + 10), now).unwrap(), None, "free: taken");
-    assert_eq!(claim(&zk, &c("b", "2", now + 10), now).unwrap(), Some(c("a", "1", now + 10)), "held by a");
-    assert_eq!(claim(&zk, &c("a", "3", now + 10), now).unwrap(), None, "a's own, superseded approval: replaced");
+    assert_eq!(claim(&zk, &c("a", "1", now + 10), now, ttl).unwrap(), mine, "free: taken");
+    assert_eq!(
+        claim(&zk, &c("b", "2", now + 10), now, ttl).unwrap(),
+        Claimed::Elsewhere(c("a", "1", now + 10)),
+        "held by a"
+    );
+    assert_eq!(claim(&zk, &c("a", "3", now + 10), now, ttl).unwrap(), mine, "a's own, superseded approval: replaced");
     release(&zk, "1").unwrap();
-    assert_eq!(claim(&zk, &c("b", "2", now + 10), now).unwrap(), Some(c("a", "3", now + 10)), "1 released nothing");
-    assert_eq!(claim(&zk, &c("b", "2", now + 10), now + 10).unwrap(), None, "lapsed at its expiry: replaced");
+    assert_eq!(
+        claim(&zk, &c("b", "2", now + 10), now, ttl).unwrap(),
+        Claimed::Elsewhere(c("a", "3", now + 10)),
+        "1 released nothing"
+    );
+    let Claimed::Mine { replaced: Some(why) } = claim(&zk, &c("b", "2", now + 10), now + 10, ttl).unwrap() else {
+        panic!("a lapsed claim is replaced")
+    };
+    assert!(why.contains("lapsed"), "{why}");
     release(&zk, "2").unwrap();
     assert!(zk.get(CLAIM).unwrap().is_none(), "released by its own approval");
     let raw = server.client();
     raw.put(CLAIM, b"\x00not a claim");
-    assert_eq!(claim(&zk, &c("b", "4", now + 10), now).unwrap(), None, "garbage is nobody's claim");
+    assert!(
+        matches!(claim(&zk, &c("b", "4", now + 10), now, ttl).unwrap(), Claimed::Mine { .. }),
+        "garbage is nobody's"
+    );
+}
+
+#[test]
+fn ha_a_claim_left_by_a_host_that_does_not_exist_does_not_silence_the_agents() {
+    let (mut p, b) = ha_pipeline();
+    drop(b);
+    p.zk_server
+        .client()
+        .put("/pipemedic/canal/claim", br#"{"host":"canal-gone","approval":"0f0f","expires":32503680000000}"#);
+    p.host.start_agent();
+    wait_members(&p, &["canal-a"]);
+    p.host.append("logs/canal_instance.log", PURGED);
+    let d = p.host.wait_decision("n3_n4_n6_binlog_position", 1);
+    assert_eq!(d["decision"], "awaiting-approval", "{d:#}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("the claim of \"canal-gone\" (no live agent is registered"), "{reason}");
+    assert_eq!(p.host.wait_mails(1)[0].to, ["dba@example.com"]);
+    let claim = String::from_utf8(p.zk_server.client().get("/pipemedic/canal/claim").unwrap().0).unwrap();
+    assert!(claim.contains("\"host\":\"canal-a\""), "{claim}");
+    p.host.stop_agent();
+}
+
+/// What another agent wrote is obeyed only while it is owned and bounded.
+#[test]
+fn ha_a_claim_by_no_live_member_or_for_ever_binds_no_one() {
+    use pipemedic::cluster::canal::{claim, Claim, Claimed, CLAIM};
+    let server = ZooKeeper::start();
+    let zk = pipemedic::clients::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
+        connect: server.connect_string(),
+        session_timeout_secs: 4,
+    })
+    .unwrap();
+    let raw = server.client();
+    let now = chrono::Utc::now().timestamp_millis();
+    let ttl = 3_600_000;
+    let year_3000 = 32_503_680_000_000_i64;
+    let b = Claim { host: "b".into(), approval: "b1".into(), expires: now + ttl };
+    let write = |data: String| match raw.get(CLAIM) {
+        Some(_) => raw.set(CLAIM, data.as_bytes()),
+        None => raw.put(CLAIM, data.as_bytes()),
+    };
+    let replaced = |expect: &str| match claim(&zk, &b, now, ttl).unwrap() {
+        Claimed::Mine { replaced: Some(why) } => assert!(why.contains(expect), "{why}"),
+        other => panic!("expected the claim replaced ({expect}), got {other:?}"),
+    };
+    // A host that does not exist, until the year 3000.
+    write(format!(r#"{{"host":"ghost","approval":"g1","expires":{year_3000}}}"#));
+    replaced("no live agent is registered at /pipemedic/canal/members/ghost");
+    // A live member's claim for ever is capped at this agent's own expiry.
+    let mut member_a = server.client();
+    member_a.hold(&format!("{MEMBERS}/a"), b"a");
+    write(format!(r#"{{"host":"a","approval":"a1","expires":{year_3000}}}"#));
+    let Claimed::Elsewhere(held) = claim(&zk, &b, now, ttl).unwrap() else { panic!("a live member's claim binds") };
+    assert!(held.expires <= chrono::Utc::now().timestamp_millis() + ttl, "capped: {held:?}");
+    let Claimed::Mine { replaced: Some(why) } = claim(&zk, &b, held.expires + 1, ttl).unwrap() else {
+        panic!("a capped claim lapses")
+    };
+    assert!(why.contains("capped at this agent's approval expiry"), "{why}");
+    // A member that is gone: its claim goes with it.
+    write(format!(r#"{{"host":"a","approval":"a2","expires":{}}}"#, now + ttl));
+    assert!(matches!(claim(&zk, &b, now, ttl).unwrap(), Claimed::Elsewhere(_)));
+    member_a.close();
+    write(format!(r#"{{"host":"a","approval":"a3","expires":{}}}"#, now + ttl));
+    replaced("no live agent is registered at /pipemedic/canal/members/a");
+    // Oversized, or naming no host or approval.
+    write(format!(r#"{{"host":"a","approval":"a4","expires":1,"pad":"{}"}}"#, "x".repeat(20_000)));
+    replaced("more than the 16384 an agent writes");
+    write(format!(r#"{{"host":"../x y","approval":"a5","expires":{year_3000}}}"#));
+    replaced("it names no host");
 }
 
 #[test]

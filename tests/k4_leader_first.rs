@@ -132,23 +132,29 @@ impl Drop for Kafka {
 fn cluster(zk: &ZooKeeper, settle_secs: u64) -> Vec<Host> {
     (1..=3)
         .map(|id| {
-            let extra = format!(
-                "\n[zookeeper]\nconnect = \"{}\"\nsession_timeout_secs = 3\n\n\
-                 [kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n\n[kafka.cluster]\nbroker_id = {id}\n\
-                 settle_secs = {settle_secs}\nstart_timeout_secs = 30\nlock_wait_secs = 120\n",
-                zk.connect_string()
-            );
-            let mut host = Host::new(Options { extra, ..Default::default() });
-            // A top-level key: before the first table.
-            let config = format!("host_name = \"broker-{id}\"\n{}", host.read("pipemedic.toml"));
-            std::fs::write(host.config(), config).unwrap();
-            // The stand-in broker registers broker {id} in ZooKeeper while it runs.
-            std::fs::create_dir_all(host.path("bin/run")).unwrap();
-            std::fs::write(host.path("bin/run/kafka.zk"), format!("{} {id}\n", zk.connect_string())).unwrap();
+            let mut host = broker_host(zk, id, settle_secs, Options::default());
             host.start_agent();
             host
         })
         .collect()
+}
+
+/// The host of broker `id` (host name `broker-<id>`), its agent not started.
+fn broker_host(zk: &ZooKeeper, id: i32, settle_secs: u64, options: Options) -> Host {
+    let extra = format!(
+        "\n[zookeeper]\nconnect = \"{}\"\nsession_timeout_secs = 3\n\n\
+         [kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n\n[kafka.cluster]\nbroker_id = {id}\n\
+         settle_secs = {settle_secs}\nstart_timeout_secs = 30\nlock_wait_secs = 120\n",
+        zk.connect_string()
+    );
+    let host = Host::new(Options { extra: format!("{}{extra}", options.extra), ..options });
+    // A top-level key: before the first table.
+    let config = format!("host_name = \"broker-{id}\"\n{}", host.read("pipemedic.toml"));
+    std::fs::write(host.config(), config).unwrap();
+    // The stand-in broker registers broker {id} in ZooKeeper while it runs.
+    std::fs::create_dir_all(host.path("bin/run")).unwrap();
+    std::fs::write(host.path("bin/run/kafka.zk"), format!("{} {id}\n", zk.connect_string())).unwrap();
+    host
 }
 
 const FATAL: &str = "[2026-11-25 03:00:00,001] FATAL [KafkaServer id=1] Fatal error during KafkaServer startup. Prepare to shutdown (kafka.server.KafkaServer)\n\
@@ -278,4 +284,78 @@ fn k4_a_lock_held_by_a_live_stale_session_does_not_hold_sigterm() {
     assert!(step.contains("asked to stop") && step.contains("nothing was started"), "{results:#?}");
     assert_eq!(hosts[0].starts("kafka"), 0);
     wait("its place in the lock's queue given up", &hosts, || admin.children("/pipemedic/kafka/lock").len() == 1);
+}
+
+/// A turn node is obeyed only in the protocol's order: ephemeral, written by
+/// the session that holds the cluster lock, whose agent is a live member,
+/// naming a sequence not served yet; and the start it asks for is counted
+/// by the policy like any other broker start.
+#[test]
+fn k4_a_turn_from_anyone_but_the_lock_holder_starts_nothing() {
+    let zk = ZooKeeper::start();
+    seed(&zk.client());
+    let mut host = broker_host(&zk, 1, 1, Options { approvers: vec!["dba@example.com"], ..Options::default() });
+    host.start_agent();
+    let admin = zk.client();
+    wait("the agent to announce itself", std::slice::from_ref(&host), || {
+        admin.children("/pipemedic/kafka/agents") == ["1"]
+    });
+    let turn = |sequence: &str, coordinator: &str| {
+        json!({"broker": 1, "sequence": sequence, "order": [1], "coordinator": coordinator}).to_string()
+    };
+    let refusals = |host: &Host| -> Vec<String> {
+        host.audit_of_kind("kafka-turn")
+            .iter()
+            .map(|e| e["detail"].as_str().unwrap().to_string())
+            .filter(|d| d.contains("does not start it"))
+            .collect()
+    };
+
+    // Anyone's session, no lock: told once, nothing started.
+    let mut forger = zk.client();
+    forger.hold("/pipemedic/kafka/turn", turn("forged", "broker-9").as_bytes());
+    host.wait_until("the forged turn told", || refusals(&host).len() == 1);
+    assert!(refusals(&host)[0].contains("nobody holds the cluster lock"), "{:?}", refusals(&host));
+    let told = host.wait_mails(1).remove(0);
+    assert_eq!(told.to, ["oncall@example.com"]);
+    assert!(told.text.contains("names broker 1"), "{}", told.text);
+    forger.close();
+
+    // A persistent turn (what a crashed agent of an older version, or a
+    // person, leaves behind) outlives every sequence: never obeyed.
+    admin.put("/pipemedic/kafka/turn", turn("stale", "broker-9").as_bytes());
+    host.wait_until("the persistent turn told", || refusals(&host).len() == 2);
+    assert!(refusals(&host)[1].contains("persistent"), "{:?}", refusals(&host));
+    admin.delete("/pipemedic/kafka/turn");
+
+    // The lock holder's session, but its agent is no member.
+    let coordinator = zk.client();
+    coordinator.hold("/pipemedic/kafka/lock/_c_0123-lock-0000000000", b"broker-9");
+    coordinator.hold("/pipemedic/kafka/turn", turn("s1", "broker-9").as_bytes());
+    host.wait_until("the non-member's turn told", || refusals(&host).len() == 3);
+    assert!(refusals(&host)[2].contains("not a live member"), "{:?}", refusals(&host));
+    assert_eq!(host.starts("kafka"), 0, "nothing started");
+
+    // The protocol's own turn: its broker is started, once, and reported.
+    coordinator.hold("/pipemedic/kafka/agents/9", b"broker-9");
+    coordinator.set("/pipemedic/kafka/turn", turn("s2", "broker-9").as_bytes());
+    host.wait_until("the turn taken", || admin.get("/pipemedic/kafka/started/1").is_some());
+    let report: Value = serde_json::from_slice(&admin.get("/pipemedic/kafka/started/1").unwrap().0).unwrap();
+    assert_eq!((report["sequence"].as_str(), report["ok"].as_bool()), (Some("s2"), Some(true)), "{report}");
+    assert_eq!(host.starts("kafka"), 1);
+
+    // After a restart the same turn is not taken again.
+    host.stop_agent();
+    host.start_agent();
+    host.wait_until("the agent back", || admin.children("/pipemedic/kafka/agents").contains(&"1".to_string()));
+    // A new sequence is a new broker start: the policy's cooldown holds it.
+    coordinator.set("/pipemedic/kafka/turn", turn("s3", "broker-9").as_bytes());
+    host.wait_until("the next turn answered", || {
+        admin.get("/pipemedic/kafka/started/1").is_some_and(|(d, _)| String::from_utf8_lossy(&d).contains("s3"))
+    });
+    let report: Value = serde_json::from_slice(&admin.get("/pipemedic/kafka/started/1").unwrap().0).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(report["message"].as_str().unwrap().contains("cooldown"), "{report}");
+    assert_eq!(host.starts("kafka"), 1, "started once in all: {:#?}", host.audit_of_kind("kafka-turn"));
+    host.stop_agent();
 }

@@ -125,8 +125,14 @@ impl Daemon {
             };
             flow = flow.with_mail(config.host_name(), outbox, approvals);
         }
-        crate::cluster::member::spawn(&mut background, config.clone(), flow.audit().clone());
-        crate::cluster::canal::spawn_member(&mut background, config.clone(), flow.audit().clone());
+        let member = crate::cluster::MemberCx {
+            config: config.clone(),
+            audit: flow.audit().clone(),
+            policy: flow.policy().clone(),
+            mail: flow.outbox().map(|o| (o.clone(), config.host_name())),
+        };
+        crate::cluster::member::spawn(&mut background, member.clone());
+        crate::cluster::canal::spawn_member(&mut background, member);
         let followers = config
             .sources
             .iter()

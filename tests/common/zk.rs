@@ -159,6 +159,11 @@ impl Zk {
         self.rt.block_on(self.c().set_data(path, data, None)).unwrap();
     }
 
+    #[allow(dead_code)] // not every test binary deletes
+    pub fn delete(&self, path: &str) {
+        self.rt.block_on(self.c().delete(path, None)).unwrap();
+    }
+
     /// Closes the session: its ephemeral nodes vanish.
     pub fn close(&mut self) {
         if let Some(c) = self.client.take() {

@@ -6,12 +6,33 @@ use std::time::Duration;
 use serde::Deserialize;
 use zookeeper_client as zk;
 
-/// A node's data and version.
+/// A node's data, version and who owns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub data: Vec<u8>,
     pub version: i32,
+    /// When it was last written, by the ZooKeeper server's clock (ms since
+    /// the epoch): what another agent cannot forge.
+    pub mtime: i64,
+    /// The session an ephemeral node belongs to; 0 for a persistent node.
+    pub ephemeral_owner: i64,
 }
+
+impl Node {
+    /// The node's data as another agent's JSON record: refused when it is
+    /// larger than [`MAX_PEER_NODE`] (ZooKeeper itself allows 1 MiB) or is
+    /// not `T`. `what` names it in the error.
+    pub fn peer<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, String> {
+        if self.data.len() > MAX_PEER_NODE {
+            return Err(format!("{what} is {} bytes, more than the {MAX_PEER_NODE} an agent writes", self.data.len()));
+        }
+        serde_json::from_slice(&self.data).map_err(|e| format!("{what} is not what an agent writes ({e})"))
+    }
+}
+
+/// The largest node an agent reads from another agent: every record the
+/// agents write is a few hundred bytes.
+pub const MAX_PEER_NODE: usize = 16 * 1024;
 
 // The same reads and writes for async code that holds a session across
 // waits (locks, watches, the K4 member) — and, through `Session`, for
@@ -20,7 +41,9 @@ pub struct Node {
 /// The node, or `None` if it does not exist.
 pub async fn get(client: &zk::Client, path: &str) -> Result<Option<Node>, zk::Error> {
     match client.get_data(path).await {
-        Ok((data, stat)) => Ok(Some(Node { data, version: stat.version })),
+        Ok((data, stat)) => {
+            Ok(Some(Node { data, version: stat.version, mtime: stat.mtime, ephemeral_owner: stat.ephemeral_owner }))
+        }
         Err(zk::Error::NoNode) => Ok(None),
         Err(e) => Err(e),
     }

@@ -15,6 +15,15 @@
 //!   broker whose agent must start it now.
 //! - `started/<broker id>` (persistent): that agent's report of its last start.
 //!
+//! ZooKeeper here is the pipeline's, often without ACLs: every node another
+//! agent writes is hostile input. A member takes a turn only when the node
+//! is ephemeral and owned by the session holding the lowest `lock/` node,
+//! whose host is a live agent under `agents/`, names this broker in its
+//! order, and names a sequence `started/<id>` does not report served yet
+//! (so a restart never re-takes it); the start itself passes the policy's
+//! cooldown, hourly limit and breaker like any broker start. Anything else
+//! is told to a person once and starts nothing ([`member`]).
+//!
 //! Everything a dead agent held is ephemeral, so it vanishes with its
 //! session: a lock holder that dies frees the lock (the next waiting agent
 //! takes over and recomputes what is still down), a member that dies is seen
@@ -48,6 +57,27 @@ pub const AGENTS: &str = "/pipemedic/kafka/agents";
 pub const LOCK_DIR: &str = "/pipemedic/kafka/lock";
 pub const TURN: &str = "/pipemedic/kafka/turn";
 pub const STARTED: &str = "/pipemedic/kafka/started";
+
+/// What a member thread (canal's hold, K4's turn) needs besides its
+/// session: the configuration, the journal, the policy that counts what it
+/// starts, and a way to tell a person.
+#[derive(Clone)]
+pub struct MemberCx {
+    pub config: std::sync::Arc<crate::config::Config>,
+    pub audit: crate::audit::Audit,
+    pub policy: crate::plan::policy::Policy,
+    /// The outbox and this host's name, when `[mail]` is configured.
+    pub mail: Option<(crate::approval::mail::Outbox, String)>,
+}
+
+impl MemberCx {
+    /// Tells a person: the agent's log, and mail to the notify list (at
+    /// most once per `notify_dedup_secs` for the same message). Returns what
+    /// happened, for the journal.
+    pub fn tell(&self, message: &str) -> String {
+        crate::actions::notify::apply(message, self.mail.as_ref())
+    }
+}
 
 /// What ZooKeeper says about the cluster at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

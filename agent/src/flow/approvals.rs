@@ -9,7 +9,7 @@ use crate::approval::{
     human_time, link, Approval, ApprovalState, DecideReply, DecideRequest, Decision as Answer, Ending, PlannedStep,
 };
 use crate::audit::{ApprovalEntry, Entry};
-use crate::cluster::canal::CanalClusterError;
+use crate::cluster::canal::{CanalClusterError, Claimed, CLAIM};
 
 /// What asking for and acting on approvals needs.
 pub struct Approvals {
@@ -87,10 +87,11 @@ impl Flow {
             outcome: None,
             superseded_by: None,
         };
+        let mut replaced = None;
         if self.claims_canal(plan.steps.iter()) {
             match self.claim_canal(&approval) {
-                Ok(None) => {}
-                Ok(Some(other)) => {
+                Ok(Claimed::Mine { replaced: r }) => replaced = r,
+                Ok(Claimed::Elsewhere(other)) => {
                     out.decision = Decision::HandledElsewhere;
                     out.reason = Some(format!(
                         "the agent on {} asked for approval {} of a plan on canal's cursors (until {}); not asking again here",
@@ -138,6 +139,10 @@ impl Flow {
             human_time(approval.expires),
             if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
         ));
+        if let Some(r) = replaced {
+            tracing::warn!(approval = %approval.id, "{CLAIM}: {r} was not obeyed and was replaced");
+            out.reason.get_or_insert_default().push_str(&format!("; {r} on canal's cursors was not obeyed"));
+        }
     }
 
     /// A plan that writes canal's cursors on a host whose canal runs in HA:
@@ -148,13 +153,15 @@ impl Flow {
     }
 
     /// Takes the claim for `a`, or answers which agent holds it.
-    fn claim_canal(&self, a: &Approval) -> Result<Option<crate::cluster::canal::Claim>, CanalClusterError> {
+    fn claim_canal(&self, a: &Approval) -> Result<Claimed, CanalClusterError> {
         let zk = self.config.zookeeper.as_ref().ok_or(CanalClusterError::NoZooKeeper)?;
         let mine = crate::cluster::canal::Claim { host: self.host.clone(), approval: a.id.clone(), expires: a.expires };
+        let max_ttl_secs = self.approvals.as_ref().map_or(0, |ap| ap.config.expiry_secs);
         crate::cluster::canal::claim(
             &crate::clients::zk::Session::connect(zk)?,
             &mine,
             chrono::Utc::now().timestamp_millis(),
+            max_ttl_secs as i64 * 1000,
         )
     }
 

@@ -216,6 +216,11 @@ impl Flow {
         self.outbox.as_ref()
     }
 
+    /// The policy's handle: shared with the member threads, whose starts it counts.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
     }

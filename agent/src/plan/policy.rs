@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,9 +47,16 @@ struct History {
     changes: BTreeMap<String, Vec<i64>>,
 }
 
-/// Rate limits, cooldowns and the circuit breaker.
+/// Rate limits, cooldowns and the circuit breaker. A handle: the worker and
+/// the member threads that start services for other agents (K4's turn)
+/// share one history, so every start counts wherever it came from.
+#[derive(Clone)]
 pub struct Policy {
     limits: Limits,
+    shared: Arc<Mutex<Shared>>,
+}
+
+struct Shared {
     history: History,
     /// Where the history is persisted; `None` in dry-run and replay.
     file: Option<PathBuf>,
@@ -61,12 +69,16 @@ impl Policy {
     pub fn persistent(limits: Limits, state_dir: &Path) -> Result<Policy, StateError> {
         let file = state_dir.join("policy.json");
         let history = read_json(&file)?.unwrap_or_default();
-        Ok(Policy { limits, history, file: Some(file) })
+        Ok(Policy { limits, shared: Arc::new(Mutex::new(Shared { history, file: Some(file) })) })
     }
 
     /// A policy that forgets when the process ends (dry-run, replay, tests).
     pub fn in_memory(limits: Limits) -> Policy {
-        Policy { limits, history: History::default(), file: None }
+        Policy { limits, shared: Arc::new(Mutex::new(Shared { history: History::default(), file: None })) }
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Decides about `plan`, given which steps are no-ops according to their
@@ -110,8 +122,9 @@ impl Policy {
     /// The open circuit of something the plan changes, if one is open.
     fn circuit(&self, plan: &Plan, now: i64) -> Option<Verdict> {
         let window = self.limits.breaker_window_secs as i64 * 1000;
+        let shared = self.shared();
         plan.changes().into_iter().find_map(|thing| {
-            let recent = count_since(self.history.changes.get(&thing), now - window);
+            let recent = count_since(shared.history.changes.get(&thing), now - window);
             (recent >= self.limits.breaker_threshold as usize).then(|| {
                 Verdict::CircuitOpen(format!(
                     "circuit open for {thing}: it was changed {recent} times in the last {} min and the failures keep coming back; not changing it again, a person must look",
@@ -124,7 +137,8 @@ impl Policy {
     /// Why a step may not run now (cooldown or hourly limit), if it may not.
     fn limited(&self, step: &Step, now: i64) -> Option<String> {
         let key = step.limit_key();
-        let times = self.history.steps.get(&key);
+        let shared = self.shared();
+        let times = shared.history.steps.get(&key);
         let cooldown = self.limits.cooldown_secs as i64 * 1000;
         if let Some(last) = times.and_then(|t| t.iter().max()).filter(|t| now - **t < cooldown) {
             return Some(format!(
@@ -139,30 +153,34 @@ impl Policy {
     }
 
     /// Records that `plan` was applied (or, in dry-run, would have been) at `now`.
-    pub fn record(&mut self, plan: &Plan, noop: &[bool], now: i64) -> Result<(), StateError> {
+    pub fn record(&self, plan: &Plan, noop: &[bool], now: i64) -> Result<(), StateError> {
+        let mut shared = self.shared();
+        let shared = &mut *shared;
         let keep_from = now
             - (self.limits.breaker_window_secs as i64 * 1000).max(HOUR_MS).max(self.limits.cooldown_secs as i64 * 1000);
         for (step, _) in plan.steps.iter().zip(noop).filter(|(_, n)| !**n) {
-            push_pruned(self.history.steps.entry(step.limit_key()).or_default(), now, keep_from);
+            push_pruned(shared.history.steps.entry(step.limit_key()).or_default(), now, keep_from);
         }
         let active = Plan {
             steps: plan.steps.iter().zip(noop).filter(|(_, n)| !**n).map(|(s, _)| s.clone()).collect(),
             ..plan.clone()
         };
         for thing in active.changes() {
-            push_pruned(self.history.changes.entry(thing).or_default(), now, keep_from);
+            push_pruned(shared.history.changes.entry(thing).or_default(), now, keep_from);
         }
-        self.history.steps.retain(|_, v| !v.is_empty());
-        self.history.changes.retain(|_, v| !v.is_empty());
-        match &self.file {
-            Some(file) => write_json_atomic(file, &self.history),
+        shared.history.steps.retain(|_, v| !v.is_empty());
+        shared.history.changes.retain(|_, v| !v.is_empty());
+        match &shared.file {
+            Some(file) => write_json_atomic(file, &shared.history),
             None => Ok(()),
         }
     }
 
     /// Takes back what `record` noted for `plan` at `at`: the attempt
     /// changed nothing and will be tried again.
-    pub fn forget(&mut self, plan: &Plan, at: i64) {
+    pub fn forget(&self, plan: &Plan, at: i64) {
+        let mut shared = self.shared();
+        let shared = &mut *shared;
         let keys = plan
             .steps
             .iter()
@@ -170,15 +188,15 @@ impl Policy {
             .map(|k| (true, k))
             .chain(plan.changes().into_iter().map(|k| (false, k)));
         for (step, key) in keys {
-            let times = if step { self.history.steps.get_mut(&key) } else { self.history.changes.get_mut(&key) };
+            let times = if step { shared.history.steps.get_mut(&key) } else { shared.history.changes.get_mut(&key) };
             if let Some(times) = times {
                 if let Some(i) = times.iter().rposition(|t| *t == at) {
                     times.remove(i);
                 }
             }
         }
-        if let Some(file) = &self.file {
-            if let Err(e) = write_json_atomic(file, &self.history) {
+        if let Some(file) = &shared.file {
+            if let Err(e) = write_json_atomic(file, &shared.history) {
                 tracing::warn!("{e}");
             }
         }
@@ -187,7 +205,8 @@ impl Policy {
     /// The things whose circuit is open at `now`.
     pub fn open_circuits(&self, now: i64) -> Vec<String> {
         let window = self.limits.breaker_window_secs as i64 * 1000;
-        self.history
+        self.shared()
+            .history
             .changes
             .iter()
             .filter(|(_, t)| count_since(Some(t), now - window) >= self.limits.breaker_threshold as usize)
@@ -228,7 +247,7 @@ mod tests {
     #[test]
     fn cooldown_then_rate_then_circuit() {
         let limits = Limits { cooldown_secs: 60, max_per_hour: 10, breaker_threshold: 3, ..Limits::default() };
-        let mut p = Policy::in_memory(limits);
+        let p = Policy::in_memory(limits);
         let plan = restart_plan();
         let min = 60_000;
         assert_eq!(p.decide(&plan, &[false], 0), Verdict::Proceed);
@@ -245,7 +264,7 @@ mod tests {
     #[test]
     fn the_circuit_counts_the_thing_changed_not_the_rule_or_the_line() {
         let limits = Limits { cooldown_secs: 0, max_per_hour: 100, breaker_threshold: 3, ..Limits::default() };
-        let mut p = Policy::in_memory(limits);
+        let p = Policy::in_memory(limits);
         let k1 = |host: &str| Plan {
             rule: "k1".into(),
             steps: vec![
