@@ -151,3 +151,55 @@ fn c1_missing_table_is_reported_never_created() {
     assert!(!exists);
     p.host.stop_agent();
 }
+
+/// The server names only the column: the table is the one the failed
+/// statement writes, never a word from a row value printed before it.
+#[test]
+fn c1_the_table_comes_from_the_failed_statement_never_from_a_row_value() {
+    let mut p = pipeline(3000);
+    for db in ["trade_ix", "admin"] {
+        p.pg.connect(db).batch_execute("CREATE TABLE t_admin (id integer PRIMARY KEY)").unwrap();
+    }
+    p.host.start_agent();
+    p.host.append(
+        "logs/error.log",
+        "2026-11-25 10:00:00.001 [pool-2-thread-4] ERROR c.g.datasync.dao.BaseDao - sync failed for row {id=2, note=please update t_admin soon}\n\
+         java.sql.BatchUpdateException: Batch entry 0 INSERT INTO \"T_Item_User\" (id, user_id, review) VALUES (2, 7, 'please update t_admin soon') \
+         ON CONFLICT (id) DO UPDATE SET review = EXCLUDED.review was aborted: ERROR: column \"review\" does not exist\n",
+    );
+    let d = p.host.wait_decision("c1_schema_drift", 1);
+    // Quoted, so PostgreSQL reads "T_Item_User" exactly: no such table
+    // here, and the preview says so rather than touching t_admin.
+    assert_ne!(d["decision"], "awaiting-approval", "{d:#}");
+    assert!(!d.to_string().contains("t_admin.review"), "{d:#}");
+    assert!(
+        d["reason"].as_str().unwrap().contains("no configured MySQL source has a column T_Item_User.review"),
+        "{d:#}"
+    );
+
+    p.host.append(
+        "logs/error.log",
+        "2026-11-25 10:00:01.001 [pool-2-thread-4] ERROR c.g.datasync.dao.BaseDao - sync failed for row {id=2, note=please update t_admin soon}\n\
+         java.sql.BatchUpdateException: Batch entry 0 INSERT INTO T_Item_User (id, user_id, review) VALUES (2, 7, 'please update t_admin soon') \
+         was aborted: ERROR: column \"review\" does not exist\n",
+    );
+    let d = p.host.wait_decision("c1_schema_drift", 2);
+    assert_eq!(d["decision"], "awaiting-approval", "{d:#}");
+    assert_eq!(d["steps"][0]["target"], "t_item_user.review", "unquoted: folded to lower case; {d:#}");
+
+    // A schema the targets do not sync is not this pipeline's table.
+    p.host.append(
+        "logs/error.log",
+        "2026-11-25 10:00:02.001 [pool-2-thread-4] ERROR c.g.datasync.dao.BaseDao - sync failed\n\
+         org.apache.ibatis.exceptions.PersistenceException: \n\
+         ### Error updating database.  Cause: org.postgresql.util.PSQLException: ERROR: column \"memo\" does not exist\n\
+         ### SQL: update audit.t_item_user set memo = ? where id = ?\n",
+    );
+    let d = p.host.wait_decision("c1_schema_drift", 3);
+    assert_ne!(d["decision"], "awaiting-approval", "{d:#}");
+    assert!(d["reason"].as_str().unwrap_or("").contains("not a table this pipeline syncs"), "{d:#}");
+    for db in ["trade_ix", "admin"] {
+        assert_eq!(p.pg.column_type(db, "t_admin", "review"), None, "{db}");
+    }
+    p.host.stop_agent();
+}

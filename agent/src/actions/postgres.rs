@@ -255,10 +255,20 @@ pub struct AddColumn {
     pub column: SqlIdent,
 }
 
-/// `pg_add_column(table, column)`: two SQL identifiers.
-pub fn spec(table: &str, column: &str) -> StepSpec {
-    let (table, column) = (table.to_string(), column.to_string());
-    StepSpec::new("pg_add_column", format!("postgres add column {table}.{column}"), move |_| {
+/// `pg_add_column([schema,] table, column)`: SQL identifiers. A schema the
+/// failing statement named must be the one every target syncs: a table of
+/// another schema is not this pipeline's to change.
+pub fn spec(schema: Option<&str>, table: &str, column: &str) -> StepSpec {
+    let (schema, table, column) = (schema.map(str::to_string), table.to_string(), column.to_string());
+    StepSpec::new("pg_add_column", format!("postgres add column {table}.{column}"), move |config| {
+        if let Some(schema) = &schema {
+            if let Some((name, t)) = config.postgres.iter().find(|(_, t)| t.schema != *schema) {
+                return Err(Refusal::NotConfigured(format!(
+                    "the failing statement writes {schema}.{table}, but target {name} syncs schema {}: not a table this pipeline syncs; nothing is changed",
+                    t.schema
+                )));
+            }
+        }
         Ok(Step::PgAddColumn(AddColumn {
             table: SqlIdent::parse(&table).map_err(Refusal::invalid)?,
             column: SqlIdent::parse(&column).map_err(Refusal::invalid)?,

@@ -215,7 +215,10 @@ pub fn register(engine: &mut Engine) {
         properties::lower_spec(&file, &key, factor, floor, default)
     });
     engine.register_fn("notify", |message: Str| notify::spec(&message));
-    engine.register_fn("pg_add_column", |table: Str, column: Str| postgres::spec(&table, &column));
+    engine.register_fn("pg_add_column", |table: Str, column: Str| postgres::spec(None, &table, &column));
+    engine.register_fn("pg_add_column", |schema: Str, table: Str, column: Str| {
+        postgres::spec(Some(&schema).filter(|s| !s.is_empty()).map(|s| s.as_str()), &table, &column)
+    });
     engine.register_fn("check_build", build::spec);
     engine.register_fn("canal_rewind", canal::rewind_spec);
     engine.register_fn("canal_reset", |destination: Str| canal::reset_spec(&destination));
@@ -233,6 +236,20 @@ pub fn register(engine: &mut Engine) {
             .and_then(|c| c.get(1).or_else(|| c.get(0)))
             .map(|m| m.as_str().to_string())
             .unwrap_or_default())
+    });
+
+    // The table the record's failed statement writes: #{schema, table}
+    // (schema "" when unnamed), or () when no marked statement names one.
+    engine.register_fn("failed_statement_table", |record: Str| -> rhai::Dynamic {
+        match super::statement::failed_statement_table(&record) {
+            Some(t) => {
+                let mut map = rhai::Map::new();
+                map.insert("schema".into(), t.schema.into());
+                map.insert("table".into(), t.table.into());
+                map.into()
+            }
+            None => rhai::Dynamic::UNIT,
+        }
     });
 
     engine.register_type_with_name::<RuleContext>("Context");

@@ -12,6 +12,7 @@ pub mod api;
 mod convert;
 pub mod history;
 mod playbooks;
+pub mod statement;
 pub mod testing;
 
 use convert::{event_map, plan_from_dynamic, toml_to_dynamic};
