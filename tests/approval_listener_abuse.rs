@@ -170,3 +170,40 @@ fn the_command_line_says_why_when_the_agent_answers_nowhere() {
     );
     assert_eq!(host.read("server.properties"), common::SERVER_PROPERTIES);
 }
+
+/// What lies in the inbox is read as hostile too: a torn write, garbage, a
+/// link, a forged signature and a FIFO are each answered as refused (or
+/// left unread), nothing is decided, and the worker goes on.
+#[test]
+fn a_torn_garbage_or_forged_ballot_in_the_inbox_decides_nothing() {
+    let mut host = host();
+    host.start_service("kafka", "logs/server.log");
+    host.start_agent();
+    let id = ask(&host, 48);
+    let inbox = host.path("state/inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("torn.json"), format!("{{\"id\":\"{id}\",\"decision\":\"appr")).unwrap();
+    std::fs::write(inbox.join("garbage.json"), b"\x00\xff\x1b]0;x\x07").unwrap();
+    std::fs::write(
+        inbox.join("forged.json"),
+        format!(
+            r#"{{"id":"{id}","decision":"approve","approver":"ops1@example.com","exp":4102444800000,"token":"00"}}"#
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(host.path("pipemedic.toml"), inbox.join("link.json")).unwrap();
+    nix::unistd::mkfifo(&inbox.join("fifo.json"), nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+        .unwrap();
+    for name in ["torn", "garbage", "forged", "link", "fifo"] {
+        host.wait_until(&format!("{name} answered"), || inbox.join(format!("{name}.answer")).exists());
+        let answer: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(inbox.join(format!("{name}.answer"))).unwrap()).unwrap();
+        assert_eq!(answer["accepted"], false, "{name}: {answer}");
+    }
+    assert!(host.audit_of_kind("approval-decided").is_empty(), "nothing decided");
+    assert_eq!(host.read("server.properties"), common::SERVER_PROPERTIES);
+    // The worker goes on: the same incident is still decided.
+    host.append("logs/server.log", &k1_incident("ip-10.98.2.34"));
+    host.wait_decision("k1_unknown_host", 1);
+    host.stop_agent();
+}

@@ -243,10 +243,13 @@ impl Flow {
         if self.matches.is_empty() {
             return Vec::new();
         }
-        let at = self.event_time(record);
+        // The record's own time, read once: the event clock in log-time mode,
+        // and what tells a twin.
+        let logged = parse_log_time(&record.bytes);
+        let at = self.event_time(logged);
         // The same event already read from another log: what it fed (counts,
         // watches, the rules of that log) is not fed again.
-        let first_kind = parse_log_time(&record.bytes)
+        let first_kind = logged
             .and_then(|t| self.twins.first_source(&record.source, &record.bytes, t))
             .map(|first| self.config.kind_of(&first).to_string());
         let mut outcomes = Vec::new();
@@ -328,13 +331,13 @@ impl Flow {
         }
     }
 
-    fn event_time(&mut self, record: &Record) -> i64 {
+    /// When an event happened by the flow's clock; `logged` is the time the
+    /// record itself prints, if any.
+    fn event_time(&mut self, logged: Option<i64>) -> i64 {
         match self.clock {
             Clock::Live => chrono::Utc::now().timestamp_millis(),
             Clock::LogTime => {
-                let t = parse_log_time(&record.bytes)
-                    .or(self.last_log_time)
-                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+                let t = logged.or(self.last_log_time).unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
                 self.last_log_time = Some(t);
                 t
             }
