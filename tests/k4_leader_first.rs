@@ -171,8 +171,13 @@ fn wait(what: &str, hosts: &[Host], mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// M2's final decisions: neither "no change" nor a plan still waiting for
+/// another agent's sequence (that one is decided again when it ends).
 fn m2_results(host: &Host) -> Vec<Value> {
-    host.decisions("m2_kafka_shutdown").into_iter().filter(|d| d["decision"] != "no-change").collect()
+    host.decisions("m2_kafka_shutdown")
+        .into_iter()
+        .filter(|d| d["decision"] != "no-change" && d["decision"] != "waiting")
+        .collect()
 }
 
 #[test]
@@ -262,28 +267,69 @@ fn k4_an_agent_killed_mid_sequence_does_not_wedge_the_others() {
     }
 }
 
+/// A session that holds the cluster lock (another agent's sequence, or an
+/// agent hung mid-sequence): lower in the lock's order than anyone after it.
+fn hold_the_lock(zk: &ZooKeeper) -> Zk {
+    let holder = zk.client();
+    holder.hold("/pipemedic/kafka/lock/_c_00000000-0000-0000-0000-000000000000-lock-0000000000", b"broker-9");
+    holder
+}
+
 #[test]
-fn k4_a_lock_held_by_a_live_stale_session_does_not_hold_sigterm() {
+fn k4_a_plan_waiting_for_the_lock_leaves_the_worker_free_and_runs_when_it_goes() {
     let zk = ZooKeeper::start();
     seed(&zk.client());
-    // A session that holds the cluster lock and never lets go (an agent
-    // hung mid-sequence): lower in the lock's order than anyone after it.
-    let stale = zk.client();
-    stale.hold("/pipemedic/kafka/lock/_c_00000000-0000-0000-0000-000000000000-lock-0000000000", b"broker-9");
-    let mut hosts = cluster(&zk, 1);
+    let mut holder = hold_the_lock(&zk);
+    let hosts = cluster(&zk, 1);
+    let kafka = Kafka::start(&zk);
     let admin = zk.client();
     wait("all three agents to announce themselves", &hosts, || admin.children("/pipemedic/kafka/agents").len() == 3);
     hosts[0].append("logs/server.log", FATAL);
-    wait("the agent to queue for the lock", &hosts, || admin.children("/pipemedic/kafka/lock").len() == 2);
+    let d = hosts[0].wait_decision("m2_kafka_shutdown", 1);
+    assert_eq!(d["decision"], "waiting", "{d:#}");
+    assert!(d["reason"].as_str().unwrap().contains("the agent on broker-9 holds the cluster lock"), "{d:#}");
+    // The worker is free: another log's record is decided meanwhile.
+    hosts[0].append("logs/info.log", &common::wakeup_incident());
+    hosts[0].wait_decision("c3_wakeup", 1);
+    assert_eq!(hosts[0].decisions("m2_kafka_shutdown").len(), 1, "decided once while it waits");
+    assert_eq!(admin.children("/pipemedic/kafka/lock").len(), 1, "it does not queue on the worker");
+
+    // The other sequence is over: the plan runs and starts what is down.
+    holder.close();
+    wait("all three brokers to register", &hosts, || kafka.order().len() == 3);
+    assert_eq!(kafka.order(), [2, 1, 3]);
+    let d = hosts[0].wait_decision("m2_kafka_shutdown", 2);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    assert!(d["reason"].as_str().unwrap().contains("after waiting"), "{d:#}");
+}
+
+#[test]
+fn k4_sigterm_while_a_plan_waits_for_the_lock_ends_it_as_not_run() {
+    let zk = ZooKeeper::start();
+    seed(&zk.client());
+    let _holder = hold_the_lock(&zk);
+    let mut host = broker_host(&zk, 1, 1, Options::default());
+    host.start_agent();
+    let admin = zk.client();
+    wait("the agent to announce itself", std::slice::from_ref(&host), || {
+        admin.children("/pipemedic/kafka/agents") == ["1"]
+    });
+    host.append("logs/server.log", FATAL);
+    assert_eq!(host.wait_decision("m2_kafka_shutdown", 1)["decision"], "waiting");
 
     let asked = Instant::now();
-    hosts[0].stop_agent();
-    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM took {:?} while waiting for the lock", asked.elapsed());
-    let results = m2_results(&hosts[0]);
-    let step = results[0]["steps"][0]["result"].as_str().unwrap_or_default().to_string();
-    assert!(step.contains("asked to stop") && step.contains("nothing was started"), "{results:#?}");
-    assert_eq!(hosts[0].starts("kafka"), 0);
-    wait("its place in the lock's queue given up", &hosts, || admin.children("/pipemedic/kafka/lock").len() == 1);
+    host.stop_agent();
+    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM took {:?} while a plan waited", asked.elapsed());
+    let ended = &host.decisions("m2_kafka_shutdown")[1];
+    assert_eq!(ended["decision"], "failed", "{ended:#}");
+    assert!(ended["reason"].as_str().unwrap().contains("the agent stopped while this plan waited"), "{ended:#}");
+    assert_eq!(host.starts("kafka"), 0);
+    // The next start does not run it.
+    host.start_agent();
+    host.append("logs/info.log", &common::wakeup_incident());
+    host.wait_decision("c3_wakeup", 1);
+    assert_eq!(host.decisions("m2_kafka_shutdown").len(), 2, "{:#?}", host.decisions("m2_kafka_shutdown"));
+    host.stop_agent();
 }
 
 /// A turn node is obeyed only in the protocol's order: ephemeral, written by

@@ -344,6 +344,7 @@ impl Daemon {
                 break;
             }
         }
+        self.flow.end_parked_plans();
         save_checkpoints(&self.config.state_dir, &self.followers, &mut saved);
         std::mem::take(&mut self.background).stop(BACKGROUND_STOP);
         self.flow.flush_summaries(true);

@@ -306,6 +306,22 @@ impl Action for StartLeaderFirst {
         Some("kafka brokers".into())
     }
 
+    /// Another agent's sequence holds the cluster lock: this plan waits
+    /// for it off the worker (up to `lock_wait_secs`), then runs and finds
+    /// what is still down.
+    fn busy(&self, cx: &Cx) -> Option<super::Busy> {
+        let (c, zk) = setup(cx.config, "looking who holds the cluster lock").ok()?;
+        let holder = zk.block_on(cluster::lock_holder(&zk.client())).ok()??;
+        let host = String::from_utf8_lossy(&holder.data).into_owned();
+        (host != cx.config.host_name()).then(|| super::Busy {
+            why: format!(
+                "the agent on {} holds the cluster lock under {LOCK_DIR}: its leader-first sequence runs now",
+                crate::types::one_line(&host, 80)
+            ),
+            at_most: Duration::from_secs(c.lock_wait_secs),
+        })
+    }
+
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
         preview(cx.config)
     }

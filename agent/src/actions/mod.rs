@@ -39,6 +39,15 @@ pub struct Cx<'a> {
     pub part_of: &'a str,
 }
 
+/// Another party is doing this step's work now (another agent's K4
+/// sequence holds the cluster lock): the plan waits off the worker, looked
+/// at again on its tick, for at most `at_most`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    pub why: String,
+    pub at_most: std::time::Duration,
+}
+
 /// One kind of step, typed and validated: what every family implements.
 pub trait Action {
     /// The action family, as in the audit journal and the metrics.
@@ -79,6 +88,13 @@ pub trait Action {
     /// of an HA cluster shares.
     fn writes_canal_cursors(&self) -> bool {
         false
+    }
+
+    /// Whether another party is doing this step's work now, so that the
+    /// plan should wait rather than block the worker. A quick look: a
+    /// failure to look is `None` (the apply then reports it).
+    fn busy(&self, _cx: &Cx) -> Option<Busy> {
+        None
     }
 
     /// What the step would do, computed from live state, with `staged`
@@ -281,6 +297,12 @@ impl Executor {
     /// Applies the step, provided the world still matches `preview`, as
     /// part of `part_of` (the plan, named for a service script's output).
     /// Returns what was done, for the audit journal.
+    /// The first step whose work another party is doing now, if any.
+    pub fn busy(&self, steps: &[Step]) -> Option<Busy> {
+        let cx = self.cx("a look whether another party is busy");
+        steps.iter().find_map(|s| s.action().busy(&cx))
+    }
+
     pub fn apply(&self, step: &Step, preview: &Preview, part_of: &str) -> Result<String, ActionError> {
         step.action().apply(&self.cx(part_of), preview)
     }

@@ -280,6 +280,9 @@ pub enum Decision {
     /// Another host's agent asked for approval of a plan on the same shared
     /// state (canal's cursors in HA); this one asks no one.
     HandledElsewhere,
+    /// Another party is doing the plan's work now (another agent's K4
+    /// sequence); the plan waits off the worker and is decided again.
+    Waiting,
     /// The rule itself failed at run time.
     RuleError,
     /// The record was written by a service while the agent itself was

@@ -209,13 +209,8 @@ async fn turn_refused(
     if !turn.order.contains(&me) {
         return Ok(Some(format!("its order {:?} does not include broker {me}", turn.order)));
     }
-    let locks = crate::clients::zk::children(client, LOCK_DIR).await?;
-    // Curator's lock nodes end in their sequence number; the lowest holds it.
-    let holder =
-        locks.iter().min_by_key(|n| n.rsplit('-').next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX));
-    let Some(holder) = holder else { return Ok(Some(format!("nobody holds the cluster lock under {LOCK_DIR}"))) };
-    let Some(lock) = crate::clients::zk::get(client, &format!("{LOCK_DIR}/{holder}")).await? else {
-        return Ok(Some("the cluster lock changed hands while it was read".into()));
+    let Some(lock) = super::lock_holder(client).await? else {
+        return Ok(Some(format!("nobody holds the cluster lock under {LOCK_DIR}")));
     };
     if lock.ephemeral_owner != node.ephemeral_owner {
         return Ok(Some("it was not written by the session that holds the cluster lock".into()));

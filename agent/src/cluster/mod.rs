@@ -201,6 +201,17 @@ pub async fn snapshot(client: &zk::Client) -> Result<Snapshot, zk::Error> {
     Ok(Snapshot { registered, partitions, controller, agents })
 }
 
+/// The node that holds the cluster lock now: the lowest of `lock/` (Curator's
+/// lock nodes end in their sequence number); its data is its agent's host.
+pub async fn lock_holder(client: &zk::Client) -> Result<Option<crate::clients::zk::Node>, zk::Error> {
+    let locks = crate::clients::zk::children(client, LOCK_DIR).await?;
+    let sequence = |n: &String| n.rsplit('-').next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX);
+    match locks.iter().min_by_key(|n| sequence(n)) {
+        Some(holder) => crate::clients::zk::get(client, &format!("{LOCK_DIR}/{holder}")).await,
+        None => Ok(None),
+    }
+}
+
 /// Broker ids for people: "1, 2, 3", or "none".
 pub fn ids(set: impl IntoIterator<Item = i32>) -> String {
     let v: Vec<String> = set.into_iter().map(|b| b.to_string()).collect();

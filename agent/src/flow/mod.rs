@@ -43,6 +43,7 @@ mod journal;
 mod outcome;
 mod own_actions;
 mod playbook;
+mod parked;
 mod retry;
 mod twins;
 mod watches;
@@ -59,6 +60,7 @@ use retry::Retry;
 pub struct Flow {
     /// Fixes to try again after a transient failure.
     retries: Vec<Retry>,
+    parked: Vec<parked::Parked>,
     /// Running summaries of repeated decisions, by rule and (decision, captures).
     repeats: BTreeMap<(String, String), Repeats>,
     /// Where the agent's own service actions made the logs grow.
@@ -172,6 +174,7 @@ impl Flow {
             own: Default::default(),
             repeats: BTreeMap::new(),
             retries: Vec::new(),
+            parked: Vec::new(),
             host: String::new(),
             stats: Stats::default(),
             beats: Default::default(),
@@ -534,6 +537,10 @@ impl Flow {
             out.decision = Decision::DryRun;
             out.reason = Some("dry-run: nothing was changed".into());
             let _ = self.policy.record(plan, &noop, now);
+            return;
+        }
+        if let Some(busy) = self.executor.busy(&plan.steps) {
+            self.park(plan, event, busy, out);
             return;
         }
         self.execute(plan, &previews, now, out);

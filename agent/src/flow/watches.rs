@@ -10,6 +10,7 @@ impl Flow {
     pub fn tick(&mut self, now: i64) {
         self.flush_summaries(false);
         self.run_retries(now);
+        self.run_parked(chrono::Utc::now().timestamp_millis());
         self.expire_approvals(now);
         if let Some(ap) = &self.approvals {
             self.metrics.pending_approvals(ap.store.pending());
