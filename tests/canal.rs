@@ -617,15 +617,20 @@ fn ha_a_hold_replaced_while_held_keeps_what_this_agent_stopped() {
     p.host.stop_agent();
 }
 
+/// A session as an agent's worker opens it.
+fn agent_session(server: &ZooKeeper) -> pipemedic::clients::zk::Session {
+    pipemedic::clients::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
+        connect: server.connect_string(),
+        session_timeout_secs: 4,
+    })
+    .unwrap()
+}
+
 #[test]
 fn ha_claims_lapse_are_replaced_and_are_released_only_by_their_own_approval() {
     use pipemedic::cluster::canal::{claim, release, Claim, Claimed, CLAIM};
     let server = ZooKeeper::start();
-    let zk = pipemedic::clients::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
-        connect: server.connect_string(),
-        session_timeout_secs: 4,
-    })
-    .unwrap();
+    let zk = agent_session(&server);
     let member_a = server.client();
     member_a.hold(&format!("{MEMBERS}/a"), b"a");
     // The cap is counted from when the node was written, by the server's clock.
@@ -685,11 +690,7 @@ fn ha_a_claim_left_by_a_host_that_does_not_exist_does_not_silence_the_agents() {
 fn ha_a_claim_by_no_live_member_or_for_ever_binds_no_one() {
     use pipemedic::cluster::canal::{claim, Claim, Claimed, CLAIM};
     let server = ZooKeeper::start();
-    let zk = pipemedic::clients::zk::Session::connect(&pipemedic::config::ZooKeeperConfig {
-        connect: server.connect_string(),
-        session_timeout_secs: 4,
-    })
-    .unwrap();
+    let zk = agent_session(&server);
     let raw = server.client();
     let now = chrono::Utc::now().timestamp_millis();
     let ttl = 3_600_000;

@@ -193,7 +193,12 @@ impl Daemon {
         }
         if let Some(kafka) = &self.config.kafka {
             let every = Duration::from_secs(metrics_config.kafka_interval_secs.max(5));
-            self.flow.metrics().spawn_kafka_collector(&mut self.background, kafka.clone(), every);
+            self.flow.metrics().spawn_kafka_collector(
+                &mut self.background,
+                kafka.clone(),
+                self.config.consumer_offset_reset(),
+                every,
+            );
         }
 
         let (checkpoints, unreadable) = match Checkpoints::load(&self.config.state_dir) {

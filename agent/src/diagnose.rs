@@ -212,7 +212,7 @@ fn live_checks(config: &Config, out: &mut String) {
             }
         }
         if let Some(group) = &k.group {
-            match crate::clients::kafka::lag(k, group, None) {
+            match crate::clients::kafka::lag(k, group, None, config.consumer_offset_reset()) {
                 Err(e) => {
                     let _ = writeln!(out, "  T2  lag of {group}: {e}");
                 }

@@ -176,11 +176,12 @@ impl Metrics {
         &self,
         background: &mut crate::runtime::Background,
         config: KafkaConfig,
+        reset: kafka::Reset,
         every: Duration,
     ) {
         let metrics = self.clone();
         background.spawn("kafka-metrics", move |shutdown| loop {
-            metrics.collect_kafka(&config, &shutdown);
+            metrics.collect_kafka(&config, reset, &shutdown);
             if shutdown.sleep(every) {
                 return;
             }
@@ -189,7 +190,7 @@ impl Metrics {
 
     /// One round of Kafka questions; a shutdown between two of them ends
     /// the round (each is bounded by `[kafka] timeout_secs`).
-    fn collect_kafka(&self, config: &KafkaConfig, shutdown: &crate::runtime::Shutdown) {
+    fn collect_kafka(&self, config: &KafkaConfig, reset: kafka::Reset, shutdown: &crate::runtime::Shutdown) {
         let partition = |topic: &str, p: i32| vec![("topic", topic.to_string()), ("partition", p.to_string())];
         let mut up = true;
         match kafka::leaders(config, None) {
@@ -207,7 +208,7 @@ impl Metrics {
             return;
         }
         if let Some(group) = &config.group {
-            match kafka::lag(config, group, None) {
+            match kafka::lag(config, group, None, reset) {
                 Ok(rows) => {
                     for r in rows {
                         self.inner.consumer_lag.get_or_create(&partition(&r.topic, r.partition)).set(r.lag);

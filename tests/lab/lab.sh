@@ -14,6 +14,8 @@
 #   lab break ITEM [DIR]   inject a runbook failure: N1, N4, N6, C1, C2, C7, K1
 #   lab topics [DIR]       Kafka's own kafka-topics --describe of the topic
 #   lab groups [DIR]       Kafka's own kafka-consumer-groups --describe of bo_01
+#   lab lag [DIR]          bo_01's backlog: log ends minus its commits, counting
+#                          a partition it never committed in from its log start
 #   lab down [DIR]         stop everything gracefully, remove the directory
 #
 # DIR defaults to $LAB_DIR, else the newest lab under ${TMPDIR:-/tmp}.
@@ -992,10 +994,19 @@ groups() {
     kafka_tool consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" --describe --group bo_01
 }
 
-# bo_01's total lag, as Kafka's own tool reports it (LAG is column 6).
+# bo_01's backlog: what it will still read. Per partition from its committed
+# offset, or, where it never committed (Kafka's tool prints "-" for the offset
+# and the lag, and counts nothing), from the log start, where the lab's
+# auto.offset.reset=earliest makes it begin. A fresh lab has records in one
+# partition only, so a backlog lands mostly where nothing was committed yet.
 group_lag() {
+    local starts
+    starts=$(kafka_tool GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic TABLE_IX_TRADE_ALL_BASE --time -2 2>/dev/null)
     kafka_tool consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" --describe --group bo_01 2>/dev/null |
-        awk '$1 == "bo_01" && $6 ~ /^[0-9]+$/ { lag += $6 } END { print lag + 0 }'
+        awk -v starts="$starts" '
+            BEGIN { n = split(starts, l, "\n"); for (i = 1; i <= n; i++) if (split(l[i], f, ":") == 3) start[f[2]] = f[3] }
+            $1 == "bo_01" && $5 ~ /^[0-9]+$/ { lag += $5 - ($4 ~ /^[0-9]+$/ ? $4 : start[$3] + 0) }
+            END { print lag + 0 }'
 }
 
 cmd=${1:-}
@@ -1007,9 +1018,13 @@ status) status "$@" ;;
 break) break_item "$@" ;;
 topics) topics "$@" ;;
 groups) groups "$@" ;;
+lag)
+    load_env "$(lab_dir "${1:-}")"
+    group_lag
+    ;;
 down) down "$@" ;;
 *)
-    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

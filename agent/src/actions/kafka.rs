@@ -18,8 +18,8 @@ fn kafka<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaConfig, String
     Ok((k, group))
 }
 
-fn total_lag(k: &KafkaConfig, group: &str) -> Result<(i64, usize), crate::clients::kafka::KafkaError> {
-    let rows = lag(k, group, None)?;
+fn total_lag(config: &Config, k: &KafkaConfig, group: &str) -> Result<(i64, usize), crate::clients::kafka::KafkaError> {
+    let rows = lag(k, group, None, config.consumer_offset_reset())?;
     Ok((rows.iter().map(|r| r.lag).sum(), rows.len()))
 }
 
@@ -28,7 +28,7 @@ pub fn preview_drained(config: &Config) -> Result<Preview, ActionError> {
     let (k, group) = kafka(config, doing)?;
     // The lag itself moves every second; the preview (which an approval's
     // re-check compares) states the condition, having checked it can be read.
-    let (_, partitions) = total_lag(k, &group).map_err(|e| ActionError::new(doing, e))?;
+    let (_, partitions) = total_lag(config, k, &group).map_err(|e| ActionError::new(doing, e))?;
     Ok(Preview {
         text: format!(
             "wait until group {group} has consumed all {partitions} partitions (lag 0 everywhere), checking each second, for at most {} s",
@@ -45,7 +45,7 @@ pub fn apply_drained(config: &Config) -> Result<String, ActionError> {
     let (k, group) = kafka(config, doing)?;
     let started = Instant::now();
     loop {
-        let (total, partitions) = total_lag(k, &group).map_err(|e| ActionError::new(doing, e))?;
+        let (total, partitions) = total_lag(config, k, &group).map_err(|e| ActionError::new(doing, e))?;
         if total == 0 {
             return Ok(format!(
                 "group {group} has consumed all {partitions} partitions after {:.0} s",

@@ -36,12 +36,25 @@ pub(super) fn kafka_lag(path: &Path, group: Option<&str>, topic: Option<&str>) -
     let config = Config::load(path)?;
     let kafka = config.kafka.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [kafka] section", path.display()))?;
     let group = group.or(kafka.group.as_deref()).ok_or_else(|| anyhow::anyhow!("no --group and no [kafka] group"))?;
-    let rows = crate::clients::kafka::lag(kafka, group, topic).map_err(|e| anyhow::anyhow!(e))?;
+    let reset = config.consumer_offset_reset();
+    let rows = crate::clients::kafka::lag(kafka, group, topic, reset).map_err(|e| anyhow::anyhow!(e))?;
     println!("{:<12} {:<32} {:>5} {:>14} {:>14} {:>10}", "Group", "Topic", "Pid", "Offset", "logSize", "Lag");
     for r in &rows {
         let offset = r.committed.map_or("none".to_string(), |o| o.to_string());
         println!("{group:<12} {:<32} {:>5} {offset:>14} {:>14} {:>10}", r.topic, r.partition, r.log_end, r.lag);
     }
     println!("total lag: {}", rows.iter().map(|r| r.lag).sum::<i64>());
+    // Kafka's own tool prints "-" there and leaves those records out of
+    // its lag; say what this one counts.
+    let uncommitted: Vec<String> =
+        rows.iter().filter(|r| r.committed.is_none()).map(|r| format!("{}-{}", r.topic, r.partition)).collect();
+    if !uncommitted.is_empty() {
+        let waiting: i64 = rows.iter().filter(|r| r.committed.is_none()).map(|r| r.log_end - r.log_start).sum();
+        println!(
+            "offset none: group {group} never committed in {} ({waiting} record(s) there); it begins at {}",
+            uncommitted.join(", "),
+            reset.describe()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

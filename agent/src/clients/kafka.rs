@@ -33,8 +33,54 @@ pub struct PartitionLag {
     pub partition: i32,
     /// `None`: the group never committed here.
     pub committed: Option<i64>,
+    /// The oldest offset the partition still holds.
+    pub log_start: i64,
     pub log_end: i64,
+    /// What the group will still read here: from its committed offset, or,
+    /// without one, from where [`Reset`] makes it begin.
     pub lag: i64,
+}
+
+/// Where the group begins in a partition it never committed in: the
+/// consumer's `auto.offset.reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// At the log start: every record there will be read.
+    Earliest,
+    /// At the log end (Kafka's default): the records already there are
+    /// never read.
+    Latest,
+    /// Not known on this host (no readable consumer properties): counted as
+    /// `Earliest`, the larger backlog, and said so.
+    Unknown,
+}
+
+impl Reset {
+    /// From the consumer's properties file (`[properties_files] consumer`);
+    /// a file without the key is Kafka's default, `latest`.
+    pub fn of_consumer(properties: Option<&std::path::Path>) -> Reset {
+        let Some(text) = properties.and_then(|p| crate::fsutil::read_foreign(p).ok()) else { return Reset::Unknown };
+        match crate::properties::value(&text, "auto.offset.reset").as_deref().map(str::trim) {
+            Some("earliest") => Reset::Earliest,
+            None | Some("latest") => Reset::Latest,
+            Some(_) => Reset::Unknown,
+        }
+    }
+
+    /// For people: where the group begins without a committed offset.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reset::Earliest => "the log start (auto.offset.reset=earliest), so its lag counts every record there",
+            Reset::Latest => {
+                "the log end (auto.offset.reset=latest), so its lag is 0 and the records already there are never read"
+            }
+            Reset::Unknown => {
+                "counted from the log start, as auto.offset.reset=earliest begins; with latest (Kafka's default) the group \
+                 begins at the log end and never reads them. Set [properties_files] consumer to the consumer's properties \
+                 so that the agent knows"
+            }
+        }
+    }
 }
 
 /// A question Kafka (or ZooKeeper, for the fallback) did not answer.
@@ -143,8 +189,15 @@ pub async fn zookeeper_partitions(
     Ok(out)
 }
 
-/// The group's committed offsets against each partition's log end.
-pub fn lag(config: &KafkaConfig, group: &str, topic: Option<&str>) -> Result<Vec<PartitionLag>, KafkaError> {
+/// The group's committed offsets against each partition's log end; a
+/// partition without a committed offset counts from where `reset` makes the
+/// group begin.
+pub fn lag(
+    config: &KafkaConfig,
+    group: &str,
+    topic: Option<&str>,
+    reset: Reset,
+) -> Result<Vec<PartitionLag>, KafkaError> {
     let c = client(config, Some(group))?;
     let timeout = Duration::from_secs(config.timeout_secs);
     let md = c
@@ -168,12 +221,18 @@ pub fn lag(config: &KafkaConfig, group: &str, topic: Option<&str>) -> Result<Vec
             Offset::Offset(n) => Some(n),
             _ => None,
         };
+        let begins = match (committed, reset) {
+            (Some(c), _) => c,
+            (None, Reset::Latest) => high,
+            (None, Reset::Earliest | Reset::Unknown) => low,
+        };
         out.push(PartitionLag {
             topic: e.topic().to_string(),
             partition: e.partition(),
             committed,
+            log_start: low,
             log_end: high,
-            lag: high - committed.unwrap_or(low),
+            lag: high - begins,
         });
     }
     out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -210,4 +269,25 @@ fn default_drain() -> u64 {
 
 fn default_kafka_timeout() -> u64 {
     10
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reset;
+
+    #[test]
+    fn the_consumers_auto_offset_reset_says_where_an_uncommitted_partition_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("consumer.properties");
+        let reset = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Reset::of_consumer(Some(&file))
+        };
+        assert_eq!(reset("group.id=bo_01\nauto.offset.reset = earliest\n"), Reset::Earliest);
+        assert_eq!(reset("auto.offset.reset=latest\n"), Reset::Latest);
+        assert_eq!(reset("group.id=bo_01\n"), Reset::Latest, "Kafka's default");
+        assert_eq!(reset("auto.offset.reset=none\n"), Reset::Unknown);
+        assert_eq!(Reset::of_consumer(None), Reset::Unknown);
+        assert_eq!(Reset::of_consumer(Some(&dir.path().join("absent"))), Reset::Unknown);
+    }
 }

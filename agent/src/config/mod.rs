@@ -130,6 +130,12 @@ fn default_hosts_file() -> PathBuf {
 }
 
 impl Config {
+    /// Where the consumer group begins in a partition it never committed
+    /// in, from `[properties_files] consumer`.
+    pub fn consumer_offset_reset(&self) -> crate::clients::kafka::Reset {
+        crate::clients::kafka::Reset::of_consumer(self.properties_files.get("consumer").map(PathBuf::as_path))
+    }
+
     /// Reads, parses and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =

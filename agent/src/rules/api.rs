@@ -79,7 +79,8 @@ impl RuleContext {
         }
         let Some(k) = &self.kafka else { return -1 };
         let Some(group) = &k.group else { return -1 };
-        match crate::clients::kafka::lag(k, group, None) {
+        let reset = self.config.as_ref().map_or(crate::clients::kafka::Reset::Unknown, |c| c.consumer_offset_reset());
+        match crate::clients::kafka::lag(k, group, None, reset) {
             Ok(rows) => rows.iter().map(|r| r.lag).sum(),
             Err(e) => {
                 tracing::warn!("a rule asked for Kafka's lag: {e}");
