@@ -106,7 +106,7 @@ impl Daemon {
         if rules.rules.is_empty() {
             anyhow::bail!(
                 "no rule loaded from {}; see `pipemedic check`",
-                crate::cli::describe_dirs(&config.rule_dirs)
+                crate::rules::describe_dirs(&config.rule_dirs)
             );
         }
         let mut flow = Flow::new(config.clone(), rules, audit.clone(), Clock::Live, config.dry_run)?;

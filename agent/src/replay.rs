@@ -58,7 +58,7 @@ pub fn replay(
     if rules.rules.is_empty() {
         anyhow::bail!(
             "no rule loaded from {}: nothing to replay against",
-            crate::cli::describe_dirs(&config.rule_dirs)
+            crate::rules::describe_dirs(&config.rule_dirs)
         );
     }
     let config = Arc::new(config);

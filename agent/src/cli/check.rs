@@ -35,7 +35,7 @@ pub(super) fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCo
         }
     }
     if rules.rules.is_empty() {
-        eprintln!("{}: no rule loaded from {}", path.display(), describe_dirs(&config.rule_dirs));
+        eprintln!("{}: no rule loaded from {}", path.display(), crate::rules::describe_dirs(&config.rule_dirs));
         problems += 1;
     }
     for p in config.host_problems() {

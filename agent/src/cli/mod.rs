@@ -246,8 +246,3 @@ pub fn run(cli: Cli) -> ExitCode {
         ExitCode::FAILURE
     })
 }
-
-/// The rule directories, for a message.
-pub fn describe_dirs(dirs: &[PathBuf]) -> String {
-    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-}

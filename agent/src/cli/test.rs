@@ -16,11 +16,11 @@ pub(super) fn test(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         println!("FAIL load {e}");
     }
     if rules.rules.is_empty() {
-        println!("FAIL no rule loaded from {}", describe_dirs(&config.rule_dirs));
+        println!("FAIL no rule loaded from {}", crate::rules::describe_dirs(&config.rule_dirs));
         return Ok(ExitCode::FAILURE);
     }
-    let results = crate::rules::testing::run_all(&rules, &config);
-    use crate::rules::testing::Verdict;
+    let results = crate::flow::rule_cases::run_all(&rules, &config);
+    use crate::flow::rule_cases::Verdict;
     let (mut passed, mut skipped, mut failed) = (0, 0, errors.len());
     for r in &results {
         match &r.verdict {

@@ -9,7 +9,8 @@
 //! `retry` tries a transient failure again, `watches` runs the agent's own
 //! watches on each tick, `own_actions` keeps the agent from reacting to
 //! itself, `twins` decides once an event that two logs both print, `emit`
-//! journals, counts and logs each `outcome`.
+//! journals, counts and logs each `outcome`, `rule_cases` runs the rules'
+//! own test cases through this same flow.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,7 @@ mod journal;
 mod outcome;
 mod own_actions;
 mod playbook;
+pub mod rule_cases;
 mod parked;
 mod retry;
 mod twins;

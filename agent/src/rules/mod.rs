@@ -3,7 +3,8 @@
 //!
 //! A rule file defines `meta()` (runbook items, sources, signatures,
 //! parameters), `plan(ev, ctx)` (returns a plan map or `()`), and optionally
-//! `tests()` (log text in, expected plans out; see [`testing`]). The engine is
+//! `tests()` (log text in, expected plans out; run through the flow by
+//! `crate::flow::rule_cases`). The engine is
 //! sandboxed: operation, depth and size limits, no `eval`, no modules, no
 //! file or process access. A rule that fails to load is reported with
 //! `file:line:column` and left out; the others run.
@@ -13,7 +14,6 @@ mod convert;
 pub mod history;
 mod playbooks;
 pub mod statement;
-pub mod testing;
 
 use convert::{event_map, plan_from_dynamic, toml_to_dynamic};
 pub use playbooks::Playbook;
@@ -400,4 +400,9 @@ impl RuleSet {
     pub fn test_cases(&self, rule: &Rule) -> Result<rhai::Array, RuleError> {
         call::<rhai::Array>(&self.engine, &rule.ast, &rule.path, "tests", ())
     }
+}
+
+/// The rule directories, for a message.
+pub fn describe_dirs(dirs: &[std::path::PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
 }

@@ -20,13 +20,13 @@ use std::sync::Arc;
 
 use rhai::Dynamic;
 
-use super::api::CaseAnswers;
-use super::{Rule, RuleSet};
+use super::{Asked, Clock, Decision, Flow};
 use crate::audit::Audit;
 use crate::config::{Config, RecordStart};
-use crate::flow::{Asked, Clock, Decision, Flow};
 use crate::matching::Event;
 use crate::plan::{PlanRefused, Refusal};
+use crate::rules::api::CaseAnswers;
+use crate::rules::{Rule, RuleSet};
 
 /// The result of one test case.
 #[derive(Debug)]
