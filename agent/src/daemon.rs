@@ -415,7 +415,7 @@ impl Daemon {
             digest.to.clone()
         };
         let mail = OutgoingMail {
-            id: crate::approval::token::random_hex(16),
+            id: crate::digest::random_hex(16),
             to,
             subject: format!(
                 "[pipemedic] {}: daily digest {}{}",

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::approval::human_time;
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::flow::{Clock, Decision, Flow, Outcome};
 use crate::rules::RuleSet;
+use crate::types::human_time;
 
 /// The runbook's monitoring item for each of the standard source names.
 const WATCHED: &[(&str, &str, &str)] = &[

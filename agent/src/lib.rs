@@ -50,8 +50,10 @@ pub(crate) mod metrics;
 pub(crate) mod state;
 /// What the agent asks the operating system (processes, addresses).
 pub(crate) mod system;
-/// Validated values for what crosses from hostile input.
+/// Validated values for what crosses from hostile input, and text for people.
 pub(crate) mod types;
+/// Random ids and content hashes.
+pub(crate) mod digest;
 /// Java `.properties` text as Java reads it: the one parser.
 pub(crate) mod properties;
 /// The daemon's background threads and their shutdown.

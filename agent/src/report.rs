@@ -14,9 +14,10 @@ use std::path::Path;
 use crate::audit::Entry;
 use serde::{Deserialize, Serialize};
 
-use crate::approval::{human_time, Approval, ApprovalState, ApprovalStore};
+use crate::approval::{Approval, ApprovalState, ApprovalStore};
 use crate::config::Config;
 use crate::state::{read_json, write_json_atomic, StateError};
+use crate::types::human_time;
 
 pub const MINUTE: i64 = 60_000;
 pub const HOUR: i64 = 60 * MINUTE;

@@ -262,6 +262,15 @@ impl SqlIdent {
     }
 }
 
+/// A local time for people, from ms since the epoch.
+pub fn human_time(ms: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -339,12 +339,6 @@ impl Executor {
     }
 }
 
-/// Hex SHA-256 of some bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Reads a file the agent is about to edit, with context in the error.
 /// Only a regular file with one link is read (see `fsutil::read_regular`).
 pub(crate) fn read_for_edit(path: &Path, doing: &str) -> Result<Vec<u8>, ActionError> {
@@ -359,7 +353,7 @@ pub(crate) fn apply_file_edit(preview: &Preview, backups: &Path, doing: &str) ->
         return Err(ActionError::new(doing, "the preview holds no edit"));
     };
     let old = read_for_edit(path, doing)?;
-    if sha256_hex(&old) != *sha256 {
+    if crate::digest::sha256_hex(&old) != *sha256 {
         return Err(ActionError::new(doing, format!("{} changed since the preview; not applying", path.display())));
     }
     let backup = crate::fsutil::backup(path, backups, &old)

@@ -42,7 +42,7 @@ pub fn dir(state_dir: &Path) -> PathBuf {
 /// Leaves `ballot` for the worker; returns the ballot's path (its answer
 /// will be beside it, see [`wait_answer`]).
 pub fn submit(state_dir: &Path, ballot: &LocalBallot) -> Result<PathBuf, StateError> {
-    let name = format!("{}.{}", ballot.id, super::token::random_hex(8));
+    let name = format!("{}.{}", ballot.id, crate::digest::random_hex(8));
     let path = dir(state_dir).join(format!("{name}.json"));
     write_json_atomic(&path, ballot)?;
     Ok(path)

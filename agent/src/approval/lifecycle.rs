@@ -12,7 +12,8 @@
 //! A dry-run approval stays `approved`: it is done, and nothing was applied.
 
 use super::token::Signer;
-use super::{check_link, human_time, Approval, ApprovalState, Decider, Decision, LinkRefused};
+use super::{check_link, Approval, ApprovalState, Decider, Decision, LinkRefused};
+use crate::types::human_time;
 
 /// A decision as it arrives from a link or the CLI: who, how, and the
 /// fields its token signs.

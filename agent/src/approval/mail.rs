@@ -18,10 +18,11 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 use serde::{Deserialize, Serialize};
 
-use super::{escape_html, human_time, Approval};
+use super::{escape_html, Approval};
 use crate::audit::{now_rfc3339, Audit, Entry, MailEntry};
 use crate::config::Invalid;
 use crate::state::{read_json, write_json_atomic, StateError};
+use crate::types::human_time;
 
 const MAX_BACKOFF_SECS: u64 = 600;
 
@@ -133,7 +134,7 @@ impl Outbox {
             }
         }
         let mail = OutgoingMail {
-            id: super::token::random_hex(16),
+            id: crate::digest::random_hex(16),
             to: self.notify_to.clone(),
             subject: subject.to_string(),
             text: text.to_string(),
@@ -364,7 +365,7 @@ pub fn approval_mail(a: &Approval, approver: &str, links: &Links) -> OutgoingMai
         deny = escape_html(&links.deny),
     );
     OutgoingMail {
-        id: super::token::random_hex(16),
+        id: crate::digest::random_hex(16),
         to: vec![approver.to_string()],
         subject,
         text,

@@ -17,6 +17,7 @@ pub mod web;
 
 pub use lifecycle::{Ballot, Ending};
 
+use crate::types::human_time;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -134,7 +135,7 @@ impl Approval {
     /// they depended on, and whether it is a dry run.
     pub fn compute_plan_hash(rule: &str, risk: Risk, steps: &[PlannedStep], dry_run: bool) -> String {
         let shown = serde_json::to_vec(&(rule, risk, steps, dry_run)).expect("plans serialise");
-        crate::actions::sha256_hex(&shown)
+        crate::digest::sha256_hex(&shown)
     }
 }
 
@@ -249,15 +250,6 @@ pub fn url_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// A local time for people, from ms since the epoch.
-pub fn human_time(ms: i64) -> String {
-    use chrono::TimeZone;
-    chrono::Local
-        .timestamp_millis_opt(ms)
-        .single()
-        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string())
 }
 
 /// A decision on its way from a link or the CLI to the daemon's worker,

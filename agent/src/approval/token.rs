@@ -15,6 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::Decision;
+use crate::digest::hex;
 
 const KEY_BYTES: usize = 32;
 
@@ -122,27 +123,11 @@ impl Signer {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
-}
-
-/// Random hex for approval ids.
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).is_ok();
-    if !ok {
-        // Unique enough for an id (not a secret): time and pid.
-        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u128 ^ ((std::process::id() as u128) << 64);
-        buf.iter_mut().enumerate().for_each(|(i, b)| *b = (t >> ((i % 16) * 8)) as u8);
-    }
-    hex(&buf)
 }
 
 #[cfg(test)]

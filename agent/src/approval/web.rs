@@ -7,6 +7,7 @@
 //! decides. Every refusal (forged, altered, expired, replayed, wrong plan)
 //! gets a page saying why and an audit entry.
 
+use crate::types::human_time;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use super::mail::steps_html;
 use super::token::Signer;
 use super::{
-    check_link, escape_html, human_time, ApprovalStore, Ballot, DecideReply, DecideRequest, Decision, PlaybookRequest,
+    check_link, escape_html, ApprovalStore, Ballot, DecideReply, DecideRequest, Decision, PlaybookRequest,
     WorkerRequest,
 };
 use crate::audit::{now_rfc3339, ApprovalEntry, Audit, Entry};

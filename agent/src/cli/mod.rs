@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::approval::token::Signer;
-use crate::approval::{human_time, ApprovalState, ApprovalStore, Decision};
+use crate::approval::{ApprovalState, ApprovalStore, Decision};
 use crate::config::Config;
 use crate::replay::Format;
 use crate::rules::RuleSet;
+use crate::types::human_time;
 
 mod approvals;
 mod canal;

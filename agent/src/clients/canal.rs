@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::approval::human_time;
 use crate::clients::mysql::Binlog;
 use crate::clients::zk::{Node, Session, ZkError};
+use crate::types::human_time;
 
 const LOG_POSITION: &str = "com.alibaba.otter.canal.protocol.position.LogPosition";
 

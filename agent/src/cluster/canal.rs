@@ -161,7 +161,7 @@ async fn obeyed(
     let expires = c.expires.min(node.mtime.saturating_add(max_ttl_ms));
     if expires <= now {
         let capped = if expires < c.expires { ", capped at this agent's approval expiry" } else { "" };
-        return Ok(Err(format!("it lapsed at {}{capped}", crate::approval::human_time(expires))));
+        return Ok(Err(format!("it lapsed at {}{capped}", crate::types::human_time(expires))));
     }
     match crate::clients::zk::get(client, &format!("{MEMBERS}/{}", c.host)).await? {
         Some(member) if member.ephemeral_owner != 0 => Ok(Ok(expires)),
@@ -202,7 +202,7 @@ pub fn hold<'a>(zk: &'a Session, me: &str, wait: Duration) -> Result<Hold<'a>, C
     if zk.get(&format!("{MEMBERS}/{me}"))?.is_none_or(|n| n.ephemeral_owner == 0) {
         return Err(CanalClusterError::NotMember(me.to_string()));
     }
-    let token = crate::approval::token::random_hex(8);
+    let token = crate::digest::random_hex(8);
     let data = serde_json::to_vec(&HoldData { host: me.to_string(), token: token.clone() })
         .map_err(|source| CanalClusterError::Encode { what: "the hold", source })?;
     let client = zk.client();

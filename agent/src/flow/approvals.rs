@@ -4,12 +4,13 @@
 
 use super::*;
 use crate::approval::mail::{approval_mail, Links};
-use crate::approval::token::random_hex;
 use crate::approval::{
-    human_time, link, Approval, ApprovalState, DecideReply, DecideRequest, Decision as Answer, Ending, PlannedStep,
+    link, Approval, ApprovalState, DecideReply, DecideRequest, Decision as Answer, Ending, PlannedStep,
 };
 use crate::audit::{ApprovalEntry, Entry};
 use crate::cluster::canal::{CanalClusterError, Claimed, CLAIM};
+use crate::digest::random_hex;
+use crate::types::human_time;
 
 /// What asking for and acting on approvals needs.
 pub struct Approvals {

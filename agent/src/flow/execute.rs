@@ -3,7 +3,7 @@
 //! fix did not hold.
 
 use super::*;
-use crate::approval::token::random_hex;
+use crate::digest::random_hex;
 
 impl Flow {
     /// Applies and verifies each step in order; stops at the first failure.

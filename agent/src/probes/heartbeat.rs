@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::ProbeEvent;
-use crate::approval::human_time;
 use crate::config::Invalid;
+use crate::types::human_time;
 
 struct Expectation {
     since: i64,
