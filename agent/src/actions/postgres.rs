@@ -16,7 +16,7 @@ use postgres::{Client, NoTls};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
-use crate::clients::mysql::{find_column, map_column, PgColumn};
+use crate::clients::mysql::{find_column, map_column, ColumnDef, PgColumn};
 use crate::config::{Config, Invalid};
 use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::Name;
@@ -107,13 +107,19 @@ fn add_column_sql(schema: &SqlIdent, table: &SqlIdent, column: &SqlIdent, pg: &P
     sql
 }
 
+/// `table.column` as the MySQL sources define it.
+fn mysql_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<ColumnDef>, ActionError> {
+    find_column(&config.mysql, table, column)
+        .map_err(|e| ActionError::new(format!("looking up {table}.{column} in the MySQL sources"), e))
+}
+
 /// The column definition (from MySQL) and each target's SQL.
 fn plan(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<(String, Vec<TargetPlan>), ActionError> {
     let doing = doing(table, column);
     if config.postgres.is_empty() {
         return Err(ActionError::new(doing, "no [postgres.NAME] targets are configured"));
     }
-    let defs = find_column(config, table, column)?;
+    let defs = mysql_column(config, table, column)?;
     let Some(first) = defs.first() else {
         return Err(ActionError::new(
             doing,
@@ -226,7 +232,7 @@ fn describe_pg_error(e: &postgres::Error, lock_timeout_ms: u64) -> String {
 /// Checks the column now exists in every target with the mapped type.
 pub fn verify(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<String, ActionError> {
     let doing = format!("verifying {table}.{column} in the PostgreSQL targets");
-    let defs = find_column(config, table, column)?;
+    let defs = mysql_column(config, table, column)?;
     let pg = defs.first().map(map_column).transpose().map_err(|e| ActionError::new(&doing, e))?;
     let mut seen = Vec::new();
     for (name, t) in &config.postgres {

@@ -29,14 +29,14 @@
 //! column is added as `NOT NULL` only with a default; without one it is
 //! added as nullable (existing rows would violate it), and the preview says so.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use serde::Deserialize;
 
-use crate::actions::ActionError;
-use crate::config::{Config, Invalid};
+use crate::config::Invalid;
 use crate::types::Name;
 use crate::types::SqlIdent;
 
@@ -64,21 +64,19 @@ pub struct PgColumn {
     pub notes: Vec<String>,
 }
 
-/// Finds `table.column` in every configured MySQL source's schemas.
-pub fn find_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<ColumnDef>, ActionError> {
-    let doing = format!("looking up {table}.{column} in the MySQL sources");
-    if config.mysql.is_empty() {
-        return Err(ActionError::new(doing, "no [mysql.NAME] sources are configured"));
+/// Finds `table.column` in the schemas of every MySQL source (`[mysql.NAME]`).
+pub fn find_column(
+    sources: &BTreeMap<String, MysqlSource>,
+    table: &SqlIdent,
+    column: &SqlIdent,
+) -> Result<Vec<ColumnDef>, MysqlError> {
+    if sources.is_empty() {
+        return Err(MysqlError::NoSources);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ActionError::new(&doing, format!("starting a runtime: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(MysqlError::Runtime)?;
     let mut found = Vec::new();
-    for (name, source) in &config.mysql {
-        let rows = rt
-            .block_on(query_source(source, table, column))
-            .map_err(|e| ActionError::new(&doing, MysqlError::of(name, source)(e)))?;
+    for (name, source) in sources {
+        let rows = rt.block_on(query_source(source, table, column)).map_err(MysqlError::of(name, source))?;
         for (schema, column_type, nullable, default) in rows {
             if source.schemas.contains(&schema) {
                 found.push(ColumnDef {
@@ -99,6 +97,8 @@ type Row = (String, String, String, Option<String>);
 /// A MySQL source could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum MysqlError {
+    #[error("no [mysql.NAME] sources are configured")]
+    NoSources,
     #[error("starting a runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("reading password file {}: {source}", .path.display())]
