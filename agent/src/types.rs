@@ -271,6 +271,24 @@ pub fn human_time(ms: i64) -> String {
         .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string())
 }
 
+/// A setting that cannot be used, or two that do not fit together; the
+/// message names the section and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Invalid {
+        Invalid(message)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Invalid {
+        Invalid(message.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{escape_html, Approval};
 use crate::audit::{now_rfc3339, Audit, Entry, MailEntry};
-use crate::config::Invalid;
 use crate::state::{read_json, write_json_atomic, StateError};
 use crate::types::human_time;
+use crate::types::Invalid;
 
 const MAX_BACKOFF_SECS: u64 = 600;
 

@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
 use crate::matching::Event;
 use crate::plan::{Risk, Step};
 use crate::state::{read_json, write_json_atomic, StateError};
+use crate::types::Invalid;
 
 /// What a link or the CLI decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,7 +36,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use serde::Deserialize;
 
-use crate::config::Invalid;
+use crate::types::Invalid;
 use crate::types::Name;
 use crate::types::SqlIdent;
 

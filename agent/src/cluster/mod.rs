@@ -51,7 +51,7 @@ use serde_json::Value;
 use zookeeper_client as zk;
 
 use crate::clients::kafka::{zookeeper_partitions, PartitionLeader};
-use crate::config::Invalid;
+use crate::types::Invalid;
 
 pub const AGENTS: &str = "/pipemedic/kafka/agents";
 pub const LOCK_DIR: &str = "/pipemedic/kafka/lock";

@@ -43,23 +43,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// A setting that cannot be used, or two that do not fit together; the
-/// message names the section and the key.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
-
-impl From<String> for Invalid {
-    fn from(message: String) -> Invalid {
-        Invalid(message)
-    }
-}
-
-impl From<&str> for Invalid {
-    fn from(message: &str) -> Invalid {
-        Invalid(message.into())
-    }
-}
+pub use crate::types::Invalid;
 
 /// The whole configuration of one agent.
 #[derive(Debug, Clone, Deserialize)]

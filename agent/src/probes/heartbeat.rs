@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::ProbeEvent;
-use crate::config::Invalid;
 use crate::types::human_time;
+use crate::types::Invalid;
 
 struct Expectation {
     since: i64,

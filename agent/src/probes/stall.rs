@@ -19,9 +19,9 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use super::ProbeEvent;
-use crate::config::Invalid;
 use crate::matching::SignatureSpec;
 use crate::types::human_time;
+use crate::types::Invalid;
 
 /// What ZooKeeper says about the brokers: registered and expected.
 pub type Registration = Result<(BTreeSet<i32>, BTreeSet<i32>), crate::clients::zk::ZkError>;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Invalid;
+use crate::types::Invalid;
 use crate::types::Name;
 
 /// A process the agent manages through its own scripts (runbook T3, T4).
