@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
 use crate::clients::kafka;
-use crate::config::KafkaConfig;
+use crate::clients::kafka::KafkaConfig;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::clients::kafka::lag;
-use crate::config::{Config, KafkaConfig};
+use crate::clients::kafka::KafkaConfig;
+use crate::config::Config;
 use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::excerpt;
 

@@ -167,7 +167,7 @@ pub fn read_destinations(zk: &Session, canal: &CanalConfig) -> Result<Vec<Destin
 pub(crate) fn read_state(
     zk: &Session,
     name: &str,
-    d: &crate::config::CanalDestination,
+    d: &crate::clients::canal::CanalDestination,
 ) -> Result<DestinationState, ZkError> {
     let base = dest_path(name);
     let running = zk.get(&format!("{base}/running"))?.map(|n| {

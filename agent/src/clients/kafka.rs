@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::clients::zk::Session;
-use crate::config::KafkaClusterConfig;
+use crate::cluster::KafkaClusterConfig;
 
 /// One partition's leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]

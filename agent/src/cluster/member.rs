@@ -15,7 +15,7 @@ use zookeeper_client as zk;
 use super::{controller_id, remember_controller, MemberCx, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
 use crate::actions::service;
 use crate::audit::{Entry, Note};
-use crate::config::KafkaClusterConfig;
+use crate::cluster::KafkaClusterConfig;
 use crate::plan::policy::Verdict;
 use crate::plan::{Plan, Risk, ServiceOp, Step};
 use crate::types::Name;

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::*;
-use crate::config::RecordStart;
+use crate::sources::RecordStart;
 use crate::sources::{Assembler, Assembly};
 
 impl Flow {

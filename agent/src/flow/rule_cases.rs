@@ -22,11 +22,12 @@ use rhai::Dynamic;
 
 use super::{Asked, Clock, Decision, Flow};
 use crate::audit::Audit;
-use crate::config::{Config, RecordStart};
+use crate::config::Config;
 use crate::matching::Event;
 use crate::plan::{PlanRefused, Refusal};
 use crate::rules::api::CaseAnswers;
 use crate::rules::{Rule, RuleSet};
+use crate::sources::RecordStart;
 
 /// The result of one test case.
 #[derive(Debug)]
@@ -150,7 +151,7 @@ fn probe_event(case: &rhai::Map, probe: &str) -> Result<Event, String> {
 /// (`kafka_cluster: true`); the test configuration may not be.
 fn in_a_cluster(config: &Config) -> Config {
     // Parsed, so every other setting keeps the configuration's defaults.
-    let defaults: crate::config::KafkaConfig =
+    let defaults: crate::clients::kafka::KafkaConfig =
         toml::from_str("bootstrap_servers = \"127.0.0.1:9092\"\n[cluster]\nbroker_id = 1\n").expect("a valid [kafka]");
     let mut config = config.clone();
     let kafka = config.kafka.get_or_insert_with(|| defaults.clone());

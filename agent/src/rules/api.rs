@@ -18,7 +18,7 @@ pub struct RuleContext {
     /// The rule's parameters: its defaults, overridden by the config.
     pub params: rhai::Map,
     /// Where to ask about Kafka, if the host knows its cluster.
-    pub kafka: Option<std::sync::Arc<crate::config::KafkaConfig>>,
+    pub kafka: Option<std::sync::Arc<crate::clients::kafka::KafkaConfig>>,
     /// The host's configuration, for questions about this host (`None` in
     /// rule tests: the case answers them).
     pub config: Option<std::sync::Arc<crate::config::Config>>,

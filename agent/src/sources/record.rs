@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 
-use crate::config::RecordStart;
 use crate::sources::logtime::starts_with_timestamp;
+use crate::sources::RecordStart;
 
 /// One logical log entry.
 #[derive(Debug, Clone)]

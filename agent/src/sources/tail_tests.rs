@@ -1,8 +1,8 @@
 //! Following files: appends, rotation, truncation, restarts.
 
 use super::*;
-use crate::config::RecordStart;
 use crate::sources::Interest;
+use crate::sources::RecordStart;
 use std::io::Write;
 
 fn follower(path: &Path) -> Follower {
