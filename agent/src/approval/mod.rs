@@ -54,23 +54,7 @@ impl Decision {
     }
 }
 
-/// Where an approval stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ApprovalState {
-    Pending,
-    /// Enough approvers said yes; being applied (or, in dry-run, done).
-    Approved,
-    Denied,
-    Expired,
-    Applied,
-    Failed,
-    /// The world changed between the mail and the approval; not applied.
-    Superseded,
-    /// The agent stopped (killed, crashed) while applying it; found at the
-    /// next start and never re-run.
-    Interrupted,
-}
+pub use crate::audit::ApprovalState;
 
 /// One step as it was mailed: the typed step, its preview and what the
 /// preview depended on.

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::approval::ApprovalState;
 use crate::plan::{PlanRefused, Risk};
 
 /// One line of the audit journal.
@@ -251,6 +250,25 @@ impl Note {
     pub fn now(dry_run: bool, detail: impl Into<String>) -> Note {
         Note { time: super::now_rfc3339(), dry_run, detail: detail.into() }
     }
+}
+
+/// Where an approval stands (the approvals' own vocabulary, kept here
+/// because the journal records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalState {
+    Pending,
+    /// Enough approvers said yes; being applied (or, in dry-run, done).
+    Approved,
+    Denied,
+    Expired,
+    Applied,
+    Failed,
+    /// The world changed between the mail and the approval; not applied.
+    Superseded,
+    /// The agent stopped (killed, crashed) while applying it; found at the
+    /// next start and never re-run.
+    Interrupted,
 }
 
 /// What was decided about one event and one rule.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod entry;
 
-pub use entry::{ApprovalEntry, Entry, MailEntry, Note, PlanEntry};
+pub use entry::{ApprovalEntry, ApprovalState, Entry, MailEntry, Note, PlanEntry};
 
 const MAX_BACKLOG: usize = 10_000;
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::clients::zk::Session;
-use crate::cluster::KafkaClusterConfig;
+use crate::types::Invalid;
 
 /// One partition's leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +269,58 @@ fn default_drain() -> u64 {
 
 fn default_kafka_timeout() -> u64 {
     10
+}
+
+// `[kafka.cluster]` in the configuration: this host's part in leader-first restarts.
+
+/// The local broker's part in a leader-first restart (runbook K4). Agents
+/// coordinate through the `[zookeeper]` ensemble under `/pipemedic/kafka`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaClusterConfig {
+    /// `broker.id` of the broker on this host.
+    pub broker_id: i32,
+    /// Its entry under `[services]`.
+    #[serde(default = "default_broker_service")]
+    pub service: String,
+    /// The cluster's broker ids; empty: every broker that holds a replica in
+    /// ZooKeeper's topic assignments.
+    #[serde(default)]
+    pub brokers: Vec<i32>,
+    /// How long a started broker must stay stable before the next starts.
+    #[serde(default = "default_settle")]
+    pub settle_secs: u64,
+    /// How long a broker may take to start and become stable.
+    #[serde(default = "default_broker_start")]
+    pub start_timeout_secs: u64,
+    /// How long an agent waits for another agent's sequence to finish.
+    #[serde(default = "default_lock_wait")]
+    pub lock_wait_secs: u64,
+}
+
+fn default_broker_service() -> String {
+    "kafka".into()
+}
+
+fn default_settle() -> u64 {
+    30
+}
+
+fn default_broker_start() -> u64 {
+    300
+}
+
+impl KafkaClusterConfig {
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        if self.broker_id < 0 || self.brokers.iter().any(|b| *b < 0) {
+            return Err("[kafka.cluster] broker ids are not negative".into());
+        }
+        Ok(())
+    }
+}
+
+fn default_lock_wait() -> u64 {
+    1800
 }
 
 #[cfg(test)]
