@@ -11,8 +11,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{apply_file_edit, read_for_edit, Action, ActionError, Cx, Guard, Preview, Staged, Step};
+use crate::actions::step::{Refusal, StepSpec};
 use crate::digest::sha256_hex;
-use crate::plan::{Refusal, StepSpec};
 use crate::types::{parse_host_address, HostName};
 
 /// What the hosts file says about `host`.

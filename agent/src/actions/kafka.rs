@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
+use crate::actions::step::{Refusal, Risk, StepSpec};
 use crate::clients::kafka::lag;
 use crate::clients::kafka::KafkaConfig;
 use crate::config::Config;
-use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::excerpt;
 
 fn kafka<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaConfig, String), ActionError> {

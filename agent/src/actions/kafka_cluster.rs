@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
+use crate::actions::step::{Refusal, StepSpec};
 use crate::clients::zk::Session;
 use crate::cluster::KafkaClusterConfig;
 use crate::cluster::{self, ids, Snapshot, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
 use crate::config::Config;
-use crate::plan::{Refusal, StepSpec};
 
 /// How often a waiting coordinator looks at ZooKeeper again.
 const POLL: Duration = Duration::from_secs(1);

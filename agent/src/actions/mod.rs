@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod probe;
 pub mod properties;
 pub mod service;
+pub mod step;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,9 +23,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::actions::step::Risk;
 use crate::approval::mail::Outbox;
 use crate::config::Config;
-use crate::plan::Risk;
 
 /// What a step's preview, apply and verify may use.
 pub struct Cx<'a> {

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
+use crate::actions::step::StepSpec;
 use crate::approval::mail::Outbox;
-use crate::plan::StepSpec;
 
 pub fn preview(message: &str) -> Preview {
     Preview { text: format!("notify: {message}"), noop: false, guard: Default::default() }

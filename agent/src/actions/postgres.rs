@@ -16,9 +16,9 @@ use postgres::{Client, NoTls};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
+use crate::actions::step::{Refusal, Risk, StepSpec};
 use crate::clients::mysql::{find_column, map_column, ColumnDef, PgColumn};
 use crate::config::Config;
-use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::Invalid;
 use crate::types::Name;
 use crate::types::SqlIdent;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
+use crate::actions::step::{Refusal, StepSpec};
 use crate::approval::mail::Outbox;
-use crate::plan::{Refusal, StepSpec};
 use crate::types::excerpt;
 
 fn probe(addr: SocketAddr) -> String {

@@ -8,9 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{apply_file_edit, read_for_edit, Action, ActionError, Cx, Guard, Preview, Staged, Step};
+use crate::actions::step::{Refusal, Risk, StepSpec};
 use crate::config::Config;
 use crate::digest::sha256_hex;
-use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::{Name, PropertyKey, PropertyValue};
 
 /// The change a step wants.

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Guard, Preview, Staged, Step};
+use crate::actions::step::{Refusal, Risk, StepSpec};
 use crate::clients::canal::CanalConfig;
 use crate::clients::canal::{fallback_secs, read_destinations, read_state, CanalCursor, DestinationState};
 use crate::clients::mysql::{list_binlogs, Binlog};
 use crate::clients::zk::{Node, Session};
 use crate::config::Config;
-use crate::plan::{Refusal, Risk, StepSpec};
 use crate::types::human_time;
 use crate::types::Name;
 

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
+use crate::actions::step::{Refusal, ServiceOp, StepSpec};
 use crate::config::Config;
-use crate::plan::{Refusal, ServiceOp, StepSpec};
 use crate::types::Name;
 
 /// How often a wait re-checks the process table. Waits are bounded by the
