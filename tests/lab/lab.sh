@@ -994,19 +994,27 @@ groups() {
     kafka_tool consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" --describe --group bo_01
 }
 
-# bo_01's backlog: what it will still read. Per partition from its committed
-# offset, or, where it never committed (Kafka's tool prints "-" for the offset
-# and the lag, and counts nothing), from the log start, where the lab's
-# auto.offset.reset=earliest makes it begin. A fresh lab has records in one
-# partition only, so a backlog lands mostly where nothing was committed yet.
+# bo_01's backlog: what it will still read. Per partition, from the log end
+# (GetOffsetShell) back to what the group committed, or, where it never
+# committed, to the log start, where the lab's auto.offset.reset=earliest
+# makes it begin. Kafka's group tool alone does not tell: for a partition
+# without a commit it prints "-" while the group runs, and while the group
+# has no member (data_sync stopped for a break) it leaves such a partition
+# out. A fresh lab has records in one partition only, so a backlog lands
+# mostly where nothing was committed yet.
 group_lag() {
-    local starts
-    starts=$(kafka_tool GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic TABLE_IX_TRADE_ALL_BASE --time -2 2>/dev/null)
-    kafka_tool consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" --describe --group bo_01 2>/dev/null |
-        awk -v starts="$starts" '
-            BEGIN { n = split(starts, l, "\n"); for (i = 1; i <= n; i++) if (split(l[i], f, ":") == 3) start[f[2]] = f[3] }
-            $1 == "bo_01" && $5 ~ /^[0-9]+$/ { lag += $5 - ($4 ~ /^[0-9]+$/ ? $4 : start[$3] + 0) }
-            END { print lag + 0 }'
+    local topic=TABLE_IX_TRADE_ALL_BASE ends starts committed
+    ends=$(kafka_tool GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$topic" --time -1 2>/dev/null)
+    starts=$(kafka_tool GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$topic" --time -2 2>/dev/null)
+    committed=$(kafka_tool consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" --describe --group bo_01 2>/dev/null |
+        awk '$1 == "bo_01" && $4 ~ /^[0-9]+$/ { print $2 ":" $3 ":" $4 }')
+    awk -F: -v starts="$starts" -v committed="$committed" '
+        BEGIN {
+            n = split(starts, l, "\n"); for (i = 1; i <= n; i++) if (split(l[i], f, ":") == 3) start[f[2]] = f[3]
+            n = split(committed, l, "\n"); for (i = 1; i <= n; i++) if (split(l[i], f, ":") == 3) done[f[2]] = f[3]
+        }
+        NF == 3 && $3 ~ /^[0-9]+$/ { lag += $3 - (($2 in done) ? done[$2] : start[$2] + 0) }
+        END { print lag + 0 }' <<<"$ends"
 }
 
 cmd=${1:-}
