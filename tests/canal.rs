@@ -521,17 +521,23 @@ fn ha_write_waits_for_every_member_and_gives_up_on_a_silent_one() {
     p.host.stop_agent();
 }
 
-#[test]
-fn ha_another_agents_hold_stops_canal_here_and_refuses_a_second_writer() {
+/// A's agent alone, its canal held stopped by another host's agent (canal-x,
+/// a live member, writing: its session is the returned client).
+fn held_by_canal_x() -> (Pipeline, common::zk::Zk) {
     let (mut p, b) = ha_pipeline();
     drop(b);
-    // Another host's agent is writing: it holds every canal stopped.
-    let mut other = p.zk_server.client();
+    let other = p.zk_server.client();
     other.hold(&format!("{MEMBERS}/canal-x"), b"canal-x");
     other.hold("/pipemedic/canal/hold", br#"{"host":"canal-x","token":"0123"}"#);
     p.host.start_agent();
     p.host.wait_until("A's canal held stopped", || p.host.service_pid("canal").is_none());
     release_when_stopped(&mut p);
+    (p, other)
+}
+
+#[test]
+fn ha_another_agents_hold_stops_canal_here_and_refuses_a_second_writer() {
+    let (mut p, mut other) = held_by_canal_x();
     let held = p.host.audit_of_kind("canal-hold");
     assert!(held[0]["detail"].as_str().unwrap().contains("the agent on canal-x holds every canal stopped"), "{held:?}");
 
@@ -590,14 +596,7 @@ fn ha_a_hold_by_no_live_member_is_not_obeyed_and_a_person_is_told() {
 /// when the last hold goes.
 #[test]
 fn ha_a_hold_replaced_while_held_keeps_what_this_agent_stopped() {
-    let (mut p, b) = ha_pipeline();
-    drop(b);
-    let mut x = p.zk_server.client();
-    x.hold(&format!("{MEMBERS}/canal-x"), b"canal-x");
-    x.hold("/pipemedic/canal/hold", br#"{"host":"canal-x","token":"0123"}"#);
-    p.host.start_agent();
-    p.host.wait_until("A's canal held stopped", || p.host.service_pid("canal").is_none());
-    release_when_stopped(&mut p);
+    let (mut p, mut x) = held_by_canal_x();
     // The node is rewritten in place: another writer's token.
     let mut y = p.zk_server.client();
     y.hold(&format!("{MEMBERS}/canal-y"), b"canal-y");
