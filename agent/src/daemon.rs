@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
 
-use crate::approval::mail::{Outbox, OutgoingMail};
 use crate::approval::token::Signer;
 use crate::approval::web::WebState;
 use crate::approval::{ApprovalStore, WorkerRequest};
 use crate::audit::{Audit, Entry, Note};
 use crate::config::Config;
 use crate::flow::{Approvals, Clock, Decision, Flow};
+use crate::mail::{Outbox, OutgoingMail};
 use crate::report::{digest_due, Report, StatusFile, DIGEST_WINDOW};
 use crate::rules::RuleSet;
 use crate::runtime::Background;

@@ -44,6 +44,8 @@ pub mod cluster;
 pub mod config;
 /// Atomic writes, backups, refusing links and pre-planted files.
 pub(crate) mod fsutil;
+/// Outgoing mail: the outbox in the state directory and its sender.
+pub(crate) mod mail;
 /// Prometheus metrics.
 pub(crate) mod metrics;
 /// The state directory: small JSON documents replaced atomically.

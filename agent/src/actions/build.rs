@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::StepSpec;
-use crate::approval::mail::Outbox;
 use crate::config::Config;
+use crate::mail::Outbox;
 
 /// The finding, computed from the deployed properties.
 pub fn check(config: &Config) -> Result<(String, bool), ActionError> {

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::step::Risk;
-use crate::approval::mail::Outbox;
 use crate::config::Config;
+use crate::mail::Outbox;
 
 /// What a step's preview, apply and verify may use.
 pub struct Cx<'a> {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::StepSpec;
-use crate::approval::mail::Outbox;
+use crate::mail::Outbox;
 
 pub fn preview(message: &str) -> Preview {
     Preview { text: format!("notify: {message}"), noop: false, guard: Default::default() }

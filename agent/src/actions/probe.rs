@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::{Refusal, StepSpec};
-use crate::approval::mail::Outbox;
+use crate::mail::Outbox;
 use crate::types::excerpt;
 
 fn probe(addr: SocketAddr) -> String {

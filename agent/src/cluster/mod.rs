@@ -65,7 +65,7 @@ pub struct MemberCx {
     pub audit: crate::audit::Audit,
     pub policy: crate::plan::policy::Policy,
     /// The outbox and this host's name, when `[mail]` is configured.
-    pub mail: Option<(crate::approval::mail::Outbox, String)>,
+    pub mail: Option<(crate::mail::Outbox, String)>,
 }
 
 impl MemberCx {

@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::actions::{Executor, Guard, Preview};
-use crate::approval::mail::Outbox;
 use crate::approval::token::Signer;
 use crate::approval::ApprovalConfig;
 use crate::approval::ApprovalStore;
 use crate::audit::{Audit, Entry, Note, PlanEntry};
 use crate::config::Config;
+use crate::mail::Outbox;
 use crate::matching::{Event, Match, Matcher, SignatureError, SignatureSpec};
 use crate::plan::policy::{Policy, Verdict};
 use crate::plan::{Plan, PlanSpec, Risk, Step};
