@@ -125,14 +125,14 @@ impl Daemon {
             };
             flow = flow.with_mail(config.host_name(), outbox, approvals);
         }
-        let member = crate::cluster::MemberCx {
+        let member = crate::peers::MemberCx {
             config: config.clone(),
             audit: flow.audit().clone(),
             policy: flow.policy().clone(),
             mail: flow.outbox().map(|o| (o.clone(), config.host_name())),
         };
-        crate::cluster::member::spawn(&mut background, member.clone());
-        crate::cluster::canal::spawn_member(&mut background, member);
+        crate::peers::kafka::spawn(&mut background, member.clone());
+        crate::peers::canal::spawn_member(&mut background, member);
         let followers = config
             .sources
             .iter()

@@ -159,7 +159,7 @@ fn live_checks(config: &Config, out: &mut String) {
                 let _ = writeln!(out, "  ZooKeeper: {e}");
             }
             Ok(session) => {
-                let configured = crate::cluster::configured_brokers(config);
+                let configured = config.cluster_brokers();
                 match session.block_on(crate::cluster::snapshot(&session.client())) {
                     Err(e) => {
                         let _ = writeln!(out, "  ZooKeeper {}: {e}", zk.connect);

@@ -38,6 +38,8 @@ pub(crate) mod probes;
 pub mod clients;
 /// Agents on several hosts acting on one system: K4 leader-first, canal HA.
 pub mod cluster;
+/// This host's agent answering the others: the K4 and canal-hold members.
+pub(crate) mod peers;
 
 // Host services.
 /// The agent's configuration: one TOML file per host.

@@ -8,7 +8,7 @@
 //! `/pipemedic/kafka`, with the standard recipes:
 //!
 //! - `agents/<broker id>` (ephemeral): this broker's agent is alive and will
-//!   take its turn ([`member`]).
+//!   take its turn (`crate::peers::kafka`).
 //! - `lock/` (ephemeral sequential, the lock recipe): whoever holds it runs
 //!   the one cluster-wide sequence; the others wait their turn for the lock.
 //! - `turn` (ephemeral, owned by the lock holder): `{"broker": 2, …}` — the
@@ -22,7 +22,7 @@
 //! order, and names a sequence `started/<id>` does not report served yet
 //! (so a restart never re-takes it); the start itself passes the policy's
 //! cooldown, hourly limit and breaker like any broker start. Anything else
-//! is told to a person once and starts nothing ([`member`]).
+//! is told to a person once and starts nothing (`crate::peers::kafka`).
 //!
 //! Everything a dead agent held is ephemeral, so it vanishes with its
 //! session: a lock holder that dies frees the lock (the next waiting agent
@@ -41,7 +41,6 @@
 //! ranking, one at a time.
 
 pub mod canal;
-pub(crate) mod member;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -55,27 +54,6 @@ pub const AGENTS: &str = "/pipemedic/kafka/agents";
 pub const LOCK_DIR: &str = "/pipemedic/kafka/lock";
 pub const TURN: &str = "/pipemedic/kafka/turn";
 pub const STARTED: &str = "/pipemedic/kafka/started";
-
-/// What a member thread (canal's hold, K4's turn) needs besides its
-/// session: the configuration, the journal, the policy that counts what it
-/// starts, and a way to tell a person.
-#[derive(Clone)]
-pub struct MemberCx {
-    pub config: std::sync::Arc<crate::config::Config>,
-    pub audit: crate::audit::Audit,
-    pub policy: crate::plan::policy::Policy,
-    /// The outbox and this host's name, when `[mail]` is configured.
-    pub mail: Option<(crate::mail::Outbox, String)>,
-}
-
-impl MemberCx {
-    /// Tells a person: the agent's log, and mail to the notify list (at
-    /// most once per `notify_dedup_secs` for the same message). Returns what
-    /// happened, for the journal.
-    pub fn tell(&self, message: &str) -> String {
-        crate::actions::notify::apply(message, self.mail.as_ref())
-    }
-}
 
 /// What ZooKeeper says about the cluster at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,12 +196,6 @@ pub fn ids(set: impl IntoIterator<Item = i32>) -> String {
     } else {
         v.join(", ")
     }
-}
-
-/// The cluster's brokers as configured on this host (`[kafka.cluster]
-/// brokers`); empty: every broker that holds a replica.
-pub fn configured_brokers(config: &crate::config::Config) -> &[i32] {
-    config.kafka_cluster().map_or(&[], |c| &c.brokers)
 }
 
 /// `{"version":1,"brokerid":2,"timestamp":"…"}` → 2.

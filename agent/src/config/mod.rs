@@ -20,10 +20,10 @@ pub use crate::actions::postgres::PostgresTarget;
 pub use crate::actions::service::{ProcessMatch, ServiceConfig, UpCheck};
 pub use crate::approval::ApprovalConfig;
 pub use crate::clients::canal::{CanalConfig, CanalDestination};
+pub use crate::clients::kafka::KafkaClusterConfig;
 pub use crate::clients::kafka::KafkaConfig;
 pub use crate::clients::mysql::MysqlSource;
 pub use crate::clients::zk::ZooKeeperConfig;
-pub use crate::cluster::KafkaClusterConfig;
 pub use crate::mail::{MailConfig, MailSecurity};
 pub use crate::metrics::MetricsConfig;
 pub use crate::probes::heartbeat::HeartbeatConfig;
@@ -114,6 +114,12 @@ fn default_hosts_file() -> PathBuf {
 }
 
 impl Config {
+    /// The Kafka cluster's brokers as configured on this host (`[kafka.cluster]
+    /// brokers`); empty: every broker that holds a replica.
+    pub fn cluster_brokers(&self) -> &[i32] {
+        self.kafka_cluster().map_or(&[], |c| &c.brokers)
+    }
+
     /// Where the consumer group begins in a partition it never committed
     /// in, from `[properties_files] consumer`.
     pub fn consumer_offset_reset(&self) -> crate::clients::kafka::Reset {

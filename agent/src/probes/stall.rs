@@ -203,7 +203,7 @@ pub fn signature_specs(s: &StallConfig) -> Vec<SignatureSpec> {
 /// the stall diagnosis; `None` without `[zookeeper]`.
 pub fn broker_registration(config: &crate::config::Config) -> Option<Registration> {
     let zk = config.zookeeper.as_ref()?;
-    let configured = crate::cluster::configured_brokers(config);
+    let configured = config.cluster_brokers();
     Some(crate::clients::zk::Session::connect(zk).and_then(|s| {
         let snap = s
             .block_on(crate::cluster::snapshot(&s.client()))

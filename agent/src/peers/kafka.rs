@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
-use super::{controller_id, remember_controller, MemberCx, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
+use super::MemberCx;
 use crate::actions::service;
 use crate::audit::{Entry, Note};
 use crate::cluster::KafkaClusterConfig;
+use crate::cluster::{controller_id, remember_controller, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
 use crate::plan::policy::Verdict;
 use crate::plan::{Plan, Risk, ServiceOp, Step};
 use crate::types::Name;
@@ -209,7 +210,7 @@ async fn turn_refused(
     if !turn.order.contains(&me) {
         return Ok(Some(format!("its order {:?} does not include broker {me}", turn.order)));
     }
-    let Some(lock) = super::lock_holder(client).await? else {
+    let Some(lock) = crate::cluster::lock_holder(client).await? else {
         return Ok(Some(format!("nobody holds the cluster lock under {LOCK_DIR}")));
     };
     if lock.ephemeral_owner != node.ephemeral_owner {
