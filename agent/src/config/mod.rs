@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::types::Name;
 
+mod digest;
 mod limits;
 
 // Each section is defined next to the component it configures, and checks
@@ -28,8 +29,8 @@ pub use crate::mail::{MailConfig, MailSecurity};
 pub use crate::metrics::MetricsConfig;
 pub use crate::probes::heartbeat::HeartbeatConfig;
 pub use crate::probes::stall::StallConfig;
-pub use crate::report::{BadTime, DigestConfig};
 pub use crate::sources::{RecordStart, SourceConfig};
+pub use digest::{BadTime, DigestConfig};
 pub use limits::Limits;
 
 /// What went wrong reading a configuration file.

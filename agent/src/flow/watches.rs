@@ -17,9 +17,11 @@ impl Flow {
         }
         let mut findings = self.heartbeat.as_mut().map(|w| w.findings(now)).unwrap_or_default();
         let config = self.config.clone();
-        if let Some(f) =
-            self.stall.as_mut().and_then(|s| s.diagnose(now, || crate::probes::stall::broker_registration(&config)))
-        {
+        if let Some(f) = self.stall.as_mut().and_then(|s| {
+            s.diagnose(now, || {
+                crate::probes::stall::broker_registration(config.zookeeper.as_ref(), config.cluster_brokers())
+            })
+        }) {
             findings.push(f);
         }
         for finding in findings {

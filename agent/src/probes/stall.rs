@@ -199,11 +199,14 @@ pub fn signature_specs(s: &StallConfig) -> Vec<SignatureSpec> {
     specs
 }
 
-/// Which brokers ZooKeeper has registered and which the cluster has, for
-/// the stall diagnosis; `None` without `[zookeeper]`.
-pub fn broker_registration(config: &crate::config::Config) -> Option<Registration> {
-    let zk = config.zookeeper.as_ref()?;
-    let configured = config.cluster_brokers();
+/// Which brokers ZooKeeper has registered and which the cluster has (the
+/// `configured` brokers, or every one holding a replica), for the stall
+/// diagnosis; `None` without `[zookeeper]`.
+pub fn broker_registration(
+    zk: Option<&crate::clients::zk::ZooKeeperConfig>,
+    configured: &[i32],
+) -> Option<Registration> {
+    let zk = zk?;
     Some(crate::clients::zk::Session::connect(zk).and_then(|s| {
         let snap = s
             .block_on(crate::cluster::snapshot(&s.client()))
