@@ -21,10 +21,6 @@ use crate::cluster::canal::{set_held_by, HoldData, HELD, HOLD, MEMBERS};
 use crate::plan::ServiceOp;
 use crate::types::Name;
 
-/// Even without a watch firing, look again this often.
-const RECHECK: Duration = Duration::from_secs(60);
-const RECONNECT: Duration = Duration::from_secs(5);
-
 /// What this member did for a hold, kept in the state directory so that a
 /// restart knows to start canal again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,37 +58,9 @@ fn write_holding(state_dir: &Path, h: Option<&Holding>) -> Result<(), crate::sta
 /// Starts the member thread if this host's canal takes part in HA.
 pub fn spawn_member(background: &mut crate::runtime::Background, cx: MemberCx) {
     let Some(canal) = cx.config.canal.as_ref().filter(|c| c.ha) else { return };
-    if cx.config.dry_run || cx.config.zookeeper.is_none() {
-        return;
-    }
-    let service = match Name::parse("service name", &canal.service) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("[canal] service: {e}; not taking part in canal holds");
-            return;
-        }
-    };
-    background.spawn_async("canal-member", run(cx, service));
-}
-
-async fn run(cx: MemberCx, service: Name) {
-    let Some(zk_config) = cx.config.zookeeper.clone() else { return };
-    let mut member = Member { me: cx.config.host_name(), cx, service, seen: None, refused: None };
-    loop {
-        let connected = crate::clients::zk::connect(&zk_config).await;
-        let result = match connected {
-            Ok(client) => member.serve(&client).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::warn!(
-                "canal member: ZooKeeper {}: {e}; reconnecting in {} s",
-                zk_config.connect,
-                RECONNECT.as_secs()
-            );
-        }
-        tokio::time::sleep(RECONNECT).await;
-    }
+    let Some(service) = super::member_service(&cx, "[canal]", &canal.service, "canal holds") else { return };
+    let member = Member { me: cx.config.host_name(), cx: cx.clone(), service, seen: None, refused: None };
+    super::spawn(background, "canal-member", &cx, member);
 }
 
 /// A hold obeyed longer than this is told to a person: a writer stops every
@@ -110,8 +78,11 @@ struct Member {
     refused: Option<i64>,
 }
 
-impl Member {
-    /// One session's life: returns when the session fails.
+impl super::Member for Member {
+    fn who(&self) -> String {
+        "canal member".into()
+    }
+
     async fn serve(&mut self, client: &zk::Client) -> Result<(), zk::Error> {
         let presence = format!("{MEMBERS}/{}", self.me);
         crate::clients::zk::announce(client, &presence, self.me.as_bytes()).await?;
@@ -141,11 +112,13 @@ impl Member {
             }
             tokio::select! {
                 _ = watch.changed() => {}
-                _ = tokio::time::sleep(RECHECK) => {}
+                _ = tokio::time::sleep(super::RECHECK) => {}
             }
         }
     }
+}
 
+impl Member {
     /// The hold this member obeys, if `node` is one: another member's, made
     /// by the protocol's writer. A hold is ephemeral (it goes with its
     /// writer's session); its host is a live member (`members/<host>`) when

@@ -8,8 +8,6 @@
 //! the agent's worker waits for the cluster lock or runs another action. Not
 //! started in dry-run: announcing and starting are changes.
 
-use std::time::Duration;
-
 use zookeeper_client as zk;
 
 use super::MemberCx;
@@ -21,46 +19,13 @@ use crate::plan::policy::Verdict;
 use crate::plan::{Plan, Risk, ServiceOp, Step};
 use crate::types::Name;
 
-/// Even without a watch firing, look again this often (a missed watch, or a
-/// controller change between two watches).
-const RECHECK: Duration = Duration::from_secs(60);
-const RECONNECT: Duration = Duration::from_secs(5);
-
 /// Starts the member thread if this host takes part in a cluster restart.
 pub fn spawn(background: &mut crate::runtime::Background, cx: MemberCx) {
     let Some(cluster) = cx.config.kafka_cluster().cloned() else { return };
-    if cx.config.dry_run || cx.config.zookeeper.is_none() {
+    let Some(service) = super::member_service(&cx, "[kafka.cluster]", &cluster.service, "leader-first restarts") else {
         return;
-    }
-    let service = match Name::parse("service name", &cluster.service) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("[kafka.cluster] service: {e}; not taking part in leader-first restarts");
-            return;
-        }
     };
-    background.spawn_async("kafka-member", run(cx, cluster, service));
-}
-
-async fn run(cx: MemberCx, cluster: KafkaClusterConfig, service: Name) {
-    let Some(zk_config) = cx.config.zookeeper.clone() else { return };
-    let mut member = Member { cx, cluster, service, refused: None };
-    loop {
-        let connected = crate::clients::zk::connect(&zk_config).await;
-        let result = match connected {
-            Ok(client) => member.serve(&client).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::warn!(
-                broker = member.cluster.broker_id,
-                "kafka member: ZooKeeper {}: {e}; reconnecting in {} s",
-                zk_config.connect,
-                RECONNECT.as_secs()
-            );
-        }
-        tokio::time::sleep(RECONNECT).await;
-    }
+    super::spawn(background, "kafka-member", &cx, Member { cx: cx.clone(), cluster, service, refused: None });
 }
 
 struct Member {
@@ -71,8 +36,11 @@ struct Member {
     refused: Option<i64>,
 }
 
-impl Member {
-    /// One session's life: returns when the session fails.
+impl super::Member for Member {
+    fn who(&self) -> String {
+        format!("kafka member of broker {}", self.cluster.broker_id)
+    }
+
     async fn serve(&mut self, client: &zk::Client) -> Result<(), zk::Error> {
         let me = self.cluster.broker_id;
         let host = self.cx.config.host_name();
@@ -103,11 +71,13 @@ impl Member {
             tokio::select! {
                 _ = turn_watch.changed() => {}
                 _ = controller_watch.changed() => {}
-                _ = tokio::time::sleep(RECHECK) => {}
+                _ = tokio::time::sleep(super::RECHECK) => {}
             }
         }
     }
+}
 
+impl Member {
     /// The turn to take now, if the `turn` node names this broker and is
     /// obeyed: written in the protocol's order, by the lock holder of a
     /// sequence this member takes part in, and not yet served. A turn node

@@ -9,6 +9,64 @@
 pub mod canal;
 pub mod kafka;
 
+use std::future::Future;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use crate::types::Name;
+
+/// Even without a watch firing, a member looks again this often (a missed
+/// watch, or a change between two watches).
+const RECHECK: Duration = Duration::from_secs(60);
+/// After a session fails, a member connects again this much later.
+const RECONNECT: Duration = Duration::from_secs(5);
+
+/// A member's side of one ZooKeeper session.
+trait Member: Send + 'static {
+    /// Who it is, for the log (`canal member`, `kafka member of broker 2`).
+    fn who(&self) -> String;
+
+    /// Serves one session; returns when the session fails.
+    fn serve(&mut self, client: &zk::Client) -> impl Future<Output = Result<(), zk::Error>> + Send;
+}
+
+/// The service a member starts and stops for the other agents, if this
+/// host takes part: not in dry-run (announcing and starting are changes),
+/// only with `[zookeeper]`, and only under a valid service name (`section`
+/// names where it was configured, `role` what is not done without it).
+fn member_service(cx: &MemberCx, section: &str, service: &str, role: &str) -> Option<Name> {
+    if cx.config.dry_run || cx.config.zookeeper.is_none() {
+        return None;
+    }
+    Name::parse("service name", service)
+        .map_err(|e| tracing::error!("{section} service: {e}; not taking part in {role}"))
+        .ok()
+}
+
+/// Runs `member` on its own thread: one session after another, for as long
+/// as the agent runs.
+fn spawn(background: &mut crate::runtime::Background, name: &'static str, cx: &MemberCx, mut member: impl Member) {
+    let Some(zk_config) = cx.config.zookeeper.clone() else { return };
+    background.spawn_async(name, async move {
+        loop {
+            let result = match crate::clients::zk::connect(&zk_config).await {
+                Ok(client) => member.serve(&client).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(
+                    "{}: ZooKeeper {}: {e}; reconnecting in {} s",
+                    member.who(),
+                    zk_config.connect,
+                    RECONNECT.as_secs()
+                );
+            }
+            tokio::time::sleep(RECONNECT).await;
+        }
+    });
+}
+
 /// What a member thread (canal's hold, K4's turn) needs besides its
 /// session: the configuration, the journal, the policy that counts what it
 /// starts, and a way to tell a person.
