@@ -113,7 +113,7 @@ impl Daemon {
         let mut web = None;
         let mut background = Background::default();
         if let Some(mail) = &config.mail {
-            let outbox = Outbox::start(&mut background, mail, &config.state_dir, audit.clone());
+            let outbox = Outbox::start(&mut background, mail, &config.state_dir, Arc::new(audit.clone()));
             let approvals = match &config.approval {
                 Some(a) => {
                     let signer = Signer::load_or_create(&config.state_dir)?;
@@ -126,7 +126,7 @@ impl Daemon {
             flow = flow.with_mail(config.host_name(), outbox, approvals);
         }
         let member = crate::peers::MemberCx {
-            config: config.clone(),
+            sections: Arc::new(config.sections()),
             audit: flow.audit().clone(),
             policy: flow.policy().clone(),
             mail: flow.outbox().map(|o| (o.clone(), config.host_name())),

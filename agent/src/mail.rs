@@ -18,7 +18,6 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{now_rfc3339, Audit, Entry, MailEntry};
 use crate::state::{read_json, write_json_atomic, StateError};
 use crate::types::Invalid;
 
@@ -48,13 +47,36 @@ pub struct Outbox {
     dedup_secs: u64,
     dedup: Arc<Mutex<BTreeMap<String, i64>>>,
     dedup_file: PathBuf,
-    audit: Audit,
+    journal: Arc<dyn Journal>,
 }
 
-/// A mail's entry in the audit journal.
+/// A mail queued, sent or not sent yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MailEntry {
+    pub time: String,
+    pub mail: String,
+    /// What the mail is about (an approval, a notice's key).
+    pub about: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_secs: Option<u64>,
+}
+
+/// What became of a mail, for whoever keeps the journal (the audit: mail
+/// sits below it, so it tells rather than writes).
+pub trait Journal: Send + Sync {
+    fn queued(&self, mail: MailEntry);
+    fn sent(&self, mail: MailEntry);
+    fn failed(&self, mail: MailEntry);
+}
+
+/// A mail's entry in the journal.
 fn mail_entry(mail: &OutgoingMail, error: Option<String>, retry_in_secs: Option<u64>) -> MailEntry {
     MailEntry {
-        time: now_rfc3339(),
+        time: crate::types::now_rfc3339(),
         mail: mail.id.clone(),
         about: mail.about.clone(),
         to: mail.to.clone(),
@@ -71,13 +93,13 @@ impl Outbox {
         background: &mut crate::runtime::Background,
         config: &MailConfig,
         state_dir: &Path,
-        audit: Audit,
+        journal: Arc<dyn Journal>,
     ) -> Outbox {
         let dir = state_dir.join("outbox");
         let (wake, rx) = mpsc::channel();
         let dedup_file = state_dir.join("notify-dedup.json");
         let dedup = read_json(&dedup_file).ok().flatten().unwrap_or_default();
-        let sender = Sender_ { config: config.clone(), dir: dir.clone(), audit: audit.clone() };
+        let sender = Sender_ { config: config.clone(), dir: dir.clone(), journal: journal.clone() };
         let waker = wake.clone();
         background.spawn("mail", move |shutdown| {
             shutdown.on_trigger(move || {
@@ -92,7 +114,7 @@ impl Outbox {
             dedup_secs: config.notify_dedup_secs,
             dedup: Arc::new(Mutex::new(dedup)),
             dedup_file,
-            audit,
+            journal,
         }
     }
 
@@ -108,7 +130,7 @@ impl Outbox {
             ..mail.clone()
         };
         write_json_atomic(&self.dir.join(format!("{}.json", mail.id)), mail)?;
-        self.audit.emit(&Entry::MailQueued(mail_entry(mail, None, None)));
+        self.journal.queued(mail_entry(mail, None, None));
         let _ = self.wake.send(());
         Ok(())
     }
@@ -153,7 +175,7 @@ impl Outbox {
 struct Sender_ {
     config: MailConfig,
     dir: PathBuf,
-    audit: Audit,
+    journal: Arc<dyn Journal>,
 }
 
 impl Sender_ {
@@ -182,7 +204,7 @@ impl Sender_ {
                 match self.send(&mail) {
                     Ok(()) => {
                         let _ = std::fs::remove_file(&path);
-                        self.audit.emit(&Entry::MailSent(mail_entry(&mail, None, None)));
+                        self.journal.sent(mail_entry(&mail, None, None));
                     }
                     Err(e) => {
                         mail.attempts += 1;
@@ -190,7 +212,7 @@ impl Sender_ {
                             .min(MAX_BACKOFF_SECS);
                         mail.next_attempt = now + delay as i64 * 1000;
                         next_due = next_due.min(mail.next_attempt);
-                        self.audit.emit(&Entry::MailFailed(mail_entry(&mail, Some(e.to_string()), Some(delay))));
+                        self.journal.failed(mail_entry(&mail, Some(e.to_string()), Some(delay)));
                         if let Err(e) = write_json_atomic(&path, &mail) {
                             tracing::error!("{e}");
                         }

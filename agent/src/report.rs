@@ -170,7 +170,7 @@ impl Report {
             .filter(|a| a.state == ApprovalState::Pending)
             .collect();
         let (decisions, actions) = recent_decisions(&config.state_dir.join("audit.jsonl"), from, &mut notes);
-        let circuits = crate::plan::policy::Policy::persistent(config.limits.clone(), &config.state_dir)
+        let circuits = crate::plan::policy::Policy::persistent(config.limits.policy(), &config.state_dir)
             .map(|p| p.open_circuits(now))
             .unwrap_or_else(|e| {
                 notes.push(format!("circuit breakers unknown: {e}"));

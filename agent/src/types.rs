@@ -289,6 +289,11 @@ impl From<&str> for Invalid {
     }
 }
 
+/// Local time in RFC 3339 with milliseconds, as every entry carries it.
+pub fn now_rfc3339() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,13 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::StepSpec;
-use crate::config::Config;
 use crate::mail::Outbox;
 
 /// The finding, computed from the deployed properties.
-pub fn check(config: &Config) -> Result<(String, bool), ActionError> {
+pub fn check(build: Option<&BuildCheck>) -> Result<(String, bool), ActionError> {
     let doing = "checking which environment the consumer's build points at";
-    let Some(b) = &config.consumer_build else {
+    let Some(b) = build else {
         return Err(ActionError::new(doing, "no [consumer_build] section: nothing to compare the deployed build with"));
     };
     let text = crate::fsutil::read_foreign(&b.properties_file)
@@ -39,13 +38,13 @@ pub fn check(config: &Config) -> Result<(String, bool), ActionError> {
     Ok((message, matches))
 }
 
-pub fn preview(config: &Config) -> Result<Preview, ActionError> {
-    let (message, _) = check(config)?;
+pub fn preview(build: Option<&BuildCheck>) -> Result<Preview, ActionError> {
+    let (message, _) = check(build)?;
     Ok(Preview { text: format!("notify: {message}"), noop: false, guard: Default::default() })
 }
 
-pub fn apply(config: &Config, mail: Option<&(Outbox, String)>) -> Result<String, ActionError> {
-    let (message, _) = check(config)?;
+pub fn apply(build: Option<&BuildCheck>, mail: Option<&(Outbox, String)>) -> Result<String, ActionError> {
+    let (message, _) = check(build)?;
     Ok(super::notify::apply(&message, mail))
 }
 
@@ -68,11 +67,11 @@ impl Action for CheckBuild {
     }
 
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview(cx.config)
+        preview(cx.sections.consumer_build.as_ref())
     }
 
     fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        apply(cx.config, cx.mail)
+        apply(cx.sections.consumer_build.as_ref(), cx.mail)
     }
 
     fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {

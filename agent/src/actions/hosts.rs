@@ -130,15 +130,15 @@ impl Action for HostsEntry {
     }
 
     fn preview(&self, cx: &Cx, staged: &Staged) -> Result<Preview, ActionError> {
-        preview(&cx.config.hosts_file, &self.host, self.ip, staged)
+        preview(&cx.sections.hosts_file, &self.host, self.ip, staged)
     }
 
     fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
-        apply(&cx.config.hosts_file, &self.host, self.ip, preview, &cx.backups)
+        apply(&cx.sections.hosts_file, &self.host, self.ip, preview, &cx.backups)
     }
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        verify(&cx.config.hosts_file, &self.host, self.ip)
+        verify(&cx.sections.hosts_file, &self.host, self.ip)
     }
 }
 

@@ -10,26 +10,39 @@ use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::{Refusal, Risk, StepSpec};
 use crate::clients::kafka::lag;
 use crate::clients::kafka::KafkaConfig;
-use crate::config::Config;
+use crate::clients::kafka::Reset;
 use crate::types::excerpt;
 
-fn kafka<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaConfig, String), ActionError> {
-    let k = config.kafka.as_ref().ok_or_else(|| ActionError::new(doing, "no [kafka] section"))?;
+/// The family's part of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    /// `[kafka]`, if configured.
+    pub kafka: Option<KafkaConfig>,
+    /// The consumer's properties (`[properties_files] consumer`), read at
+    /// each look for where the group begins in a partition it never
+    /// committed in.
+    pub consumer_properties: Option<PathBuf>,
+    /// The broker's `server.properties` (`[properties_files] kafka_server`).
+    pub server_properties: Option<PathBuf>,
+}
+
+fn kafka<'a>(s: &'a Section, doing: &str) -> Result<(&'a KafkaConfig, String), ActionError> {
+    let k = s.kafka.as_ref().ok_or_else(|| ActionError::new(doing, "no [kafka] section"))?;
     let group = k.group.clone().ok_or_else(|| ActionError::new(doing, "no [kafka] group"))?;
     Ok((k, group))
 }
 
-fn total_lag(config: &Config, k: &KafkaConfig, group: &str) -> Result<(i64, usize), crate::clients::kafka::KafkaError> {
-    let rows = lag(k, group, None, config.consumer_offset_reset())?;
+fn total_lag(s: &Section, k: &KafkaConfig, group: &str) -> Result<(i64, usize), crate::clients::kafka::KafkaError> {
+    let rows = lag(k, group, None, Reset::of_consumer(s.consumer_properties.as_deref()))?;
     Ok((rows.iter().map(|r| r.lag).sum(), rows.len()))
 }
 
-pub fn preview_drained(config: &Config) -> Result<Preview, ActionError> {
+pub fn preview_drained(s: &Section) -> Result<Preview, ActionError> {
     let doing = "reading the consumer's lag";
-    let (k, group) = kafka(config, doing)?;
+    let (k, group) = kafka(s, doing)?;
     // The lag itself moves every second; the preview (which an approval's
     // re-check compares) states the condition, having checked it can be read.
-    let (_, partitions) = total_lag(config, k, &group).map_err(|e| ActionError::new(doing, e))?;
+    let (_, partitions) = total_lag(s, k, &group).map_err(|e| ActionError::new(doing, e))?;
     Ok(Preview {
         text: format!(
             "wait until group {group} has consumed all {partitions} partitions (lag 0 everywhere), checking each second, for at most {} s",
@@ -41,12 +54,12 @@ pub fn preview_drained(config: &Config) -> Result<Preview, ActionError> {
 }
 
 /// Waits until the lag is zero everywhere; fails at the deadline.
-pub fn apply_drained(config: &Config) -> Result<String, ActionError> {
+pub fn apply_drained(s: &Section) -> Result<String, ActionError> {
     let doing = "waiting for the consumer to drain Kafka";
-    let (k, group) = kafka(config, doing)?;
+    let (k, group) = kafka(s, doing)?;
     let started = Instant::now();
     loop {
-        let (total, partitions) = total_lag(config, k, &group).map_err(|e| ActionError::new(doing, e))?;
+        let (total, partitions) = total_lag(s, k, &group).map_err(|e| ActionError::new(doing, e))?;
         if total == 0 {
             return Ok(format!(
                 "group {group} has consumed all {partitions} partitions after {:.0} s",
@@ -64,8 +77,8 @@ pub fn apply_drained(config: &Config) -> Result<String, ActionError> {
 }
 
 /// `log.dirs` (or `log.dir`) in the broker's `server.properties`.
-fn current_log_dir(config: &Config, doing: &str) -> Result<PathBuf, ActionError> {
-    let path = config.properties_files.get("kafka_server").ok_or_else(|| {
+fn current_log_dir(s: &Section, doing: &str) -> Result<PathBuf, ActionError> {
+    let path = s.server_properties.as_ref().ok_or_else(|| {
         ActionError::new(doing, "no [properties_files] kafka_server (the broker's server.properties)")
     })?;
     let text = crate::fsutil::read_foreign(path)
@@ -100,9 +113,9 @@ fn check_target(from: &Path, to: &Path, doing: &str) -> Result<(), ActionError> 
     Ok(())
 }
 
-pub fn preview_move(config: &Config, to: &Path) -> Result<Preview, ActionError> {
+pub fn preview_move(s: &Section, to: &Path) -> Result<Preview, ActionError> {
     let doing = format!("moving Kafka's log.dir to {}", to.display());
-    let from = current_log_dir(config, &doing)?;
+    let from = current_log_dir(s, &doing)?;
     if from == to {
         return Ok(Preview {
             text: format!("log.dir is {} already", to.display()),
@@ -118,9 +131,9 @@ pub fn preview_move(config: &Config, to: &Path) -> Result<Preview, ActionError> 
     })
 }
 
-pub fn apply_move(config: &Config, to: &Path) -> Result<String, ActionError> {
+pub fn apply_move(s: &Section, to: &Path) -> Result<String, ActionError> {
     let doing = format!("moving Kafka's log.dir to {}", to.display());
-    let from = current_log_dir(config, &doing)?;
+    let from = current_log_dir(s, &doing)?;
     check_target(&from, to, &doing)?;
     std::fs::rename(&from, to).map_err(|e| ActionError::new(&doing, format!("renaming {}: {e}", from.display())))?;
     Ok(format!("moved {} to {}", from.display(), to.display()))
@@ -172,11 +185,11 @@ impl Action for WaitDrained {
     }
 
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview_drained(cx.config)
+        preview_drained(&cx.sections.kafka)
     }
 
     fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        apply_drained(cx.config)
+        apply_drained(&cx.sections.kafka)
     }
 
     fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {
@@ -202,11 +215,11 @@ impl Action for MoveLogDir {
     }
 
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview_move(cx.config, &self.to)
+        preview_move(&cx.sections.kafka, &self.to)
     }
 
     fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        apply_move(cx.config, &self.to)
+        apply_move(&cx.sections.kafka, &self.to)
     }
 
     fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {

@@ -8,34 +8,42 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
+use super::Agent;
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::{Refusal, StepSpec};
 use crate::clients::zk::Session;
+use crate::clients::zk::ZooKeeperConfig;
 use crate::cluster::KafkaClusterConfig;
 use crate::cluster::{self, ids, Snapshot, Started, Turn, AGENTS, LOCK_DIR, STARTED, TURN};
-use crate::config::Config;
 
 /// How often a waiting coordinator looks at ZooKeeper again.
 const POLL: Duration = Duration::from_secs(1);
 
-fn setup<'a>(config: &'a Config, doing: &str) -> Result<(&'a KafkaClusterConfig, Session), ActionError> {
-    let cluster = config.kafka_cluster().ok_or_else(|| ActionError::new(doing, "no [kafka.cluster] section"))?;
-    let zk_config = config.zookeeper.as_ref().ok_or_else(|| ActionError::new(doing, "no [zookeeper] section"))?;
-    let session = Session::connect(zk_config).map_err(|e| ActionError::new(doing, e))?;
-    Ok((cluster, session))
+/// The family's part of the configuration: this host's `[kafka.cluster]`
+/// and the ZooKeeper the agents coordinate in.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub cluster: KafkaClusterConfig,
+    pub zookeeper: ZooKeeperConfig,
 }
 
-fn last_controller(config: &Config, snap: &Snapshot) -> Option<i32> {
-    snap.controller.or_else(|| cluster::last_controller(&config.state_dir))
+fn setup<'a>(s: Option<&'a Section>, doing: &str) -> Result<(&'a KafkaClusterConfig, Session), ActionError> {
+    let s = s.ok_or_else(|| ActionError::new(doing, "no [kafka.cluster] section"))?;
+    let session = Session::connect(&s.zookeeper).map_err(|e| ActionError::new(doing, e))?;
+    Ok((&s.cluster, session))
 }
 
-pub fn preview(config: &Config) -> Result<Preview, ActionError> {
+fn last_controller(agent: &Agent, snap: &Snapshot) -> Option<i32> {
+    snap.controller.or_else(|| cluster::last_controller(&agent.state_dir))
+}
+
+pub fn preview(s: Option<&Section>, agent: &Agent) -> Result<Preview, ActionError> {
     let doing = "reading the Kafka cluster's state in ZooKeeper";
-    let (c, zk) = setup(config, doing)?;
+    let (c, zk) = setup(s, doing)?;
     let snap = zk
         .block_on(cluster::snapshot(&zk.client()))
         .map_err(|e| ActionError::new(doing, format!("ZooKeeper {}: {e}", zk.connect_string())))?;
-    let order = snap.start_order(&c.brokers, last_controller(config, &snap));
+    let order = snap.start_order(&c.brokers, last_controller(agent, &snap));
     let expected = snap.expected(&c.brokers);
     if order.is_empty() {
         return Ok(Preview {
@@ -62,24 +70,24 @@ pub fn preview(config: &Config) -> Result<Preview, ActionError> {
         "\nIf the first cannot be started, the others stay stopped (so none becomes leader without the data) \
          and a person is told.",
     );
-    if config.dry_run {
+    if agent.dry_run {
         text.push_str("\n(Dry-run: agents in dry-run do not announce themselves, so none may be listed as present.)");
     }
     Ok(Preview { text, noop: false, guard: Default::default() })
 }
 
-pub fn apply(config: &Config) -> Result<String, ActionError> {
+pub fn apply(s: Option<&Section>, agent: &Agent) -> Result<String, ActionError> {
     let doing = "starting the Kafka brokers leader-first";
-    let (c, zk) = setup(config, doing)?;
+    let (c, zk) = setup(s, doing)?;
     let mut log = Vec::new();
-    let result = zk.block_on(coordinate(&zk.client(), config, c, &mut log));
+    let result = zk.block_on(coordinate(&zk.client(), agent, c, &mut log));
     let report = log.join("; ");
     result.map(|()| report.clone()).map_err(|e| ActionError::new(doing, format!("{report}; {e}")))
 }
 
-pub fn verify(config: &Config) -> Result<String, ActionError> {
+pub fn verify(s: Option<&Section>) -> Result<String, ActionError> {
     let doing = "checking that every Kafka broker is registered";
-    let (c, zk) = setup(config, doing)?;
+    let (c, zk) = setup(s, doing)?;
     let snap = zk.block_on(cluster::snapshot(&zk.client())).map_err(|e| ActionError::new(doing, e))?;
     let down = snap.down(&c.brokers);
     if down.is_empty() {
@@ -127,7 +135,7 @@ fn zkerr(doing: impl Into<String>) -> impl FnOnce(zk::Error) -> SequenceError {
 /// sequence, releases everything it created.
 async fn coordinate(
     client: &zk::Client,
-    config: &Config,
+    agent: &Agent,
     c: &KafkaClusterConfig,
     log: &mut Vec<String>,
 ) -> Result<(), SequenceError> {
@@ -135,7 +143,7 @@ async fn coordinate(
     let options =
         zk::LockOptions::new(zk::Acls::anyone_all()).with_ancestor_options(dir).map_err(zkerr("lock options"))?;
     let prefix = zk::LockPrefix::new_curator(LOCK_DIR, "lock-").map_err(zkerr("lock prefix"))?;
-    let host = config.host_name();
+    let host = agent.host.clone();
     let waited = Instant::now();
     let stop = crate::runtime::stop_requested();
     let taking =
@@ -150,7 +158,7 @@ async fn coordinate(
     };
     log.push(format!("took the cluster lock after {:.0} s", waited.elapsed().as_secs_f64()));
     let result = tokio::select! {
-        done = sequence(client, config, c, &host, log) => done,
+        done = sequence(client, agent, c, &host, log) => done,
         () = stop.wait() => Err(SequenceError::Stopping("during the leader-first sequence; the turn and the lock are released", crate::runtime::Stopping)),
     };
     // Ours: the lock is held, so any turn node is this session's.
@@ -162,7 +170,7 @@ async fn coordinate(
 
 async fn sequence(
     client: &zk::Client,
-    config: &Config,
+    agent: &Agent,
     c: &KafkaClusterConfig,
     host: &str,
     log: &mut Vec<String>,
@@ -170,7 +178,7 @@ async fn sequence(
     let snap = read(client).await?;
     // Recomputed under the lock: another agent's sequence may have started
     // some or all of them meanwhile.
-    let order = snap.start_order(&c.brokers, last_controller(config, &snap));
+    let order = snap.start_order(&c.brokers, last_controller(agent, &snap));
     if order.is_empty() {
         log.push("every broker is registered (another agent's sequence started them); nothing to start".into());
         return Ok(());
@@ -284,8 +292,8 @@ pub struct StartLeaderFirst {}
 
 /// `kafka_start_leader_first()`: needs this host's `[kafka.cluster]`.
 pub fn spec() -> StepSpec {
-    StepSpec::new("kafka_start_leader_first", "kafka start brokers leader-first".into(), |config| {
-        if config.kafka_cluster().is_none() {
+    StepSpec::new("kafka_start_leader_first", "kafka start brokers leader-first".into(), |sections| {
+        if sections.kafka_cluster.is_none() {
             return Err(Refusal::NotConfigured(
                 "no [kafka.cluster] section: this host does not know its broker".into(),
             ));
@@ -311,10 +319,10 @@ impl Action for StartLeaderFirst {
     /// for it off the worker (up to `lock_wait_secs`), then runs and finds
     /// what is still down.
     fn busy(&self, cx: &Cx) -> Option<super::Busy> {
-        let (c, zk) = setup(cx.config, "looking who holds the cluster lock").ok()?;
+        let (c, zk) = setup(cx.sections.kafka_cluster.as_ref(), "looking who holds the cluster lock").ok()?;
         let holder = zk.block_on(cluster::lock_holder(&zk.client())).ok()??;
         let host = String::from_utf8_lossy(&holder.data).into_owned();
-        (host != cx.config.host_name()).then(|| super::Busy {
+        (host != cx.sections.agent.host).then(|| super::Busy {
             why: format!(
                 "the agent on {} holds the cluster lock under {LOCK_DIR}: its leader-first sequence runs now",
                 crate::types::one_line(&host, 80)
@@ -324,14 +332,14 @@ impl Action for StartLeaderFirst {
     }
 
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview(cx.config)
+        preview(cx.sections.kafka_cluster.as_ref(), &cx.sections.agent)
     }
 
     fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        apply(cx.config)
+        apply(cx.sections.kafka_cluster.as_ref(), &cx.sections.agent)
     }
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        verify(cx.config)
+        verify(cx.sections.kafka_cluster.as_ref())
     }
 }

@@ -14,22 +14,53 @@ pub mod notify;
 pub mod postgres;
 pub mod probe;
 pub mod properties;
+pub mod risk;
 pub mod service;
 pub mod step;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actions::step::Risk;
-use crate::config::Config;
+use crate::actions::risk::Risk;
 use crate::mail::Outbox;
+
+/// What the steps act on: each family's part of the configuration, composed
+/// by the root configuration (`Config::sections`), which alone knows every
+/// section. A family reads its own part and nothing else.
+#[derive(Debug, Clone, Default)]
+pub struct Sections {
+    /// This agent: its host name, state directory, dry-run.
+    pub agent: Agent,
+    /// The hosts file `hosts` edits (runbook K1).
+    pub hosts_file: PathBuf,
+    pub service: service::Section,
+    /// The `.properties` files `property-*` may edit, by name.
+    pub properties_files: BTreeMap<String, PathBuf>,
+    pub postgres: postgres::Section,
+    /// Which environment the consumer's build must point at (runbook C6).
+    pub consumer_build: Option<build::BuildCheck>,
+    /// `[canal]` with its ZooKeeper and sources; `None` without `[canal]`.
+    pub canal: Option<canal::Section>,
+    pub kafka: kafka::Section,
+    /// `[kafka.cluster]` with its ZooKeeper; `None` without it.
+    pub kafka_cluster: Option<kafka_cluster::Section>,
+}
+
+/// What every family may know about the agent it runs in.
+#[derive(Debug, Clone, Default)]
+pub struct Agent {
+    /// This host's name, as mails, pages and the other agents know it.
+    pub host: String,
+    pub state_dir: PathBuf,
+    pub dry_run: bool,
+}
 
 /// What a step's preview, apply and verify may use.
 pub struct Cx<'a> {
-    pub config: &'a Config,
+    pub sections: &'a Sections,
     /// Where `notify` mails go, and the host name for their subject.
     pub mail: Option<&'a (Outbox, String)>,
     /// Where file edits keep their backups.
@@ -248,14 +279,19 @@ impl Staged {
 
 /// Runs steps against the configured world.
 pub struct Executor {
-    config: Arc<Config>,
+    sections: Arc<Sections>,
     /// Where `notify` mails go, and the host name for their subject.
     mail: Option<(Outbox, String)>,
 }
 
 impl Executor {
-    pub fn new(config: Arc<Config>) -> Self {
-        Executor { config, mail: None }
+    pub fn new(sections: Arc<Sections>) -> Self {
+        Executor { sections, mail: None }
+    }
+
+    /// What the steps act on, for validating a rule's plan against.
+    pub fn sections(&self) -> &Sections {
+        &self.sections
     }
 
     /// Lets `notify` steps mail the configured list.
@@ -264,7 +300,7 @@ impl Executor {
     }
 
     fn backups(&self) -> PathBuf {
-        self.config.state_dir.join("backups")
+        self.sections.agent.state_dir.join("backups")
     }
 
     /// Computes every step's preview in order, each against the state the
@@ -286,7 +322,7 @@ impl Executor {
     }
 
     fn cx<'a>(&'a self, part_of: &'a str) -> Cx<'a> {
-        Cx { config: &self.config, mail: self.mail.as_ref(), backups: self.backups(), part_of }
+        Cx { sections: &self.sections, mail: self.mail.as_ref(), backups: self.backups(), part_of }
     }
 
     /// Computes the step's preview, with `staged` holding what earlier steps

@@ -17,11 +17,20 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::{Refusal, Risk, StepSpec};
+use crate::clients::mysql::MysqlSource;
 use crate::clients::mysql::{find_column, map_column, ColumnDef, PgColumn};
-use crate::config::Config;
 use crate::types::Invalid;
 use crate::types::Name;
 use crate::types::SqlIdent;
+
+/// The family's part of the configuration: the PostgreSQL targets, and
+/// the MySQL sources a missing column's definition is looked up in.
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    pub mysql: std::collections::BTreeMap<String, MysqlSource>,
+    /// `[postgres.NAME]`, by name.
+    pub targets: std::collections::BTreeMap<String, PostgresTarget>,
+}
 
 /// One target's part of the plan.
 struct TargetPlan {
@@ -109,18 +118,18 @@ fn add_column_sql(schema: &SqlIdent, table: &SqlIdent, column: &SqlIdent, pg: &P
 }
 
 /// `table.column` as the MySQL sources define it.
-fn mysql_column(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<ColumnDef>, ActionError> {
-    find_column(&config.mysql, table, column)
+fn mysql_column(section: &Section, table: &SqlIdent, column: &SqlIdent) -> Result<Vec<ColumnDef>, ActionError> {
+    find_column(&section.mysql, table, column)
         .map_err(|e| ActionError::new(format!("looking up {table}.{column} in the MySQL sources"), e))
 }
 
 /// The column definition (from MySQL) and each target's SQL.
-fn plan(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<(String, Vec<TargetPlan>), ActionError> {
+fn plan(section: &Section, table: &SqlIdent, column: &SqlIdent) -> Result<(String, Vec<TargetPlan>), ActionError> {
     let doing = doing(table, column);
-    if config.postgres.is_empty() {
+    if section.targets.is_empty() {
         return Err(ActionError::new(doing, "no [postgres.NAME] targets are configured"));
     }
-    let defs = mysql_column(config, table, column)?;
+    let defs = mysql_column(section, table, column)?;
     let Some(first) = defs.first() else {
         return Err(ActionError::new(
             doing,
@@ -157,7 +166,7 @@ fn plan(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<(String,
         header.push_str(&format!("\nnote: {note}"));
     }
     let mut targets = Vec::new();
-    for (name, t) in &config.postgres {
+    for (name, t) in &section.targets {
         let schema = SqlIdent::parse(&t.schema).map_err(|e| ActionError::new(&doing, e))?;
         let mut client = connect(name, t).map_err(|e| ActionError::new(&doing, e))?;
         let existing = column_type(&mut client, schema.as_str(), table.as_str(), column.as_str())
@@ -175,11 +184,11 @@ fn plan(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<(String,
     Ok((header, targets))
 }
 
-pub fn preview(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<Preview, ActionError> {
-    let (header, targets) = plan(config, table, column)?;
+pub fn preview(section: &Section, table: &SqlIdent, column: &SqlIdent) -> Result<Preview, ActionError> {
+    let (header, targets) = plan(section, table, column)?;
     let mut text = header;
     for t in &targets {
-        let db = &config.postgres[&t.name].dbname;
+        let db = &section.targets[&t.name].dbname;
         match &t.sql {
             Some(sql) => text.push_str(&format!("\n[{} / {db}] BEGIN; {sql} COMMIT;", t.name)),
             None => text.push_str(&format!("\n[{} / {db}] already has the column; nothing to do", t.name)),
@@ -191,13 +200,13 @@ pub fn preview(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<P
 
 /// Adds the column where it is missing, each database in its own
 /// transaction. Every database is tried; the result names each one.
-pub fn apply(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<String, ActionError> {
+pub fn apply(section: &Section, table: &SqlIdent, column: &SqlIdent) -> Result<String, ActionError> {
     let doing = doing(table, column);
-    let (_, targets) = plan(config, table, column)?;
+    let (_, targets) = plan(section, table, column)?;
     let mut report = Vec::new();
     let mut failed = false;
     for t in &targets {
-        let target = &config.postgres[&t.name];
+        let target = &section.targets[&t.name];
         let Some(sql) = &t.sql else {
             report.push(format!("{}: already had it", t.name));
             continue;
@@ -231,12 +240,12 @@ fn describe_pg_error(e: &postgres::Error, lock_timeout_ms: u64) -> String {
 }
 
 /// Checks the column now exists in every target with the mapped type.
-pub fn verify(config: &Config, table: &SqlIdent, column: &SqlIdent) -> Result<String, ActionError> {
+pub fn verify(section: &Section, table: &SqlIdent, column: &SqlIdent) -> Result<String, ActionError> {
     let doing = format!("verifying {table}.{column} in the PostgreSQL targets");
-    let defs = mysql_column(config, table, column)?;
+    let defs = mysql_column(section, table, column)?;
     let pg = defs.first().map(map_column).transpose().map_err(|e| ActionError::new(&doing, e))?;
     let mut seen = Vec::new();
-    for (name, t) in &config.postgres {
+    for (name, t) in &section.targets {
         let mut client = connect(name, t).map_err(|e| ActionError::new(&doing, e))?;
         match column_type(&mut client, &t.schema, table.as_str(), column.as_str())
             .map_err(|e| ActionError::new(&doing, e))?
@@ -267,9 +276,9 @@ pub struct AddColumn {
 /// another schema is not this pipeline's to change.
 pub fn spec(schema: Option<&str>, table: &str, column: &str) -> StepSpec {
     let (schema, table, column) = (schema.map(str::to_string), table.to_string(), column.to_string());
-    StepSpec::new("pg_add_column", format!("postgres add column {table}.{column}"), move |config| {
+    StepSpec::new("pg_add_column", format!("postgres add column {table}.{column}"), move |sections| {
         if let Some(schema) = &schema {
-            if let Some((name, t)) = config.postgres.iter().find(|(_, t)| t.schema != *schema) {
+            if let Some((name, t)) = sections.postgres.targets.iter().find(|(_, t)| t.schema != *schema) {
                 return Err(Refusal::NotConfigured(format!(
                     "the failing statement writes {schema}.{table}, but target {name} syncs schema {}: not a table this pipeline syncs; nothing is changed",
                     t.schema
@@ -301,15 +310,15 @@ impl Action for AddColumn {
     }
 
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview(cx.config, &self.table, &self.column)
+        preview(&cx.sections.postgres, &self.table, &self.column)
     }
 
     fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        apply(cx.config, &self.table, &self.column)
+        apply(&cx.sections.postgres, &self.table, &self.column)
     }
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        verify(cx.config, &self.table, &self.column)
+        verify(&cx.sections.postgres, &self.table, &self.column)
     }
 }
 

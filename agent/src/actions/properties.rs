@@ -3,13 +3,13 @@
 //! place, keeping its spacing; all other lines stay byte for byte. A missing
 //! key is appended.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::{apply_file_edit, read_for_edit, Action, ActionError, Cx, Guard, Preview, Staged, Step};
 use crate::actions::step::{Refusal, Risk, StepSpec};
-use crate::config::Config;
 use crate::digest::sha256_hex;
 use crate::types::{Name, PropertyKey, PropertyValue};
 
@@ -167,9 +167,9 @@ pub struct PropertyLower {
 /// `property_set(file, key, value)`: a file under `[properties_files]`.
 pub fn set_spec(file: &str, key: &str, value: &str) -> StepSpec {
     let (file, key, value) = (file.to_string(), key.to_string(), value.to_string());
-    StepSpec::new("property_set", format!("property {file} {key} = {value}"), move |config| {
+    StepSpec::new("property_set", format!("property {file} {key} = {value}"), move |sections| {
         Ok(Step::PropertySet(PropertySet {
-            file: properties_file(&file, config)?,
+            file: properties_file(&file, &sections.properties_files)?,
             key: PropertyKey::parse(&key).map_err(Refusal::invalid)?,
             value: PropertyValue::parse(&value).map_err(Refusal::invalid)?,
         }))
@@ -180,7 +180,7 @@ pub fn set_spec(file: &str, key: &str, value: &str) -> StepSpec {
 pub fn lower_spec(file: &str, key: &str, factor: f64, floor: i64, default: i64) -> StepSpec {
     let (file, key) = (file.to_string(), key.to_string());
     let shown = format!("property {file} {key} lower x{factor} floor {floor} default {default}");
-    StepSpec::new("property_lower", shown, move |config| {
+    StepSpec::new("property_lower", shown, move |sections| {
         if !(factor > 0.0 && factor < 1.0) {
             return Err(Refusal::Invalid(format!("lowering factor {factor} must be between 0 and 1")));
         }
@@ -188,7 +188,7 @@ pub fn lower_spec(file: &str, key: &str, factor: f64, floor: i64, default: i64) 
             return Err(Refusal::Invalid(format!("floor {floor} and default {default} must be at least 1")));
         }
         Ok(Step::PropertyLower(PropertyLower {
-            file: properties_file(&file, config)?,
+            file: properties_file(&file, &sections.properties_files)?,
             key: PropertyKey::parse(&key).map_err(Refusal::invalid)?,
             factor,
             floor: floor as u64,
@@ -197,9 +197,9 @@ pub fn lower_spec(file: &str, key: &str, factor: f64, floor: i64, default: i64) 
     })
 }
 
-fn properties_file(name: &str, config: &Config) -> Result<Name, Refusal> {
+fn properties_file(name: &str, files: &BTreeMap<String, PathBuf>) -> Result<Name, Refusal> {
     let name = Name::parse("properties file name", name).map_err(Refusal::invalid)?;
-    if !config.properties_files.contains_key(name.as_str()) {
+    if !files.contains_key(name.as_str()) {
         return Err(Refusal::NotConfigured(format!(
             "properties file {name} is not configured under [properties_files]"
         )));
@@ -209,7 +209,7 @@ fn properties_file(name: &str, config: &Config) -> Result<Name, Refusal> {
 
 /// Where a configured properties file is (validation made sure it is).
 fn file_path<'a>(cx: &Cx<'a>, file: &Name) -> &'a Path {
-    &cx.config.properties_files[file.as_str()]
+    &cx.sections.properties_files[file.as_str()]
 }
 
 /// The two property steps differ only in their change and their risk.

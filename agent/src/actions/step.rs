@@ -1,5 +1,4 @@
-//! The plan's vocabulary that the actions speak too: how risky a step is,
-//! what a rule asked for (a [`StepSpec`], validated into a typed [`Step`]),
+//! The plan's vocabulary that the actions speak too: what a rule asked for (a [`StepSpec`], validated into a typed [`Step`]),
 //! why a step is refused, and what each step says about itself. `plan`
 //! builds on it (and re-exports it); nothing here knows a plan.
 
@@ -8,47 +7,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::Sections;
 use super::Step;
-use crate::config::Config;
-use crate::types::excerpt;
 
-/// How much harm a plan can do, and so who must agree before it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Risk {
-    /// Runs at once.
-    Safe,
-    /// Needs one approver.
-    Dangerous,
-    /// Loses data; needs two distinct approvers.
-    DataLoss,
-}
-
-/// A risk a rule named that is none of the three.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown risk {}: expected safe, dangerous or data-loss", excerpt(.0))]
-pub struct UnknownRisk(pub String);
-
-impl Risk {
-    pub fn parse(s: &str) -> Result<Risk, UnknownRisk> {
-        match s {
-            "safe" => Ok(Risk::Safe),
-            "dangerous" => Ok(Risk::Dangerous),
-            "data-loss" => Ok(Risk::DataLoss),
-            other => Err(UnknownRisk(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Risk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Risk::Safe => "safe",
-            Risk::Dangerous => "dangerous",
-            Risk::DataLoss => "data-loss",
-        })
-    }
-}
+pub use super::risk::Risk;
 
 /// What to do to a managed service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,21 +44,21 @@ pub struct StepSpec {
 }
 
 /// A step kind's validation, holding the rule's raw arguments.
-type Validate = dyn Fn(&Config) -> Result<Step, Refusal> + Send + Sync;
+type Validate = dyn Fn(&Sections) -> Result<Step, Refusal> + Send + Sync;
 
 impl StepSpec {
     pub fn new(
         kind: &'static str,
         shown: String,
-        validate: impl Fn(&Config) -> Result<Step, Refusal> + Send + Sync + 'static,
+        validate: impl Fn(&Sections) -> Result<Step, Refusal> + Send + Sync + 'static,
     ) -> StepSpec {
         StepSpec { kind, shown, validate: Arc::new(validate) }
     }
 
     /// Checks the rule's arguments against the rules for their values and
-    /// the configuration. The error says what was refused and why.
-    pub fn validate(&self, config: &Config) -> Result<Step, Refusal> {
-        (self.validate)(config)
+    /// what is configured. The error says what was refused and why.
+    pub fn validate(&self, sections: &Sections) -> Result<Step, Refusal> {
+        (self.validate)(sections)
     }
 }
 

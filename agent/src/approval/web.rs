@@ -27,7 +27,8 @@ use super::{
     check_link, escape_html, ApprovalStore, Ballot, DecideReply, DecideRequest, Decision, PlaybookRequest,
     WorkerRequest,
 };
-use crate::audit::{now_rfc3339, ApprovalEntry, Audit, Entry};
+use crate::audit::{ApprovalEntry, Audit, Entry};
+use crate::types::now_rfc3339;
 
 /// What the endpoint needs.
 #[derive(Clone)]

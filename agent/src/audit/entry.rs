@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mail::MailEntry;
 use crate::plan::{PlanRefused, Risk};
 
 /// One line of the audit journal.
@@ -194,7 +195,7 @@ pub struct PlanEntry {
 impl PlanEntry {
     /// An entry about `plan` of `rule`, written now, with no details yet.
     pub fn new(plan: &str, rule: &str) -> PlanEntry {
-        PlanEntry { time: super::now_rfc3339(), plan: plan.into(), rule: rule.into(), ..Default::default() }
+        PlanEntry { time: crate::types::now_rfc3339(), plan: plan.into(), rule: rule.into(), ..Default::default() }
     }
 }
 
@@ -222,21 +223,6 @@ pub struct ApprovalEntry {
     pub reason: Option<String>,
 }
 
-/// A mail queued, sent or not sent yet.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MailEntry {
-    pub time: String,
-    pub mail: String,
-    /// What the mail is about (an approval, a notice's key).
-    pub about: String,
-    pub to: Vec<String>,
-    pub subject: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_in_secs: Option<u64>,
-}
-
 /// An event in the agent's own life (`started`, `lines-missed`, …).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Note {
@@ -248,7 +234,7 @@ pub struct Note {
 impl Note {
     /// A note written now.
     pub fn now(dry_run: bool, detail: impl Into<String>) -> Note {
-        Note { time: super::now_rfc3339(), dry_run, detail: detail.into() }
+        Note { time: crate::types::now_rfc3339(), dry_run, detail: detail.into() }
     }
 }
 

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 pub mod entry;
 
-pub use entry::{ApprovalEntry, ApprovalState, Entry, MailEntry, Note, PlanEntry};
+pub use crate::mail::MailEntry;
+pub use entry::{ApprovalEntry, ApprovalState, Entry, Note, PlanEntry};
 
 const MAX_BACKLOG: usize = 10_000;
 
@@ -114,11 +115,6 @@ fn terminate_torn_line(file: &mut File, path: &Path) -> std::io::Result<()> {
     file.write_all(b"\n")
 }
 
-/// Local time in RFC 3339 with milliseconds, as every entry carries it.
-pub fn now_rfc3339() -> String {
-    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
-}
-
 /// The journal's last `max` bytes (whole lines), or nothing: what a
 /// restarting agent reads to learn what it did just before it stopped.
 pub fn tail(state_dir: &Path, max: u64) -> Vec<u8> {
@@ -148,4 +144,17 @@ pub fn decided_records(tail: &[u8]) -> std::collections::HashMap<String, Vec<(u6
         }
     }
     out
+}
+
+/// The journal records what the mail sender did with each mail.
+impl crate::mail::Journal for Audit {
+    fn queued(&self, mail: MailEntry) {
+        self.emit(&Entry::MailQueued(mail));
+    }
+    fn sent(&self, mail: MailEntry) {
+        self.emit(&Entry::MailSent(mail));
+    }
+    fn failed(&self, mail: MailEntry) {
+        self.emit(&Entry::MailFailed(mail));
+    }
 }

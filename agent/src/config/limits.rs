@@ -72,6 +72,16 @@ impl Limits {
         }
     }
 
+    /// What the policy counts: cooldown, hourly rate, the circuit breaker.
+    pub fn policy(&self) -> crate::plan::policy::Limits {
+        crate::plan::policy::Limits {
+            cooldown_secs: self.cooldown_secs,
+            max_per_hour: self.max_per_hour,
+            breaker_threshold: self.breaker_threshold,
+            breaker_window_secs: self.breaker_window_secs,
+        }
+    }
+
     pub fn rule_max_time(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.rule_max_ms)
     }

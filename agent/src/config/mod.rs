@@ -127,6 +127,41 @@ impl Config {
         crate::clients::kafka::Reset::of_consumer(self.properties_files.get("consumer").map(PathBuf::as_path))
     }
 
+    /// What the action families act on, each its own part: the only place
+    /// that knows which sections each family reads.
+    pub fn sections(&self) -> crate::actions::Sections {
+        use crate::actions::{canal, kafka, kafka_cluster, postgres, service, Agent, Sections};
+        let zookeeper = self.zookeeper.as_ref();
+        Sections {
+            agent: Agent { host: self.host_name(), state_dir: self.state_dir.clone(), dry_run: self.dry_run },
+            hosts_file: self.hosts_file.clone(),
+            service: service::Section {
+                services: self.services.clone(),
+                canal: self.canal.as_ref().map(|c| c.service.clone()),
+                out_dir: self.state_dir.join("services"),
+            },
+            properties_files: self.properties_files.clone(),
+            postgres: postgres::Section { mysql: self.mysql.clone(), targets: self.postgres.clone() },
+            consumer_build: self.consumer_build.clone(),
+            // `check` made sure that [canal] and [kafka.cluster] have their [zookeeper].
+            canal: self.canal.as_ref().zip(zookeeper).map(|(c, zk)| canal::Section {
+                canal: c.clone(),
+                zookeeper: zk.clone(),
+                mysql: self.mysql.clone(),
+                host: self.host_name(),
+            }),
+            kafka: kafka::Section {
+                kafka: self.kafka.clone(),
+                consumer_properties: self.properties_files.get("consumer").cloned(),
+                server_properties: self.properties_files.get("kafka_server").cloned(),
+            },
+            kafka_cluster: self
+                .kafka_cluster()
+                .zip(zookeeper)
+                .map(|(c, zk)| kafka_cluster::Section { cluster: c.clone(), zookeeper: zk.clone() }),
+        }
+    }
+
     /// Reads, parses and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =

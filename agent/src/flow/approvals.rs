@@ -22,7 +22,7 @@ pub struct Approvals {
 /// An approval's life-cycle entry in the audit journal.
 fn approval_entry(a: &Approval, who: Option<&str>, via: Option<&str>, reason: Option<&str>) -> ApprovalEntry {
     ApprovalEntry {
-        time: crate::audit::now_rfc3339(),
+        time: crate::types::now_rfc3339(),
         approval: a.id.clone(),
         rule: Some(a.rule.clone()),
         state: Some(a.state),
@@ -71,7 +71,7 @@ impl Flow {
         let approval = Approval {
             id: random_hex(16),
             state: ApprovalState::Pending,
-            created: crate::audit::now_rfc3339(),
+            created: crate::types::now_rfc3339(),
             expires: chrono::Utc::now().timestamp_millis() + ap.config.expiry_secs as i64 * 1000,
             host: self.host.clone(),
             rule: plan.rule.clone(),
@@ -191,7 +191,7 @@ impl Flow {
             return;
         };
         let b = &req.ballot;
-        let reply = match a.decide(b, &ap.signer, now, crate::audit::now_rfc3339()) {
+        let reply = match a.decide(b, &ap.signer, now, crate::types::now_rfc3339()) {
             Ok(reply) => reply,
             Err(why) => {
                 let why = why.to_string();

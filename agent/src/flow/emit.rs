@@ -70,7 +70,7 @@ impl Flow {
         }
         // The entry's time is when the decision was made (an apply can take
         // minutes after the record was read).
-        let outcome = Outcome { time: crate::audit::now_rfc3339(), ..outcome.clone() };
+        let outcome = Outcome { time: crate::types::now_rfc3339(), ..outcome.clone() };
         self.audit.emit(&Entry::Decision(outcome));
     }
 
@@ -81,7 +81,7 @@ impl Flow {
             return;
         }
         let mut last = r.last;
-        last.time = crate::audit::now_rfc3339();
+        last.time = crate::types::now_rfc3339();
         last.repeated = Some(r.count);
         last.reason = Some(format!(
             "decided {} more time(s) the same way since {} (the last one shown); not written one by one: {}",

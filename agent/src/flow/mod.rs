@@ -149,13 +149,13 @@ impl Flow {
         }
         let matcher = Matcher::new(&specs)?;
         let policy = if dry_run || clock == Clock::LogTime {
-            Policy::in_memory(config.limits.clone())
+            Policy::in_memory(config.limits.policy())
         } else {
-            Policy::persistent(config.limits.clone(), &config.state_dir)?
+            Policy::persistent(config.limits.policy(), &config.state_dir)?
         };
         let metrics = crate::metrics::Metrics::new();
         Ok(Flow {
-            executor: Executor::new(config.clone()),
+            executor: Executor::new(Arc::new(config.sections())),
             config,
             matcher,
             rules,
@@ -354,7 +354,7 @@ impl Flow {
         // Captures are shown raw when they are short and printable, escaped otherwise.
         let captures = event.captures.iter().map(|(k, v)| (k.clone(), crate::types::shown(v))).collect();
         Outcome {
-            time: crate::audit::now_rfc3339(),
+            time: crate::types::now_rfc3339(),
             rule: rule.to_string(),
             runbook: runbook.to_vec(),
             source: event.source.to_string(),
@@ -413,7 +413,7 @@ impl Flow {
         out.risk = Some(spec.risk);
         let steps = spec.steps.iter().map(ToString::to_string).collect();
         let mut asked = Asked { steps, risk: spec.risk, benign: spec.benign, refused: None };
-        let plan = match spec.validate(rule, runbook, &self.config) {
+        let plan = match spec.validate(rule, runbook, self.executor.sections()) {
             Ok(plan) => plan,
             Err(why) => {
                 out.decision = Decision::Refused;

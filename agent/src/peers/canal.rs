@@ -57,10 +57,11 @@ fn write_holding(state_dir: &Path, h: Option<&Holding>) -> Result<(), crate::sta
 
 /// Starts the member thread if this host's canal takes part in HA.
 pub fn spawn_member(background: &mut crate::runtime::Background, cx: MemberCx) {
-    let Some(canal) = cx.config.canal.as_ref().filter(|c| c.ha) else { return };
-    let Some(service) = super::member_service(&cx, "[canal]", &canal.service, "canal holds") else { return };
-    let member = Member { me: cx.config.host_name(), cx: cx.clone(), service, seen: None, refused: None };
-    super::spawn(background, "canal-member", &cx, member);
+    let Some(canal) = cx.sections.canal.as_ref().filter(|s| s.canal.ha) else { return };
+    let Some(service) = super::member_service(&cx, "[canal]", &canal.canal.service, "canal holds") else { return };
+    let zk_config = canal.zookeeper.clone();
+    let member = Member { me: cx.sections.agent.host.clone(), cx: cx.clone(), service, seen: None, refused: None };
+    super::spawn(background, "canal-member", zk_config, member);
 }
 
 /// A hold obeyed longer than this is told to a person: a writer stops every
@@ -93,7 +94,7 @@ impl super::Member for Member {
                 Some(_) => crate::clients::zk::get(client, HOLD).await?,
                 None => None,
             };
-            let holding = read_holding(&self.cx.config.state_dir);
+            let holding = read_holding(&self.cx.sections.agent.state_dir);
             let hold = match node {
                 Some(node) => self.obeyed(client, &node, holding.as_ref()).await?,
                 None => None,
@@ -182,14 +183,14 @@ impl Member {
     async fn take(&mut self, client: &zk::Client, hold: &HoldData, before: Option<&Holding>) -> Result<(), zk::Error> {
         set_held_by(Some(hold.host.clone()));
         self.seen = Some((hold.token.clone(), Instant::now(), false));
-        let svc = &self.cx.config.services[self.service.as_str()];
+        let svc = &self.cx.sections.service.services[self.service.as_str()];
         let running = !service::running_pids(svc).is_empty();
         let stopped_before = before.is_some_and(|b| b.stopped);
         let holding =
             Holding { host: hold.host.clone(), token: hold.token.clone(), stopped: running || stopped_before };
         // Written first: a crash between here and the start must still end
         // with canal started again.
-        if let Err(e) = write_holding(&self.cx.config.state_dir, Some(&holding)) {
+        if let Err(e) = write_holding(&self.cx.sections.agent.state_dir, Some(&holding)) {
             tracing::error!("canal member: {e}");
         }
         let (ok, message) = match (running, before) {
@@ -233,7 +234,7 @@ impl Member {
             holding.host,
             if ok { "" } else { "FAILED: " }
         ));
-        if let Err(e) = write_holding(&self.cx.config.state_dir, None) {
+        if let Err(e) = write_holding(&self.cx.sections.agent.state_dir, None) {
             tracing::error!("canal member: {e}");
         }
         Ok(())
@@ -248,7 +249,7 @@ impl Member {
     /// Runs the service's script; (whether it worked, what it said).
     async fn run_service(&self, op: ServiceOp, host: &str) -> (bool, String) {
         let part_of = format!("the hold of every canal by the agent on {host} (runbook N4/N6 in HA)");
-        match service::apply_off_thread(&self.cx.config, op, &self.service, part_of).await {
+        match service::apply_off_thread(&self.cx.sections.service, op, &self.service, part_of).await {
             Ok(done) => (true, done),
             Err(e) => (false, e.to_string()),
         }

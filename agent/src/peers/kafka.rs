@@ -21,11 +21,12 @@ use crate::types::Name;
 
 /// Starts the member thread if this host takes part in a cluster restart.
 pub fn spawn(background: &mut crate::runtime::Background, cx: MemberCx) {
-    let Some(cluster) = cx.config.kafka_cluster().cloned() else { return };
+    let Some(section) = cx.sections.kafka_cluster.clone() else { return };
+    let (cluster, zk_config) = (section.cluster, section.zookeeper);
     let Some(service) = super::member_service(&cx, "[kafka.cluster]", &cluster.service, "leader-first restarts") else {
         return;
     };
-    super::spawn(background, "kafka-member", &cx, Member { cx: cx.clone(), cluster, service, refused: None });
+    super::spawn(background, "kafka-member", zk_config, Member { cx: cx.clone(), cluster, service, refused: None });
 }
 
 struct Member {
@@ -43,7 +44,7 @@ impl super::Member for Member {
 
     async fn serve(&mut self, client: &zk::Client) -> Result<(), zk::Error> {
         let me = self.cluster.broker_id;
-        let host = self.cx.config.host_name();
+        let host = self.cx.sections.agent.host.clone();
         let presence = format!("{AGENTS}/{me}");
         crate::clients::zk::announce(client, &presence, host.as_bytes()).await?;
         tracing::info!(broker = me, "kafka member: announced at {presence}");
@@ -62,7 +63,7 @@ impl super::Member for Member {
             if controller.is_some() {
                 if let Some(node) = crate::clients::zk::get(client, "/controller").await? {
                     if let Some(id) = controller_id(&node.data) {
-                        if let Err(e) = remember_controller(&self.cx.config.state_dir, id) {
+                        if let Err(e) = remember_controller(&self.cx.sections.agent.state_dir, id) {
                             tracing::warn!("{e}");
                         }
                     }
@@ -137,7 +138,9 @@ impl Member {
                 if let Err(e) = self.cx.policy.record(&plan, &[false], now) {
                     tracing::warn!("{e}");
                 }
-                match service::apply_off_thread(&self.cx.config, ServiceOp::Start, &self.service, part_of).await {
+                match service::apply_off_thread(&self.cx.sections.service, ServiceOp::Start, &self.service, part_of)
+                    .await
+                {
                     Ok(done) => (true, done),
                     Err(e) => (false, e.to_string()),
                 }

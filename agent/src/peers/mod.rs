@@ -33,10 +33,10 @@ trait Member: Send + 'static {
 
 /// The service a member starts and stops for the other agents, if this
 /// host takes part: not in dry-run (announcing and starting are changes),
-/// only with `[zookeeper]`, and only under a valid service name (`section`
+/// and only under a valid service name (`section`
 /// names where it was configured, `role` what is not done without it).
 fn member_service(cx: &MemberCx, section: &str, service: &str, role: &str) -> Option<Name> {
-    if cx.config.dry_run || cx.config.zookeeper.is_none() {
+    if cx.sections.agent.dry_run {
         return None;
     }
     Name::parse("service name", service)
@@ -44,10 +44,14 @@ fn member_service(cx: &MemberCx, section: &str, service: &str, role: &str) -> Op
         .ok()
 }
 
-/// Runs `member` on its own thread: one session after another, for as long
-/// as the agent runs.
-fn spawn(background: &mut crate::runtime::Background, name: &'static str, cx: &MemberCx, mut member: impl Member) {
-    let Some(zk_config) = cx.config.zookeeper.clone() else { return };
+/// Runs `member` on its own thread: one session of `zk_config` after
+/// another, for as long as the agent runs.
+fn spawn(
+    background: &mut crate::runtime::Background,
+    name: &'static str,
+    zk_config: crate::clients::zk::ZooKeeperConfig,
+    mut member: impl Member,
+) {
     background.spawn_async(name, async move {
         loop {
             let result = match crate::clients::zk::connect(&zk_config).await {
@@ -68,11 +72,11 @@ fn spawn(background: &mut crate::runtime::Background, name: &'static str, cx: &M
 }
 
 /// What a member thread (canal's hold, K4's turn) needs besides its
-/// session: the configuration, the journal, the policy that counts what it
-/// starts, and a way to tell a person.
+/// session: what the actions act on, the journal, the policy that counts
+/// what it starts, and a way to tell a person.
 #[derive(Clone)]
 pub struct MemberCx {
-    pub config: std::sync::Arc<crate::config::Config>,
+    pub sections: std::sync::Arc<crate::actions::Sections>,
     pub audit: crate::audit::Audit,
     pub policy: crate::plan::policy::Policy,
     /// The outbox and this host's name, when `[mail]` is configured.

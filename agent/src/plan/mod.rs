@@ -9,8 +9,8 @@ pub mod policy;
 use serde::{Deserialize, Serialize};
 
 pub use crate::actions::step::{Refusal, Risk, ServiceOp, StepSpec};
+use crate::actions::Sections;
 pub use crate::actions::Step;
-use crate::config::Config;
 
 /// A plan that passed validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,11 +55,11 @@ pub struct PlanSpec {
 impl PlanSpec {
     /// Validates every step; the first refusal refuses the plan, so a plan
     /// never runs with a step quietly dropped.
-    pub fn validate(self, rule: &str, runbook: &[String], config: &Config) -> Result<Plan, PlanRefused> {
+    pub fn validate(self, rule: &str, runbook: &[String], sections: &Sections) -> Result<Plan, PlanRefused> {
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, spec) in self.steps.iter().enumerate() {
             let refused = |why| PlanRefused { step: i + 1, kind: spec.kind, why };
-            steps.push(spec.validate(config).map_err(refused)?);
+            steps.push(spec.validate(sections).map_err(refused)?);
         }
         let risk = steps.iter().map(Step::min_risk).fold(self.risk, Risk::max);
         Ok(Plan {
@@ -75,22 +75,21 @@ impl PlanSpec {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::actions::{canal, hosts, kafka, kafka_cluster, notify, properties, service};
 
     /// A host with one service and one properties file, and nothing else.
-    fn config() -> Config {
-        let text = "state_dir = \"state\"\nrule_dirs = [\"rules\"]\n\
-                    [services.kafka]\nstart=[\"a\"]\nstop=[\"b\"]\nprocess={pid_file=\"p\"}\n\
-                    [properties_files]\nconsumer = \"consumer.properties\"\n";
-        Config::parse(text, Path::new("c.toml"), Path::new(".")).unwrap()
+    fn sections() -> Sections {
+        let kafka = toml::from_str("start=[\"a\"]\nstop=[\"b\"]\nprocess={pid_file=\"p\"}").unwrap();
+        let mut s = Sections::default();
+        s.service.services.insert("kafka".into(), kafka);
+        s.properties_files.insert("consumer".into(), "consumer.properties".into());
+        s
     }
 
     fn plan(risk: Risk, steps: Vec<StepSpec>) -> Result<Plan, PlanRefused> {
         let spec = PlanSpec { summary: "s".into(), risk, benign: false, steps };
-        spec.validate("r", &["K1".into()], &config())
+        spec.validate("r", &["K1".into()], &sections())
     }
 
     #[test]

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::{Plan, Risk, Step};
-use crate::config::Limits;
 use crate::state::{read_json, write_json_atomic, StateError};
 
 /// The policy's answer for one plan.
@@ -45,6 +44,19 @@ struct History {
     /// Times (ms) each thing (a service, a file; `Step::changes`) was changed.
     #[serde(default)]
     changes: BTreeMap<String, Vec<i64>>,
+}
+
+/// The policy's part of `[limits]`: how often the agent may act on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The same action on the same target is not repeated within this time.
+    pub cooldown_secs: u64,
+    /// At most this many applications of one action on one target per hour.
+    pub max_per_hour: u32,
+    /// The circuit opens after this many changes of the same thing within
+    /// `breaker_window_secs`.
+    pub breaker_threshold: u32,
+    pub breaker_window_secs: u64,
 }
 
 /// Rate limits, cooldowns and the circuit breaker. A handle: the worker and
@@ -244,9 +256,12 @@ mod tests {
         }
     }
 
+    const LIMITS: Limits =
+        Limits { cooldown_secs: 600, max_per_hour: 3, breaker_threshold: 3, breaker_window_secs: 3600 };
+
     #[test]
     fn cooldown_then_rate_then_circuit() {
-        let limits = Limits { cooldown_secs: 60, max_per_hour: 10, breaker_threshold: 3, ..Limits::default() };
+        let limits = Limits { cooldown_secs: 60, max_per_hour: 10, breaker_threshold: 3, breaker_window_secs: 3600 };
         let p = Policy::in_memory(limits);
         let plan = restart_plan();
         let min = 60_000;
@@ -263,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_circuit_counts_the_thing_changed_not_the_rule_or_the_line() {
-        let limits = Limits { cooldown_secs: 0, max_per_hour: 100, breaker_threshold: 3, ..Limits::default() };
+        let limits = Limits { cooldown_secs: 0, max_per_hour: 100, breaker_threshold: 3, breaker_window_secs: 3600 };
         let p = Policy::in_memory(limits);
         let k1 = |host: &str| Plan {
             rule: "k1".into(),
@@ -289,7 +304,7 @@ mod tests {
 
     #[test]
     fn risky_and_noop_plans() {
-        let p = Policy::in_memory(Limits::default());
+        let p = Policy::in_memory(LIMITS);
         let mut plan = restart_plan();
         assert_eq!(p.decide(&plan, &[true], 0), Verdict::NothingToDo);
         plan.risk = Risk::Dangerous;
@@ -300,8 +315,8 @@ mod tests {
     fn history_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let plan = restart_plan();
-        Policy::persistent(Limits::default(), dir.path()).unwrap().record(&plan, &[false], 1000).unwrap();
-        let p = Policy::persistent(Limits::default(), dir.path()).unwrap();
+        Policy::persistent(LIMITS, dir.path()).unwrap().record(&plan, &[false], 1000).unwrap();
+        let p = Policy::persistent(LIMITS, dir.path()).unwrap();
         assert!(matches!(p.decide(&plan, &[false], 2000), Verdict::RateLimited(_)));
     }
 }

@@ -18,9 +18,10 @@ use super::{Action, ActionError, Cx, Guard, Preview, Staged, Step};
 use crate::actions::step::{Refusal, Risk, StepSpec};
 use crate::clients::canal::CanalConfig;
 use crate::clients::canal::{fallback_secs, read_destinations, read_state, CanalCursor, DestinationState};
+use crate::clients::mysql::MysqlSource;
 use crate::clients::mysql::{list_binlogs, Binlog};
+use crate::clients::zk::ZooKeeperConfig;
 use crate::clients::zk::{Node, Session};
-use crate::config::Config;
 use crate::types::human_time;
 use crate::types::Name;
 
@@ -38,11 +39,25 @@ fn read_destination(
     read_state(zk, destination.as_str(), d).map_err(|e| ActionError::new(doing, e))
 }
 
-fn setup<'a>(config: &'a Config, doing: &str) -> Result<(&'a CanalConfig, Session), ActionError> {
-    let canal = config.canal.as_ref().ok_or_else(|| ActionError::new(doing, "no [canal] section"))?;
-    let zk_config = config.zookeeper.as_ref().ok_or_else(|| ActionError::new(doing, "no [zookeeper] section"))?;
-    let zk = Session::connect(zk_config).map_err(|e| ActionError::new(doing, e))?;
-    Ok((canal, zk))
+/// The family's part of the configuration: `[canal]`, the ZooKeeper canal
+/// keeps its positions in, and the MySQL sources its destinations read.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub canal: CanalConfig,
+    pub zookeeper: ZooKeeperConfig,
+    pub mysql: BTreeMap<String, MysqlSource>,
+    /// This agent's name in canal's HA holds.
+    pub host: String,
+}
+
+fn setup<'a>(s: &'a Section, doing: &str) -> Result<(&'a CanalConfig, Session), ActionError> {
+    let zk = Session::connect(&s.zookeeper).map_err(|e| ActionError::new(doing, e))?;
+    Ok((&s.canal, zk))
+}
+
+/// The canal section, which every canal step's validation asked for.
+fn section<'a>(cx: &Cx<'a>) -> Result<&'a Section, ActionError> {
+    cx.sections.canal.as_ref().ok_or_else(|| ActionError::new("writing canal's cursors", "no [canal] section"))
 }
 
 mod rewind;
@@ -62,14 +77,14 @@ fn previewed_version(preview: &Preview, path: &str, doing: &str) -> Result<i32, 
 /// returned hold lives: in HA, every other host's canal is held stopped
 /// first (this host's was stopped by the plan's step before).
 fn hold_unserved<'a>(
-    config: &Config,
+    s: &Section,
     zk: &'a Session,
     canal: &CanalConfig,
     doing: &str,
 ) -> Result<Option<crate::cluster::canal::Hold<'a>>, ActionError> {
     let hold = match canal.ha {
         true => Some(
-            crate::cluster::canal::hold(zk, &config.host_name(), Duration::from_secs(canal.stop_wait_secs))
+            crate::cluster::canal::hold(zk, &s.host, Duration::from_secs(canal.stop_wait_secs))
                 .map_err(|e| ActionError::new(doing, e))?,
         ),
         false => None,
@@ -109,22 +124,22 @@ fn wait_unserved(zk: &Session, canal: &CanalConfig, doing: &str) -> Result<(), A
 /// cursor's source address is the source's own address, point it at the
 /// new binlog, position 4; otherwise make it timestamp-only at the new
 /// binlog's creation time T1 + fallback + 1 s, so canal resumes right after T1.
-pub fn preview_new_binlog(config: &Config, destination: &crate::types::Name) -> Result<Preview, ActionError> {
-    let (text, path, version, _) = plan_new_binlog(config, destination)?;
+pub fn preview_new_binlog(s: &Section, destination: &crate::types::Name) -> Result<Preview, ActionError> {
+    let (text, path, version, _) = plan_new_binlog(s, destination)?;
     Ok(Preview { text, noop: false, guard: Guard::ZkVersions(vec![(path, version)]) })
 }
 
 fn plan_new_binlog(
-    config: &Config,
+    s: &Section,
     destination: &crate::types::Name,
 ) -> Result<(String, String, i32, CanalCursor), ActionError> {
     let doing = format!("moving {destination}'s cursor past the crash");
-    let (canal, zk) = setup(config, &doing)?;
+    let (canal, zk) = setup(s, &doing)?;
     let dest_config = canal
         .destinations
         .get(destination.as_str())
         .ok_or_else(|| ActionError::new(&doing, format!("{destination} is not under [canal.destinations]")))?;
-    let source = &config.mysql[&dest_config.mysql];
+    let source = &s.mysql[&dest_config.mysql];
     let d = read_destination(&zk, canal, destination, &doing)?;
     let (cursor, node) = match d.cursor {
         Some((Ok(c), n)) => (c, n),
@@ -174,14 +189,14 @@ fn plan_new_binlog(
 }
 
 pub fn apply_new_binlog(
-    config: &Config,
+    s: &Section,
     destination: &crate::types::Name,
     preview: &Preview,
 ) -> Result<String, ActionError> {
     let doing = format!("moving {destination}'s cursor past the crash");
-    let (canal, zk) = setup(config, &doing)?;
-    let _hold = hold_unserved(config, &zk, canal, &doing)?;
-    let (_, path, _, target) = plan_new_binlog(config, destination)?;
+    let (canal, zk) = setup(s, &doing)?;
+    let _hold = hold_unserved(s, &zk, canal, &doing)?;
+    let (_, path, _, target) = plan_new_binlog(s, destination)?;
     let expected = previewed_version(preview, &path, &doing)?;
     let old = zk
         .get(&path)
@@ -196,9 +211,9 @@ pub fn apply_new_binlog(
 /// Deleting a destination's cursor: canal then starts from the newest
 /// position of its source, and everything between the cursor and now on
 /// that source is never synced (runbook N3's last resort).
-pub fn preview_reset(config: &Config, destination: &crate::types::Name) -> Result<Preview, ActionError> {
+pub fn preview_reset(s: &Section, destination: &crate::types::Name) -> Result<Preview, ActionError> {
     let doing = format!("deleting canal's cursor of {destination}");
-    let (canal, zk) = setup(config, &doing)?;
+    let (canal, zk) = setup(s, &doing)?;
     let d = read_destination(&zk, canal, destination, &doing)?;
     let Some((cursor, node)) = &d.cursor else {
         return Ok(Preview {
@@ -222,14 +237,10 @@ pub fn preview_reset(config: &Config, destination: &crate::types::Name) -> Resul
     Ok(Preview { text, noop: false, guard: Guard::ZkVersions(vec![(d.cursor_path.clone(), node.version)]) })
 }
 
-pub fn apply_reset(
-    config: &Config,
-    destination: &crate::types::Name,
-    preview: &Preview,
-) -> Result<String, ActionError> {
+pub fn apply_reset(s: &Section, destination: &crate::types::Name, preview: &Preview) -> Result<String, ActionError> {
     let doing = format!("deleting canal's cursor of {destination}");
-    let (canal, zk) = setup(config, &doing)?;
-    let _hold = hold_unserved(config, &zk, canal, &doing)?;
+    let (canal, zk) = setup(s, &doing)?;
+    let _hold = hold_unserved(s, &zk, canal, &doing)?;
     let d = read_destination(&zk, canal, destination, &doing)?;
     let expected = previewed_version(preview, &d.cursor_path, &doing)?;
     let old = d.cursor.map(|(_, n)| String::from_utf8_lossy(&n.data).into_owned()).unwrap_or_default();
@@ -237,9 +248,9 @@ pub fn apply_reset(
     Ok(format!("deleted {} (version {expected}); old content, to restore by hand: {old}", d.cursor_path))
 }
 
-pub fn verify_reset(config: &Config, destination: &crate::types::Name) -> Result<String, ActionError> {
+pub fn verify_reset(s: &Section, destination: &crate::types::Name) -> Result<String, ActionError> {
     let doing = format!("verifying canal's cursor of {destination} is gone");
-    let (canal, zk) = setup(config, &doing)?;
+    let (canal, zk) = setup(s, &doing)?;
     match read_destination(&zk, canal, destination, &doing)?.cursor {
         None => Ok("the cursor is gone".into()),
         Some(_) => Err(ActionError::new(doing, "it exists again (was canal still running?)")),
@@ -275,22 +286,24 @@ pub fn rewind_spec() -> StepSpec {
 /// `canal_reset(destination)`: a destination under `[canal.destinations]`.
 pub fn reset_spec(destination: &str) -> StepSpec {
     let destination = destination.to_string();
-    StepSpec::new("canal_reset", format!("canal reset {destination}"), move |config| {
-        Ok(Step::CanalReset(ResetCursor { destination: canal_destination(&destination, config)? }))
+    StepSpec::new("canal_reset", format!("canal reset {destination}"), move |sections| {
+        Ok(Step::CanalReset(ResetCursor { destination: canal_destination(&destination, sections.canal.as_ref())? }))
     })
 }
 
 /// `canal_new_binlog(destination)`.
 pub fn new_binlog_spec(destination: &str) -> StepSpec {
     let destination = destination.to_string();
-    StepSpec::new("canal_new_binlog", format!("canal new binlog {destination}"), move |config| {
-        Ok(Step::CanalNewBinlog(NewBinlogCursor { destination: canal_destination(&destination, config)? }))
+    StepSpec::new("canal_new_binlog", format!("canal new binlog {destination}"), move |sections| {
+        Ok(Step::CanalNewBinlog(NewBinlogCursor {
+            destination: canal_destination(&destination, sections.canal.as_ref())?,
+        }))
     })
 }
 
-fn canal_destination(name: &str, config: &Config) -> Result<Name, Refusal> {
+fn canal_destination(name: &str, section: Option<&Section>) -> Result<Name, Refusal> {
     let name = Name::parse("destination", name).map_err(Refusal::invalid)?;
-    if !config.canal.as_ref().is_some_and(|c| c.destinations.contains_key(name.as_str())) {
+    if !section.is_some_and(|s| s.canal.destinations.contains_key(name.as_str())) {
         return Err(Refusal::NotConfigured(format!("destination {name} is not configured under [canal.destinations]")));
     }
     Ok(name)
@@ -328,39 +341,39 @@ macro_rules! cursor_action {
 
 cursor_action!(RewindCursors, Risk::Dangerous, |_: &RewindCursors| "every cursor".to_string(), {
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview_rewind(cx.config)
+        preview_rewind(section(cx)?)
     }
 
     fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
-        apply_rewind(cx.config, preview)
+        apply_rewind(section(cx)?, preview)
     }
 
     fn verify(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
-        verify_rewind(cx.config, preview)
+        verify_rewind(section(cx)?, preview)
     }
 });
 
 cursor_action!(ResetCursor, Risk::DataLoss, |s: &ResetCursor| format!("{} cursor", s.destination), {
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview_reset(cx.config, &self.destination)
+        preview_reset(section(cx)?, &self.destination)
     }
 
     fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
-        apply_reset(cx.config, &self.destination, preview)
+        apply_reset(section(cx)?, &self.destination, preview)
     }
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        verify_reset(cx.config, &self.destination)
+        verify_reset(section(cx)?, &self.destination)
     }
 });
 
 cursor_action!(NewBinlogCursor, Risk::Dangerous, |s: &NewBinlogCursor| format!("{} cursor", s.destination), {
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview_new_binlog(cx.config, &self.destination)
+        preview_new_binlog(section(cx)?, &self.destination)
     }
 
     fn apply(&self, cx: &Cx, preview: &Preview) -> Result<String, ActionError> {
-        apply_new_binlog(cx.config, &self.destination, preview)
+        apply_new_binlog(section(cx)?, &self.destination, preview)
     }
 
     fn verify(&self, _: &Cx, _: &Preview) -> Result<String, ActionError> {

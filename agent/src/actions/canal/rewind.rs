@@ -5,10 +5,10 @@ use super::*;
 use crate::clients::mysql::MysqlError;
 
 /// Every source's binlogs, by destination.
-fn binlogs_by_destination(config: &Config, canal: &CanalConfig) -> Result<BTreeMap<String, Vec<Binlog>>, MysqlError> {
+fn binlogs_by_destination(s: &Section, canal: &CanalConfig) -> Result<BTreeMap<String, Vec<Binlog>>, MysqlError> {
     let mut out = BTreeMap::new();
     for (name, d) in &canal.destinations {
-        let logs = list_binlogs(&d.mysql, &config.mysql[&d.mysql])?;
+        let logs = list_binlogs(&d.mysql, &s.mysql[&d.mysql])?;
         if logs.is_empty() {
             return Err(MysqlError::NoBinlogs(d.mysql.clone()));
         }
@@ -29,9 +29,9 @@ struct Rewind {
     writes: Vec<(String, Node, CanalCursor)>,
 }
 
-fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
-    let (canal, zk) = setup(config, doing)?;
-    let binlogs = binlogs_by_destination(config, canal).map_err(|e| ActionError::new(doing, e))?;
+fn plan_rewind(s: &Section, doing: &str) -> Result<Rewind, ActionError> {
+    let (canal, zk) = setup(s, doing)?;
+    let binlogs = binlogs_by_destination(s, canal).map_err(|e| ActionError::new(doing, e))?;
     let common = common_timestamp(&binlogs).ok_or_else(|| ActionError::new(doing, "no binlogs"))?;
     let mut text = format!(
         "Every source still has binlog from {} on (the latest of the sources' oldest binlogs).\n\
@@ -101,18 +101,18 @@ fn plan_rewind(config: &Config, doing: &str) -> Result<Rewind, ActionError> {
     Ok(Rewind { text, writes })
 }
 
-pub fn preview_rewind(config: &Config) -> Result<Preview, ActionError> {
-    let plan = plan_rewind(config, "computing the common rewind timestamp")?;
+pub fn preview_rewind(s: &Section) -> Result<Preview, ActionError> {
+    let plan = plan_rewind(s, "computing the common rewind timestamp")?;
     let noop = plan.writes.is_empty();
     let versions = plan.writes.iter().map(|(path, node, _)| (path.clone(), node.version)).collect();
     Ok(Preview { text: plan.text, noop, guard: Guard::ZkVersions(versions) })
 }
 
-pub fn apply_rewind(config: &Config, preview: &Preview) -> Result<String, ActionError> {
+pub fn apply_rewind(s: &Section, preview: &Preview) -> Result<String, ActionError> {
     let doing = "rewinding canal's cursors to the common time";
-    let (canal, zk) = setup(config, doing)?;
-    let _hold = hold_unserved(config, &zk, canal, doing)?;
-    let plan = plan_rewind(config, doing)?;
+    let (canal, zk) = setup(s, doing)?;
+    let _hold = hold_unserved(s, &zk, canal, doing)?;
+    let plan = plan_rewind(s, doing)?;
     let mut done = Vec::new();
     for (path, old, new) in &plan.writes {
         let expected = previewed_version(preview, path, doing)?;
@@ -128,9 +128,9 @@ pub fn apply_rewind(config: &Config, preview: &Preview) -> Result<String, Action
     Ok(done.join("\n"))
 }
 
-pub fn verify_rewind(config: &Config, preview: &Preview) -> Result<String, ActionError> {
+pub fn verify_rewind(s: &Section, preview: &Preview) -> Result<String, ActionError> {
     let doing = "verifying canal's cursors";
-    let (_, zk) = setup(config, doing)?;
+    let (_, zk) = setup(s, doing)?;
     let written = match &preview.guard {
         Guard::ZkVersions(v) => v.clone(),
         _ => Vec::new(),

@@ -23,16 +23,29 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::{Refusal, ServiceOp, StepSpec};
-use crate::config::Config;
 use crate::types::Name;
 
 /// How often a wait re-checks the process table. Waits are bounded by the
 /// service's deadlines and happen only while an action runs.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 
-fn service<'a>(config: &'a Config, name: &Name) -> &'a ServiceConfig {
-    // `Step::validate` only lets configured services through.
-    &config.services[name.as_str()]
+/// The service family's part of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    /// `[services]`, by name.
+    pub services: std::collections::BTreeMap<String, ServiceConfig>,
+    /// canal's service (`[canal] service`): not started while another
+    /// agent holds every canal stopped.
+    pub canal: Option<String>,
+    /// Where each service's scripts' output is kept (`<state_dir>/services`).
+    pub out_dir: PathBuf,
+}
+
+impl Section {
+    fn service(&self, name: &Name) -> &ServiceConfig {
+        // `Step::validate` only lets configured services through.
+        &self.services[name.as_str()]
+    }
 }
 
 /// The pids of the service's running processes.
@@ -94,8 +107,8 @@ fn describe_cmd(argv: &[String]) -> String {
     argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
 }
 
-pub fn preview(config: &Config, op: ServiceOp, name: &Name) -> Result<Preview, ActionError> {
-    let svc = service(config, name);
+pub fn preview(section: &Section, op: ServiceOp, name: &Name) -> Result<Preview, ActionError> {
+    let svc = section.service(name);
     let pids = running_pids(svc);
     let state = if pids.is_empty() { "not running".to_string() } else { format!("running (pid {pids:?})") };
     let stop = format!(
@@ -129,8 +142,8 @@ fn exclusive(name: &Name) -> std::sync::Arc<std::sync::Mutex<()>> {
 
 /// Stops, starts or restarts `name` with its scripts, as part of `part_of`
 /// (a plan, a hold, a leader-first turn: named above the scripts' output).
-pub fn apply(config: &Config, op: ServiceOp, name: &Name, part_of: &str) -> Result<String, ActionError> {
-    if op != ServiceOp::Stop && config.canal.as_ref().is_some_and(|c| c.service == name.as_str()) {
+pub fn apply(section: &Section, op: ServiceOp, name: &Name, part_of: &str) -> Result<String, ActionError> {
+    if op != ServiceOp::Stop && section.canal.as_deref() == Some(name.as_str()) {
         if let Some(host) = crate::cluster::canal::held_by() {
             return Err(ActionError::new(
                 format!("{op} {name}"),
@@ -144,8 +157,8 @@ pub fn apply(config: &Config, op: ServiceOp, name: &Name, part_of: &str) -> Resu
     let lock = exclusive(name);
     // The state is read again below, after the lock: what the other caller did counts.
     let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
-    let svc = service(config, name);
-    let out = ScriptLog { path: config.state_dir.join("services").join(format!("{name}.out")), part_of };
+    let svc = section.service(name);
+    let out = ScriptLog { path: section.out_dir.join(format!("{name}.out")), part_of };
     let mut done = Vec::new();
     if matches!(op, ServiceOp::Stop | ServiceOp::Restart) {
         done.push(stop(name, svc, &out)?);
@@ -161,15 +174,15 @@ pub fn apply(config: &Config, op: ServiceOp, name: &Name, part_of: &str) -> Resu
 /// [`apply`] on a thread of its own, for async code whose ZooKeeper session
 /// must keep answering pings during a slow stop or start (the cluster members).
 pub async fn apply_off_thread(
-    config: &Config,
+    section: &Section,
     op: ServiceOp,
     name: &Name,
     part_of: String,
 ) -> Result<String, ActionError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let (config, thread_name) = (config.clone(), name.clone());
+    let (section, thread_name) = (section.clone(), name.clone());
     std::thread::spawn(move || {
-        let _ = tx.send(apply(&config, op, &thread_name, &part_of));
+        let _ = tx.send(apply(&section, op, &thread_name, &part_of));
     });
     rx.await.unwrap_or_else(|_| Err(ActionError::new(format!("{op} {name}"), "the service thread died")))
 }
@@ -295,8 +308,8 @@ fn up_state(svc: &ServiceConfig, log_offset: Option<u64>) -> Result<(), String> 
     Ok(())
 }
 
-pub fn verify(config: &Config, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
-    let svc = service(config, name);
+pub fn verify(section: &Section, op: ServiceOp, name: &Name) -> Result<String, ActionError> {
+    let svc = section.service(name);
     let pids = running_pids(svc);
     match op {
         ServiceOp::Stop if pids.is_empty() => Ok(format!("{name} is not running")),
@@ -323,7 +336,7 @@ struct ScriptLog<'a> {
 /// it stays one line and cannot fake another.
 fn script_header(doing: &str, part_of: &str, argv: &[String]) -> String {
     let part_of = crate::types::shown(part_of);
-    format!("--- {} pipemedic: {doing}, part of {part_of}: `{}`\n", crate::audit::now_rfc3339(), describe_cmd(argv))
+    format!("--- {} pipemedic: {doing}, part of {part_of}: `{}`\n", crate::types::now_rfc3339(), describe_cmd(argv))
 }
 
 /// Runs a service script, its output appended to the script log under a
@@ -377,9 +390,9 @@ pub struct ServiceStep {
 /// `service_restart(name)` and its kin: a service under `[services]`.
 pub fn spec(op: ServiceOp, service: &str) -> StepSpec {
     let service = service.to_string();
-    StepSpec::new("service", format!("{op} {service}"), move |config| {
+    StepSpec::new("service", format!("{op} {service}"), move |sections| {
         let name = Name::parse("service name", &service).map_err(Refusal::invalid)?;
-        if !config.services.contains_key(name.as_str()) {
+        if !sections.service.services.contains_key(name.as_str()) {
             return Err(Refusal::NotConfigured(format!("service {name} is not configured under [services]")));
         }
         Ok(Step::Service(ServiceStep { op, service: name }))
@@ -414,15 +427,15 @@ impl Action for ServiceStep {
     }
 
     fn preview(&self, cx: &Cx, _: &Staged) -> Result<Preview, ActionError> {
-        preview(cx.config, self.op, &self.service)
+        preview(&cx.sections.service, self.op, &self.service)
     }
 
     fn apply(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        apply(cx.config, self.op, &self.service, cx.part_of)
+        apply(&cx.sections.service, self.op, &self.service, cx.part_of)
     }
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
-        verify(cx.config, self.op, &self.service)
+        verify(&cx.sections.service, self.op, &self.service)
     }
 }
 
