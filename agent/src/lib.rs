@@ -44,13 +44,16 @@ pub(crate) mod mail;
 /// Prometheus metrics.
 pub(crate) mod metrics;
 
-// 5. Records and events.
+// 5. Records and events, and the data's own check.
 /// Log files followed like `tail -F`, turned into records.
 pub(crate) mod sources;
 /// Records → events: every rule's signatures, compiled together.
 pub(crate) mod matching;
 /// The agent's own watches (heartbeats, the C5 stall), as events.
 pub(crate) mod probes;
+/// Are the PostgreSQL copies equal to the MySQL sources, and which rows
+/// differ: checksums of key segments computed in both databases.
+pub(crate) mod reconcile;
 
 // 6. Changing the world, and whether it may be changed now.
 /// The only code that changes the world: one file per action family, each

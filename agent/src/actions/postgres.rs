@@ -9,18 +9,13 @@
 //! Identifiers are validated [`SqlIdent`]s, always quoted; the type and
 //! default come from the mapping, never from the log.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use postgres::{Client, NoTls};
 use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionError, Cx, Preview, Staged, Step};
 use crate::actions::step::{Refusal, Risk, StepSpec};
 use crate::clients::mysql::MysqlSource;
 use crate::clients::mysql::{find_column, map_column, ColumnDef, PgColumn};
-use crate::types::Invalid;
-use crate::types::Name;
+use crate::clients::postgres::{column_type, connect, PostgresTarget};
 use crate::types::SqlIdent;
 
 /// The family's part of the configuration: the PostgreSQL targets, and
@@ -41,63 +36,6 @@ struct TargetPlan {
 
 fn doing(table: &SqlIdent, column: &SqlIdent) -> String {
     format!("adding column {column} to table {table} in the PostgreSQL targets")
-}
-
-/// What went wrong with one PostgreSQL target.
-#[derive(Debug, thiserror::Error)]
-enum PgError {
-    #[error("[postgres.{target}] reading password file {}: {source}", path.display())]
-    PasswordFile { target: String, path: std::path::PathBuf, source: std::io::Error },
-    #[error("[postgres.{target}] connecting to {address}: {source}")]
-    Connect { target: String, address: String, source: postgres::Error },
-    #[error("table {0} does not exist there; the agent never creates tables")]
-    NoTable(String),
-    #[error(transparent)]
-    Query(#[from] postgres::Error),
-}
-
-fn connect(name: &str, t: &PostgresTarget) -> Result<Client, PgError> {
-    let mut cfg = postgres::Config::new();
-    cfg.host(&t.host)
-        .port(t.port)
-        .user(&t.user)
-        .dbname(&t.dbname)
-        .connect_timeout(Duration::from_secs(t.connect_timeout_secs));
-    cfg.application_name("pipemedic");
-    if let Some(p) = &t.password_file {
-        let pw = crate::fsutil::read_foreign(p).map_err(|source| PgError::PasswordFile {
-            target: name.into(),
-            path: p.clone(),
-            source,
-        })?;
-        cfg.password(pw.trim_end_matches(['\n', '\r']));
-    }
-    cfg.connect(NoTls).map_err(|source| PgError::Connect {
-        target: name.into(),
-        address: format!("{}:{}/{}", t.host, t.port, t.dbname),
-        source,
-    })
-}
-
-/// The type of `schema.table.column` as `format_type` prints it, `None` if
-/// the column does not exist; `Err` if the table does not.
-fn column_type(client: &mut Client, schema: &str, table: &str, column: &str) -> Result<Option<String>, PgError> {
-    let table_exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&schema, &table],
-        )?
-        .is_some();
-    if !table_exists {
-        return Err(PgError::NoTable(format!("{schema}.{table}")));
-    }
-    let row = client
-        .query_opt(
-            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND NOT a.attisdropped",
-            &[&schema, &table, &column],
-        )?;
-    Ok(row.map(|r| r.get::<_, String>(0)))
 }
 
 fn add_column_sql(schema: &SqlIdent, table: &SqlIdent, column: &SqlIdent, pg: &PgColumn) -> String {
@@ -319,52 +257,5 @@ impl Action for AddColumn {
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
         verify(&cx.sections.postgres, &self.table, &self.column)
-    }
-}
-
-// `[postgres.NAME]` in the configuration: the targets this action adds columns to.
-
-/// A PostgreSQL target database.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresTarget {
-    pub host: String,
-    #[serde(default = "default_pg_port")]
-    pub port: u16,
-    pub user: String,
-    pub password_file: Option<PathBuf>,
-    pub dbname: String,
-    /// The schema the synced tables live in.
-    #[serde(default = "default_pg_schema")]
-    pub schema: String,
-    /// DDL waits at most this long for a lock, so it never blocks the live
-    /// consumer for long; past it the change fails cleanly (SQLSTATE 55P03).
-    #[serde(default = "default_lock_timeout")]
-    pub lock_timeout_ms: u64,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: u64,
-}
-
-fn default_pg_port() -> u16 {
-    5432
-}
-
-fn default_pg_schema() -> String {
-    "public".into()
-}
-
-fn default_lock_timeout() -> u64 {
-    3000
-}
-
-fn default_connect_timeout() -> u64 {
-    10
-}
-
-impl PostgresTarget {
-    pub(crate) fn check(&self, name: &str) -> Result<(), Invalid> {
-        Name::parse("PostgreSQL target name", name).map_err(|e| format!("[postgres.{name}]: {e}"))?;
-        crate::types::SqlIdent::parse(&self.schema).map_err(|e| format!("[postgres.{name}] schema: {e}"))?;
-        Ok(())
     }
 }

@@ -19,6 +19,7 @@ mod canal;
 mod check;
 mod kafka;
 mod playbook;
+mod reconcile;
 mod replay;
 mod run;
 mod test;
@@ -133,6 +134,28 @@ pub enum Command {
         #[arg(long, default_value_t = 8)]
         tail_mib: u64,
     },
+    /// Compare the configured tables of the MySQL sources with their copies
+    /// in every PostgreSQL target: rows missing, extra and differing, by key.
+    /// Read-only. Exit 0 equal, 1 rows differ, 2 something could not be compared.
+    Reconcile {
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// A `[reconcile.tables.NAME]` entry (repeatable); default: all.
+        #[arg(long = "table", value_name = "NAME")]
+        tables: Vec<String>,
+        /// Only rows whose change column is at or after this time
+        /// (`2026-12-03 14:00`, local, or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only rows whose change column is before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Seconds before differing rows are read again (default: `[reconcile] recheck_after_secs`).
+        #[arg(long, value_name = "SECS")]
+        recheck_after: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Try it: a scratch pipeline, the daemon in dry-run, incidents from the runbook.
     Demo {
         #[arg(long, default_value = "pipemedic-demo")]
@@ -205,6 +228,7 @@ pub fn run(cli: Cli) -> ExitCode {
             | Command::Approvals { .. }
             | Command::Canal { .. }
             | Command::Kafka { .. }
+            | Command::Reconcile { .. }
             | Command::Playbook { what: PlaybookCommand::List { .. } }
     ) {
         // SAFETY: at start-up, before any other thread exists; SIG_DFL
@@ -239,6 +263,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Playbook { what: PlaybookCommand::Run { config, name, params } } => {
             playbook_run(&config, &name, &params)
+        }
+        Command::Reconcile { config, tables, since, until, recheck_after, format } => {
+            reconcile::reconcile(&config, reconcile::Args { tables, since, until, recheck_after, format })
         }
         Command::Demo { dir } => crate::demo::run(&dir).map(|()| ExitCode::SUCCESS),
     };

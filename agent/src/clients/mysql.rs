@@ -137,7 +137,7 @@ fn query(doing: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> MysqlEr
 #[error("MySQL type {0:?} has no mapping here; a person must add this column")]
 pub struct Unmappable(pub String);
 
-async fn connect(source: &MysqlSource) -> Result<mysql_async::Conn, MysqlError> {
+pub(crate) async fn connect(source: &MysqlSource) -> Result<mysql_async::Conn, MysqlError> {
     let password = match &source.password_file {
         Some(p) => Some(
             crate::fsutil::read_foreign(p)

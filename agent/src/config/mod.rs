@@ -17,18 +17,19 @@ mod limits;
 // Each section is defined next to the component it configures, and checks
 // itself there; the root composes them.
 pub use crate::actions::build::BuildCheck;
-pub use crate::actions::postgres::PostgresTarget;
 pub use crate::actions::service::{ProcessMatch, ServiceConfig, UpCheck};
 pub use crate::approval::ApprovalConfig;
 pub use crate::clients::canal::{CanalConfig, CanalDestination};
 pub use crate::clients::kafka::KafkaClusterConfig;
 pub use crate::clients::kafka::KafkaConfig;
 pub use crate::clients::mysql::MysqlSource;
+pub use crate::clients::postgres::PostgresTarget;
 pub use crate::clients::zk::ZooKeeperConfig;
 pub use crate::mail::{MailConfig, MailSecurity};
 pub use crate::metrics::MetricsConfig;
 pub use crate::probes::heartbeat::HeartbeatConfig;
 pub use crate::probes::stall::StallConfig;
+pub use crate::reconcile::{ReconcileConfig, TableConfig as ReconcileTable};
 pub use crate::sources::{RecordStart, SourceConfig};
 pub use digest::{BadTime, DigestConfig};
 pub use limits::Limits;
@@ -108,6 +109,9 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// The daily digest mail (runbook M1's daily look).
     pub digest: Option<DigestConfig>,
+    /// The tables whose PostgreSQL copies are reconciled against MySQL.
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
 }
 
 fn default_hosts_file() -> PathBuf {
@@ -125,6 +129,15 @@ impl Config {
     /// in, from `[properties_files] consumer`.
     pub fn consumer_offset_reset(&self) -> crate::clients::kafka::Reset {
         crate::clients::kafka::Reset::of_consumer(self.properties_files.get("consumer").map(PathBuf::as_path))
+    }
+
+    /// What reconciling needs: its section, the sources and the targets.
+    pub fn reconcile_section(&self) -> crate::reconcile::Section {
+        crate::reconcile::Section {
+            config: self.reconcile.clone(),
+            mysql: self.mysql.clone(),
+            targets: self.postgres.clone(),
+        }
     }
 
     /// What the action families act on, each its own part: the only place
@@ -277,6 +290,7 @@ impl Config {
         for (name, t) in &self.postgres {
             t.check(name)?;
         }
+        self.reconcile_section().check()?;
         if let Some(c) = &self.canal {
             self.check_canal(c)?;
         }
