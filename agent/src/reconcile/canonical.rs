@@ -20,9 +20,16 @@
 //!
 //! Floating point (`float`, `double`: printed differently on each side),
 //! `json` (key order and spacing are not kept by `jsonb`), time zones and
-//! spatial types are left out. A field is `N` for NULL, else
-//! `<byte length>:<form>`, so NULL, the empty string and `"N"` differ and
-//! no two rows of different fields concatenate to the same text.
+//! spatial types are left out.
+//!
+//! A row is its fields joined by `|`. A field of a form whose text has a
+//! fixed alphabet (digits, signs, `.`, `:`, ` `, upper-case hex) is that
+//! text, `N` for NULL; a text field is `<byte length>:<text>`, `N` for
+//! NULL. So NULL, the empty string and `"N"` differ, and no two rows of
+//! different fields join to the same text. Where both sides print a time
+//! at the same precision (0, 3 or 6 digits) it is used as printed, which
+//! saves a formatting call per row; otherwise both are formatted to
+//! microseconds.
 
 use crate::types::SqlIdent;
 
@@ -36,11 +43,37 @@ pub enum Form {
     },
     Bits(u32),
     Decimal,
-    Text,
+    /// `convert`: the MySQL column is not in UTF-8 and is converted;
+    /// `padded`: the target's `character(n)`, read without its padding.
+    Text {
+        convert: bool,
+        padded: bool,
+    },
     Binary,
     Date,
-    DateTime,
-    Time,
+    /// `digits`: both sides print this many (0, 3 or 6) as they are;
+    /// `None`: formatted to microseconds on both.
+    DateTime {
+        digits: Option<u32>,
+    },
+    Time {
+        digits: Option<u32>,
+    },
+}
+
+impl Form {
+    fn fixed_alphabet(self) -> bool {
+        !matches!(self, Form::Text { .. })
+    }
+}
+
+/// A compared column and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub col: SqlIdent,
+    pub form: Form,
+    /// Either side may hold NULL in it.
+    pub nullable: bool,
 }
 
 /// A MySQL column as the catalogue describes it.
@@ -49,6 +82,9 @@ pub struct MysqlColumn {
     pub name: String,
     /// `COLUMN_TYPE`, e.g. `int(10) unsigned`, `decimal(12,2)`.
     pub column_type: String,
+    pub nullable: bool,
+    /// `CHARACTER_SET_NAME` of a text column.
+    pub charset: Option<String>,
 }
 
 /// A PostgreSQL column: `format_type` of its type.
@@ -56,6 +92,7 @@ pub struct MysqlColumn {
 pub struct PgColumn {
     pub name: String,
     pub type_sql: String,
+    pub nullable: bool,
 }
 
 /// `base(args) unsigned` split: ("decimal", [12, 2], false).
@@ -103,6 +140,10 @@ pub fn form(mysql: &MysqlColumn, pg: &PgColumn) -> Result<Form, String> {
         matches!(pg_ty, "smallint" | "integer" | "bigint") || (pg_ty.starts_with("numeric(") && pg_ty.ends_with(",0)"));
     let pg_text = pg_ty == "text" || pg_ty.starts_with("character varying");
     let mysql_precision = nums.first().copied().unwrap_or(0);
+    let utf8 = mysql.charset.as_deref().is_none_or(|c| c.starts_with("utf8"));
+    let text = Form::Text { convert: !utf8, padded: pg_ty.starts_with("character(") };
+    // Printed as they are when both keep the same digits of seconds.
+    let same_digits = |p: u32| (p == mysql_precision && matches!(p, 0 | 3 | 6)).then_some(p);
     let refuse = || Err(format!("MySQL {} against PostgreSQL {pg_ty}: no exact common form", mysql.column_type));
     let form = match base.as_str() {
         "tinyint" if pg_ty == "boolean" && nums == [1] => Form::Boolean { mysql_bit: false },
@@ -124,12 +165,12 @@ pub fn form(mysql: &MysqlColumn, pg: &PgColumn) -> Result<Form, String> {
                 _ => return refuse(),
             }
         }
-        "char" if pg_text || pg_ty.starts_with("character(") => Form::Text,
-        "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" if pg_text => Form::Text,
+        "char" if pg_text || pg_ty.starts_with("character(") => text,
+        "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" if pg_text => text,
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" if pg_ty == "bytea" => Form::Binary,
         "date" if pg_ty == "date" => Form::Date,
         "datetime" | "timestamp" => match pg_time_precision(pg_ty, "timestamp") {
-            Some(p) if p >= mysql_precision => Form::DateTime,
+            Some(p) if p >= mysql_precision => Form::DateTime { digits: same_digits(p) },
             Some(p) => {
                 return Err(format!(
                     "MySQL {} is kept to {p} digits of seconds in PostgreSQL {pg_ty}: values would differ by rounding",
@@ -139,7 +180,7 @@ pub fn form(mysql: &MysqlColumn, pg: &PgColumn) -> Result<Form, String> {
             None => return refuse(),
         },
         "time" => match pg_time_precision(pg_ty, "time") {
-            Some(p) if p >= mysql_precision => Form::Time,
+            Some(p) if p >= mysql_precision => Form::Time { digits: same_digits(p) },
             _ => return refuse(),
         },
         "float" | "double" | "real" => {
@@ -149,6 +190,11 @@ pub fn form(mysql: &MysqlColumn, pg: &PgColumn) -> Result<Form, String> {
         _ => return refuse(),
     };
     Ok(form)
+}
+
+/// The field for a column both sides have, or why it cannot be compared.
+pub fn field(col: SqlIdent, mysql: &MysqlColumn, pg: &PgColumn) -> Result<Field, String> {
+    Ok(Field { col, form: form(mysql, pg)?, nullable: mysql.nullable || pg.nullable })
 }
 
 /// The two SQL dialects.
@@ -174,43 +220,66 @@ impl Dialect {
             (Dialect::Mysql, Form::Boolean { mysql_bit: true }) => format!("CAST({c} + 0 AS CHAR)"),
             (Dialect::Mysql, Form::Boolean { mysql_bit: false }) => format!("CAST({c} AS CHAR)"),
             (Dialect::Mysql, Form::Bits(n)) => format!("LPAD(BIN({c} + 0), {n}, '0')"),
-            (Dialect::Mysql, Form::Text) => format!("CONVERT({c} USING utf8mb4)"),
+            (Dialect::Mysql, Form::Text { convert: true, .. }) => format!("CONVERT({c} USING utf8mb4)"),
+            (Dialect::Mysql, Form::Text { convert: false, .. }) => c,
             (Dialect::Mysql, Form::Binary) => format!("HEX({c})"),
             (Dialect::Mysql, Form::Date) => format!("DATE_FORMAT({c}, '%Y-%m-%d')"),
-            (Dialect::Mysql, Form::DateTime) => format!("DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"),
-            (Dialect::Mysql, Form::Time) => format!("TIME_FORMAT({c}, '%H:%i:%s.%f')"),
-            (Dialect::Postgres, Form::Boolean { .. }) => format!("CASE WHEN {c} THEN '1' ELSE '0' END"),
+            (Dialect::Mysql, Form::DateTime { digits: None }) => format!("DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"),
+            (Dialect::Mysql, Form::Time { digits: None }) => format!("TIME_FORMAT({c}, '%H:%i:%s.%f')"),
+            (Dialect::Mysql, Form::DateTime { .. } | Form::Time { .. }) => format!("CAST({c} AS CHAR)"),
+            (Dialect::Postgres, Form::Boolean { .. }) => format!("CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END"),
             (Dialect::Postgres, Form::Binary) => format!("upper(encode({c}, 'hex'))"),
             (Dialect::Postgres, Form::Date) => format!("to_char({c}, 'YYYY-MM-DD')"),
-            (Dialect::Postgres, Form::DateTime) => format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')"),
-            (Dialect::Postgres, Form::Time) => format!("to_char({c}, 'HH24:MI:SS.US')"),
-            (Dialect::Postgres, Form::Integer | Form::Decimal | Form::Bits(_) | Form::Text) => format!("{c}::text"),
-        }
-    }
-
-    /// One field of the canonical row: `N`, or `<bytes>:<value>`.
-    fn field(self, col: &SqlIdent, form: Form) -> String {
-        let c = self.ident(col);
-        let v = self.value(col, form);
-        match self {
-            Dialect::Mysql => format!("IF({c} IS NULL, 'N', CONCAT(LENGTH({v}), ':', {v}))"),
-            Dialect::Postgres => {
-                format!("CASE WHEN {c} IS NULL THEN 'N' ELSE octet_length({v})::text || ':' || {v} END")
+            (Dialect::Postgres, Form::DateTime { digits }) => {
+                format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS{}')", fraction(digits))
+            }
+            (Dialect::Postgres, Form::Time { digits }) => format!("to_char({c}, 'HH24:MI:SS{}')", fraction(digits)),
+            (Dialect::Postgres, Form::Text { padded: false, .. }) => c,
+            (Dialect::Postgres, Form::Integer | Form::Decimal | Form::Bits(_) | Form::Text { .. }) => {
+                format!("{c}::text")
             }
         }
     }
 
-    /// A 60-bit non-negative integer from the MD5 of the fields'
-    /// canonical concatenation: the same number on both sides.
-    pub fn hash(self, cols: &[(SqlIdent, Form)]) -> String {
-        let fields: Vec<String> = cols.iter().map(|(c, f)| self.field(c, *f)).collect();
-        match self {
-            Dialect::Mysql => format!(
-                "CAST(CONV(SUBSTRING(MD5(CONVERT(CONCAT({}) USING utf8mb4)), 1, 15), 16, 10) AS UNSIGNED)",
-                fields.join(", ")
-            ),
-            Dialect::Postgres => format!("('x' || substr(md5({}), 1, 15))::bit(60)::bigint", fields.join(" || ")),
+    /// One field of the canonical row.
+    fn field(self, f: &Field) -> String {
+        let c = self.ident(&f.col);
+        let v = self.value(&f.col, f.form);
+        let prefixed = match (self, f.form.fixed_alphabet()) {
+            (_, true) => v,
+            (Dialect::Mysql, false) => format!("CONCAT(LENGTH({v}), ':', {v})"),
+            (Dialect::Postgres, false) => format!("octet_length({v})::text || ':' || {v}"),
+        };
+        match (self, f.nullable) {
+            (_, false) => prefixed,
+            (Dialect::Mysql, true) if f.form.fixed_alphabet() => format!("IFNULL({prefixed}, 'N')"),
+            (Dialect::Postgres, true) if f.form.fixed_alphabet() => format!("coalesce({prefixed}, 'N')"),
+            (Dialect::Mysql, true) => format!("IF({c} IS NULL, 'N', {prefixed})"),
+            (Dialect::Postgres, true) => format!("CASE WHEN {c} IS NULL THEN 'N' ELSE {prefixed} END"),
         }
+    }
+
+    /// A 60-bit non-negative integer from the MD5 of the fields joined by
+    /// `|`: the same number on both sides.
+    pub fn hash(self, fields: &[Field]) -> String {
+        let fields: Vec<String> = fields.iter().map(|f| self.field(f)).collect();
+        match self {
+            Dialect::Mysql => {
+                format!("CAST(CONV(SUBSTRING(MD5(CONCAT_WS('|', {})), 1, 15), 16, 10) AS UNSIGNED)", fields.join(", "))
+            }
+            Dialect::Postgres => {
+                format!("('x' || substr(md5(concat_ws('|', {})), 1, 15))::bit(60)::bigint", fields.join(", "))
+            }
+        }
+    }
+}
+
+/// `to_char`'s fraction of seconds for `digits` (None: microseconds).
+fn fraction(digits: Option<u32>) -> &'static str {
+    match digits {
+        Some(0) => "",
+        Some(3) => ".MS",
+        _ => ".US",
     }
 }
 
@@ -220,8 +289,8 @@ mod tests {
 
     fn f(mysql: &str, pg: &str) -> Result<Form, String> {
         form(
-            &MysqlColumn { name: "c".into(), column_type: mysql.into() },
-            &PgColumn { name: "c".into(), type_sql: pg.into() },
+            &MysqlColumn { name: "c".into(), column_type: mysql.into(), nullable: true, charset: None },
+            &PgColumn { name: "c".into(), type_sql: pg.into(), nullable: true },
         )
     }
 
@@ -236,16 +305,19 @@ mod tests {
             ("decimal(10,0)", "numeric(10,0)", Form::Integer),
             ("bit(1)", "boolean", Form::Boolean { mysql_bit: true }),
             ("bit(5)", "bit(5)", Form::Bits(5)),
-            ("char(32)", "character(32)", Form::Text),
-            ("varchar(64)", "character varying(64)", Form::Text),
-            ("enum('a','b')", "text", Form::Text),
+            ("char(32)", "character(32)", Form::Text { convert: false, padded: true }),
+            ("varchar(64)", "character varying(64)", Form::Text { convert: false, padded: false }),
+            ("enum('a','b')", "text", Form::Text { convert: false, padded: false }),
             ("longblob", "bytea", Form::Binary),
             ("date", "date", Form::Date),
             ("year(4)", "smallint", Form::Integer),
-            ("datetime(3)", "timestamp(3) without time zone", Form::DateTime),
-            ("datetime", "timestamp without time zone", Form::DateTime),
-            ("timestamp(6)", "timestamp(6) without time zone", Form::DateTime),
-            ("time", "time without time zone", Form::Time),
+            ("datetime(3)", "timestamp(3) without time zone", Form::DateTime { digits: Some(3) }),
+            ("datetime(3)", "timestamp(6) without time zone", Form::DateTime { digits: None }),
+            ("datetime(2)", "timestamp(2) without time zone", Form::DateTime { digits: None }),
+            ("datetime", "timestamp without time zone", Form::DateTime { digits: None }),
+            ("datetime", "timestamp(0) without time zone", Form::DateTime { digits: Some(0) }),
+            ("timestamp(6)", "timestamp(6) without time zone", Form::DateTime { digits: Some(6) }),
+            ("time", "time without time zone", Form::Time { digits: None }),
         ] {
             assert_eq!(f(mysql, pg), Ok(want), "{mysql} / {pg}");
         }
@@ -273,14 +345,22 @@ mod tests {
     }
 
     #[test]
-    fn fields_keep_null_apart_from_empty_and_length_prefix_every_value() {
-        let c = SqlIdent::parse("note").unwrap();
-        let my = Dialect::Mysql.hash(&[(c.clone(), Form::Text)]);
-        assert!(my.contains("IF(`note` IS NULL, 'N', CONCAT(LENGTH(CONVERT(`note` USING utf8mb4)), ':'"), "{my}");
-        let pg = Dialect::Postgres.hash(&[(c, Form::Text)]);
-        assert!(
-            pg.contains("CASE WHEN \"note\" IS NULL THEN 'N' ELSE octet_length(\"note\"::text)::text || ':'"),
-            "{pg}"
+    fn fields_keep_null_apart_from_empty_and_length_prefix_text() {
+        let f = |col: &str, form, nullable| Field { col: SqlIdent::parse(col).unwrap(), form, nullable };
+        let fields = [
+            f("id", Form::Integer, false),
+            f("note", Form::Text { convert: false, padded: false }, true),
+            f("at", Form::DateTime { digits: Some(3) }, true),
+        ];
+        assert_eq!(
+            Dialect::Mysql.hash(&fields),
+            "CAST(CONV(SUBSTRING(MD5(CONCAT_WS('|', CAST(`id` AS CHAR), IF(`note` IS NULL, 'N', CONCAT(LENGTH(`note`), ':', `note`)), \
+             IFNULL(CAST(`at` AS CHAR), 'N'))), 1, 15), 16, 10) AS UNSIGNED)"
+        );
+        assert_eq!(
+            Dialect::Postgres.hash(&fields),
+            "('x' || substr(md5(concat_ws('|', \"id\"::text, CASE WHEN \"note\" IS NULL THEN 'N' ELSE octet_length(\"note\")::text || ':' || \"note\" END, \
+             coalesce(to_char(\"at\", 'YYYY-MM-DD HH24:MI:SS.MS'), 'N'))), 1, 15))::bit(60)::bigint"
         );
     }
 }

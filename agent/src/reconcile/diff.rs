@@ -124,7 +124,7 @@ impl Cmp<'_> {
     }
 
     fn range_col(&self, d: Dialect) -> String {
-        let k = d.ident(&self.t.key[0].0);
+        let k = d.ident(&self.t.key[0].col);
         match d {
             Dialect::Mysql => format!("CAST({k} AS SIGNED)"),
             Dialect::Postgres => format!("{k}::bigint"),
@@ -139,7 +139,7 @@ impl Cmp<'_> {
             match *s {
                 Segment::Range { lo, hi } => {
                     let (a, b) = (q.param(Param::Int(lo)), q.param(Param::Int(hi)));
-                    parts.push(format!("{} BETWEEN {a} AND {b}", d.ident(&self.t.key[0].0)));
+                    parts.push(format!("{} BETWEEN {a} AND {b}", d.ident(&self.t.key[0].col)));
                 }
                 Segment::Hash { bits: 0, .. } => return None,
                 Segment::Hash { bits, value } => hashed.entry(bits).or_default().push(value),
@@ -218,7 +218,7 @@ impl Cmp<'_> {
     fn rows_query(&self, d: Dialect, segs: &[Segment], keys: Option<&[i64]>, windowed: bool) -> Query {
         let mut q = Query::new(d);
         let mut conds = self.base(&mut q, windowed);
-        let mut sel: Vec<String> = self.t.key.iter().map(|(c, f)| d.value(c, *f)).collect();
+        let mut sel: Vec<String> = self.t.key.iter().map(|f| d.value(&f.col, f.form)).collect();
         sel.push(d.hash(&self.t.columns));
         match (&self.t.change_column, d) {
             (Some(c), Dialect::Mysql) if !self.opts.min_age.is_zero() => {
@@ -229,7 +229,7 @@ impl Cmp<'_> {
         }
         match keys {
             // The bare column, so that the index is used.
-            Some(keys) => conds.push(q.in_list(&d.ident(&self.t.key[0].0), keys)),
+            Some(keys) => conds.push(q.in_list(&d.ident(&self.t.key[0].col), keys)),
             None => conds.extend(self.segment_cond(&mut q, segs)),
         }
         q.push(&format!("SELECT {} FROM {}{}", sel.join(", "), self.from(d), Self::where_clause(&conds)));

@@ -371,8 +371,8 @@ pub fn run(section: &Section, request: &Request, progress: &mut dyn FnMut(&str))
                 }
                 report.source_table = format!("{}.{}", r.schema, r.table);
                 report.target_table = format!("{}.{}", r.target_schema, r.target_table);
-                report.key = r.key.iter().map(|(c, _)| c.to_string()).collect();
-                report.columns = r.columns.iter().map(|(c, _)| c.to_string()).collect();
+                report.key = r.key.iter().map(|f| f.col.to_string()).collect();
+                report.columns = r.columns.iter().map(|f| f.col.to_string()).collect();
                 report.left_out = r.left_out.into_iter().map(|(column, why)| LeftOut { column, why }).collect();
                 report.only_in_source = r.only_source;
                 report.only_in_target = r.only_target;

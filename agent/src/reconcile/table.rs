@@ -5,7 +5,7 @@
 //! this source's rows apart in a shared target table.
 
 use super::canonical::Dialect;
-use super::canonical::{form, mysql_signed_integer, Form, MysqlColumn, PgColumn};
+use super::canonical::{field, mysql_signed_integer, Field, Form, MysqlColumn, PgColumn};
 use super::side::{Cell, Param, Query, Side};
 use crate::types::SqlIdent;
 
@@ -18,10 +18,10 @@ pub struct Resolved {
     pub target: String,
     pub target_schema: SqlIdent,
     pub target_table: SqlIdent,
-    /// The key, in order, each with its form.
-    pub key: Vec<(SqlIdent, Form)>,
+    /// The key, in order.
+    pub key: Vec<Field>,
     /// Every compared column (the key first).
-    pub columns: Vec<(SqlIdent, Form)>,
+    pub columns: Vec<Field>,
     /// Columns both sides have that cannot be compared exactly, and why.
     pub left_out: Vec<(String, String)>,
     /// Columns only one side has.
@@ -61,11 +61,17 @@ fn mysql_catalogue(
     let mut q = Query::new(Dialect::Mysql);
     let (s, t) = (q.param(Param::Text(schema.to_string())), q.param(Param::Text(table.to_string())));
     q.push(&format!(
-        "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {s} AND TABLE_NAME = {t} ORDER BY ORDINAL_POSITION"
+        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {s} AND TABLE_NAME = {t} ORDER BY ORDINAL_POSITION"
     ));
-    let columns: Vec<MysqlColumn> = texts(side.fetch(&q)?)
+    let columns: Vec<MysqlColumn> = side
+        .fetch(&q)?
         .into_iter()
-        .map(|r| MysqlColumn { name: r[0].clone(), column_type: r[1].clone() })
+        .map(|r| MysqlColumn {
+            name: r[0].text(),
+            column_type: r[1].text(),
+            nullable: r[2].text() == "YES",
+            charset: (r[3] != Cell::Null).then(|| r[3].text()),
+        })
         .collect();
     let mut q = Query::new(Dialect::Mysql);
     let (s, t) = (q.param(Param::Text(schema.to_string())), q.param(Param::Text(table.to_string())));
@@ -81,12 +87,14 @@ fn pg_catalogue(side: &mut Side, schema: &SqlIdent, table: &SqlIdent) -> Result<
     let mut q = Query::new(Dialect::Postgres);
     let (s, t) = (q.param(Param::Text(schema.to_string())), q.param(Param::Text(table.to_string())));
     q.push(&format!(
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid \
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid \
          JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {s} AND c.relname = {t} AND c.relkind IN ('r', 'p') \
          AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
     ));
-    let columns: Vec<PgColumn> =
-        texts(side.fetch(&q)?).into_iter().map(|r| PgColumn { name: r[0].clone(), type_sql: r[1].clone() }).collect();
+    let columns: Vec<PgColumn> = texts(side.fetch(&q)?)
+        .into_iter()
+        .map(|r| PgColumn { name: r[0].clone(), type_sql: r[1].clone(), nullable: r[2] == "YES" })
+        .collect();
     let mut q = Query::new(Dialect::Postgres);
     let (s, t) = (q.param(Param::Text(schema.to_string())), q.param(Param::Text(table.to_string())));
     q.push(&format!(
@@ -143,8 +151,8 @@ pub fn resolve(w: &Wanted, source: &mut Side, target: &mut Side) -> Result<Resol
         let (Some(m), Some(p)) = (my(name), pg(name)) else {
             return Err(format!("key column {name} is not in both tables"));
         };
-        let f = form(m, p).map_err(|why| format!("key column {name} cannot be compared: {why}"))?;
-        resolved_key.push((SqlIdent::parse(name).map_err(|e| e.to_string())?, f));
+        let ident = SqlIdent::parse(name).map_err(|e| format!("key column {name:?}: {e}"))?;
+        resolved_key.push(field(ident, m, p).map_err(|why| format!("key column {name} cannot be compared: {why}"))?);
     }
 
     let wanted: Vec<String> = match w.columns {
@@ -167,8 +175,8 @@ pub fn resolve(w: &Wanted, source: &mut Side, target: &mut Side) -> Result<Resol
             left_out.push((name.clone(), "not a plain SQL identifier".into()));
             continue;
         };
-        match form(m, p) {
-            Ok(f) => columns.push((ident, f)),
+        match field(ident, m, p) {
+            Ok(f) => columns.push(f),
             Err(why) => left_out.push((name.clone(), why)),
         }
     }
@@ -179,8 +187,8 @@ pub fn resolve(w: &Wanted, source: &mut Side, target: &mut Side) -> Result<Resol
         other => other.cloned(),
     };
     let range_key = resolved_key.len() == 1
-        && resolved_key[0].1 == Form::Integer
-        && my(resolved_key[0].0.as_str()).is_some_and(|m| mysql_signed_integer(&m.column_type));
+        && resolved_key[0].form == Form::Integer
+        && my(resolved_key[0].col.as_str()).is_some_and(|m| mysql_signed_integer(&m.column_type));
     Ok(Resolved {
         source: w.source.into(),
         schema: w.schema.clone(),
