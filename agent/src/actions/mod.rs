@@ -14,6 +14,7 @@ pub mod notify;
 pub mod postgres;
 pub mod probe;
 pub mod properties;
+pub mod repair;
 pub mod risk;
 pub mod service;
 pub mod step;
@@ -47,6 +48,8 @@ pub struct Sections {
     pub kafka: kafka::Section,
     /// `[kafka.cluster]` with its ZooKeeper; `None` without it.
     pub kafka_cluster: Option<kafka_cluster::Section>,
+    /// `[reconcile]` with the sources and targets (`pg_repair`).
+    pub reconcile: crate::reconcile::Section,
 }
 
 /// What every family may know about the agent it runs in.
@@ -176,6 +179,8 @@ steps! {
     Notify(notify::Notify),
     /// Add a column missing in the PostgreSQL targets (runbook C1).
     PgAddColumn(postgres::AddColumn),
+    /// Write the rows the last reconcile found lost into the targets (runbook N3/N4/N6).
+    PgRepair(repair::Repair),
     /// Tell a person which environment the consumer's build points at (runbook C6).
     CheckBuild(build::CheckBuild),
     /// Compare-and-set every canal cursor to a common timestamp (runbook N3, N4).
@@ -227,6 +232,7 @@ impl Preview {
         match &self.guard {
             Guard::FileEdit { sha256, .. } => Some(sha256.clone()),
             Guard::ZkVersions(v) => Some(v.iter().map(|(p, n)| format!("{p}@{n}")).collect::<Vec<_>>().join(",")),
+            Guard::Digest(sha256) => Some(sha256.clone()),
             Guard::None => None,
         }
     }
@@ -245,6 +251,9 @@ pub enum Guard {
     /// ZooKeeper nodes and the versions the preview read; writes are
     /// compare-and-set on exactly these.
     ZkVersions(Vec<(String, i32)>),
+    /// The SHA-256 of what the preview read from the state directory (the
+    /// saved reconcile a repair writes): the apply acts only on exactly that.
+    Digest(String),
 }
 
 /// The files a plan's earlier steps will have written by the time a later

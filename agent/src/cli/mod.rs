@@ -155,6 +155,14 @@ pub enum Command {
         recheck_after: Option<u64>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Then ask the running agent to repair each table that differs:
+        /// a plan mailed for approval like any (upserts: one approver).
+        #[arg(long)]
+        repair: bool,
+        /// With --repair: also delete the rows only the targets have
+        /// (data loss: two different approvers).
+        #[arg(long, requires = "repair")]
+        deletes: bool,
     },
     /// Try it: a scratch pipeline, the daemon in dry-run, incidents from the runbook.
     Demo {
@@ -264,8 +272,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Playbook { what: PlaybookCommand::Run { config, name, params } } => {
             playbook_run(&config, &name, &params)
         }
-        Command::Reconcile { config, tables, since, until, recheck_after, format } => {
-            reconcile::reconcile(&config, reconcile::Args { tables, since, until, recheck_after, format })
+        Command::Reconcile { config, tables, since, until, recheck_after, format, repair, deletes } => {
+            reconcile::reconcile(
+                &config,
+                reconcile::Args { tables, since, until, recheck_after, format, repair, deletes },
+            )
         }
         Command::Demo { dir } => crate::demo::run(&dir).map(|()| ExitCode::SUCCESS),
     };

@@ -28,14 +28,26 @@ pub(super) fn playbook_list(path: &Path) -> anyhow::Result<ExitCode> {
 /// root user) and hands it to the running agent.
 pub(super) fn playbook_run(path: &Path, name: &str, raw: &[String]) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let approval =
-        config.approval.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [approval] section", path.display()))?;
     let mut params = std::collections::BTreeMap::new();
     for p in raw {
         let (k, v) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("--param {p:?}: expected key=value"))?;
         params.insert(k.to_string(), v.to_string());
     }
-    let params = serde_json::to_string(&params)?;
+    let (ok, said) = ask_agent(path, &config, name, &params)?;
+    println!("{said}");
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Asks the running agent to run playbook `name`; whether it took it, and what it said.
+pub(super) fn ask_agent(
+    path: &Path,
+    config: &Config,
+    name: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<(bool, String)> {
+    let approval =
+        config.approval.as_ref().ok_or_else(|| anyhow::anyhow!("{}: no [approval] section", path.display()))?;
+    let params = serde_json::to_string(params)?;
     let signer = Signer::load(&Signer::key_path(&config.state_dir))
         .map_err(|e| anyhow::anyhow!("{e} (running a playbook needs the root user)"))?;
     let user = std::env::var("SUDO_USER").map(|u| format!("root (sudo by {u})")).unwrap_or_else(|_| "root".into());
@@ -52,6 +64,5 @@ pub(super) fn playbook_run(path: &Path, name: &str, raw: &[String]) -> anyhow::R
     let path = format!("/playbooks/{}", crate::approval::url_encode(name));
     let (status, body) = crate::approval::web::request(approval.listen, "POST", &path, Some(&fields))
         .map_err(|e| anyhow::anyhow!("the agent does not answer at {}: {e}; is it running?", approval.listen))?;
-    println!("{}", strip_tags(&body).trim());
-    Ok(if status == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok((status == 200, strip_tags(&body).trim().to_string()))
 }

@@ -15,11 +15,21 @@ pub(super) struct Args {
     pub until: Option<String>,
     pub recheck_after: Option<u64>,
     pub format: Format,
+    /// Ask the running agent for a repair of each table that differs.
+    pub repair: bool,
+    /// ... deleting the rows only the targets have (data loss).
+    pub deletes: bool,
 }
 
 pub(super) fn reconcile(path: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pipemedic reconcile: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let outcome = (|| -> anyhow::Result<crate::reconcile::Report> {
-        let config = Config::load(path)?;
         let request = Request {
             tables: args.tables,
             since: args.since.as_deref().map(parse_time).transpose().map_err(anyhow::Error::msg)?,
@@ -46,6 +56,16 @@ pub(super) fn reconcile(path: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Text => print!("{}", crate::types::terminal_safe(&render(&report, KEYS_SHOWN))),
             }
+            // Kept for a repair (its preview lists exactly these keys) and for `status`.
+            if let Err(e) = crate::reconcile::save_reports(&config.state_dir, &report) {
+                eprintln!("pipemedic reconcile: keeping the report in {}: {e}", config.state_dir.display());
+                if args.repair {
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            if args.repair {
+                return ask_for_repairs(path, &config, &report, args.deletes);
+            }
             Ok(ExitCode::from(report.exit_code()))
         }
         Err(e) => {
@@ -53,4 +73,43 @@ pub(super) fn reconcile(path: &Path, args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Asks the running agent for a repair of every table that differs: the
+/// `reconcile-repair` playbook, decided and approved like any plan.
+fn ask_for_repairs(
+    path: &Path,
+    config: &Config,
+    report: &crate::reconcile::Report,
+    deletes: bool,
+) -> anyhow::Result<ExitCode> {
+    if report.exit_code() == 2 {
+        eprintln!("pipemedic reconcile: not asking for a repair: a table could not be compared");
+        return Ok(ExitCode::from(2));
+    }
+    let mut tables: Vec<&str> = report.tables.iter().filter(|t| !t.equal()).map(|t| t.table.as_str()).collect();
+    tables.dedup();
+    if tables.is_empty() {
+        eprintln!("pipemedic reconcile: every table is equal; nothing to repair");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut code = 1;
+    for table in tables {
+        let params = [("table", table), ("deletes", if deletes { "yes" } else { "no" })]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match super::playbook::ask_agent(path, config, "reconcile-repair", &params) {
+            Ok((true, said)) => eprintln!("repair of {table}: {said}"),
+            Ok((false, said)) => {
+                eprintln!("repair of {table}: refused: {said}");
+                code = 2;
+            }
+            Err(e) => {
+                eprintln!("repair of {table}: {e:#}");
+                code = 2;
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
 }

@@ -156,6 +156,7 @@ impl Config {
             properties_files: self.properties_files.clone(),
             postgres: postgres::Section { mysql: self.mysql.clone(), targets: self.postgres.clone() },
             consumer_build: self.consumer_build.clone(),
+            reconcile: self.reconcile_section(),
             // `check` made sure that [canal] and [kafka.cluster] have their [zookeeper].
             canal: self.canal.as_ref().zip(zookeeper).map(|(c, zk)| canal::Section {
                 canal: c.clone(),

@@ -65,7 +65,7 @@ pub struct Found {
     pub queries: usize,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub missing: usize,
     pub extra: usize,

@@ -20,11 +20,13 @@ use crate::types::{Invalid, SqlIdent};
 
 mod canonical;
 mod diff;
+mod repair;
 mod side;
 mod table;
 
 pub use diff::Counts;
 use diff::Options;
+pub use repair::{apply_repair, prepare_repair, save as save_reports, verify_repair};
 use side::Side;
 use table::{Resolved, Wanted};
 
@@ -46,6 +48,9 @@ pub struct ReconcileConfig {
     /// Keys listed per table, target and kind; the counts stay exact.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// A repair is made only from a reconcile at most this old.
+    #[serde(default = "default_repair_max_age")]
+    pub repair_max_age_secs: u64,
     /// `[reconcile.tables.NAME]`.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
@@ -58,6 +63,7 @@ impl Default for ReconcileConfig {
             recheck_after_secs: default_recheck(),
             statement_timeout_secs: default_statement_timeout(),
             max_keys: default_max_keys(),
+            repair_max_age_secs: default_repair_max_age(),
             tables: BTreeMap::new(),
         }
     }
@@ -77,6 +83,10 @@ fn default_statement_timeout() -> u64 {
 
 fn default_max_keys() -> usize {
     10_000
+}
+
+fn default_repair_max_age() -> u64 {
+    3600
 }
 
 /// One synced table.
@@ -184,7 +194,7 @@ pub fn parse_time(text: &str) -> Result<String, String> {
 }
 
 /// One table of one source against one target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableReport {
     pub table: String,
     pub source: String,
@@ -211,7 +221,7 @@ pub struct TableReport {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeftOut {
     pub column: String,
     pub why: String,
@@ -280,12 +290,8 @@ fn pairs<'a>(section: &'a Section, request: &Request) -> Result<Vec<Pair<'a>>, S
     Ok(out)
 }
 
-fn compare_pair(
-    section: &Section,
-    pair: &Pair,
-    opts: &Options,
-    progress: &mut dyn FnMut(&str),
-) -> Result<(Resolved, diff::Found), String> {
+/// Connects to both sides of a pair and resolves what to compare.
+fn open_pair(section: &Section, pair: &Pair) -> Result<(Resolved, Side, Side), String> {
     let src = &section.mysql[pair.source];
     let tgt = &section.targets[pair.target];
     let schema = match &pair.cfg.schema {
@@ -319,6 +325,16 @@ fn compare_pair(
     let mut target =
         Side::postgres(pair.target, tgt, timeout).map_err(|e| format!("PostgreSQL [{}]: {e}", pair.target))?;
     let resolved = table::resolve(&wanted, &mut source, &mut target)?;
+    Ok((resolved, source, target))
+}
+
+fn compare_pair(
+    section: &Section,
+    pair: &Pair,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Resolved, diff::Found), String> {
+    let (resolved, mut source, mut target) = open_pair(section, pair)?;
     if opts.window.is_some() && resolved.change_column.is_none() {
         return Err("--since/--until need a change_column for this table".into());
     }
@@ -461,7 +477,7 @@ pub fn render(report: &Report, keys_shown: usize) -> String {
     out
 }
 
-fn key_text(names: &[String], values: &[String]) -> String {
+pub(crate) fn key_text(names: &[String], values: &[String]) -> String {
     let parts: Vec<String> =
         names.iter().zip(values).map(|(n, v)| format!("{n}={}", crate::types::one_line(v, 64))).collect();
     format!("({})", parts.join(", "))

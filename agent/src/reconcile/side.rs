@@ -141,6 +141,24 @@ impl Side {
         }
     }
 
+    /// Runs statements without parameters on a target (transactions).
+    pub fn execute_batch(&mut self, sql: &str) -> Result<(), String> {
+        match self {
+            Side::Postgres { client } => client.batch_execute(sql).map_err(describe_pg),
+            Side::Mysql { .. } => Err("the MySQL sources are only read".into()),
+        }
+    }
+
+    /// Runs a writing statement on a target; the rows it touched.
+    pub fn execute(&mut self, q: &Query) -> Result<u64, String> {
+        let Side::Postgres { client } = self else {
+            return Err("the MySQL sources are only read".into());
+        };
+        let params = pg_params(q);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
+        client.execute(q.sql.as_str(), &refs).map_err(describe_pg)
+    }
+
     pub fn fetch(&mut self, q: &Query) -> Result<Rows, String> {
         match self {
             Side::Mysql { rt, conn, timeout } => {
@@ -160,22 +178,25 @@ impl Side {
                 Ok(rows.into_iter().map(mysql_cells).collect())
             }
             Side::Postgres { client } => {
-                let params: Vec<Box<dyn postgres::types::ToSql + Sync>> = q
-                    .params
-                    .iter()
-                    .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
-                        match p {
-                            Param::Int(i) => Box::new(*i),
-                            Param::Text(t) => Box::new(t.clone()),
-                        }
-                    })
-                    .collect();
+                let params = pg_params(q);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
                 let rows = client.query(q.sql.as_str(), &refs).map_err(describe_pg)?;
                 rows.iter().map(pg_cells).collect()
             }
         }
     }
+}
+
+fn pg_params(q: &Query) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    q.params
+        .iter()
+        .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
+            match p {
+                Param::Int(i) => Box::new(*i),
+                Param::Text(t) => Box::new(t.clone()),
+            }
+        })
+        .collect()
 }
 
 fn describe_pg(e: postgres::Error) -> String {

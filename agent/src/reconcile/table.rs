@@ -24,6 +24,12 @@ pub struct Resolved {
     pub columns: Vec<Field>,
     /// Columns both sides have that cannot be compared exactly, and why.
     pub left_out: Vec<(String, String)>,
+    /// What a repair writes: every column both sides have (the compared
+    /// ones and those left out), each read from MySQL as text PostgreSQL's
+    /// input functions take.
+    pub carry: Vec<Carry>,
+    /// Columns both sides have that a repair cannot carry, and why.
+    pub uncarried: Vec<(String, String)>,
     /// Columns only one side has.
     pub only_source: Vec<String>,
     pub only_target: Vec<String>,
@@ -33,6 +39,25 @@ pub struct Resolved {
     pub change_column: Option<SqlIdent>,
     /// The target's column naming the source of a row, and this source's value.
     pub discriminator: Option<(SqlIdent, String)>,
+}
+
+/// One column a repair writes.
+#[derive(Debug, Clone)]
+pub struct Carry {
+    pub col: SqlIdent,
+    /// Its text, read from MySQL.
+    pub mysql: String,
+    /// Upper-case hex, written as `\x…` for `bytea`.
+    pub binary: bool,
+}
+
+/// The MySQL types a repair carries as `CAST(… AS CHAR)` when they are not
+/// compared (floating point, json, mismatched pairs): PostgreSQL parses the text.
+fn carried_as_text(column_type: &str) -> bool {
+    let base = column_type.split(['(', ' ']).next().unwrap_or("").to_ascii_lowercase();
+    !(base.contains("blob")
+        || base.contains("binary")
+        || matches!(base.as_str(), "bit" | "geometry" | "point" | "linestring" | "polygon"))
 }
 
 /// What the configuration asks of one table, for one source and target.
@@ -180,6 +205,25 @@ pub fn resolve(w: &Wanted, source: &mut Side, target: &mut Side) -> Result<Resol
             Err(why) => left_out.push((name.clone(), why)),
         }
     }
+    let mut carry = Vec::new();
+    let mut uncarried = Vec::new();
+    for name in key.iter().chain(wanted.iter().filter(|n| !key.contains(n))) {
+        match columns.iter().find(|f| f.col.as_str() == name) {
+            Some(f) => carry.push(Carry {
+                col: f.col.clone(),
+                mysql: Dialect::Mysql.value(&f.col, f.form),
+                binary: f.form == Form::Binary,
+            }),
+            None => match (SqlIdent::parse(name), my(name)) {
+                (Ok(col), Some(m)) if carried_as_text(&m.column_type) => carry.push(Carry {
+                    mysql: format!("CAST({} AS CHAR)", Dialect::Mysql.ident(&col)),
+                    col,
+                    binary: false,
+                }),
+                _ => uncarried.push((name.clone(), "no text form PostgreSQL reads back exactly".into())),
+            },
+        }
+    }
     let change_column = match w.change_column {
         Some(c) if my(c.as_str()).is_none() || pg(c.as_str()).is_none() => {
             return Err(format!("change column {c} is not in both tables"))
@@ -199,6 +243,8 @@ pub fn resolve(w: &Wanted, source: &mut Side, target: &mut Side) -> Result<Resol
         key: resolved_key,
         columns,
         left_out,
+        carry,
+        uncarried,
         only_source: my_cols.iter().filter(|c| pg(&c.name).is_none()).map(|c| c.name.clone()).collect(),
         only_target: pg_cols
             .iter()

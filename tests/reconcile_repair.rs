@@ -1,0 +1,198 @@
+//! Repairing what a reconcile found, through the running agent and the
+//! approval mails (runbook N3/N4/N6: the rows a fix that skipped binlog
+//! lost): upserts with one approver, deletes with two, rows read again from
+//! the source when written, old rows kept, dry-run writing nothing.
+
+mod common;
+
+use std::process::Command;
+
+use common::db::{MariaDb, Postgres};
+use common::{Host, Options};
+
+struct Setup {
+    host: Host,
+    mysql: MariaDb,
+    pg: Postgres,
+}
+
+fn setup(dry_run: bool) -> Setup {
+    let mysql = MariaDb::start();
+    mysql.sql(
+        "CREATE DATABASE trade CHARACTER SET utf8mb4; \
+         CREATE TABLE trade.t_order (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, amount DECIMAL(12,2) NOT NULL, \
+           note VARCHAR(64), raw VARBINARY(8), ratio DOUBLE, created_at DATETIME(3) NOT NULL); \
+         INSERT INTO trade.t_order SELECT seq, seq % 7, seq * 1.5, IF(seq % 5 = 0, NULL, CONCAT('n', seq)), UNHEX('00FF'), seq / 3, \
+           '2026-12-01 00:00:00.123' + INTERVAL seq MINUTE FROM trade.seq_1_to_50; \
+         CREATE USER 'remed'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON trade.* TO 'remed'@'127.0.0.1';",
+    );
+    let pg = Postgres::start();
+    for db in ["trade_ix", "admin"] {
+        pg.create_db(db);
+        pg.connect(db)
+            .batch_execute(
+                "CREATE TABLE t_order (source text, id bigint, user_id bigint, amount numeric(12,2), note character varying(64), \
+                   raw bytea, ratio double precision, created_at timestamp(3), PRIMARY KEY (source, id)); \
+                 INSERT INTO t_order SELECT 'ix_trade', n, n % 7, n * 1.5, CASE WHEN n % 5 = 0 THEN NULL ELSE 'n' || n END, '\\x00ff', n / 3.0, \
+                   timestamp '2026-12-01 00:00:00.123' + n * interval '1 minute' FROM generate_series(1, 50) n; \
+                 INSERT INTO t_order VALUES ('ix_other', 3, 0, 0, 'another source''s row', NULL, NULL, now());",
+            )
+            .unwrap();
+    }
+    let extra = format!(
+        "\n[mysql.ix_trade]\nhost = \"127.0.0.1\"\nport = {mp}\nuser = \"remed\"\npassword_file = \"mysql.pw\"\nschemas = [\"trade\"]\n\
+         \n[postgres.trade_ix]\nhost = \"127.0.0.1\"\nport = {pp}\nuser = \"postgres\"\ndbname = \"trade_ix\"\n\
+         \n[postgres.admin]\nhost = \"127.0.0.1\"\nport = {pp}\nuser = \"postgres\"\ndbname = \"admin\"\n\
+         \n[reconcile]\nrecheck_after_secs = 0\n[reconcile.tables.t_order]\nsource_column = \"source\"\n",
+        mp = mysql.port,
+        pp = pg.port,
+    );
+    let host = Host::new(Options {
+        dry_run,
+        approvers: vec!["dba@example.com", "lead@example.com"],
+        extra,
+        ..Options::default()
+    });
+    std::fs::write(host.path("mysql.pw"), "pw\n").unwrap();
+    Setup { host, mysql, pg }
+}
+
+impl Setup {
+    fn reconcile(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(common::BIN)
+            .args(["reconcile", "--config", self.host.config().to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), said)
+    }
+
+    fn rows(&self, db: &str) -> Vec<String> {
+        self.pg
+            .connect(db)
+            .query("SELECT id::text || ' ' || amount::text || ' ' || coalesce(note, 'NULL') FROM t_order WHERE source = 'ix_trade' ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    fn amount(&self, db: &str, id: i64) -> Option<String> {
+        self.pg
+            .connect(db)
+            .query_opt("SELECT amount::text FROM t_order WHERE source = 'ix_trade' AND id = $1", &[&id])
+            .unwrap()
+            .map(|r| r.get(0))
+    }
+}
+
+fn break_the_targets(s: &Setup) {
+    s.pg.connect("trade_ix")
+        .batch_execute(
+            "DELETE FROM t_order WHERE source = 'ix_trade' AND id IN (3, 17); \
+             UPDATE t_order SET amount = 0, note = 'stale' WHERE source = 'ix_trade' AND id = 5; \
+             INSERT INTO t_order VALUES ('ix_trade', 999, 1, 1, 'extra', NULL, NULL, now());",
+        )
+        .unwrap();
+    s.pg.connect("admin").batch_execute("DELETE FROM t_order WHERE source = 'ix_trade' AND id = 40").unwrap();
+}
+
+#[test]
+fn a_repair_restores_lost_rows_with_one_approver_and_deletes_need_two() {
+    let mut s = setup(false);
+    let expected = s.rows("trade_ix");
+    break_the_targets(&s);
+    s.host.start_agent();
+
+    let (code, said) = s.reconcile(&["--repair"]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("repair of t_order:") && said.contains("AwaitingApproval"), "{said}");
+    let mails = s.host.wait_mails(2);
+    let mail = mails.iter().find(|m| m.to == ["dba@example.com"]).unwrap();
+    assert!(
+        mail.text
+            .contains("[ix_trade] trade.t_order → [trade_ix] public.t_order: upsert 3 row(s) (2 missing, 1 differing)"),
+        "{}",
+        mail.text
+    );
+    assert!(mail.text.contains("missing: (id=3), (id=17)") && mail.text.contains("differing: (id=5)"), "{}", mail.text);
+    assert!(mail.text.contains("extra, left as they are") && mail.text.contains("(id=999)"), "{}", mail.text);
+    assert!(mail.text.contains("→ [admin] public.t_order: upsert 1 row(s) (1 missing, 0 differing)"), "{}", mail.text);
+
+    // Changed in the source after the mail (the pipeline carries it to
+    // admin, which has the row): written as it is now.
+    s.mysql.sql("UPDATE trade.t_order SET amount = 4242.00 WHERE id = 17");
+    s.pg.connect("admin")
+        .batch_execute("UPDATE t_order SET amount = 4242.00 WHERE source = 'ix_trade' AND id = 17")
+        .unwrap();
+    s.host.approve(mail);
+    let d = s.host.wait_decision("playbook:reconcile-repair", 2);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    let result = d["steps"][0]["result"].as_str().unwrap();
+    assert!(result.contains("[ix_trade] → [trade_ix]: 3 row(s) upserted"), "{result}");
+    assert!(result.contains("repaired row(s) equal the source"), "{result}");
+    assert_eq!(s.amount("trade_ix", 17).as_deref(), Some("4242.00"));
+    assert_eq!(s.amount("trade_ix", 5).as_deref(), Some("7.50"));
+    assert_eq!(s.amount("admin", 40).as_deref(), Some("60.00"));
+    let pg_other: i64 =
+        s.pg.connect("trade_ix")
+            .query_one("SELECT count(*) FROM t_order WHERE source = 'ix_other'", &[])
+            .unwrap()
+            .get(0);
+    assert_eq!(pg_other, 1, "another source's rows are not touched");
+
+    // The rows the repair replaced are kept.
+    let backups: Vec<String> = std::fs::read_dir(s.host.path("state/backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .filter(|t| t.contains("\"old_rows\""))
+        .collect();
+    assert!(backups.iter().any(|b| b.contains("\"stale\"")), "{backups:?}");
+
+    // Only the extra row is left; deleting it is data loss: two approvers.
+    let (code, said) = s.reconcile(&["--recheck-after", "0"]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("[trade_ix]: DIFFER: 0 missing in the target, 1 extra in the target, 0 differing"), "{said}");
+    assert!(said.contains("t_order [ix_trade] → [admin]: equal"), "{said}");
+    let (code, said) = s.reconcile(&["--repair", "--deletes"]);
+    assert_eq!(code, 1, "{said}");
+    let mails = s.host.wait_mails(4);
+    let new: Vec<_> = mails[2..].iter().collect();
+    assert!(new.iter().all(|m| m.text.contains("DELETE 1 extra row(s)")), "{}", new[0].text);
+    let by = |who: &str| *new.iter().find(|m| m.to == [who.to_string()]).unwrap();
+    let said = s.host.approve(by("dba@example.com"));
+    assert!(said.contains("needs 2 different approvers; 1 so far"), "{said}");
+    assert!(s.amount("trade_ix", 999).is_some(), "one approver is not enough to delete");
+    s.host.approve(by("lead@example.com"));
+    let d = s.host.wait_decision("playbook:reconcile-repair", 4);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    assert!(s.amount("trade_ix", 999).is_none());
+
+    let (code, said) = s.reconcile(&["--recheck-after", "0"]);
+    assert_eq!(code, 0, "{said}");
+    let mut now = s.rows("trade_ix");
+    now.retain(|r| !r.starts_with("17 "));
+    let mut want = expected;
+    want.retain(|r| !r.starts_with("17 "));
+    assert_eq!(now, want);
+    s.host.stop_agent();
+}
+
+#[test]
+fn in_dry_run_the_repair_is_shown_and_nothing_is_written() {
+    let mut s = setup(true);
+    break_the_targets(&s);
+    s.host.start_agent();
+    let before = (s.rows("trade_ix"), s.rows("admin"));
+    let (code, said) = s.reconcile(&["--repair"]);
+    assert_eq!(code, 1, "{said}");
+    let mails = s.host.wait_mails(2);
+    assert!(mails[0].text.contains("upsert 3 row(s)"), "{}", mails[0].text);
+    s.host.approve(&mails[0]);
+    let d = s.host.wait_decision("playbook:reconcile-repair", 2);
+    assert_eq!(d["decision"], "dry-run", "{d:#}");
+    assert_eq!((s.rows("trade_ix"), s.rows("admin")), before, "nothing written");
+    s.host.stop_agent();
+}
