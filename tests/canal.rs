@@ -123,7 +123,7 @@ fn release_when_stopped(p: &mut Pipeline) {
 
 #[test]
 fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
-    let mut p = pipeline(false);
+    let mut p = pipeline_with(false, "[reconcile.tables.t_order]\nsources = [\"src_b\"]\n");
     p.host.start_agent();
     p.host.append("logs/canal_instance.log", PURGED);
     let mail = p.host.wait_mails(1).remove(0);
@@ -145,6 +145,11 @@ fn n4_purged_binlog_rewinds_every_cursor_to_a_common_timestamp() {
         done["steps"][1]["result"].as_str().unwrap().contains(&String::from_utf8_lossy(&before_b).to_string()),
         "old content kept for a manual restore"
     );
+    // What the rewind skipped, and what to reconcile for it (the audit keeps it).
+    let result = done["steps"][1]["result"].as_str().unwrap();
+    assert!(result.contains("gap on [mysql.src_b] (destination ix_b): skipped from mysql-bin.000001:4"), "{result}");
+    assert!(result.contains("tables to reconcile: t_order (pipemedic reconcile --table t_order --since '"), "{result}");
+    assert!(!result.contains("gap on [mysql.src_a]"), "A lost nothing: {result}");
 
     // A's binlog is still there: its cursor is kept. B's is gone: its cursor
     // starts B's oldest binlog.

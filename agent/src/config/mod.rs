@@ -163,6 +163,7 @@ impl Config {
                 zookeeper: zk.clone(),
                 mysql: self.mysql.clone(),
                 host: self.host_name(),
+                reconcile_tables: self.reconcile_section().tables_by_source(),
             }),
             kafka: kafka::Section {
                 kafka: self.kafka.clone(),

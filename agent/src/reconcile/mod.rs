@@ -125,6 +125,21 @@ pub struct Section {
 }
 
 impl Section {
+    /// The entries each `[mysql.NAME]` source writes.
+    pub fn tables_by_source(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (entry, t) in &self.config.tables {
+            let sources: Vec<&String> = match &t.sources {
+                Some(s) => s.iter().collect(),
+                None => self.mysql.keys().collect(),
+            };
+            for s in sources {
+                out.entry(s.clone()).or_default().push(entry.clone());
+            }
+        }
+        out
+    }
+
     /// Checks what spans sections: every named source and target exists,
     /// every schema is one the source syncs.
     pub fn check(&self) -> Result<(), Invalid> {

@@ -48,6 +48,46 @@ pub struct Section {
     pub mysql: BTreeMap<String, MysqlSource>,
     /// This agent's name in canal's HA holds.
     pub host: String,
+    /// The `[reconcile.tables]` entries each MySQL source writes: named
+    /// with the gap a cursor move leaves, to reconcile after it.
+    pub reconcile_tables: BTreeMap<String, Vec<String>>,
+}
+
+/// What a cursor move skipped on one source, for the audit: the rows
+/// changed in it never reach PostgreSQL (runbook N3: "会有数据丢失").
+fn gap(s: &Section, destination: &str, from: &CanalCursor, to: &str, to_ms: Option<i64>) -> String {
+    let source = s.canal.destinations.get(destination).map_or("?", |d| d.mysql.as_str());
+    let until = to_ms.map_or_else(|| "when canal starts again".to_string(), human_time);
+    let tables = s.reconcile_tables.get(source).filter(|t| !t.is_empty());
+    let reconcile = match tables {
+        Some(t) => {
+            let window = match to_ms {
+                Some(ms) => format!(" --since '{}' --until '{}'", local(from.timestamp), local(ms)),
+                None => format!(" --since '{}'", local(from.timestamp)),
+            };
+            format!(
+                "; tables to reconcile: {} (pipemedic reconcile{}{window}, with a change column)",
+                t.join(", "),
+                t.iter().map(|t| format!(" --table {t}")).collect::<String>()
+            )
+        }
+        None => "; no [reconcile.tables] entry names this source".into(),
+    };
+    format!(
+        "gap on [mysql.{source}] (destination {destination}): skipped from {}:{} ({}) to {to} ({until}){reconcile}",
+        from.journal,
+        from.position,
+        human_time(from.timestamp)
+    )
+}
+
+/// A local time as `pipemedic reconcile --since` reads it.
+fn local(ms: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 fn setup<'a>(s: &'a Section, doing: &str) -> Result<(&'a CanalConfig, Session), ActionError> {
@@ -205,7 +245,14 @@ pub fn apply_new_binlog(
         .unwrap_or_default();
     let version =
         zk.set_if_version(&path, target.render().as_bytes(), expected).map_err(|e| ActionError::new(&doing, e))?;
-    Ok(format!("{path}: version {expected} -> {version}; old content, to restore by hand: {old}"))
+    let skipped = match CanalCursor::parse(old.as_bytes()) {
+        Ok(from) => {
+            let to = format!("{}:{}", target.journal, target.position);
+            format!("\n{}", gap(s, destination.as_str(), &from, &to, Some(target.timestamp)))
+        }
+        Err(_) => String::new(),
+    };
+    Ok(format!("{path}: version {expected} -> {version}; old content, to restore by hand: {old}{skipped}"))
 }
 
 /// Deleting a destination's cursor: canal then starts from the newest
@@ -243,9 +290,13 @@ pub fn apply_reset(s: &Section, destination: &crate::types::Name, preview: &Prev
     let _hold = hold_unserved(s, &zk, canal, &doing)?;
     let d = read_destination(&zk, canal, destination, &doing)?;
     let expected = previewed_version(preview, &d.cursor_path, &doing)?;
+    let skipped = match &d.cursor {
+        Some((Ok(from), _)) => format!("\n{}", gap(s, destination.as_str(), from, "the newest position", None)),
+        _ => String::new(),
+    };
     let old = d.cursor.map(|(_, n)| String::from_utf8_lossy(&n.data).into_owned()).unwrap_or_default();
     zk.delete_if_version(&d.cursor_path, expected).map_err(|e| ActionError::new(&doing, e))?;
-    Ok(format!("deleted {} (version {expected}); old content, to restore by hand: {old}", d.cursor_path))
+    Ok(format!("deleted {} (version {expected}); old content, to restore by hand: {old}{skipped}", d.cursor_path))
 }
 
 pub fn verify_reset(s: &Section, destination: &crate::types::Name) -> Result<String, ActionError> {

@@ -27,6 +27,8 @@ pub fn common_timestamp(binlogs: &BTreeMap<String, Vec<Binlog>>) -> Option<i64> 
 struct Rewind {
     text: String,
     writes: Vec<(String, Node, CanalCursor)>,
+    /// What each write skips on its source (see `gap`).
+    gaps: Vec<String>,
 }
 
 fn plan_rewind(s: &Section, doing: &str) -> Result<Rewind, ActionError> {
@@ -41,6 +43,7 @@ fn plan_rewind(s: &Section, doing: &str) -> Result<Rewind, ActionError> {
         human_time(common),
     );
     let mut writes = Vec::new();
+    let mut gaps = Vec::new();
     for d in read_destinations(&zk, canal).map_err(|e| ActionError::new(doing, e))? {
         let logs = &binlogs[&d.name];
         text.push_str(&format!(
@@ -88,6 +91,8 @@ fn plan_rewind(s: &Section, doing: &str) -> Result<Rewind, ActionError> {
                     new.render()
                 ));
                 if cursor.timestamp < logs[0].created_ms {
+                    let to = format!("{}:{}", new.journal, new.position);
+                    gaps.push(gap(s, &d.name, &cursor, &to, Some(logs[0].created_ms)));
                     text.push_str(&format!(
                         "\n  DATA LOSS on this source: its binlog from {} to {} is gone; those changes are never synced",
                         human_time(cursor.timestamp),
@@ -98,7 +103,7 @@ fn plan_rewind(s: &Section, doing: &str) -> Result<Rewind, ActionError> {
             }
         }
     }
-    Ok(Rewind { text, writes })
+    Ok(Rewind { text, writes, gaps })
 }
 
 pub fn preview_rewind(s: &Section) -> Result<Preview, ActionError> {
@@ -125,6 +130,7 @@ pub fn apply_rewind(s: &Section, preview: &Preview) -> Result<String, ActionErro
             String::from_utf8_lossy(&old.data)
         ));
     }
+    done.extend(plan.gaps);
     Ok(done.join("\n"))
 }
 
