@@ -59,6 +59,12 @@ fn flow(lab: &Lab) {
 /// write; ZooKeeper, canal and PostgreSQL are left as they are. Returns the
 /// markers of rows written after the purge.
 fn n4_dry_run_changes_nothing(lab: &Lab) -> Vec<i64> {
+    // Rows for the break to update and delete with the purged binlogs.
+    let synced: Vec<i64> = (0..2).map(|i| marker() + 10 + i).collect();
+    for &m in &synced {
+        lab.insert_order("ix_quote", m);
+    }
+    lab.wait_rows("two more rows of ix_quote", "ix_quote", &synced, FLOW);
     let mut agent = lab.agent(true, vec![]);
     agent.start_agent();
     let _show = ShowAudit(agent.path("state/audit.jsonl"));
@@ -93,18 +99,70 @@ fn n4_dry_run_changes_nothing(lab: &Lab) -> Vec<i64> {
 
     // Nothing changed: the cursor, the running canal, the audit's decisions.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(cursor_of(lab, "ix_quote"), (before, version), "dry-run wrote ZooKeeper");
+    assert_eq!(cursor_of(lab, "ix_quote"), (before.clone(), version), "dry-run wrote ZooKeeper");
     assert_eq!(lab.read("canal/bin/canal.pid"), pid, "dry-run touched canal");
     assert!(agent.audit().iter().filter(|e| e["kind"] == "decision").all(|d| d["dry_run"] == true));
+
+    // The reconcile a staging agent's operator runs: it names the rows
+    // the purge took (and those stuck behind canal), and writes nothing.
+    let lost = Lost::of(lab);
+    let report = reconcile(&agent, &["--recheck-after", "0"]);
+    let t = pair(&report, "ix_quote", "admin");
+    assert!(keys(t, "missing").contains(&lost.inserted), "{t:#}");
+    assert_eq!(keys(t, "differing"), [lost.updated.clone()], "{t:#}");
+    assert_eq!(keys(t, "extra"), [lost.deleted.clone()], "{t:#}");
+    assert_eq!(cursor_of(lab, "ix_quote"), (before, version), "a reconcile writes nothing");
     agent.stop_agent();
     after
+}
+
+/// The rows `scripts/lab break N4` changed in the binlogs it purged.
+struct Lost {
+    inserted: String,
+    updated: String,
+    deleted: String,
+}
+
+impl Lost {
+    fn of(lab: &Lab) -> Lost {
+        let text = lab.read("N4.lost");
+        let get = |k: &str| {
+            text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string).unwrap_or_default()
+        };
+        let lost = Lost { inserted: get("inserted"), updated: get("updated"), deleted: get("deleted") };
+        assert!(!lost.inserted.is_empty() && !lost.updated.is_empty() && !lost.deleted.is_empty(), "{text}");
+        lost
+    }
+}
+
+/// `pipemedic reconcile --table t_order --format json` with the agent's configuration.
+fn reconcile(agent: &common::Host, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(common::BIN)
+        .args(["reconcile", "--table", "t_order", "--format", "json", "--config"])
+        .arg(agent.config())
+        .args(args)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(report["tables"].as_array().unwrap().iter().all(|t| t["error"].is_null()), "{report:#}");
+    report
+}
+
+fn pair<'a>(report: &'a serde_json::Value, source: &str, target: &str) -> &'a serde_json::Value {
+    report["tables"].as_array().unwrap().iter().find(|t| t["source"] == source && t["target"] == target).unwrap()
+}
+
+fn keys(t: &serde_json::Value, kind: &str) -> Vec<String> {
+    t[kind].as_array().unwrap().iter().map(|k| k[0].as_str().unwrap().to_string()).collect()
 }
 
 /// N4: canal's cursor names a purged binlog; pipemedic asks for approval,
 /// stops canal, rewinds, starts canal; canal takes the cursor it wrote and
 /// every row written after the rewind time reaches PostgreSQL.
 fn n4_purged_binlog_healed(lab: &Lab, after_purge: Vec<i64>) {
-    let mut agent = lab.agent(false, vec!["dba@example.com"]);
+    let mut agent = lab.agent(false, vec!["dba@example.com", "lead@example.com"]);
     agent.start_agent();
     let _show = ShowAudit(agent.path("state/audit.jsonl"));
     let mail = agent.wait_mails(1).remove(0);
@@ -128,6 +186,59 @@ fn n4_purged_binlog_healed(lab: &Lab, after_purge: Vec<i64>) {
         c.journal,
         c.position,
         duplicates(lab) - dup_before
+    );
+
+    // What the rewind could not bring back: the audit names the gap and
+    // the tables; the reconcile finds exactly the rows the purge took.
+    let fix = agent.decisions(RULE).into_iter().find(|d| d["decision"] == "applied").unwrap();
+    let result = fix["steps"][1]["result"].as_str().unwrap();
+    assert!(result.contains("gap on [mysql.ix_quote] (destination ix_quote)"), "{result}");
+    assert!(result.contains("tables to reconcile: t_item_user, t_order"), "{result}");
+    let lost = Lost::of(lab);
+    let report = reconcile(&agent, &[]);
+    for db in ["trade_ix", "admin"] {
+        let t = pair(&report, "ix_quote", db);
+        assert_eq!(
+            (keys(t, "missing"), keys(t, "differing"), keys(t, "extra")),
+            (vec![lost.inserted.clone()], vec![lost.updated.clone()], vec![lost.deleted.clone()]),
+            "{t:#}"
+        );
+        assert_eq!(
+            pair(&report, "ix_trade", db)["counts"],
+            serde_json::json!({"missing": 0, "extra": 0, "differing": 0})
+        );
+    }
+
+    // The repair, deletes included: two different approvers.
+    let mails_before = agent.mails().len();
+    let out = std::process::Command::new(common::BIN)
+        .args(["reconcile", "--table", "t_order", "--repair", "--deletes", "--config"])
+        .arg(agent.config())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(said.contains("AwaitingApproval"), "{said}{}", String::from_utf8_lossy(&out.stdout));
+    let mails = agent.wait_mails(mails_before + 2);
+    let repair: Vec<_> = mails[mails_before..].iter().filter(|m| m.text.contains("repair of t_order")).collect();
+    assert_eq!(repair.len(), 2, "one mail per approver");
+    assert!(repair[0].text.contains(&format!("missing: (id={})", lost.inserted)), "{}", repair[0].text);
+    for m in &repair {
+        agent.approve(m);
+    }
+    agent.wait_decision_where(HEAL, |d| d["rule"] == "playbook:reconcile-repair" && d["decision"] == "applied");
+    let report = reconcile(&agent, &[]);
+    for db in ["trade_ix", "admin"] {
+        for source in SOURCES {
+            assert_eq!(
+                pair(&report, source, db)["counts"],
+                serde_json::json!({"missing": 0, "extra": 0, "differing": 0}),
+                "{report:#}"
+            );
+        }
+    }
+    eprintln!(
+        "N4: the reconcile found inserted {}, updated {}, deleted {}; repaired in both databases",
+        lost.inserted, lost.updated, lost.deleted
     );
     agent.stop_agent();
 }
