@@ -109,8 +109,8 @@ fn n4_dry_run_changes_nothing(lab: &Lab) -> Vec<i64> {
     let report = reconcile(&agent, &["--recheck-after", "0"]);
     let t = pair(&report, "ix_quote", "admin");
     assert!(keys(t, "missing").contains(&lost.inserted), "{t:#}");
-    assert_eq!(keys(t, "differing"), [lost.updated.clone()], "{t:#}");
-    assert_eq!(keys(t, "extra"), [lost.deleted.clone()], "{t:#}");
+    assert_eq!(keys(t, "differing"), vec![lost.updated.clone()], "{t:#}");
+    assert_eq!(keys(t, "extra"), vec![lost.deleted.clone()], "{t:#}");
     assert_eq!(cursor_of(lab, "ix_quote"), (before, version), "a reconcile writes nothing");
     agent.stop_agent();
     after
