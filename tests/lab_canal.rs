@@ -209,23 +209,31 @@ fn n4_purged_binlog_healed(lab: &Lab, after_purge: Vec<i64>) {
         );
     }
 
-    // The repair, deletes included: two different approvers.
-    let mails_before = agent.mails().len();
-    let out = std::process::Command::new(common::BIN)
-        .args(["reconcile", "--table", "t_order", "--repair", "--deletes", "--config"])
-        .arg(agent.config())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(said.contains("AwaitingApproval"), "{said}{}", String::from_utf8_lossy(&out.stdout));
-    let mails = agent.wait_mails(mails_before + 2);
-    let repair: Vec<_> = mails[mails_before..].iter().filter(|m| m.text.contains("repair of t_order")).collect();
-    assert_eq!(repair.len(), 2, "one mail per approver");
-    assert!(repair[0].text.contains(&format!("missing: (id={})", lost.inserted)), "{}", repair[0].text);
-    for m in &repair {
+    // By itself, once every source beats again: the agent reconciles and
+    // proposes the repair; the extra row makes it a data-loss plan, two
+    // different approvers.
+    let plan = agent
+        .wait_decision_where(HEAL, |d| d["rule"] == "reconcile_after_fixes" && d["decision"] == "awaiting-approval");
+    assert_eq!(plan["risk"], "data-loss", "{plan:#}");
+    let preview = plan["steps"][0]["preview"].as_str().unwrap();
+    for db in ["trade_ix", "admin"] {
+        assert!(
+            preview.contains(&format!("[ix_quote] trade.t_order → [{db}] public.t_order: upsert 2 row(s) (1 missing, 1 differing), DELETE 1 extra row(s)")),
+            "{preview}"
+        );
+    }
+    assert!(preview.contains(&format!("missing: (id={})", lost.inserted)), "{preview}");
+    let mut repair = Vec::new();
+    lab.wait("the repair's mails to both approvers", HEAL, || {
+        repair = agent.mails().into_iter().filter(|m| m.text.contains("repair of t_order")).collect();
+        repair.len() >= 2
+    });
+    for m in &repair[..2] {
         agent.approve(m);
     }
-    agent.wait_decision_where(HEAL, |d| d["rule"] == "playbook:reconcile-repair" && d["decision"] == "applied");
+    agent.wait_decision_where(HEAL, |d| {
+        d["rule"] == "reconcile_after_fixes" && d["decision"] == "applied" && d["risk"] == "data-loss"
+    });
     let report = reconcile(&agent, &[]);
     for db in ["trade_ix", "admin"] {
         for source in SOURCES {

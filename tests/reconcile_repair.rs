@@ -196,3 +196,51 @@ fn in_dry_run_the_repair_is_shown_and_nothing_is_written() {
     assert_eq!((s.rows("trade_ix"), s.rows("admin")), before, "nothing written");
     s.host.stop_agent();
 }
+
+#[test]
+fn on_its_schedule_the_agent_reconciles_and_proposes_the_repair() {
+    let mut s = setup(false);
+    s.host
+        .edit_config("[reconcile]\nrecheck_after_secs = 0\n", "[reconcile]\nrecheck_after_secs = 0\nevery_secs = 2\n");
+    // A schedule of seconds, not hours: the cooldown must not hold the next run back.
+    s.host.edit_config("cooldown_secs = 600", "cooldown_secs = 1");
+    break_the_targets(&s);
+    s.host.start_agent();
+    // The scheduled reconcile runs in the background, keeps its report and
+    // makes the repair plan: the targets also have a row the source does
+    // not, so it deletes too, a data-loss plan for two approvers.
+    let d = s.host.wait_decision_where(std::time::Duration::from_secs(120), |d| {
+        d["rule"] == "reconcile_after_fixes" && d["decision"] == "awaiting-approval"
+    });
+    assert_eq!(d["risk"], "data-loss", "{d:#}");
+    assert!(
+        d["summary"].as_str().unwrap().contains("t_order differs from the MySQL sources: upsert 4 row(s) and delete 1"),
+        "{d:#}"
+    );
+    let mut repair = Vec::new();
+    s.host.wait_until("both approvers' mails", || {
+        repair = s.host.mails().into_iter().filter(|m| m.text.contains("repair of t_order")).collect();
+        repair.len() >= 2
+    });
+    for m in &repair[..2] {
+        s.host.approve(m);
+    }
+    let d = s.host.wait_decision_where(std::time::Duration::from_secs(120), |d| {
+        d["rule"] == "reconcile_after_fixes" && d["decision"] == "applied" && d["steps"][0]["action"] == "postgres"
+    });
+    assert!(d["steps"][0]["result"].as_str().unwrap().contains("1 deleted"), "{d:#}");
+    assert_eq!(s.amount("trade_ix", 5).as_deref(), Some("7.50"));
+    assert!(s.amount("trade_ix", 999).is_none());
+    // The next scheduled reconcile finds the tables equal.
+    s.host.wait_decision_where(std::time::Duration::from_secs(120), |d| {
+        d["rule"] == "reconcile_after_fixes" && d["decision"] == "applied" && d["steps"][0]["action"] == "reconcile"
+    });
+    s.host.wait_until("a report with every pair equal", || {
+        let saved: serde_json::Value =
+            serde_json::from_str(&s.host.read("state/reconcile/t_order.json")).unwrap_or_default();
+        saved["pairs"].as_array().is_some_and(|p| {
+            p.iter().all(|t| t["counts"] == serde_json::json!({"missing": 0, "extra": 0, "differing": 0}))
+        })
+    });
+    s.host.stop_agent();
+}

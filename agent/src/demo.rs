@@ -29,6 +29,7 @@ pub const SHIPPED_RULES: &[(&str, &str)] = &[
     ("n2_no_route.rhai", include_str!("../../rules/n2_no_route.rhai")),
     ("n3_fake_dead_source.rhai", include_str!("../../rules/n3_fake_dead_source.rhai")),
     ("n3_n4_n6_binlog_position.rhai", include_str!("../../rules/n3_n4_n6_binlog_position.rhai")),
+    ("reconcile_after_fixes.rhai", include_str!("../../rules/reconcile_after_fixes.rhai")),
     ("z_unexplained.rhai", include_str!("../../rules/z_unexplained.rhai")),
 ];
 

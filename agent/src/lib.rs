@@ -49,11 +49,11 @@ pub(crate) mod metrics;
 pub(crate) mod sources;
 /// Records → events: every rule's signatures, compiled together.
 pub(crate) mod matching;
-/// The agent's own watches (heartbeats, the C5 stall), as events.
-pub(crate) mod probes;
 /// Are the PostgreSQL copies equal to the MySQL sources, and which rows
 /// differ: checksums of key segments computed in both databases.
 pub(crate) mod reconcile;
+/// The agent's own watches (heartbeats, the C5 stall, its reconciles), as events.
+pub(crate) mod probes;
 
 // 6. Changing the world, and whether it may be changed now.
 /// The only code that changes the world: one file per action family, each

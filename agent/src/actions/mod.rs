@@ -14,6 +14,7 @@ pub mod notify;
 pub mod postgres;
 pub mod probe;
 pub mod properties;
+pub mod reconcile;
 pub mod repair;
 pub mod risk;
 pub mod service;
@@ -125,6 +126,12 @@ pub trait Action {
         false
     }
 
+    /// Changes nothing outside the agent's own state directory (a
+    /// reconcile): a plan of only such steps runs in dry-run too.
+    fn reads_only(&self) -> bool {
+        false
+    }
+
     /// Whether another party is doing this step's work now, so that the
     /// plan should wait rather than block the worker. A quick look: a
     /// failure to look is `None` (the apply then reports it).
@@ -181,6 +188,8 @@ steps! {
     PgAddColumn(postgres::AddColumn),
     /// Write the rows the last reconcile found lost into the targets (runbook N3/N4/N6).
     PgRepair(repair::Repair),
+    /// Compare the synced tables with the targets, in the background.
+    Reconcile(reconcile::Reconcile),
     /// Tell a person which environment the consumer's build points at (runbook C6).
     CheckBuild(build::CheckBuild),
     /// Compare-and-set every canal cursor to a common timestamp (runbook N3, N4).

@@ -17,18 +17,30 @@ pub struct Repair {
     pub table: Name,
     /// Also delete the rows only the target has: data loss, two approvers.
     pub deletes: bool,
+    /// The SHA-256 of the report to repair from (its snapshot); `None`:
+    /// the table's last report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
-/// `pg_repair(table)`, `pg_repair(table, deletes)`.
-pub fn spec(table: &str, deletes: bool) -> StepSpec {
+/// `pg_repair(table)`, `pg_repair(table, deletes)`, `pg_repair(table,
+/// deletes, report)`: `report` the SHA-256 a `reconcile_differs` event or
+/// `pipemedic reconcile --repair` names.
+pub fn spec(table: &str, deletes: bool, report: Option<&str>) -> StepSpec {
     let table = table.to_string();
+    let report = report.filter(|r| !r.is_empty()).map(str::to_string);
     let what = if deletes { "upsert and delete" } else { "upsert" };
     StepSpec::new("pg_repair", format!("postgres repair {table} ({what})"), move |sections| {
         let name = Name::parse("reconcile table", &table).map_err(Refusal::invalid)?;
         if !sections.reconcile.config.tables.contains_key(name.as_str()) {
             return Err(Refusal::NotConfigured(format!("{name} is not configured under [reconcile.tables]")));
         }
-        Ok(Step::PgRepair(Repair { table: name, deletes }))
+        if let Some(r) = &report {
+            if r.len() != 64 || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Refusal::invalid(format!("{r:?} is not a report's SHA-256")));
+            }
+        }
+        Ok(Step::PgRepair(Repair { table: name, deletes, report: report.clone() }))
     })
 }
 
@@ -63,6 +75,7 @@ impl Action for Repair {
             &s.reconcile,
             &s.agent.state_dir,
             self.table.as_str(),
+            self.report.as_deref(),
             self.deletes,
             s.reconcile.config.repair_max_age_secs,
         )
@@ -80,6 +93,7 @@ impl Action for Repair {
             &s.agent.state_dir,
             &cx.backups,
             self.table.as_str(),
+            self.report.as_deref(),
             self.deletes,
             sha256,
         )
@@ -88,7 +102,13 @@ impl Action for Repair {
 
     fn verify(&self, cx: &Cx, _: &Preview) -> Result<String, ActionError> {
         let s = &cx.sections;
-        crate::reconcile::verify_repair(&s.reconcile, &s.agent.state_dir, self.table.as_str(), self.deletes)
-            .map_err(|e| ActionError::new(format!("verifying the repair of {}", self.table), e))
+        crate::reconcile::verify_repair(
+            &s.reconcile,
+            &s.agent.state_dir,
+            self.table.as_str(),
+            self.report.as_deref(),
+            self.deletes,
+        )
+        .map_err(|e| ActionError::new(format!("verifying the repair of {}", self.table), e))
     }
 }

@@ -111,6 +111,11 @@ impl Step {
         self.action().writes_canal_cursors()
     }
 
+    /// See [`super::Action::reads_only`].
+    pub fn reads_only(&self) -> bool {
+        self.action().reads_only()
+    }
+
     /// See [`super::Action::min_risk`].
     pub fn min_risk(&self) -> Risk {
         self.action().min_risk()

@@ -56,15 +56,20 @@ pub(super) fn reconcile(path: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Text => print!("{}", crate::types::terminal_safe(&render(&report, KEYS_SHOWN))),
             }
-            // Kept for a repair (its preview lists exactly these keys) and for `status`.
-            if let Err(e) = crate::reconcile::save_reports(&config.state_dir, &report) {
-                eprintln!("pipemedic reconcile: keeping the report in {}: {e}", config.state_dir.display());
-                if args.repair {
-                    return Ok(ExitCode::from(2));
-                }
-            }
+            // Kept for a repair (its preview lists exactly these keys).
+            let saved =
+                match crate::reconcile::save_reports(&config.state_dir, &report, crate::reconcile::ORIGIN_COMMAND) {
+                    Ok(saved) => saved,
+                    Err(e) => {
+                        eprintln!("pipemedic reconcile: keeping the report in {}: {e}", config.state_dir.display());
+                        if args.repair {
+                            return Ok(ExitCode::from(2));
+                        }
+                        Vec::new()
+                    }
+                };
             if args.repair {
-                return ask_for_repairs(path, &config, &report, args.deletes);
+                return ask_for_repairs(path, &config, &report, &saved, args.deletes);
             }
             Ok(ExitCode::from(report.exit_code()))
         }
@@ -81,6 +86,7 @@ fn ask_for_repairs(
     path: &Path,
     config: &Config,
     report: &crate::reconcile::Report,
+    saved: &[(String, String)],
     deletes: bool,
 ) -> anyhow::Result<ExitCode> {
     if report.exit_code() == 2 {
@@ -95,7 +101,8 @@ fn ask_for_repairs(
     }
     let mut code = 1;
     for table in tables {
-        let params = [("table", table), ("deletes", if deletes { "yes" } else { "no" })]
+        let sha = saved.iter().find(|(t, _)| t == table).map_or("", |(_, s)| s.as_str());
+        let params = [("table", table), ("deletes", if deletes { "yes" } else { "no" }), ("report", sha)]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();

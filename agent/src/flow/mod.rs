@@ -88,6 +88,9 @@ pub struct Flow {
     heartbeat: Option<HeartbeatWatch>,
     /// The stall diagnosis after a consumer start, if configured.
     stall: Option<StallWatch>,
+    /// The results of the agent's own reconciles, and their schedule (the
+    /// live daemon, with `[reconcile.tables]`).
+    reconciled: Option<crate::probes::reconciled::ReconcileWatch>,
     /// Compute previews from live state (off for a plain replay of old logs,
     /// where live state is beside the point and may be slow to reach).
     live_previews: bool,
@@ -148,6 +151,10 @@ impl Flow {
             spec.sources.extend(named);
         }
         let matcher = Matcher::new(&specs)?;
+        let reconciled = (clock != Clock::LogTime && !config.reconcile.tables.is_empty()).then(|| {
+            let now = chrono::Utc::now().timestamp_millis();
+            crate::probes::reconciled::ReconcileWatch::new(&config.state_dir, config.reconcile.every_secs, now)
+        });
         let policy = if dry_run || clock == Clock::LogTime {
             Policy::in_memory(config.limits.policy())
         } else {
@@ -171,6 +178,7 @@ impl Flow {
             approvals: None,
             heartbeat,
             stall,
+            reconciled,
             live_previews: true,
             answers: None,
             own: Default::default(),
@@ -535,7 +543,10 @@ impl Flow {
                 return;
             }
         }
-        if self.dry_run {
+        // A plan that only reads (a reconcile) runs in a live dry-run too:
+        // what it writes stays in the state directory. Never in a replay.
+        let reads_only = self.clock != Clock::LogTime && plan.steps.iter().all(Step::reads_only);
+        if self.dry_run && !reads_only {
             out.decision = Decision::DryRun;
             out.reason = Some("dry-run: nothing was changed".into());
             let _ = self.policy.record(plan, &noop, now);

@@ -16,6 +16,9 @@ impl Flow {
             self.metrics.pending_approvals(ap.store.pending());
         }
         let mut findings = self.heartbeat.as_mut().map(|w| w.findings(now)).unwrap_or_default();
+        if let Some(w) = &mut self.reconciled {
+            findings.extend(w.findings(now));
+        }
         let config = self.config.clone();
         if let Some(f) = self.stall.as_mut().and_then(|s| {
             s.diagnose(now, || {
@@ -25,7 +28,12 @@ impl Flow {
             findings.push(f);
         }
         for finding in findings {
-            tracing::warn!(probe = finding.name, "{}", finding.text);
+            match finding.name {
+                "heartbeat_back" | "reconcile_due" | "reconcile_equal" => {
+                    tracing::info!(probe = finding.name, "{}", finding.text)
+                }
+                _ => tracing::warn!(probe = finding.name, "{}", finding.text),
+            }
             self.probe(finding, now);
         }
     }

@@ -8,6 +8,8 @@
 //! - `heartbeat_all_missing` — every source silent: the pipeline stalled.
 //! - `heartbeat_not_back` — after canal's positions were rewritten, not every
 //!   source beat again within `return_deadline_secs`.
+//! - `heartbeat_back` — after such a fix, every source beats again: the
+//!   moment to reconcile what the fix skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -116,6 +118,12 @@ impl HeartbeatWatch {
                 expected.iter().filter(|s| self.last_seen.get(*s).is_none_or(|t| *t < e.since)).collect();
             if missing.is_empty() {
                 tracing::info!("every source beats again after: {}", e.what);
+                out.push(ProbeEvent {
+                    name: "heartbeat_back",
+                    captures: [("after".to_string(), e.what.clone()), ("since".to_string(), human_time(e.since))]
+                        .into(),
+                    text: format!("every source beats again after: {}", e.what),
+                });
             } else if now >= e.deadline {
                 let missing = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
                 out.push(ProbeEvent {

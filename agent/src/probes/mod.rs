@@ -2,6 +2,7 @@
 //! the pseudo-source `probe` (see [`crate::rules::PROBES`]).
 
 pub mod heartbeat;
+pub mod reconciled;
 pub mod stall;
 
 use std::collections::BTreeMap;

@@ -26,7 +26,9 @@ mod table;
 
 pub use diff::Counts;
 use diff::Options;
-pub use repair::{apply_repair, prepare_repair, save as save_reports, verify_repair};
+pub use repair::{
+    apply_repair, prepare_repair, save as save_reports, verify_repair, Saved, ORIGIN_AGENT, ORIGIN_COMMAND,
+};
 use side::Side;
 use table::{Resolved, Wanted};
 
@@ -51,6 +53,10 @@ pub struct ReconcileConfig {
     /// A repair is made only from a reconcile at most this old.
     #[serde(default = "default_repair_max_age")]
     pub repair_max_age_secs: u64,
+    /// Reconcile every table on this schedule (a `reconcile_due` event for
+    /// the rules); 0: only after fixes and when asked.
+    #[serde(default)]
+    pub every_secs: u64,
     /// `[reconcile.tables.NAME]`.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
@@ -64,6 +70,7 @@ impl Default for ReconcileConfig {
             statement_timeout_secs: default_statement_timeout(),
             max_keys: default_max_keys(),
             repair_max_age_secs: default_repair_max_age(),
+            every_secs: 0,
             tables: BTreeMap::new(),
         }
     }

@@ -35,6 +35,10 @@ const SHOWN: usize = 20;
 pub struct Saved {
     /// When the reconcile ran, ms since the epoch.
     pub at: i64,
+    /// Who ran it: the agent itself (its result is an event for the
+    /// rules) or a command (a person, who reads it).
+    #[serde(default)]
+    pub origin: String,
     pub table: String,
     pub pairs: Vec<TableReport>,
 }
@@ -44,8 +48,24 @@ pub fn saved_path(state_dir: &Path, entry: &str) -> PathBuf {
     state_dir.join("reconcile").join(format!("{entry}.json"))
 }
 
-/// Keeps each table's part of `report` as its last report.
-pub fn save(state_dir: &Path, report: &Report) -> std::io::Result<Vec<PathBuf>> {
+/// A reconcile the agent ran itself.
+pub const ORIGIN_AGENT: &str = "agent";
+/// A reconcile a person ran (`pipemedic reconcile`).
+pub const ORIGIN_COMMAND: &str = "command";
+
+/// Where the report whose content hashes to `sha256` is kept unchanged: a
+/// repair binds to one report, whatever reconcile runs after it.
+pub fn snapshot_path(state_dir: &Path, sha256: &str) -> PathBuf {
+    state_dir.join("reconcile").join("snapshots").join(format!("{sha256}.json"))
+}
+
+/// Snapshots are kept this long (a repair is made from one at most
+/// `repair_max_age_secs` old).
+const SNAPSHOT_DAYS: u64 = 2;
+
+/// Keeps each table's part of `report` as its last report, and a snapshot
+/// of it; returns each table with its report's SHA-256.
+pub fn save(state_dir: &Path, report: &Report, origin: &str) -> std::io::Result<Vec<(String, String)>> {
     let mut by_table: BTreeMap<&str, Vec<TableReport>> = BTreeMap::new();
     for t in &report.tables {
         by_table.entry(&t.table).or_default().push(t.clone());
@@ -55,11 +75,30 @@ pub fn save(state_dir: &Path, report: &Report) -> std::io::Result<Vec<PathBuf>> 
     for (table, pairs) in by_table {
         let path = saved_path(state_dir, table);
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let saved = Saved { at, table: table.into(), pairs };
-        crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?)?;
-        written.push(path);
+        let saved = Saved { at, origin: origin.into(), table: table.into(), pairs };
+        let bytes = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
+        let sha256 = crate::digest::sha256_hex(&bytes);
+        let snapshot = snapshot_path(state_dir, &sha256);
+        std::fs::create_dir_all(snapshot.parent().expect("has a parent"))?;
+        crate::fsutil::write_atomic(&snapshot, &bytes)?;
+        crate::fsutil::write_atomic(&path, &bytes)?;
+        written.push((table.to_string(), sha256));
     }
+    prune_snapshots(state_dir);
     Ok(written)
+}
+
+fn prune_snapshots(state_dir: &Path) {
+    let dir = state_dir.join("reconcile").join("snapshots");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    let keep = std::time::Duration::from_secs(SNAPSHOT_DAYS * 86_400);
+    for e in entries.flatten() {
+        let old =
+            e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|m| m.elapsed().ok()).is_some_and(|a| a > keep);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// A repair ready for a person's eyes.
@@ -71,13 +110,25 @@ pub struct Prepared {
     pub sha256: String,
 }
 
-fn load(state_dir: &Path, entry: &str) -> Result<(Saved, String), String> {
-    let path = saved_path(state_dir, entry);
-    let bytes = crate::fsutil::read_regular(&path).map_err(|e| {
-        format!("no last reconcile of {entry} at {} ({e}); run pipemedic reconcile first", path.display())
-    })?;
+/// The report a repair is made from: the snapshot `report` names, or the
+/// last one; with its SHA-256.
+fn load(state_dir: &Path, entry: &str, report: Option<&str>) -> Result<(Saved, String), String> {
+    let path = match report {
+        Some(sha) if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) => snapshot_path(state_dir, sha),
+        Some(sha) => return Err(format!("{sha:?} is not a report's SHA-256")),
+        None => saved_path(state_dir, entry),
+    };
+    let bytes = crate::fsutil::read_regular(&path)
+        .map_err(|e| format!("no reconcile of {entry} at {} ({e}); run pipemedic reconcile first", path.display()))?;
+    let sha256 = crate::digest::sha256_hex(&bytes);
+    if report.is_some_and(|r| !r.eq_ignore_ascii_case(&sha256)) {
+        return Err(format!("{} does not hash to its name; not used", path.display()));
+    }
     let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((saved, crate::digest::sha256_hex(&bytes)))
+    if saved.table != entry {
+        return Err(format!("{} is a report of {}, not of {entry}", path.display(), saved.table));
+    }
+    Ok((saved, sha256))
 }
 
 fn keys_text(t: &TableReport, keys: &[Vec<String>]) -> String {
@@ -93,10 +144,11 @@ pub fn prepare_repair(
     section: &Section,
     state_dir: &Path,
     entry: &str,
+    report: Option<&str>,
     deletes: bool,
     max_age_secs: u64,
 ) -> Result<Prepared, String> {
-    let (saved, sha256) = load(state_dir, entry)?;
+    let (saved, sha256) = load(state_dir, entry, report)?;
     let age = (chrono::Utc::now().timestamp_millis() - saved.at) / 1000;
     if age > max_age_secs as i64 {
         return Err(format!(
@@ -147,7 +199,11 @@ pub fn prepare_repair(
     text.push_str(&format!(
         "\nevery key: {} (sha256 {})\neach batch of at most {BATCH} rows is its own transaction with the target's lock_timeout; \
          each row is read from the source again when written; the rows replaced or deleted are kept under the backups first",
-        saved_path(state_dir, entry).display(),
+        match report {
+            Some(sha) => snapshot_path(state_dir, sha),
+            None => saved_path(state_dir, entry),
+        }
+        .display(),
         &sha256[..16]
     ));
     Ok(Prepared { text, noop, sha256 })
@@ -333,10 +389,11 @@ pub fn apply_repair(
     state_dir: &Path,
     backups: &Path,
     entry: &str,
+    report: Option<&str>,
     deletes: bool,
     sha256: &str,
 ) -> Result<String, String> {
-    let (saved, now) = load(state_dir, entry)?;
+    let (saved, now) = load(state_dir, entry, report)?;
     if now != sha256 {
         return Err("the saved reconcile changed since the preview; nothing written".into());
     }
@@ -440,8 +497,14 @@ fn hashes_by_key(
 
 /// Checks every repaired key: an upserted row now equals the source's (or
 /// the source no longer has it), a deleted one is gone.
-pub fn verify_repair(section: &Section, state_dir: &Path, entry: &str, deletes: bool) -> Result<String, String> {
-    let (saved, _) = load(state_dir, entry)?;
+pub fn verify_repair(
+    section: &Section,
+    state_dir: &Path,
+    entry: &str,
+    report: Option<&str>,
+    deletes: bool,
+) -> Result<String, String> {
+    let (saved, _) = load(state_dir, entry, report)?;
     let mut said = Vec::new();
     for (pair, t) in pairs_of(section, &saved)? {
         let mut keys: Vec<Vec<String>> = t.missing.iter().chain(&t.differing).cloned().collect();

@@ -91,8 +91,16 @@ impl Cell {
 
 /// A connection to one database.
 pub enum Side {
-    Mysql { rt: tokio::runtime::Runtime, conn: mysql_async::Conn, timeout: Duration },
-    Postgres { client: postgres::Client },
+    Mysql {
+        rt: tokio::runtime::Runtime,
+        conn: mysql_async::Conn,
+        timeout: Duration,
+    },
+    /// `snapshot`: a read-only transaction is open (ended before the next).
+    Postgres {
+        client: Box<postgres::Client>,
+        snapshot: bool,
+    },
 }
 
 impl Side {
@@ -123,7 +131,7 @@ impl Side {
         if encoding != "UTF8" {
             return Err(format!("the database's encoding is {encoding}; text is compared as UTF-8 only"));
         }
-        Ok(Side::Postgres { client })
+        Ok(Side::Postgres { client: Box::new(client), snapshot: false })
     }
 
     /// Starts a read-only snapshot (ending the one before).
@@ -135,23 +143,28 @@ impl Side {
                     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await
                 })
                 .map_err(|e| format!("starting a snapshot: {e}")),
-            Side::Postgres { client } => client
-                .batch_execute("COMMIT; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .map_err(|e| format!("starting a snapshot: {e}")),
+            Side::Postgres { client, snapshot } => {
+                let end = if *snapshot { "COMMIT; " } else { "" };
+                client
+                    .batch_execute(&format!("{end}BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+                    .map_err(|e| format!("starting a snapshot: {e}"))?;
+                *snapshot = true;
+                Ok(())
+            }
         }
     }
 
     /// Runs statements without parameters on a target (transactions).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), String> {
         match self {
-            Side::Postgres { client } => client.batch_execute(sql).map_err(describe_pg),
+            Side::Postgres { client, .. } => client.batch_execute(sql).map_err(describe_pg),
             Side::Mysql { .. } => Err("the MySQL sources are only read".into()),
         }
     }
 
     /// Runs a writing statement on a target; the rows it touched.
     pub fn execute(&mut self, q: &Query) -> Result<u64, String> {
-        let Side::Postgres { client } = self else {
+        let Side::Postgres { client, .. } = self else {
             return Err("the MySQL sources are only read".into());
         };
         let params = pg_params(q);
@@ -177,7 +190,7 @@ impl Side {
                     .map_err(|e| e.to_string())?;
                 Ok(rows.into_iter().map(mysql_cells).collect())
             }
-            Side::Postgres { client } => {
+            Side::Postgres { client, .. } => {
                 let params = pg_params(q);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
                 let rows = client.query(q.sql.as_str(), &refs).map_err(describe_pg)?;

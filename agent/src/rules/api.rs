@@ -217,8 +217,13 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("notify", |message: Str| notify::spec(&message));
     engine.register_fn("pg_add_column", |table: Str, column: Str| postgres::spec(None, &table, &column));
-    engine.register_fn("pg_repair", |table: Str| crate::actions::repair::spec(&table, false));
-    engine.register_fn("pg_repair", |table: Str, deletes: bool| crate::actions::repair::spec(&table, deletes));
+    engine.register_fn("pg_repair", |table: Str| crate::actions::repair::spec(&table, false, None));
+    engine.register_fn("pg_repair", |table: Str, deletes: bool| crate::actions::repair::spec(&table, deletes, None));
+    engine.register_fn("pg_repair", |table: Str, deletes: bool, report: Str| {
+        crate::actions::repair::spec(&table, deletes, Some(&report))
+    });
+    engine.register_fn("reconcile", || crate::actions::reconcile::spec(None));
+    engine.register_fn("reconcile", |table: Str| crate::actions::reconcile::spec(Some(&table)));
     engine.register_fn("pg_add_column", |schema: Str, table: Str, column: Str| {
         postgres::spec(Some(&schema).filter(|s| !s.is_empty()).map(|s| s.as_str()), &table, &column)
     });
