@@ -244,3 +244,94 @@ fn on_its_schedule_the_agent_reconciles_and_proposes_the_repair() {
     });
     s.host.stop_agent();
 }
+
+#[test]
+fn a_batch_that_fails_is_rolled_back_and_the_batches_before_it_stay_written_and_named() {
+    let mut s = setup(false);
+    // 1200 rows the targets never got, and one of trade_ix's rows that
+    // differs and is locked by somebody else while the repair runs: the
+    // third batch of trade_ix waits past lock_timeout.
+    s.mysql.sql(
+        "INSERT INTO trade.t_order SELECT seq, 1, 1.00, 'late', NULL, NULL, '2026-12-02 00:00:00' FROM trade.seq_51_to_1250; \
+         UPDATE trade.t_order SET amount = 99 WHERE id = 30;",
+    );
+    s.pg.connect("admin")
+        .batch_execute("UPDATE t_order SET amount = 99 WHERE source = 'ix_trade' AND id = 30")
+        .unwrap();
+    s.host.edit_config("dbname = \"trade_ix\"\n", "dbname = \"trade_ix\"\nlock_timeout_ms = 300\n");
+    s.host.start_agent();
+    let (code, said) = s.reconcile(&["--repair"]);
+    assert_eq!(code, 1, "{said}");
+    let mail = s.host.wait_mails(1).into_iter().find(|m| m.to == ["dba@example.com"]).unwrap();
+    assert!(mail.text.contains("upsert 1201 row(s) (1200 missing, 1 differing)"), "{}", mail.text);
+
+    let mut locker = s.pg.connect("trade_ix");
+    let mut tx = locker.transaction().unwrap();
+    tx.execute("SELECT 1 FROM t_order WHERE source = 'ix_trade' AND id = 30 FOR UPDATE", &[]).unwrap();
+    s.host.approve(&mail);
+    let d = s.host.wait_decision("playbook:reconcile-repair", 2);
+    tx.rollback().unwrap();
+    assert_eq!(d["decision"], "failed", "{d:#}");
+    let result = d["steps"][0]["result"].as_str().unwrap();
+    assert!(result.contains("[ix_trade] → [admin]: 1200 row(s) upserted"), "the pair done before is named: {result}");
+    assert!(
+        result.contains(
+            "[ix_trade] → [trade_ix]: 1000 row(s) upserted in 2 batch(es); then batch 3 FAILED and was rolled back"
+        ),
+        "{result}"
+    );
+    assert!(result.contains("55P03") || result.contains("lock timeout"), "{result}");
+    let count = |db: &str| -> i64 {
+        s.pg.connect(db).query_one("SELECT count(*) FROM t_order WHERE source = 'ix_trade'", &[]).unwrap().get(0)
+    };
+    assert_eq!(count("admin"), 1250);
+    assert_eq!(count("trade_ix"), 50 + 1000, "two whole batches, nothing of the third");
+    assert_eq!(s.amount("trade_ix", 30).as_deref(), Some("45.00"), "the locked row was not written");
+    s.host.stop_agent();
+}
+
+#[test]
+fn a_repair_is_undone_from_its_backups_as_the_operations_guide_says() {
+    let mut s = setup(false);
+    break_the_targets(&s);
+    let broken = (s.rows("trade_ix"), s.rows("admin"));
+    s.host.start_agent();
+    let (code, said) = s.reconcile(&["--repair", "--deletes"]);
+    assert_eq!(code, 1, "{said}");
+    let mails = s.host.wait_mails(2);
+    for m in &mails {
+        s.host.approve(m);
+    }
+    let d = s.host.wait_decision("playbook:reconcile-repair", 2);
+    assert_eq!(d["decision"], "applied", "{d:#}");
+    s.host.stop_agent();
+    assert_ne!((s.rows("trade_ix"), s.rows("admin")), broken);
+
+    // docs/operations.md, "Undo a repair by hand": per batch file, delete its
+    // keys and put its old rows back, in one transaction.
+    let mut files = 0;
+    for entry in std::fs::read_dir(s.host.path("state/backups")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.split("-reconcile-t_order-ix_trade-").nth(1) else { continue };
+        let db = rest.split('-').next().unwrap();
+        let batch: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+        let table = batch["target_table"].as_str().unwrap();
+        let key = batch["key"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect::<Vec<_>>().join(", ");
+        let mut client = s.pg.connect(db);
+        let mut tx = client.transaction().unwrap();
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM json_populate_recordset(NULL::{table}, $1::text::json))"),
+            &[&batch["keys"].to_string()],
+        )
+        .unwrap();
+        tx.execute(
+            &format!("INSERT INTO {table} SELECT * FROM json_populate_recordset(NULL::{table}, $1::text::json)"),
+            &[&batch["old_rows"].to_string()],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        files += 1;
+    }
+    assert!(files >= 3, "an upsert batch per target and trade_ix's delete batch: {files}");
+    assert_eq!((s.rows("trade_ix"), s.rows("admin")), broken, "every target as it was before the repair");
+}

@@ -27,7 +27,7 @@ mod table;
 pub use diff::Counts;
 use diff::Options;
 pub use repair::{
-    apply_repair, prepare_repair, save as save_reports, verify_repair, Saved, ORIGIN_AGENT, ORIGIN_COMMAND,
+    apply_repair, prepare_repair, save as save_reports, saved_path, verify_repair, Saved, ORIGIN_AGENT, ORIGIN_COMMAND,
 };
 use side::Side;
 use table::{Resolved, Wanted};

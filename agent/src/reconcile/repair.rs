@@ -407,18 +407,28 @@ pub fn apply_repair(
             continue;
         }
         let label = format!("[{}] → [{}]", t.source, t.target);
-        let (r, mut source, mut target) = open_pair(section, &pair).map_err(|e| format!("{label}: {e}"))?;
+        // A failure names what the pairs before it wrote, and where the old rows are.
+        let earlier = said.join("; ");
+        let fail = |e: String| {
+            let before = if earlier.is_empty() { String::new() } else { format!("{earlier}; ") };
+            format!(
+                "{before}{e}; nothing after it was tried; old rows under {}/{stamp}-reconcile-{entry}-*",
+                backups.display()
+            )
+        };
+        let (r, mut source, mut target) = open_pair(section, &pair).map_err(|e| fail(format!("{label}: {e}")))?;
         if let Some((c, why)) = r.uncarried.first() {
-            return Err(format!("{label}: column {c} cannot be written ({why}); nothing written there"));
+            return Err(fail(format!("{label}: column {c} cannot be written ({why}); nothing written there")));
         }
         let lock = section.targets[pair.target].lock_timeout_ms;
         let (mut written, mut gone, mut deleted, mut kept, mut batch) = (0u64, 0usize, 0u64, 0usize, 0usize);
-        let progress =
-            |done: &str, e: String| format!("{label}: {done}; then FAILED: {e}; the batches after it were not tried");
+        let progress = |done: &str, batch: usize, e: String| {
+            fail(format!("{label}: {done}; then batch {batch} FAILED and was rolled back: {e}"))
+        };
         for chunk in upserts.chunks(BATCH) {
             batch += 1;
             let done = format!("{written} row(s) upserted in {} batch(es)", batch - 1);
-            let rows = source_rows(&mut source, &r, chunk).map_err(|e| progress(&done, e))?;
+            let rows = source_rows(&mut source, &r, chunk).map_err(|e| progress(&done, batch, e))?;
             gone += chunk.len() - rows.len();
             if rows.is_empty() {
                 continue;
@@ -427,13 +437,14 @@ pub fn apply_repair(
                 backups.join(format!("{stamp}-reconcile-{entry}-{}-{}-upsert-{batch}.json", t.source, t.target));
             let found: Vec<Vec<String>> = rows.keys().cloned().collect();
             let q = upsert_query(&r, &rows.into_values().collect::<Vec<_>>());
-            written += write_batch(&mut target, &r, lock, &found, &q, &backup).map_err(|e| progress(&done, e))?;
+            written +=
+                write_batch(&mut target, &r, lock, &found, &q, &backup).map_err(|e| progress(&done, batch, e))?;
         }
         for chunk in extra.chunks(BATCH) {
             batch += 1;
             let done = format!("{written} upserted, {deleted} deleted in {} batch(es)", batch - 1);
             // A row the source has again is not deleted.
-            let back = source_rows(&mut source, &r, chunk).map_err(|e| progress(&done, e))?;
+            let back = source_rows(&mut source, &r, chunk).map_err(|e| progress(&done, batch, e))?;
             kept += back.len();
             let doomed: Vec<Vec<String>> = chunk.iter().filter(|k| !back.contains_key(*k)).cloned().collect();
             if doomed.is_empty() {
@@ -442,7 +453,8 @@ pub fn apply_repair(
             let backup =
                 backups.join(format!("{stamp}-reconcile-{entry}-{}-{}-delete-{batch}.json", t.source, t.target));
             let q = delete_query(&r, &doomed);
-            deleted += write_batch(&mut target, &r, lock, &doomed, &q, &backup).map_err(|e| progress(&done, e))?;
+            deleted +=
+                write_batch(&mut target, &r, lock, &doomed, &q, &backup).map_err(|e| progress(&done, batch, e))?;
         }
         let mut line = format!("{label}: {written} row(s) upserted");
         if deletes {

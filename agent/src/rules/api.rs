@@ -89,6 +89,31 @@ impl RuleContext {
         }
     }
 
+    /// The last reconcile of `table` (`#{ at, age_secs, origin, missing,
+    /// extra, differing, equal, error }`, counts summed over every source
+    /// and target), or an empty map when there is none (and in a rule test).
+    fn last_reconcile(&mut self, table: &str) -> rhai::Map {
+        let mut m = rhai::Map::new();
+        let Some(config) = &self.config else { return m };
+        let Ok(name) = crate::types::Name::parse("reconcile table", table) else { return m };
+        let path = crate::reconcile::saved_path(&config.state_dir, name.as_str());
+        let Ok(bytes) = crate::fsutil::read_regular(&path) else { return m };
+        let Ok(saved) = serde_json::from_slice::<crate::reconcile::Saved>(&bytes) else { return m };
+        let sum =
+            |f: fn(&crate::reconcile::Counts) -> usize| saved.pairs.iter().map(|t| f(&t.counts)).sum::<usize>() as i64;
+        let (missing, extra, differing) = (sum(|c| c.missing), sum(|c| c.extra), sum(|c| c.differing));
+        let error = saved.pairs.iter().find_map(|t| t.error.clone()).unwrap_or_default();
+        m.insert("at".into(), crate::types::human_time(saved.at).into());
+        m.insert("age_secs".into(), ((self.now - saved.at) / 1000).into());
+        m.insert("origin".into(), saved.origin.clone().into());
+        m.insert("missing".into(), missing.into());
+        m.insert("extra".into(), extra.into());
+        m.insert("differing".into(), differing.into());
+        m.insert("equal".into(), (error.is_empty() && missing + extra + differing == 0).into());
+        m.insert("error".into(), error.into());
+        m
+    }
+
     /// True if this host's broker restarts leader-first with the other
     /// hosts' agents (`[kafka.cluster]`, runbook K4).
     fn kafka_cluster(&mut self) -> bool {
@@ -264,6 +289,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("count", RuleContext::count);
     engine.register_fn("param", RuleContext::param);
     engine.register_fn("kafka_lag", RuleContext::kafka_lag);
+    engine.register_fn("last_reconcile", |ctx: &mut RuleContext, table: Str| ctx.last_reconcile(&table));
     engine.register_fn("kafka_cluster", RuleContext::kafka_cluster);
     engine.register_fn("this_host_address", RuleContext::this_host_address);
     engine.register_fn("broker_registration", RuleContext::broker_registration);
