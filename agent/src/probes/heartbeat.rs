@@ -226,4 +226,20 @@ mod tests {
         let f = w.findings(200_000 + 1);
         assert!(f.iter().any(|e| e.name == "heartbeat_not_back" && e.captures["missing"] == "b"), "{f:?}");
     }
+
+    #[test]
+    fn every_source_back_after_a_fix_is_said_once() {
+        let mut w = watch();
+        let back = |f: Vec<ProbeEvent>| f.into_iter().filter(|e| e.name == "heartbeat_back").collect::<Vec<_>>();
+        w.beat("a", 10_000);
+        w.beat("b", 10_000);
+        w.expect_back(20_000, "rewind (N4)");
+        w.beat("a", 30_000);
+        assert!(back(w.findings(35_000)).is_empty(), "b has not beaten since the fix");
+        w.beat("b", 36_000);
+        let f = back(w.findings(37_000));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].captures["after"], "rewind (N4)");
+        assert!(back(w.findings(38_000)).is_empty(), "once");
+    }
 }

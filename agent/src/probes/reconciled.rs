@@ -83,25 +83,20 @@ impl ReconcileWatch {
 /// What one saved report says, as an event.
 fn finding(saved: &Saved, sha256: &str) -> ProbeEvent {
     let table = saved.table.clone();
-    if let Some(t) = saved.pairs.iter().find(|t| t.error.is_some()) {
-        let error = t.error.clone().unwrap_or_default();
+    if let Some((t, error)) = saved.error() {
         return ProbeEvent {
             name: "reconcile_failed",
-            captures: [
-                ("table".to_string(), table.clone()),
-                ("error".to_string(), crate::types::one_line(&error, 300)),
-            ]
-            .into(),
+            captures: [("table".to_string(), table.clone()), ("error".to_string(), crate::types::one_line(error, 300))]
+                .into(),
             text: format!(
                 "reconcile of {table} [{}] → [{}] failed: {}",
                 t.source,
                 t.target,
-                crate::types::one_line(&error, 300)
+                crate::types::one_line(error, 300)
             ),
         };
     }
-    let sum = |f: fn(&crate::reconcile::Counts) -> usize| saved.pairs.iter().map(|t| f(&t.counts)).sum::<usize>();
-    let (missing, extra, differing) = (sum(|c| c.missing), sum(|c| c.extra), sum(|c| c.differing));
+    let crate::reconcile::Counts { missing, extra, differing } = saved.totals();
     let name = if missing + extra + differing == 0 { "reconcile_equal" } else { "reconcile_differs" };
     ProbeEvent {
         name,

@@ -43,6 +43,24 @@ pub struct Saved {
     pub pairs: Vec<TableReport>,
 }
 
+impl Saved {
+    /// Missing, extra and differing rows over every source and target.
+    pub fn totals(&self) -> super::Counts {
+        let mut c = super::Counts::default();
+        for t in &self.pairs {
+            c.missing += t.counts.missing;
+            c.extra += t.counts.extra;
+            c.differing += t.counts.differing;
+        }
+        c
+    }
+
+    /// The first pair that could not be compared, and why.
+    pub fn error(&self) -> Option<(&TableReport, &str)> {
+        self.pairs.iter().find_map(|t| t.error.as_deref().map(|e| (t, e)))
+    }
+}
+
 /// Where the last report of `entry` is kept.
 pub fn saved_path(state_dir: &Path, entry: &str) -> PathBuf {
     state_dir.join("reconcile").join(format!("{entry}.json"))

@@ -99,10 +99,9 @@ impl RuleContext {
         let path = crate::reconcile::saved_path(&config.state_dir, name.as_str());
         let Ok(bytes) = crate::fsutil::read_regular(&path) else { return m };
         let Ok(saved) = serde_json::from_slice::<crate::reconcile::Saved>(&bytes) else { return m };
-        let sum =
-            |f: fn(&crate::reconcile::Counts) -> usize| saved.pairs.iter().map(|t| f(&t.counts)).sum::<usize>() as i64;
-        let (missing, extra, differing) = (sum(|c| c.missing), sum(|c| c.extra), sum(|c| c.differing));
-        let error = saved.pairs.iter().find_map(|t| t.error.clone()).unwrap_or_default();
+        let c = saved.totals();
+        let (missing, extra, differing) = (c.missing as i64, c.extra as i64, c.differing as i64);
+        let error = saved.error().map(|(_, e)| e.to_string()).unwrap_or_default();
         m.insert("at".into(), crate::types::human_time(saved.at).into());
         m.insert("age_secs".into(), ((self.now - saved.at) / 1000).into());
         m.insert("origin".into(), saved.origin.clone().into());
