@@ -300,12 +300,12 @@ impl Cmp<'_> {
         if rows == 0 {
             return Ok(Vec::new());
         }
-        let root = match self.t.range_key {
-            true => {
-                let lo = [s[0].int(), t[0].int()].into_iter().flatten().min().unwrap_or(0);
-                let hi = [s[1].int(), t[1].int()].into_iter().flatten().max().unwrap_or(0);
-                Segment::Range { lo, hi }
-            }
+        let lo = [s[0].int(), t[0].int()].into_iter().flatten().min().unwrap_or(0);
+        let hi = [s[1].int(), t[1].int()].into_iter().flatten().max().unwrap_or(0);
+        // `key - lo` must fit a signed 64-bit integer in both databases;
+        // keys spread wider than that are cut by their hash instead.
+        let root = match self.t.range_key && (hi as i128 - lo as i128) < (1i128 << 62) {
+            true => Segment::Range { lo, hi },
             false => Segment::Hash { bits: 0, value: 0 },
         };
         let mut frontier = vec![(root, rows)];
