@@ -320,7 +320,8 @@ fn hostile_names_in_the_configuration_are_refused_before_any_query() {
         ("[reconcile.tables.t]\ntable = \"t; DROP TABLE t\"\n", "SQL identifier"),
         ("[reconcile.tables.t]\nsource_column = \"source\\\" OR 1=1 --\"\n", "SQL identifier"),
         ("[reconcile.tables.t]\nkey = [\"id`\"]\n", "SQL identifier"),
-        ("[reconcile.tables.\"x;y\"]\n", "SQL identifier"),
+        ("[reconcile.tables.\"x;y\"]\n", "reconcile table"),
+        ("[reconcile.tables.\"../../etc/x\"]\ntable = \"t\"\n", "reconcile table"),
         ("[reconcile.tables.t]\nsources = [\"nowhere\"]\n", "no [mysql.nowhere]"),
         ("[reconcile.tables.t]\ntargets = [\"nowhere\"]\n", "no [postgres.nowhere]"),
     ] {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clients::mysql::MysqlSource;
 use crate::clients::postgres::PostgresTarget;
-use crate::types::{Invalid, SqlIdent};
+use crate::types::{Invalid, Name, SqlIdent};
 
 mod canonical;
 mod diff;
@@ -152,6 +152,8 @@ impl Section {
     pub fn check(&self) -> Result<(), Invalid> {
         for (name, t) in &self.config.tables {
             let at = format!("[reconcile.tables.{name}]");
+            // The name is also a file name in the state directory.
+            Name::parse("reconcile table", name).map_err(|e| format!("{at}: {e}"))?;
             if t.table.is_none() {
                 SqlIdent::parse(name)
                     .map_err(|e| format!("{at}: the name is the table's unless `table` is set: {e}"))?;
