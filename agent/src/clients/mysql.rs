@@ -225,15 +225,35 @@ async fn binlogs(source: &MysqlSource) -> Result<Vec<Binlog>, MysqlError> {
     Ok(out)
 }
 
+/// A `COLUMN_TYPE` taken apart: `decimal(12,2) unsigned` → base
+/// `decimal`, args `12,2`, numbers `[12, 2]`, unsigned. The one reading of
+/// MySQL's type text (C1's mapping, the reconcile's forms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnType {
+    pub base: String,
+    /// What is between the parentheses, as written.
+    pub args: String,
+    pub nums: Vec<u32>,
+    pub unsigned: bool,
+}
+
+impl ColumnType {
+    pub fn parse(column_type: &str) -> ColumnType {
+        let ty = column_type.to_ascii_lowercase();
+        let unsigned = ty.contains(" unsigned");
+        let (base, args) = match ty.find('(') {
+            Some(i) => (ty[..i].trim(), ty[i + 1..].split(')').next().unwrap_or("")),
+            None => (ty.split_whitespace().next().unwrap_or(""), ""),
+        };
+        let nums = args.split(',').filter_map(|a| a.trim().parse().ok()).collect();
+        ColumnType { base: base.to_string(), args: args.to_string(), nums, unsigned }
+    }
+}
+
 /// Maps a MySQL column to PostgreSQL; `Err` names a type with no safe mapping.
 pub fn map_column(def: &ColumnDef) -> Result<PgColumn, Unmappable> {
-    let ty = def.column_type.to_ascii_lowercase();
-    let unsigned = ty.contains(" unsigned");
-    let (base, args) = match ty.find('(') {
-        Some(i) => (ty[..i].trim(), ty[i + 1..].split(')').next().unwrap_or("")),
-        None => (ty.split_whitespace().next().unwrap_or(""), ""),
-    };
-    let nums: Vec<u32> = args.split(',').filter_map(|a| a.trim().parse().ok()).collect();
+    let ColumnType { base, args, nums, unsigned } = ColumnType::parse(&def.column_type);
+    let base = base.as_str();
     let arg = |i: usize, default: u32| nums.get(i).copied().unwrap_or(default);
     let mut notes = Vec::new();
     let type_sql = match base {

@@ -31,6 +31,7 @@
 //! saves a formatting call per row; otherwise both are formatted to
 //! microseconds.
 
+use crate::clients::mysql::ColumnType;
 use crate::types::SqlIdent;
 
 /// How a column's values are written as canonical text.
@@ -95,22 +96,10 @@ pub struct PgColumn {
     pub nullable: bool,
 }
 
-/// `base(args) unsigned` split: ("decimal", [12, 2], false).
-fn parse_type(ty: &str) -> (String, Vec<u32>, bool) {
-    let ty = ty.to_ascii_lowercase();
-    let unsigned = ty.contains(" unsigned");
-    let (base, args) = match ty.find('(') {
-        Some(i) => (ty[..i].trim().to_string(), ty[i + 1..].split(')').next().unwrap_or("").to_string()),
-        None => (ty.split_whitespace().next().unwrap_or("").to_string(), String::new()),
-    };
-    let nums = args.split(',').filter_map(|a| a.trim().parse().ok()).collect();
-    (base, nums, unsigned)
-}
-
 /// Whether a MySQL integer key fits a signed 64-bit range (range
 /// segments compute with it).
 pub fn mysql_signed_integer(column_type: &str) -> bool {
-    let (base, _, unsigned) = parse_type(column_type);
+    let ColumnType { base, unsigned, .. } = ColumnType::parse(column_type);
     match base.as_str() {
         "tinyint" | "smallint" | "mediumint" | "int" | "integer" => true,
         "bigint" => !unsigned,
@@ -134,7 +123,7 @@ fn pg_time_precision(pg: &str, prefix: &str) -> Option<u32> {
 
 /// The form both sides share, or why the pair cannot be compared exactly.
 pub fn form(mysql: &MysqlColumn, pg: &PgColumn) -> Result<Form, String> {
-    let (base, nums, _) = parse_type(&mysql.column_type);
+    let ColumnType { base, nums, .. } = ColumnType::parse(&mysql.column_type);
     let pg_ty = pg.type_sql.as_str();
     let pg_integer =
         matches!(pg_ty, "smallint" | "integer" | "bigint") || (pg_ty.starts_with("numeric(") && pg_ty.ends_with(",0)"));

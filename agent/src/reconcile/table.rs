@@ -54,7 +54,7 @@ pub struct Carry {
 /// The MySQL types a repair carries as `CAST(… AS CHAR)` when they are not
 /// compared (floating point, json, mismatched pairs): PostgreSQL parses the text.
 fn carried_as_text(column_type: &str) -> bool {
-    let base = column_type.split(['(', ' ']).next().unwrap_or("").to_ascii_lowercase();
+    let base = crate::clients::mysql::ColumnType::parse(column_type).base;
     !(base.contains("blob")
         || base.contains("binary")
         || matches!(base.as_str(), "bit" | "geometry" | "point" | "linestring" | "polygon"))
