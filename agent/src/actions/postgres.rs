@@ -173,7 +173,7 @@ fn describe_pg_error(e: &postgres::Error, lock_timeout_ms: u64) -> String {
         Some("55P03") => format!(
             "the table was busy: no lock within lock_timeout {lock_timeout_ms} ms (SQLSTATE 55P03), so the consumer was not blocked; try again when it is quieter"
         ),
-        _ => e.as_db_error().map_or_else(|| e.to_string(), |d| format!("{} (SQLSTATE {})", d.message(), d.code().code())),
+        _ => crate::clients::postgres::describe(e),
     }
 }
 

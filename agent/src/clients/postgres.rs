@@ -24,6 +24,11 @@ pub enum PgError {
     Query(#[from] postgres::Error),
 }
 
+/// A server's error as its message and SQLSTATE; anything else as it prints.
+pub fn describe(e: &postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| format!("{} (SQLSTATE {})", d.message(), d.code().code()))
+}
+
 pub fn connect(name: &str, t: &PostgresTarget) -> Result<Client, PgError> {
     let mut cfg = postgres::Config::new();
     cfg.host(&t.host)

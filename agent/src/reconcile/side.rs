@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 
 use super::canonical::Dialect;
 use crate::clients::mysql::MysqlSource;
-use crate::clients::postgres::PostgresTarget;
+use crate::clients::postgres::{describe, PostgresTarget};
 
 /// A value passed to a query.
 #[derive(Debug, Clone)]
@@ -157,7 +157,7 @@ impl Side {
     /// Runs statements without parameters on a target (transactions).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), String> {
         match self {
-            Side::Postgres { client, .. } => client.batch_execute(sql).map_err(describe_pg),
+            Side::Postgres { client, .. } => client.batch_execute(sql).map_err(|e| describe(&e)),
             Side::Mysql { .. } => Err("the MySQL sources are only read".into()),
         }
     }
@@ -169,7 +169,7 @@ impl Side {
         };
         let params = pg_params(q);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
-        client.execute(q.sql.as_str(), &refs).map_err(describe_pg)
+        client.execute(q.sql.as_str(), &refs).map_err(|e| describe(&e))
     }
 
     pub fn fetch(&mut self, q: &Query) -> Result<Rows, String> {
@@ -193,7 +193,7 @@ impl Side {
             Side::Postgres { client, .. } => {
                 let params = pg_params(q);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
-                let rows = client.query(q.sql.as_str(), &refs).map_err(describe_pg)?;
+                let rows = client.query(q.sql.as_str(), &refs).map_err(|e| describe(&e))?;
                 rows.iter().map(pg_cells).collect()
             }
         }
@@ -210,10 +210,6 @@ fn pg_params(q: &Query) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
             }
         })
         .collect()
-}
-
-fn describe_pg(e: postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), |d| format!("{} (SQLSTATE {})", d.message(), d.code().code()))
 }
 
 fn mysql_cells(row: mysql_async::Row) -> Vec<Cell> {
