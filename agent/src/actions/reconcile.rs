@@ -101,7 +101,7 @@ impl Action for Reconcile {
                         1 => "rows differ",
                         _ => "could not compare",
                     };
-                    (format!("reconcile of {}: {verdict}", tables.join(", ")), crate::reconcile::render(report, 20))
+                    (format!("reconcile of {}: {verdict}", tables.join(", ")), crate::reconcile::render(report))
                 }
                 Err(e) => (format!("reconcile of {}: failed", tables.join(", ")), e.clone()),
             };

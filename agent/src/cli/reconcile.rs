@@ -6,9 +6,6 @@ use std::io::{IsTerminal, Write};
 use super::*;
 use crate::reconcile::{parse_time, render, run, Request};
 
-/// Keys listed per kind in the text report.
-const KEYS_SHOWN: usize = 20;
-
 pub(super) struct Args {
     pub tables: Vec<String>,
     pub since: Option<String>,
@@ -54,7 +51,7 @@ pub(super) fn reconcile(path: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Ok(report) => {
             match args.format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Text => print!("{}", crate::types::terminal_safe(&render(&report, KEYS_SHOWN))),
+                Format::Text => print!("{}", crate::types::terminal_safe(&render(&report))),
             }
             // Kept for a repair (its preview lists exactly these keys).
             let saved =

@@ -132,16 +132,28 @@ pub struct Section {
 }
 
 impl Section {
+    /// The `[mysql.NAME]` sources that write `t`: its own list, or every source.
+    fn sources_of<'a>(&'a self, t: &'a TableConfig) -> Vec<&'a str> {
+        match &t.sources {
+            Some(s) => s.iter().map(String::as_str).collect(),
+            None => self.mysql.keys().map(String::as_str).collect(),
+        }
+    }
+
+    /// The `[postgres.NAME]` targets of `t`: its own list, or every target.
+    fn targets_of<'a>(&'a self, t: &'a TableConfig) -> Vec<&'a str> {
+        match &t.targets {
+            Some(t) => t.iter().map(String::as_str).collect(),
+            None => self.targets.keys().map(String::as_str).collect(),
+        }
+    }
+
     /// The entries each `[mysql.NAME]` source writes.
     pub fn tables_by_source(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (entry, t) in &self.config.tables {
-            let sources: Vec<&String> = match &t.sources {
-                Some(s) => s.iter().collect(),
-                None => self.mysql.keys().collect(),
-            };
-            for s in sources {
-                out.entry(s.clone()).or_default().push(entry.clone());
+            for s in self.sources_of(t) {
+                out.entry(s.to_string()).or_default().push(entry.clone());
             }
         }
         out
@@ -198,6 +210,16 @@ pub struct Request {
     pub recheck_after: Option<Duration>,
 }
 
+/// A time as `--since`/`--until` read it (local wall clock, seconds): what
+/// the audit's gap lines put in the command they suggest.
+pub fn since_text(ms: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
 /// Parses a time for `--since`/`--until`: RFC 3339, or a local
 /// `YYYY-MM-DD[ HH:MM[:SS[.f]]]` (the change column's wall clock).
 pub fn parse_time(text: &str) -> Result<String, String> {
@@ -218,7 +240,7 @@ pub fn parse_time(text: &str) -> Result<String, String> {
 }
 
 /// One table of one source against one target.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableReport {
     pub table: String,
     pub source: String,
@@ -245,7 +267,7 @@ pub struct TableReport {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LeftOut {
     pub column: String,
     pub why: String,
@@ -294,15 +316,8 @@ fn pairs<'a>(section: &'a Section, request: &Request) -> Result<Vec<Pair<'a>>, S
         if !request.tables.is_empty() && !request.tables.contains(entry) {
             continue;
         }
-        let sources: Vec<&str> = match &cfg.sources {
-            Some(s) => s.iter().map(String::as_str).collect(),
-            None => section.mysql.keys().map(String::as_str).collect(),
-        };
-        let targets: Vec<&str> = match &cfg.targets {
-            Some(t) => t.iter().map(String::as_str).collect(),
-            None => section.targets.keys().map(String::as_str).collect(),
-        };
-        for source in &sources {
+        let targets = section.targets_of(cfg);
+        for source in section.sources_of(cfg) {
             for target in &targets {
                 out.push(Pair { entry, cfg, source, target });
             }
@@ -386,23 +401,7 @@ pub fn run(section: &Section, request: &Request, progress: &mut dyn FnMut(&str))
             table: pair.entry.into(),
             source: pair.source.into(),
             target: pair.target.into(),
-            source_table: String::new(),
-            target_table: String::new(),
-            key: Vec::new(),
-            columns: Vec::new(),
-            left_out: Vec::new(),
-            only_in_source: Vec::new(),
-            only_in_target: Vec::new(),
-            source_rows: 0,
-            target_rows: 0,
-            counts: Counts::default(),
-            missing: Vec::new(),
-            extra: Vec::new(),
-            differing: Vec::new(),
-            in_flight: 0,
-            queries: 0,
-            millis: 0,
-            error: None,
+            ..TableReport::default()
         };
         match compare_pair(section, &pair, &opts, &mut tell) {
             Ok((r, mut f)) => {
@@ -448,7 +447,7 @@ fn sort_keys(keys: &mut [Vec<String>]) {
 }
 
 /// The report for a person: a line per table and target, the keys, a summary.
-pub fn render(report: &Report, keys_shown: usize) -> String {
+pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let (mut equal, mut differ, mut errors, mut rows) = (0, 0, 0, 0);
     for t in &report.tables {
@@ -483,12 +482,7 @@ pub fn render(report: &Report, keys_shown: usize) -> String {
             if keys.is_empty() {
                 continue;
             }
-            let shown: Vec<String> = keys.iter().take(keys_shown).map(|k| key_text(&t.key, k)).collect();
-            let more = match n.saturating_sub(shown.len()) {
-                0 => String::new(),
-                m => format!(" … and {m} more"),
-            };
-            out.push_str(&format!("  {what}: {}{more}\n", shown.join(", ")));
+            out.push_str(&format!("  {what}: {}\n", keys_text(&t.key, keys, n)));
         }
     }
     let queries: usize = report.tables.iter().map(|t| t.queries).sum();
@@ -499,6 +493,19 @@ pub fn render(report: &Report, keys_shown: usize) -> String {
         millis as f64 / 1000.0
     ));
     out
+}
+
+/// Keys listed per kind where a person reads them: the report, a repair's
+/// preview and mail, a verify's complaint.
+pub const KEYS_SHOWN: usize = 20;
+
+/// The first [`KEYS_SHOWN`] of `keys`, and how many more of `total` there are.
+pub(crate) fn keys_text(names: &[String], keys: &[Vec<String>], total: usize) -> String {
+    let shown: Vec<String> = keys.iter().take(KEYS_SHOWN).map(|k| key_text(names, k)).collect();
+    match total.saturating_sub(shown.len()) {
+        0 => shown.join(", "),
+        more => format!("{} … and {more} more", shown.join(", ")),
+    }
 }
 
 pub(crate) fn key_text(names: &[String], values: &[String]) -> String {
@@ -517,6 +524,8 @@ mod tests {
         assert_eq!(parse_time("2026-12-03").unwrap(), "2026-12-03 00:00:00.000000");
         assert_eq!(parse_time("2026-12-03 14:00:01.5").unwrap(), "2026-12-03 14:00:01.500000");
         assert!(parse_time("yesterday; DROP TABLE x").is_err());
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-03T14:00:01Z").unwrap().timestamp_millis();
+        assert!(parse_time(&since_text(at)).unwrap().ends_with(":01.000000"), "it reads back");
     }
 
     #[test]

@@ -27,8 +27,6 @@ use super::{open_pair, Pair, Report, Section, TableReport};
 
 /// Rows per batch (one transaction each).
 const BATCH: usize = 500;
-/// Keys listed per kind in a preview.
-const SHOWN: usize = 20;
 
 /// What `pipemedic reconcile` saved of one table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,11 +148,7 @@ fn load(state_dir: &Path, entry: &str, report: Option<&str>) -> Result<(Saved, S
 }
 
 fn keys_text(t: &TableReport, keys: &[Vec<String>]) -> String {
-    let shown: Vec<String> = keys.iter().take(SHOWN).map(|k| super::key_text(&t.key, k)).collect();
-    match keys.len().saturating_sub(SHOWN) {
-        0 => shown.join(", "),
-        more => format!("{} … and {more} more", shown.join(", ")),
-    }
+    super::keys_text(&t.key, keys, keys.len())
 }
 
 /// The preview: per source and target, the keys to upsert and to delete.
@@ -547,8 +541,12 @@ pub fn verify_repair(
         let label = format!("[{}] → [{}]", t.source, t.target);
         let (r, mut source, mut target) = open_pair(section, &pair).map_err(|e| format!("{label}: {e}"))?;
         let [s, tg] = hashes_by_key(&mut source, &mut target, &r, &keys).map_err(|e| format!("{label}: {e}"))?;
-        let still: Vec<String> =
-            keys.iter().filter(|k| s.get(*k) != tg.get(*k)).take(SHOWN).map(|k| super::key_text(&t.key, k)).collect();
+        let still: Vec<String> = keys
+            .iter()
+            .filter(|k| s.get(*k) != tg.get(*k))
+            .take(super::KEYS_SHOWN)
+            .map(|k| super::key_text(&t.key, k))
+            .collect();
         if !still.is_empty() {
             return Err(format!("{label}: still differ: {}", still.join(", ")));
         }

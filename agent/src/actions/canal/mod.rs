@@ -22,6 +22,7 @@ use crate::clients::mysql::MysqlSource;
 use crate::clients::mysql::{list_binlogs, Binlog};
 use crate::clients::zk::ZooKeeperConfig;
 use crate::clients::zk::{Node, Session};
+use crate::reconcile::since_text;
 use crate::types::human_time;
 use crate::types::Name;
 
@@ -62,8 +63,8 @@ fn gap(s: &Section, destination: &str, from: &CanalCursor, to: &str, to_ms: Opti
     let reconcile = match tables {
         Some(t) => {
             let window = match to_ms {
-                Some(ms) => format!(" --since '{}' --until '{}'", local(from.timestamp), local(ms)),
-                None => format!(" --since '{}'", local(from.timestamp)),
+                Some(ms) => format!(" --since '{}' --until '{}'", since_text(from.timestamp), since_text(ms)),
+                None => format!(" --since '{}'", since_text(from.timestamp)),
             };
             format!(
                 "; tables to reconcile: {} (pipemedic reconcile{}{window}, with a change column)",
@@ -79,15 +80,6 @@ fn gap(s: &Section, destination: &str, from: &CanalCursor, to: &str, to_ms: Opti
         from.position,
         human_time(from.timestamp)
     )
-}
-
-/// A local time as `pipemedic reconcile --since` reads it.
-fn local(ms: i64) -> String {
-    use chrono::TimeZone;
-    chrono::Local
-        .timestamp_millis_opt(ms)
-        .single()
-        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 fn setup<'a>(s: &'a Section, doing: &str) -> Result<(&'a CanalConfig, Session), ActionError> {
