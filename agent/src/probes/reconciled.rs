@@ -51,9 +51,13 @@ impl ReconcileWatch {
             if self.seen.get(&path).is_some_and(|(m, _)| *m == modified) {
                 continue;
             }
+            // Looked at once per modification, whatever it holds: a torn or
+            // linked file is not read again until it changes.
+            let before = self.seen.get(&path).map(|(_, at)| *at);
+            self.seen.insert(path.clone(), (modified, before.unwrap_or(i64::MIN)));
             let Ok(bytes) = crate::fsutil::read_regular(&path) else { continue };
             let Ok(saved) = serde_json::from_slice::<Saved>(&bytes) else { continue };
-            let before = self.seen.insert(path, (modified, saved.at)).map(|(_, at)| at);
+            self.seen.insert(path, (modified, saved.at.max(before.unwrap_or(i64::MIN))));
             if before.is_none_or(|b| saved.at > b) {
                 out.push((saved, crate::digest::sha256_hex(&bytes)));
             }
@@ -112,5 +116,62 @@ fn finding(saved: &Saved, sha256: &str) -> ProbeEvent {
         text: format!(
             "reconcile of {table}: {missing} missing, {extra} extra, {differing} differing row(s) in the PostgreSQL targets"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::{save_reports, Report, TableReport, ORIGIN_COMMAND};
+
+    fn report(table: &str, missing: usize) -> Report {
+        let mut t = TableReport { table: table.into(), source: "s".into(), target: "t".into(), ..Default::default() };
+        t.counts.missing = missing;
+        t.missing = (0..missing).map(|i| vec![i.to_string()]).collect();
+        Report { tables: vec![t], window: None }
+    }
+
+    #[test]
+    fn only_the_agents_own_new_reports_become_events_and_torn_or_linked_files_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        // Reports from before the watch started are not news.
+        save_reports(dir.path(), &report("t_old", 1), ORIGIN_AGENT).unwrap();
+        let mut w = ReconcileWatch::new(dir.path(), 0, 0);
+        assert!(w.findings(1).is_empty());
+
+        let reconcile = dir.path().join("reconcile");
+        std::fs::write(reconcile.join("torn.json"), b"{\"at\": 5, \"table\": \"t_torn\", \"pai").unwrap();
+        std::fs::write(reconcile.join("not-json.txt"), b"{}").unwrap();
+        std::os::unix::fs::symlink(reconcile.join("t_old.json"), reconcile.join("linked.json")).unwrap();
+        save_reports(dir.path(), &report("t_person", 2), ORIGIN_COMMAND).unwrap();
+        assert!(w.findings(2).is_empty(), "torn, foreign, linked and a person's reports are no events");
+
+        save_reports(dir.path(), &report("t_order", 3), ORIGIN_AGENT).unwrap();
+        let f = w.findings(3);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].name, f[0].captures["table"].as_str(), f[0].captures["missing"].as_str()),
+            ("reconcile_differs", "t_order", "3")
+        );
+        let sha = crate::digest::sha256_hex(&std::fs::read(reconcile.join("t_order.json")).unwrap());
+        assert_eq!(f[0].captures["report"], sha, "the snapshot a repair binds to");
+        assert!(w.findings(4).is_empty(), "once");
+
+        // A rewritten file with an older report time (a restored backup) is not news either.
+        let mut older: Saved = serde_json::from_slice(&std::fs::read(reconcile.join("t_order.json")).unwrap()).unwrap();
+        older.at -= 60_000;
+        std::fs::write(reconcile.join("t_order.json"), serde_json::to_vec(&older).unwrap()).unwrap();
+        assert!(w.findings(5).is_empty());
+    }
+
+    #[test]
+    fn the_schedule_says_due_once_per_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ReconcileWatch::new(dir.path(), 10, 0);
+        assert!(w.findings(9_999).is_empty());
+        assert_eq!(w.findings(10_000)[0].name, "reconcile_due");
+        assert!(w.findings(15_000).is_empty());
+        assert_eq!(w.findings(20_000)[0].name, "reconcile_due");
+        assert!(ReconcileWatch::new(dir.path(), 0, 0).findings(i64::MAX / 2).is_empty(), "0: no schedule");
     }
 }

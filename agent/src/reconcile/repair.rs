@@ -554,3 +554,36 @@ pub fn verify_repair(
     }
     Ok(said.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(dir: &Path, table: &str) -> String {
+        let t = TableReport { table: table.into(), source: "s".into(), target: "t".into(), ..Default::default() };
+        let report = Report { tables: vec![t], window: None };
+        save(dir, &report, ORIGIN_AGENT).unwrap().remove(0).1
+    }
+
+    #[test]
+    fn a_repair_reads_only_the_snapshot_its_hash_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = saved(dir.path(), "t_order");
+        assert_eq!(load(dir.path(), "t_order", Some(&sha)).unwrap().1, sha);
+        assert_eq!(load(dir.path(), "t_order", None).unwrap().1, sha, "the last report is the same one");
+        for bad in ["../../etc/passwd", "0123", &"g".repeat(64)] {
+            assert!(load(dir.path(), "t_order", Some(bad)).unwrap_err().contains("is not a report's SHA-256"), "{bad}");
+        }
+        // A snapshot of another table, or one whose content was changed, is refused.
+        let other = saved(dir.path(), "t_item");
+        assert!(load(dir.path(), "t_order", Some(&other)).unwrap_err().contains("a report of t_item, not of t_order"));
+        let path = snapshot_path(dir.path(), &sha);
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"s\"", "\"x\"");
+        std::fs::write(&path, text).unwrap();
+        assert!(load(dir.path(), "t_order", Some(&sha)).unwrap_err().contains("does not hash to its name"));
+        // Not followed through a link.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(saved_path(dir.path(), "t_order"), &path).unwrap();
+        assert!(load(dir.path(), "t_order", Some(&sha)).is_err());
+    }
+}
