@@ -145,6 +145,8 @@ impl Config {
     pub fn sections(&self) -> crate::actions::Sections {
         use crate::actions::{canal, kafka, kafka_cluster, postgres, service, Agent, Sections};
         let zookeeper = self.zookeeper.as_ref();
+        let reconcile = self.reconcile_section();
+        let reconcile_tables = reconcile.tables_by_source();
         Sections {
             agent: Agent { host: self.host_name(), state_dir: self.state_dir.clone(), dry_run: self.dry_run },
             hosts_file: self.hosts_file.clone(),
@@ -156,14 +158,14 @@ impl Config {
             properties_files: self.properties_files.clone(),
             postgres: postgres::Section { mysql: self.mysql.clone(), targets: self.postgres.clone() },
             consumer_build: self.consumer_build.clone(),
-            reconcile: self.reconcile_section(),
+            reconcile,
             // `check` made sure that [canal] and [kafka.cluster] have their [zookeeper].
             canal: self.canal.as_ref().zip(zookeeper).map(|(c, zk)| canal::Section {
                 canal: c.clone(),
                 zookeeper: zk.clone(),
                 mysql: self.mysql.clone(),
                 host: self.host_name(),
-                reconcile_tables: self.reconcile_section().tables_by_source(),
+                reconcile_tables,
             }),
             kafka: kafka::Section {
                 kafka: self.kafka.clone(),
