@@ -5,7 +5,8 @@
 # (its exception names and messages; LITERALS overrides them), which is the
 # limit a replay is measured against, and with the signatures' own capture
 # regexes (slow for rg too). Single-threaded per file (`rg -j1`); the last
-# line also gives multi-threaded `rg` over all the files at once.
+# line replays all the files at once (a thread per source) against
+# multi-threaded `rg` over the same files.
 #
 #   bench/replay.sh [CORPUS_DIR] [MB]
 #
@@ -69,14 +70,18 @@ mib=$(echo "$total_bytes / 1048576" | bc -l)
 printf '%-16s %-32s %7.1f %8.3f %9.0f %11.0f %9.2f %11.0f %9.2f\n' "all, one by one" "" "$mib" "$total_pm" \
     "$(echo "$mib / $total_pm" | bc -l)" "$(echo "$mib / $total_lit" | bc -l)" "$(echo "$total_lit / $total_pm" | bc -l)" \
     "$(echo "$mib / $total_rg" | bc -l)" "$(echo "$total_rg / $total_pm" | bc -l)"
-# The whole backlog at once: rg on every core (pipemedic replays one file at a time today).
+# The whole backlog at once: every file in one replay (a core per source,
+# decided in log-time order) against rg on every core.
+all_pm=$(best "$bin" replay --config "$config" "${files[@]}")
 all_lit=$(best rg -c -e "$literals" "${files[@]}")
-printf '%-16s %-32s %7.1f %8.3f %9.0f %11.0f %9.2f\n' "all, rg threads" "" "$mib" "$total_pm" \
-    "$(echo "$mib / $total_pm" | bc -l)" "$(echo "$mib / $all_lit" | bc -l)" "$(echo "$all_lit / $total_pm" | bc -l)"
+printf '%-16s %-32s %7.1f %8.3f %9.0f %11.0f %9.2f\n' "all at once" "(rg threads)" "$mib" "$all_pm" \
+    "$(echo "$mib / $all_pm" | bc -l)" "$(echo "$mib / $all_lit" | bc -l)" "$(echo "$all_lit / $all_pm" | bc -l)"
 
 # Nothing missed: the decisions per rule against what the generator wrote.
 echo
 echo "expected incidents: $(tr -d ' \n' < "$corpus/expected.json" | grep -o '"incidents":{[^}]*}')"
+echo "all at once, decisions by rule: $($bin replay --config "$config" --format json "${files[@]}" 2>/dev/null \
+    | grep -o '"rule":"[a-z0-9_]*"' | sort | uniq -c | tr '\n' ' ')"
 for pair in kafka_server:server.log consumer_error:data_sync_goldoffice_error.log canal:canal.log; do
     source=${pair%%:*}; file=$corpus/${pair#*:}
     echo "$source decisions by rule: $($bin replay --config "$config" --source "$source" --format json "$file" 2>/dev/null \

@@ -22,9 +22,28 @@ pub(super) fn check(path: &Path, list_signatures: bool) -> anyhow::Result<ExitCo
         eprintln!("{e}");
     }
     let mut problems = errors.len() + playbook_errors.len();
-    if let Err(e) = crate::matching::Matcher::new(&rules.signature_specs()) {
-        eprintln!("{e}");
-        problems += 1;
+    match crate::matching::Matcher::new(&crate::flow::signature_specs(&config, &rules)) {
+        Err(e) => {
+            eprintln!("{e}");
+            problems += 1;
+        }
+        Ok(matcher) => {
+            for e in matcher.compile_all() {
+                eprintln!("{e}");
+                problems += 1;
+            }
+            if list_signatures {
+                for source in config.sources.keys() {
+                    if let Some((how, literals)) = matcher.scanned(source).map(|s| s.describe()) {
+                        let shown: Vec<String> = literals.iter().map(|l| format!("\"{}\"", l.escape_ascii())).collect();
+                        println!("# {source} is scanned ({how}) for {}", shown.join(" "));
+                    }
+                }
+            }
+            for s in matcher.slow() {
+                println!("note: signature {} makes {:?} slow to scan: {}", s.name, s.sources, s.why);
+            }
+        }
     }
     for name in config.rules.keys() {
         if !rules.rules.iter().any(|r| &r.name == name)

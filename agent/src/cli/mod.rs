@@ -66,15 +66,19 @@ pub enum Command {
     Replay {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Read every FILE as this source (else: SOURCE=FILE, or the
+        /// source whose configured file FILE is, or a rotation of).
         #[arg(long, short)]
-        source: String,
+        source: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Compute each step's preview from live state, as the daemon would.
         #[arg(long)]
         previews: bool,
+        /// The logs, each as FILE or SOURCE=FILE; the sources are read on
+        /// cores of their own and decided in log-time order.
         #[arg(required = true)]
-        files: Vec<PathBuf>,
+        files: Vec<String>,
     },
     /// Run every rule's test cases (log text in, expected plans out).
     Test {
@@ -249,7 +253,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run { config, dry_run } => run_daemon(&config, dry_run),
         Command::Check { config, signatures } => check(&config, signatures),
         Command::Replay { config, source, format, previews, files } => {
-            replay(&config, &source, format, previews, &files)
+            replay(&config, source.as_deref(), format, previews, &files)
         }
         Command::Test { config } => test(config.as_deref()),
         Command::Status { config, day } => status(&config, day),

@@ -4,18 +4,20 @@ use super::*;
 
 pub(super) fn replay(
     path: &Path,
-    source: &str,
+    source: Option<&str>,
     format: Format,
     previews: bool,
-    files: &[PathBuf],
+    files: &[String],
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
+    let inputs = crate::replay::inputs(&config, source, files)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let s = crate::replay::replay(config, source, files, format, previews, &mut out)?;
+    let s = crate::replay::replay(config, &inputs, format, previews, &mut out)?;
     std::io::Write::flush(&mut out)?;
     eprintln!(
-        "replayed {:.1} MiB, {} records, {} events, {} decisions in {:.2} s ({:.0} MiB/s)",
+        "replayed {} file(s), {:.1} MiB, {} records, {} events, {} decisions in {:.2} s ({:.0} MiB/s)",
+        s.files,
         s.bytes as f64 / 1048576.0,
         s.records,
         s.events,

@@ -68,7 +68,7 @@ pub struct Flow {
     /// Where the agent's own service actions made the logs grow.
     own: std::collections::VecDeque<OwnWindow>,
     config: Arc<Config>,
-    matcher: Matcher,
+    matcher: Arc<Matcher>,
     rules: RuleSet,
     history: Arc<Mutex<EventHistory>>,
     policy: Policy,
@@ -120,6 +120,29 @@ pub enum PipelineError {
 /// The signature the heartbeat watch counts with (reserved).
 const HEARTBEAT: &str = "heartbeat";
 
+/// Every signature a flow matches on this configuration: the rules', the
+/// heartbeat's and the stall watch's, each on the configured sources of the
+/// kinds it watches (canal's instance logs, one per destination).
+pub fn signature_specs(config: &Config, rules: &RuleSet) -> Vec<SignatureSpec> {
+    let mut specs = rules.signature_specs();
+    if let Some(h) = &config.heartbeat {
+        specs.push(SignatureSpec {
+            name: HEARTBEAT.into(),
+            pattern: h.pattern.clone(),
+            sources: [h.source.clone()].into(),
+        });
+    }
+    if let Some(s) = &config.stall {
+        specs.extend(crate::probes::stall::signature_specs(s));
+    }
+    for spec in &mut specs {
+        let named: Vec<String> =
+            spec.sources.iter().flat_map(|kind| config.sources_of_kind(kind)).map(str::to_string).collect();
+        spec.sources.extend(named);
+    }
+    specs
+}
+
 impl Flow {
     /// Builds the flow. `persistent` keeps policy history in the state
     /// directory (the live daemon); otherwise it lives in memory.
@@ -130,27 +153,17 @@ impl Flow {
         clock: Clock,
         dry_run: bool,
     ) -> Result<Flow, PipelineError> {
-        let mut specs = rules.signature_specs();
-        let heartbeat = config.heartbeat.clone().map(|h| {
-            specs.push(SignatureSpec {
-                name: HEARTBEAT.into(),
-                pattern: h.pattern.clone(),
-                sources: [h.source.clone()].into(),
-            });
-            HeartbeatWatch::new(h, chrono::Utc::now().timestamp_millis())
-        });
-        let stall = config.stall.clone().map(|s| {
-            specs.extend(crate::probes::stall::signature_specs(&s));
-            StallWatch::new(s)
-        });
-        // A rule watches a kind of log; every source of that kind (canal's
-        // instance logs, one per destination) is matched for it.
-        for spec in &mut specs {
-            let named: Vec<String> =
-                spec.sources.iter().flat_map(|kind| config.sources_of_kind(kind)).map(str::to_string).collect();
-            spec.sources.extend(named);
-        }
+        let specs = signature_specs(&config, &rules);
+        let heartbeat = config.heartbeat.clone().map(|h| HeartbeatWatch::new(h, chrono::Utc::now().timestamp_millis()));
+        let stall = config.stall.clone().map(StallWatch::new);
         let matcher = Matcher::new(&specs)?;
+        // The daemon knows at its start what cannot match; a replay or a
+        // rule test compiles only what its records need.
+        if clock != Clock::LogTime {
+            for e in matcher.compile_all() {
+                tracing::error!("{e}: it matches nothing");
+            }
+        }
         let reconciled = (clock != Clock::LogTime && !config.reconcile.tables.is_empty()).then(|| {
             let now = chrono::Utc::now().timestamp_millis();
             crate::probes::reconciled::ReconcileWatch::new(&config.state_dir, config.reconcile.every_secs, now)
@@ -164,7 +177,7 @@ impl Flow {
         Ok(Flow {
             executor: Executor::new(Arc::new(config.sections())),
             config,
-            matcher,
+            matcher: Arc::new(matcher),
             rules,
             history: Arc::default(),
             policy,
@@ -247,13 +260,28 @@ impl Flow {
         self.matcher.interest(source)
     }
 
+    /// The signatures, for matching records away from the flow (a replay
+    /// matches each file on a core of its own).
+    pub fn matcher(&self) -> Arc<Matcher> {
+        self.matcher.clone()
+    }
+
     /// Takes one record through the flow; returns what was decided.
     pub fn handle(&mut self, record: &Record) -> Vec<Outcome> {
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.matcher.matches(record, &mut matches);
+        let outcomes = self.handle_matched(record, &matches);
+        self.matches = matches;
+        outcomes
+    }
+
+    /// Takes one record whose `matches` were already found (by
+    /// [`Flow::matcher`]) through the flow; returns what was decided.
+    pub fn handle_matched(&mut self, record: &Record, matches: &[Match]) -> Vec<Outcome> {
         self.stats.records += 1;
         self.records.inc_by(&record.source, 1);
-        self.matches.clear();
-        self.matcher.matches(record, &mut self.matches);
-        if self.matches.is_empty() {
+        if matches.is_empty() {
             return Vec::new();
         }
         // The record's own time, read once: the event clock in log-time mode,
@@ -266,11 +294,10 @@ impl Flow {
             .and_then(|t| self.twins.first_source(&record.source, &record.bytes, t))
             .map(|first| self.config.kind_of(&first).to_string());
         let mut outcomes = Vec::new();
-        let matches = std::mem::take(&mut self.matches);
         // Fallback rules speak only when no other rule planned anything for
         // this record: they run after the others.
         let mut fallbacks: Vec<(usize, Event)> = Vec::new();
-        for m in &matches {
+        for m in matches {
             let heard = match &first_kind {
                 Some(kind) => self.rules.subscribers(&m.signature, kind).to_vec(),
                 None => Vec::new(),
@@ -295,7 +322,6 @@ impl Flow {
                 }
             }
         }
-        self.matches = matches;
         outcomes
     }
 

@@ -1,20 +1,24 @@
 //! Matching: every signature of every rule, compiled together so that each
 //! record is scanned once for all of them.
 //!
-//! Each signature's regex yields one or more required literals (its prefix or
-//! suffix, found by `regex-syntax`). One Aho-Corasick automaton per source
-//! searches a record for all of those literals at once; only the signatures
-//! whose literal occurs run their regex for captures. A signature with no
-//! usable literal (say `.*foo`) runs its regex on every record of its sources.
+//! Each signature yields a few literals one of which every match contains
+//! (its [`literals::needles`], from anywhere in the pattern, factored). A
+//! source's chunks are scanned for all of its signatures' needles at once
+//! (SIMD: `memmem` or Teddy); one Aho-Corasick automaton per source then
+//! tells, on a record with a hit, which signatures can match, and only those
+//! run their regex for captures. A signature with no usable literal (say
+//! `.*foo`) runs its regex on every record of its sources; `check` names it.
+
+pub mod literals;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
-use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use crate::sources::{Interest, LiteralScanner, Record};
+use literals::Needles;
 
 /// A named pattern with named captures, declared by a rule.
 #[derive(Debug, Clone)]
@@ -33,23 +37,82 @@ pub struct SignatureError {
     pub message: String,
 }
 
-struct Signature {
-    name: Arc<str>,
-    regex: Regex,
+/// A signature that slows the scan of its sources, and why: said by `check`
+/// so that it is found before a backlog is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowSignature {
+    pub name: String,
+    pub sources: BTreeSet<String>,
+    pub why: String,
 }
 
+struct Signature {
+    name: Arc<str>,
+    pattern: String,
+    /// Compiled the first time a record is a candidate for it (a replay of
+    /// one source needs few of them); `None` if it cannot be (its program
+    /// is over the size limit), which is said once.
+    regex: std::sync::OnceLock<Option<Regex>>,
+}
+
+impl Signature {
+    fn regex(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| match signature_regex(&self.pattern) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    tracing::error!(signature = %self.name, "signature cannot be compiled, it matches nothing: {e}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// One source's part of the matcher. Its searchers are built the first time
+/// the source is read: a replay reads one source of seven, and building all
+/// of them was a fifth of its start-up.
 #[derive(Default)]
 struct SourceMatcher {
-    automaton: Option<Arc<AhoCorasick>>,
-    /// The same literals for scanning whole chunks (SIMD substring search
-    /// or a leftmost-first automaton, which the overlapping one cannot be).
-    scanner: Option<LiteralScanner>,
-    /// Some literal spans lines, so a chunk-wide search could miss it.
-    multiline_literal: bool,
-    /// For each literal in the automaton, the signature it belongs to.
+    /// Every needle of every signature of the source…
+    literals: Vec<Vec<u8>>,
+    /// …and, for each, the signature it belongs to.
     literal_owner: Vec<usize>,
     /// Signatures without a usable literal.
     always: Vec<usize>,
+    built: std::sync::OnceLock<Searchers>,
+}
+
+struct Searchers {
+    /// Which signatures a record with a hit can match.
+    automaton: Option<AhoCorasick>,
+    /// What chunks are scanned for: the needles, each cut to its rarest
+    /// start, none containing another.
+    scanner: Option<LiteralScanner>,
+    /// Some literal spans lines, so a chunk-wide search could miss it.
+    multiline_literal: bool,
+}
+
+impl SourceMatcher {
+    fn searchers(&self) -> &Searchers {
+        self.built.get_or_init(|| {
+            let scan = literals::minimal(self.literals.iter().map(|l| literals::cut(l).to_vec()).collect());
+            let automaton = (!self.literals.is_empty()).then(|| {
+                // Records are short: an NFA is as quick on them as a DFA, and
+                // much quicker to build.
+                AhoCorasick::builder()
+                    .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                    .match_kind(MatchKind::Standard)
+                    .build(&self.literals)
+                    .expect("literal automaton fits in memory")
+            });
+            Searchers {
+                automaton,
+                multiline_literal: scan.iter().any(|l| l.contains(&b'\n')),
+                scanner: (!scan.is_empty()).then(|| LiteralScanner::new(&scan)),
+            }
+        })
+    }
 }
 
 /// A signature that matched a record, with its captures.
@@ -63,20 +126,27 @@ pub struct Match {
 pub struct Matcher {
     signatures: Vec<Signature>,
     by_source: HashMap<String, SourceMatcher>,
+    slow: Vec<SlowSignature>,
 }
-
-const MIN_LITERAL: usize = 3;
 
 impl Matcher {
     /// Compiles the signatures. A bad pattern is an error naming the signature.
     pub fn new(specs: &[SignatureSpec]) -> Result<Matcher, SignatureError> {
         let mut signatures = Vec::with_capacity(specs.len());
-        let mut literals_of = Vec::with_capacity(specs.len());
+        let mut needles_of = Vec::with_capacity(specs.len());
+        let mut slow = Vec::new();
         for spec in specs {
             let err = |message: String| SignatureError { name: spec.name.clone(), message };
-            let regex = Regex::new(&spec.pattern).map_err(|e| err(e.to_string()))?;
-            literals_of.push(required_literals(&spec.pattern).map_err(|e| err(e.to_string()))?);
-            signatures.push(Signature { name: spec.name.as_str().into(), regex });
+            let needles = analyse_pattern(&spec.pattern).map_err(|e| err(e.to_string()))?;
+            if let Some(why) = slowness(needles.as_ref()) {
+                slow.push(SlowSignature { name: spec.name.clone(), sources: spec.sources.clone(), why });
+            }
+            needles_of.push(needles);
+            signatures.push(Signature {
+                name: spec.name.as_str().into(),
+                pattern: spec.pattern.clone(),
+                regex: Default::default(),
+            });
         }
         // Per source: every literal with the signature it belongs to, and the
         // signatures without one.
@@ -90,9 +160,9 @@ impl Matcher {
         for (i, spec) in specs.iter().enumerate() {
             for source in &spec.sources {
                 let entry = by_source.entry(source.clone()).or_default();
-                match &literals_of[i] {
-                    Some(lits) => {
-                        for lit in lits {
+                match &needles_of[i] {
+                    Some(Needles { literals, .. }) => {
+                        for lit in literals {
                             entry.literals.push(lit.clone());
                             entry.owners.push(i);
                         }
@@ -104,23 +174,33 @@ impl Matcher {
         let by_source = by_source
             .into_iter()
             .map(|(source, Collect { literals, owners: literal_owner, always })| {
-                let multiline_literal = literals.iter().any(|l| l.contains(&b'\n'));
-                let build = |kind| {
-                    (!literals.is_empty()).then(|| {
-                        Arc::new(
-                            AhoCorasick::builder()
-                                .match_kind(kind)
-                                .build(&literals)
-                                .expect("literal automaton fits in memory"),
-                        )
-                    })
-                };
-                let automaton = build(MatchKind::Standard);
-                let scanner = (!literals.is_empty()).then(|| LiteralScanner::new(&literals));
-                (source, SourceMatcher { automaton, scanner, multiline_literal, literal_owner, always })
+                (source, SourceMatcher { literals, literal_owner, always, built: Default::default() })
             })
             .collect();
-        Ok(Matcher { signatures, by_source })
+        Ok(Matcher { signatures, by_source, slow })
+    }
+
+    /// Compiles every signature now, as `check` and the daemon's start do
+    /// (a replay compiles only those a record needs): those that cannot be.
+    pub fn compile_all(&self) -> Vec<SignatureError> {
+        self.signatures
+            .iter()
+            .filter_map(|s| {
+                let e = signature_regex(&s.pattern).err()?;
+                s.regex();
+                Some(SignatureError { name: s.name.to_string(), message: e.to_string() })
+            })
+            .collect()
+    }
+
+    /// The signatures that make their sources' scan slow.
+    pub fn slow(&self) -> &[SlowSignature] {
+        &self.slow
+    }
+
+    /// What the chunks of `source` are scanned for (for `check --signatures`).
+    pub fn scanned(&self, source: &str) -> Option<&LiteralScanner> {
+        self.by_source.get(source)?.searchers().scanner.as_ref()
     }
 
     /// Which records of `source` can match anything: the record assembler
@@ -128,8 +208,8 @@ impl Matcher {
     pub fn interest(&self, source: &str) -> Interest {
         match self.by_source.get(source) {
             None => Interest::Nothing,
-            Some(sm) if !sm.always.is_empty() || sm.multiline_literal => Interest::All,
-            Some(sm) => match &sm.scanner {
+            Some(sm) if !sm.always.is_empty() || sm.searchers().multiline_literal => Interest::All,
+            Some(sm) => match &sm.searchers().scanner {
                 Some(ac) => Interest::Literals(ac.clone()),
                 None => Interest::Nothing,
             },
@@ -142,7 +222,7 @@ impl Matcher {
             return;
         };
         let mut candidates: Vec<usize> = Vec::new();
-        if let Some(ac) = &sm.automaton {
+        if let Some(ac) = &sm.searchers().automaton {
             for m in ac.find_overlapping_iter(&record.bytes) {
                 let sig = sm.literal_owner[m.pattern().as_usize()];
                 if !candidates.contains(&sig) {
@@ -158,9 +238,9 @@ impl Matcher {
         candidates.dedup();
         for i in candidates {
             let sig = &self.signatures[i];
-            if let Some(caps) = sig.regex.captures(&record.bytes) {
-                let captures = sig
-                    .regex
+            let Some(regex) = sig.regex() else { continue };
+            if let Some(caps) = regex.captures(&record.bytes) {
+                let captures = regex
                     .capture_names()
                     .flatten()
                     .filter_map(|n| {
@@ -173,26 +253,59 @@ impl Matcher {
     }
 }
 
-/// The literals one of which must occur in any match, or `None` if the
-/// pattern has no usable literal (then its regex runs on every record).
-///
-/// Prefixes are preferred: a log pattern starts with its distinctive part
-/// (`UnknownHostException: `), while its end is often shared by every line
-/// (`(kafka.server.KafkaServer)`), which would make every line a candidate.
-/// Suffixes are the fallback for patterns that start with a class or `.*`.
-fn required_literals(pattern: &str) -> Result<Option<Vec<Vec<u8>>>, Box<regex_syntax::Error>> {
-    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).map_err(Box::new)?;
-    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
-        let mut extractor = Extractor::new();
-        extractor.kind(kind);
-        let seq = extractor.extract(&hir);
-        let Some(lits) = seq.literals() else { continue };
-        if lits.is_empty() || lits.len() > 64 || lits.iter().any(|l| l.as_bytes().len() < MIN_LITERAL) {
-            continue;
-        }
-        return Ok(Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect()));
+/// A signature's pattern checked as the regex crate parses it, and its
+/// needles: what is wrong with it, if anything, without the cost of
+/// compiling it. Once per pattern and process, like [`signature_regex`]:
+/// a rule's load checks it, the matcher needs the needles.
+pub fn analyse_pattern(pattern: &str) -> Result<Option<Needles>, Box<regex_syntax::Error>> {
+    use std::sync::{Mutex, OnceLock};
+    type Analysed = Result<Option<Needles>, Box<regex_syntax::Error>>;
+    static CACHE: OnceLock<Mutex<HashMap<String, Analysed>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(done) = cache.lock().expect("pattern cache lock").get(pattern) {
+        return done.clone();
     }
-    Ok(None)
+    let done = regex_syntax::ParserBuilder::new()
+        .nest_limit(250)
+        .build()
+        .parse(pattern)
+        .map(|hir| literals::needles(&hir))
+        .map_err(Box::new);
+    let mut map = cache.lock().expect("pattern cache lock");
+    if map.len() >= 1024 {
+        map.clear();
+    }
+    map.insert(pattern.to_string(), done.clone());
+    done
+}
+
+/// A signature's regex, compiled once per process: a rule's load checks its
+/// patterns by compiling them, the configuration its heartbeat's and stall
+/// watch's, and the matcher needs the same regexes again; compiling each
+/// twice was a third of a replay's start-up. Bounded like the rules'
+/// `re_find` cache, for a daemon whose rules are edited and reloaded.
+pub fn signature_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().expect("signature regex cache lock").get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Regex::new(pattern)?;
+    let mut map = cache.lock().expect("signature regex cache lock");
+    if map.len() >= 1024 {
+        map.clear();
+    }
+    map.insert(pattern.to_string(), re.clone());
+    Ok(re)
+}
+
+/// Why a signature's needles make a slow scan, if they do.
+fn slowness(needles: Option<&Needles>) -> Option<String> {
+    match needles {
+        None => Some("some match needs no literal at all, so its regex runs on every record of these sources".into()),
+        Some(n) => n.slowness(),
+    }
 }
 
 #[cfg(test)]
@@ -242,16 +355,13 @@ mod tests {
     }
 
     #[test]
-    fn literals_are_extracted() {
-        assert_eq!(
-            required_literals(r"UnknownHostException: (?<h>x)").unwrap().unwrap()[0],
-            b"UnknownHostException: x"
-        );
-        assert!(required_literals(r".*").unwrap().is_none());
-        assert_eq!(required_literals(r".*UnknownHost").unwrap().unwrap()[0], b"UnknownHost", "suffix as fallback");
-        let fatal = required_literals(r"(?:Fatal error|FATAL .*\(kafka\.)").unwrap().unwrap();
-        assert!(!fatal.contains(&b"(kafka.".to_vec()), "a suffix every Kafka line has is not used: {fatal:?}");
+    fn bad_patterns_are_named_and_slow_ones_said() {
         assert!(Matcher::new(&[spec("bad", "(", "s")]).err().unwrap().to_string().contains("signature bad"));
+        let m = Matcher::new(&[spec("anything", ".*", "s"), spec("fine", "UnknownHostException", "s")]).unwrap();
+        assert_eq!(m.slow().len(), 1);
+        assert_eq!(m.slow()[0].name, "anything");
+        let m = Matcher::new(&[spec("common", "Exception", "s")]).unwrap();
+        assert!(m.slow()[0].why.contains("common"), "{:?}", m.slow());
     }
 }
 

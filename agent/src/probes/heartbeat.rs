@@ -173,7 +173,7 @@ fn default_return() -> u64 {
 
 impl HeartbeatConfig {
     pub(crate) fn check(&self) -> Result<(), Invalid> {
-        let re = regex::Regex::new(&self.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
+        let re = crate::matching::signature_regex(&self.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
         if !re.capture_names().flatten().any(|n| n == "source") {
             return Err("[heartbeat] pattern needs a named group (?<source>…)".into());
         }

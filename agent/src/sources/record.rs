@@ -59,48 +59,73 @@ pub enum Interest {
     Nothing,
 }
 
-/// Finds a source's signature literals in a chunk. A few literals are
-/// searched one by one with SIMD substring search (fast whatever bytes the
-/// log is made of); many go through one leftmost-first Aho-Corasick pass.
+/// Finds a source's signature literals in a chunk, on SIMD whenever it can:
+/// one or two literals each with `memmem`, up to Teddy's limit in one Teddy
+/// pass (what `rg` uses for a handful of literals), and only beyond that, or
+/// where the CPU has no SIMD Teddy takes, one leftmost-first Aho-Corasick
+/// pass.
 #[derive(Debug, Clone)]
 pub struct LiteralScanner(Arc<Scanner>);
 
 #[derive(Debug)]
 enum Scanner {
-    Few(Vec<memchr::memmem::Finder<'static>>),
-    Many(AhoCorasick),
+    Few(Vec<memchr::memmem::Finder<'static>>, Vec<Vec<u8>>),
+    Teddy(aho_corasick::packed::Searcher, Vec<Vec<u8>>),
+    Many(AhoCorasick, Vec<Vec<u8>>),
 }
 
 /// Up to this many literals are searched one by one.
-const FEW_LITERALS: usize = 4;
+const FEW_LITERALS: usize = 2;
 
 impl LiteralScanner {
     pub fn new(literals: &[Vec<u8>]) -> LiteralScanner {
+        let kept = literals.to_vec();
+        let teddy = || {
+            aho_corasick::packed::Config::new()
+                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                .builder()
+                .extend(literals)
+                .build()
+        };
         let scanner = if literals.len() <= FEW_LITERALS {
-            Scanner::Few(literals.iter().map(|l| memchr::memmem::Finder::new(l).into_owned()).collect())
+            Scanner::Few(literals.iter().map(|l| memchr::memmem::Finder::new(l).into_owned()).collect(), kept)
+        } else if let Some(t) = teddy() {
+            Scanner::Teddy(t, kept)
         } else {
             Scanner::Many(
                 AhoCorasick::builder()
                     .match_kind(aho_corasick::MatchKind::LeftmostFirst)
                     .build(literals)
                     .expect("literal automaton fits in memory"),
+                kept,
             )
         };
         LiteralScanner(Arc::new(scanner))
     }
 
+    /// The literals scanned for, and how ("memmem", "teddy", "automaton").
+    pub fn describe(&self) -> (&'static str, &[Vec<u8>]) {
+        match &*self.0 {
+            Scanner::Few(_, l) => ("memmem", l),
+            Scanner::Teddy(_, l) => ("teddy", l),
+            Scanner::Many(_, l) => ("automaton", l),
+        }
+    }
+
     pub fn is_match(&self, hay: &[u8]) -> bool {
         match &*self.0 {
-            Scanner::Few(finders) => finders.iter().any(|f| f.find(hay).is_some()),
-            Scanner::Many(ac) => ac.is_match(hay),
+            Scanner::Few(finders, _) => finders.iter().any(|f| f.find(hay).is_some()),
+            Scanner::Teddy(t, _) => t.find(hay).is_some(),
+            Scanner::Many(ac, _) => ac.is_match(hay),
         }
     }
 
     /// The start of every hit in `hay`, in order (a position may repeat).
     fn hits<'h>(&'h self, hay: &'h [u8]) -> Box<dyn Iterator<Item = usize> + 'h> {
         match &*self.0 {
-            Scanner::Many(ac) => Box::new(ac.find_iter(hay).map(|m| m.start())),
-            Scanner::Few(finders) => {
+            Scanner::Many(ac, _) => Box::new(ac.find_iter(hay).map(|m| m.start())),
+            Scanner::Teddy(t, _) => Box::new(t.find_iter(hay).map(|m| m.start())),
+            Scanner::Few(finders, _) => {
                 // Each finder's next hit, advanced only when it is the earliest,
                 // so no stretch of the chunk is searched twice by one finder.
                 let mut next: Vec<Option<usize>> = finders.iter().map(|f| f.find(hay)).collect();
