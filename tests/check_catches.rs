@@ -128,3 +128,27 @@ fn tests() { [#{ name: "a name that reads like a missing section", source: "kafk
     assert!(!ok, "{out}");
     assert!(out.contains("FAIL zz_hostile / a name that reads like a missing section"), "{out}");
 }
+
+#[test]
+fn a_signature_that_would_make_its_source_slow_is_named_by_check() {
+    let host = Host::new(Options::default());
+    assert!(!check(&host).1.contains("slow to scan"), "the shipped rules scan fast: {}", check(&host).1);
+    for (name, pattern) in [("zz_anything", r"[0-9]{3,}"), ("zz_common", "Exception")] {
+        std::fs::write(
+            host.path(&format!("rules.d/{name}.rhai")),
+            format!("fn meta() {{ #{{ runbook: [\"X\"], sources: [\"kafka_server\"], signatures: #{{ {name}: `{pattern}` }} }} }}\nfn plan(ev, ctx) {{ () }}\n"),
+        )
+        .unwrap();
+    }
+    let (ok, out) = run(&["check", "--config", host.config().to_str().unwrap(), "--signatures"]);
+    assert!(ok, "slow is said, not refused: {out}");
+    assert!(
+        out.contains("signature zz_anything makes {\"kafka_server\"} slow to scan: some match needs no literal"),
+        "{out}"
+    );
+    assert!(
+        out.contains("signature zz_common makes {\"kafka_server\"} slow to scan") && out.contains("common in logs"),
+        "{out}"
+    );
+    assert!(out.contains("# kafka_server is scanned ("), "what each source is scanned for is shown: {out}");
+}

@@ -120,6 +120,47 @@ fn replay_prints_one_json_decision_per_line() {
 }
 
 #[test]
+fn replay_reads_several_sources_at_once_and_decides_in_log_time_order() {
+    let host = Host::new(Options::default());
+    // Given in the other order: the broker's incident is an hour later.
+    let broker = host.path("old-broker.log");
+    std::fs::write(&broker, k1_incident("ip-10.98.2.33").replace("10:00:00,001", "11:00:00,001")).unwrap();
+    let consumer = host.path("error.log.1"); // a rotation of consumer_error's error.log
+    std::fs::write(&consumer, common::wakeup_incident()).unwrap();
+    let config = host.config().to_str().unwrap().to_string();
+    let (ok, out) = run(&[
+        "replay",
+        "--config",
+        &config,
+        "--format",
+        "json",
+        &format!("kafka_server={}", broker.display()),
+        consumer.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let rules: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|d| d["rule"].as_str().map(String::from))
+        .collect();
+    let at = |r: &str| rules.iter().position(|x| x == r).unwrap_or_else(|| panic!("{r} missing: {out}"));
+    assert!(at("c3_wakeup") < at("k1_unknown_host"), "decided in log-time order, not argument order: {rules:?}");
+    assert!(out.contains("replayed 2 file(s)"), "{out}");
+
+    // A file no source owns is refused with how to say which it is.
+    let stray = host.path("stray.log");
+    std::fs::write(&stray, common::wakeup_incident()).unwrap();
+    let (ok, out) = run(&["replay", "--config", &config, stray.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("stray.log: no configured source") && out.contains("SOURCE="), "{out}");
+    let (ok, out) = run(&["replay", "--config", &config, "--source", "nope", stray.to_str().unwrap()]);
+    assert!(!ok && out.contains("source \"nope\" is not configured"), "{out}");
+    // A file that cannot be read names itself; nothing half-printed hides it.
+    let (ok, out) = run(&["replay", "--config", &config, "--source", "kafka_server", "/nonexistent/server.log"]);
+    assert!(!ok && out.contains("opening /nonexistent/server.log"), "{out}");
+}
+
+#[test]
 fn shipped_rules_pass_their_own_tests() {
     let (ok, out) = run(&["test"]);
     assert!(ok, "{out}");

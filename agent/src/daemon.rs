@@ -310,18 +310,22 @@ impl Daemon {
                 self.send_digest_if_due(started, &mut digest_sent);
             }
             let flow = &mut self.flow;
-            for (f, behind) in self.followers.iter_mut().zip(behind.iter_mut()) {
-                // A record whose quiet is over is polled first: what was
-                // written since the last look belongs to it, not cut off.
-                let due = f.pending_for(window).is_some_and(|d| d.is_zero());
-                let touched =
-                    all || *behind || due || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path());
+            let touched: Vec<bool> = self
+                .followers
+                .iter()
+                .zip(&behind)
+                .map(|(f, behind)| {
+                    // A record whose quiet is over is polled first: what was
+                    // written since the last look belongs to it, not cut off.
+                    let due = f.pending_for(window).is_some_and(|d| d.is_zero());
+                    all || *behind || due || dirty.iter().any(|p| p.parent() == f.path().parent() || p == f.path())
+                })
+                .collect();
+            let read = read_pass(&mut self.followers, &touched, &mut behind);
+            for (f, records) in self.followers.iter_mut().zip(read) {
                 let mut handle = |r: Record| urgent |= handle(flow, &r);
-                if touched {
-                    *behind = f.poll(PASS_BUDGET, &mut handle).unwrap_or_else(|e| {
-                        tracing::warn!(source = f.name(), path = %f.path().display(), "reading source: {e}");
-                        false
-                    });
+                for r in records {
+                    handle(r);
                 }
                 f.flush_if_quiet(window, &mut handle);
                 let skipped = f.take_skipped();
@@ -464,6 +468,43 @@ impl Daemon {
 
 /// Runs one record through the pipeline; true if the world may have changed
 /// (so the checkpoint must be written now, before anything else happens).
+/// One pass of reading: each touched follower's next `PASS_BUDGET`, and the
+/// records it completed, in the followers' order. Where several logs have a
+/// backlog (the catch-up after a restart, a flood in two logs) each is read
+/// on a core of its own, as `replay` reads its sources: the scan is the
+/// cost, and the records that come out of it are few. `behind` says, for
+/// each, whether it stopped at its budget.
+fn read_pass(followers: &mut [Follower], touched: &[bool], behind: &mut [bool]) -> Vec<Vec<Record>> {
+    let poll = |f: &mut Follower| -> (Vec<Record>, bool) {
+        let mut records = Vec::new();
+        let more = f.poll(PASS_BUDGET, &mut |r| records.push(r)).unwrap_or_else(|e| {
+            tracing::warn!(source = f.name(), path = %f.path().display(), "reading source: {e}");
+            false
+        });
+        (records, more)
+    };
+    let backlogs = touched.iter().zip(behind.iter()).filter(|(t, b)| **t && **b).count();
+    let done: Vec<Option<(Vec<Record>, bool)>> = if backlogs >= 2 {
+        std::thread::scope(|scope| {
+            let running: Vec<_> =
+                followers.iter_mut().zip(touched).map(|(f, t)| t.then(|| scope.spawn(|| poll(f)))).collect();
+            running.into_iter().map(|h| h.map(|h| h.join().expect("a follower's read does not panic"))).collect()
+        })
+    } else {
+        followers.iter_mut().zip(touched).map(|(f, t)| t.then(|| poll(f))).collect()
+    };
+    done.into_iter()
+        .zip(behind.iter_mut())
+        .map(|(d, behind)| match d {
+            Some((records, more)) => {
+                *behind = more;
+                records
+            }
+            None => Vec::new(),
+        })
+        .collect()
+}
+
 fn handle(flow: &mut Flow, record: &Record) -> bool {
     flow.handle(record).iter().any(|o| matches!(o.decision, Decision::Applied | Decision::Failed))
 }

@@ -465,7 +465,8 @@ mod tests {
     #[test]
     fn the_rarest_required_piece_wins_not_the_prefix() {
         // The prefix has thousands of case variants; a later piece has few.
-        let pattern = r"(?i:connection to (?:broker )?(?<h>[a-z0-9.-]+):[0-9]+ \(id: (?<id>[0-9]+) rack: [^)]*\) failed)";
+        let pattern =
+            r"(?i:connection to (?:broker )?(?<h>[a-z0-9.-]+):[0-9]+ \(id: (?<id>[0-9]+) rack: [^)]*\) failed)";
         let n = of(pattern);
         assert!(n.len() <= MAX_NEEDLES && !n.iter().any(|l| l.to_lowercase().starts_with("connection")), "{n:?}");
         let line = "Connection to broker ip-10-0-0-1:9092 (id: 2 rack: null) failed";
