@@ -139,7 +139,7 @@ fn walk(hir: &Hir) -> Piece {
                 })
                 .map(|all| factor(dedup(all)));
             let mut best = required;
-            if let Some(e) = exact.as_ref().filter(|e| e.len() <= MAX_NEEDLES || best.is_none()) {
+            if let Some(e) = exact.as_ref().filter(|e| !cannot_beat(&best, e.len())) {
                 consider(&mut best, from_exact(e));
             }
             Piece { exact, required: best }
@@ -163,7 +163,7 @@ fn walk(hir: &Hir) -> Piece {
                     // every prefix of every run would cost the start-up.
                     // Past Teddy's width a run cannot be the best unless
                     // nothing else is.
-                    if !run.iter().any(Vec::is_empty) && (run.len() <= MAX_NEEDLES || best.is_none()) {
+                    if !run.iter().any(Vec::is_empty) && !cannot_beat(&best, run.len()) {
                         consider(&mut best, Some(Needles::new(run.clone())));
                     }
                 }
@@ -185,6 +185,12 @@ fn from_exact(strings: &[Vec<u8>]) -> Option<Needles> {
         return None;
     }
     Some(factor(dedup(strings.to_vec())))
+}
+
+/// Whether any `count` literals cost more than `best` already does (each
+/// costs its price at least): then they need not be looked at.
+fn cannot_beat(best: &Option<Needles>, count: usize) -> bool {
+    best.as_ref().is_some_and(|b| count as f64 * PER_LITERAL >= b.cost())
 }
 
 fn consider(best: &mut Option<Needles>, candidate: Option<Needles>) {

@@ -69,23 +69,24 @@ impl Signature {
     }
 }
 
-/// One source's part of the matcher. Its searchers are built the first time
-/// the source is read: a replay reads one source of seven, and building all
-/// of them was a fifth of its start-up.
+/// One source's part of the matcher. Its needles and searchers are worked
+/// out the first time the source is read: a replay reads one source of
+/// seven, and doing it for all of them was half of its start-up.
 #[derive(Default)]
 struct SourceMatcher {
-    /// Every needle of every signature of the source…
-    literals: Vec<Vec<u8>>,
-    /// …and, for each, the signature it belongs to.
-    literal_owner: Vec<usize>,
-    /// Signatures without a usable literal.
-    always: Vec<usize>,
+    /// The signatures that apply to the source, in declaration order.
+    signatures: Vec<usize>,
     built: std::sync::OnceLock<Searchers>,
 }
 
 struct Searchers {
-    /// Which signatures a record with a hit can match.
+    /// Which signatures a record with a hit can match: every needle of
+    /// every signature of the source…
     automaton: Option<AhoCorasick>,
+    /// …and, for each, the signature it belongs to.
+    literal_owner: Vec<usize>,
+    /// Signatures without a usable literal.
+    always: Vec<usize>,
     /// What chunks are scanned for: the needles, each cut to its rarest
     /// start, none containing another.
     scanner: Option<LiteralScanner>,
@@ -94,20 +95,32 @@ struct Searchers {
 }
 
 impl SourceMatcher {
-    fn searchers(&self) -> &Searchers {
+    fn searchers(&self, all: &[Signature]) -> &Searchers {
         self.built.get_or_init(|| {
-            let scan = literals::minimal(self.literals.iter().map(|l| literals::cut(l).to_vec()).collect());
-            let automaton = (!self.literals.is_empty()).then(|| {
+            let (mut literals, mut literal_owner, mut always) = (Vec::new(), Vec::new(), Vec::new());
+            for &i in &self.signatures {
+                match signature_needles(&all[i].pattern) {
+                    Some(n) => {
+                        literal_owner.extend(std::iter::repeat_n(i, n.literals.len()));
+                        literals.extend(n.literals);
+                    }
+                    None => always.push(i),
+                }
+            }
+            let scan = literals::minimal(literals.iter().map(|l| literals::cut(l).to_vec()).collect());
+            let automaton = (!literals.is_empty()).then(|| {
                 // Records are short: an NFA is as quick on them as a DFA, and
                 // much quicker to build.
                 AhoCorasick::builder()
                     .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
                     .match_kind(MatchKind::Standard)
-                    .build(&self.literals)
+                    .build(&literals)
                     .expect("literal automaton fits in memory")
             });
             Searchers {
                 automaton,
+                literal_owner,
+                always,
                 multiline_literal: scan.iter().any(|l| l.contains(&b'\n')),
                 scanner: (!scan.is_empty()).then(|| LiteralScanner::new(&scan)),
             }
@@ -125,59 +138,29 @@ pub struct Match {
 /// All signatures, compiled per source.
 pub struct Matcher {
     signatures: Vec<Signature>,
+    /// The sources each signature applies to (for what `check` says).
+    sources: Vec<BTreeSet<String>>,
     by_source: HashMap<String, SourceMatcher>,
-    slow: Vec<SlowSignature>,
 }
 
 impl Matcher {
-    /// Compiles the signatures. A bad pattern is an error naming the signature.
+    /// Checks the signatures. A bad pattern is an error naming the signature.
     pub fn new(specs: &[SignatureSpec]) -> Result<Matcher, SignatureError> {
         let mut signatures = Vec::with_capacity(specs.len());
-        let mut needles_of = Vec::with_capacity(specs.len());
-        let mut slow = Vec::new();
-        for spec in specs {
-            let err = |message: String| SignatureError { name: spec.name.clone(), message };
-            let needles = analyse_pattern(&spec.pattern).map_err(|e| err(e.to_string()))?;
-            if let Some(why) = slowness(needles.as_ref()) {
-                slow.push(SlowSignature { name: spec.name.clone(), sources: spec.sources.clone(), why });
-            }
-            needles_of.push(needles);
+        let mut by_source: HashMap<String, SourceMatcher> = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            check_pattern(&spec.pattern)
+                .map_err(|e| SignatureError { name: spec.name.clone(), message: e.to_string() })?;
             signatures.push(Signature {
                 name: spec.name.as_str().into(),
                 pattern: spec.pattern.clone(),
                 regex: Default::default(),
             });
-        }
-        // Per source: every literal with the signature it belongs to, and the
-        // signatures without one.
-        #[derive(Default)]
-        struct Collect {
-            literals: Vec<Vec<u8>>,
-            owners: Vec<usize>,
-            always: Vec<usize>,
-        }
-        let mut by_source: HashMap<String, Collect> = HashMap::new();
-        for (i, spec) in specs.iter().enumerate() {
             for source in &spec.sources {
-                let entry = by_source.entry(source.clone()).or_default();
-                match &needles_of[i] {
-                    Some(Needles { literals, .. }) => {
-                        for lit in literals {
-                            entry.literals.push(lit.clone());
-                            entry.owners.push(i);
-                        }
-                    }
-                    None => entry.always.push(i),
-                }
+                by_source.entry(source.clone()).or_default().signatures.push(i);
             }
         }
-        let by_source = by_source
-            .into_iter()
-            .map(|(source, Collect { literals, owners: literal_owner, always })| {
-                (source, SourceMatcher { literals, literal_owner, always, built: Default::default() })
-            })
-            .collect();
-        Ok(Matcher { signatures, by_source, slow })
+        Ok(Matcher { signatures, sources: specs.iter().map(|s| s.sources.clone()).collect(), by_source })
     }
 
     /// Compiles every signature now, as `check` and the daemon's start do
@@ -194,13 +177,20 @@ impl Matcher {
     }
 
     /// The signatures that make their sources' scan slow.
-    pub fn slow(&self) -> &[SlowSignature] {
-        &self.slow
+    pub fn slow(&self) -> Vec<SlowSignature> {
+        self.signatures
+            .iter()
+            .zip(&self.sources)
+            .filter_map(|(s, sources)| {
+                let why = slowness(signature_needles(&s.pattern).as_ref())?;
+                Some(SlowSignature { name: s.name.to_string(), sources: sources.clone(), why })
+            })
+            .collect()
     }
 
     /// What the chunks of `source` are scanned for (for `check --signatures`).
     pub fn scanned(&self, source: &str) -> Option<&LiteralScanner> {
-        self.by_source.get(source)?.searchers().scanner.as_ref()
+        self.by_source.get(source)?.searchers(&self.signatures).scanner.as_ref()
     }
 
     /// Which records of `source` can match anything: the record assembler
@@ -208,10 +198,12 @@ impl Matcher {
     pub fn interest(&self, source: &str) -> Interest {
         match self.by_source.get(source) {
             None => Interest::Nothing,
-            Some(sm) if !sm.always.is_empty() || sm.searchers().multiline_literal => Interest::All,
-            Some(sm) => match &sm.searchers().scanner {
-                Some(ac) => Interest::Literals(ac.clone()),
-                None => Interest::Nothing,
+            Some(sm) => match sm.searchers(&self.signatures) {
+                s if !s.always.is_empty() || s.multiline_literal => Interest::All,
+                s => match &s.scanner {
+                    Some(ac) => Interest::Literals(ac.clone()),
+                    None => Interest::Nothing,
+                },
             },
         }
     }
@@ -221,8 +213,9 @@ impl Matcher {
         let Some(sm) = self.by_source.get(&*record.source) else {
             return;
         };
+        let sm = sm.searchers(&self.signatures);
         let mut candidates: Vec<usize> = Vec::new();
-        if let Some(ac) = &sm.searchers().automaton {
+        if let Some(ac) = &sm.automaton {
             for m in ac.find_overlapping_iter(&record.bytes) {
                 let sig = sm.literal_owner[m.pattern().as_usize()];
                 if !candidates.contains(&sig) {
@@ -253,25 +246,29 @@ impl Matcher {
     }
 }
 
-/// A signature's pattern checked as the regex crate parses it, and its
-/// needles: what is wrong with it, if anything, without the cost of
-/// compiling it. Once per pattern and process, like [`signature_regex`]:
-/// a rule's load checks it, the matcher needs the needles.
-pub fn analyse_pattern(pattern: &str) -> Result<Option<Needles>, Box<regex_syntax::Error>> {
+/// A signature's pattern parsed as the regex crate parses it: what is wrong
+/// with it, if anything, without the cost of compiling it.
+pub fn check_pattern(pattern: &str) -> Result<(), Box<regex_syntax::Error>> {
+    parse(pattern).map(drop)
+}
+
+fn parse(pattern: &str) -> Result<regex_syntax::hir::Hir, Box<regex_syntax::Error>> {
+    regex_syntax::ParserBuilder::new().nest_limit(250).build().parse(pattern).map_err(Box::new)
+}
+
+/// A signature's needles ([`literals::needles`]; `None` for a pattern that
+/// needs no literal, or does not parse), worked out once per pattern and
+/// process: the matchers of a daemon's reloads and of a rule test's many
+/// flows share them.
+fn signature_needles(pattern: &str) -> Option<Needles> {
     use std::sync::{Mutex, OnceLock};
-    type Analysed = Result<Option<Needles>, Box<regex_syntax::Error>>;
-    static CACHE: OnceLock<Mutex<HashMap<String, Analysed>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<Needles>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(done) = cache.lock().expect("pattern cache lock").get(pattern) {
+    if let Some(done) = cache.lock().expect("needles cache lock").get(pattern) {
         return done.clone();
     }
-    let done = regex_syntax::ParserBuilder::new()
-        .nest_limit(250)
-        .build()
-        .parse(pattern)
-        .map(|hir| literals::needles(&hir))
-        .map_err(Box::new);
-    let mut map = cache.lock().expect("pattern cache lock");
+    let done = parse(pattern).ok().and_then(|hir| literals::needles(&hir));
+    let mut map = cache.lock().expect("needles cache lock");
     if map.len() >= 1024 {
         map.clear();
     }
@@ -352,6 +349,19 @@ mod tests {
         let mut out = Vec::new();
         m.matches(&record("s", "found 12 errors"), &mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_pattern_too_big_to_compile_is_said_and_matches_nothing() {
+        // It parses; only compiling it finds it over the size limit.
+        let m = Matcher::new(&[spec("huge", r"UnknownHost(?:\w{1000}){1000}", "s"), spec("ok", "UnknownHost", "s")])
+            .unwrap();
+        let mut out = Vec::new();
+        m.matches(&record("s", "java.net.UnknownHostException: x"), &mut out);
+        assert_eq!(out.iter().map(|m| &*m.signature).collect::<Vec<_>>(), ["ok"], "the other still matches");
+        let errors = m.compile_all();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().starts_with("signature huge: "), "{}", errors[0]);
     }
 
     #[test]

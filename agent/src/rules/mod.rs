@@ -323,7 +323,7 @@ impl RuleSet {
             let pattern =
                 pattern.into_string().map_err(|t| bad(format!("signature `{sig}` must be a string, not {t}")))?;
             crate::types::Name::parse("signature name", &sig).map_err(|e| bad(e.to_string()))?;
-            crate::matching::analyse_pattern(&pattern).map_err(|e| bad(format!("signature `{sig}`: {e}")))?;
+            crate::matching::check_pattern(&pattern).map_err(|e| bad(format!("signature `{sig}`: {e}")))?;
             if let Some((other, other_path)) = patterns.get(sig.as_str()) {
                 if *other != pattern {
                     return Err(bad(format!(
