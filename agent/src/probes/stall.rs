@@ -301,7 +301,7 @@ impl StallConfig {
             ("parse_pattern", Some(&self.parse_pattern)),
         ] {
             if let Some(p) = pattern {
-                crate::matching::signature_regex(p).map_err(|e| format!("[stall] {key}: {e}"))?;
+                crate::matching::check_pattern(p).map_err(|e| format!("[stall] {key}: {e}"))?;
             }
         }
         Ok(())

@@ -52,7 +52,7 @@ impl ServiceConfig {
             return Err(format!("[services.{name}.up]: log_file and log_pattern go together").into());
         }
         if let Some(p) = &self.up.log_pattern {
-            regex::Regex::new(p).map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
+            crate::matching::check_pattern(p).map_err(|e| format!("[services.{name}.up] log_pattern: {e}"))?;
         }
         Ok(())
     }
