@@ -169,8 +169,11 @@ impl Matcher {
         self.signatures
             .iter()
             .filter_map(|s| {
-                let e = signature_regex(&s.pattern).err()?;
-                s.regex();
+                // Set here, so that the one who asked says it (not also the
+                // lazy compile).
+                let compiled = signature_regex(&s.pattern);
+                let _ = s.regex.set(compiled.as_ref().ok().cloned());
+                let e = compiled.err()?;
                 Some(SignatureError { name: s.name.to_string(), message: e.to_string() })
             })
             .collect()
@@ -276,11 +279,11 @@ fn signature_needles(pattern: &str) -> Option<Needles> {
     done
 }
 
-/// A signature's regex, compiled once per process: a rule's load checks its
-/// patterns by compiling them, the configuration its heartbeat's and stall
-/// watch's, and the matcher needs the same regexes again; compiling each
-/// twice was a third of a replay's start-up. Bounded like the rules'
-/// `re_find` cache, for a daemon whose rules are edited and reloaded.
+/// A signature's regex, compiled once per process: the heartbeat's check
+/// compiles its pattern (to see its capture names) and the matcher needs it
+/// again, and each flow of a rule test or a reload compiles the same ones.
+/// Bounded like the rules' `re_find` cache, for a daemon whose rules are
+/// edited and reloaded.
 pub fn signature_regex(pattern: &str) -> Result<Regex, regex::Error> {
     use std::sync::{Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
