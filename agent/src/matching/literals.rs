@@ -270,15 +270,18 @@ fn factor(members: Vec<Vec<u8>>) -> Needles {
     let mut pieces: Vec<(&[u8], u64, f64)> = Vec::new();
     for m in &members {
         for i in 0..m.len() {
-            let mut sum = 0.0;
+            // `needed`: the bytes' worth to add before asking again (a byte
+            // adds at most its own worth).
+            let (mut sum, mut needed) = (0.0, MIN_BITS);
             for j in i + 1..=m.len() {
                 sum += byte_bit(m[j - 1]);
-                if sum < MIN_BITS {
+                if sum < needed {
                     continue;
                 }
                 let piece = &m[i..j];
                 let b = bits(piece);
                 if b < MIN_BITS {
+                    (sum, needed) = (0.0, MIN_BITS - b);
                     continue;
                 }
                 if !pieces.iter().any(|(p, _, _)| *p == piece) {
@@ -350,8 +353,13 @@ pub fn minimal(literals: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 /// Whether `needle` occurs in `hay`: both are short here (a literal, a
 /// word), where building a `memmem` searcher costs more than looking.
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+    match needle.first() {
+        None => true,
+        Some(&first) => hay.windows(needle.len()).any(|w| w[0] == first && w == needle),
+    }
 }
+
+const CUT_WITHIN: usize = 40;
 
 /// The part of `literal` to scan for: the literal from its rarest start on,
 /// as long as that is still rare enough. Teddy sifts on a literal's first
@@ -361,7 +369,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 pub fn cut(literal: &[u8]) -> &[u8] {
     let window = |i: usize| bits(&literal[i..(i + 3).min(literal.len())]);
     let mut best: Option<(usize, f64)> = None;
-    for i in 0..literal.len() {
+    // A common start (`org.apache.kafka.clients.consumer.`) is shorter than
+    // this; looking further only costs start-up.
+    for i in 0..literal.len().min(CUT_WITHIN) {
         if bits(&literal[i..]) < MIN_BITS {
             break;
         }
@@ -429,11 +439,25 @@ pub fn bits(literal: &[u8]) -> f64 {
     // A literal cut out of a longer text may start in the middle of a
     // common word (`onnection to ` is as common as `Connection to `) or end
     // in one: that piece is the word.
+    // (Each first byte compared before the rest: this runs for every piece
+    // of every pattern at start-up.)
     let tail_of_word = |lit: &[u8]| {
-        COMMON_WORDS.iter().flat_map(|w| (3..w.len()).filter(move |&k| lit.starts_with(&w[w.len() - k..]))).max()
+        COMMON_WORDS
+            .iter()
+            .flat_map(|w| {
+                (3..w.len().min(lit.len() + 1))
+                    .filter(move |&k| lit[k - 1] == w[w.len() - 1] && lit.starts_with(&w[w.len() - k..]))
+            })
+            .max()
     };
-    let head_of_word =
-        |lit: &[u8]| COMMON_WORDS.iter().flat_map(|w| (3..w.len()).filter(move |&k| lit.ends_with(&w[..k]))).max();
+    let head_of_word = |lit: &[u8]| {
+        COMMON_WORDS
+            .iter()
+            .flat_map(|w| {
+                (3..w.len().min(lit.len() + 1)).filter(move |&k| lit[lit.len() - k] == w[0] && lit.ends_with(&w[..k]))
+            })
+            .max()
+    };
     let start = tail_of_word(literal).unwrap_or(0);
     let end = literal.len() - head_of_word(&literal[start..]).unwrap_or(0);
     let mut total =
