@@ -156,7 +156,9 @@ fn a_signature_that_would_make_its_source_slow_is_named_by_check() {
 #[test]
 fn a_signature_declared_again_with_another_pattern_is_refused_in_the_later_file() {
     let host = Host::new(Options::default());
-    for (name, pattern) in [("zz_a", "UnknownHostException"), ("zz_b", "UnknownHostException: x"), ("zz_c", "UnknownHostException")] {
+    for (name, pattern) in
+        [("zz_a", "UnknownHostException"), ("zz_b", "UnknownHostException: x"), ("zz_c", "UnknownHostException")]
+    {
         std::fs::write(
             host.path(&format!("rules.d/{name}.rhai")),
             format!("fn meta() {{ #{{ runbook: [\"X\"], sources: [\"kafka_server\"], signatures: #{{ zz_same: `{pattern}` }} }} }}\nfn plan(ev, ctx) {{ () }}\n"),
@@ -165,7 +167,10 @@ fn a_signature_declared_again_with_another_pattern_is_refused_in_the_later_file(
     }
     let (ok, out) = check(&host);
     assert!(!ok, "{out}");
-    assert!(out.contains("zz_b.rhai:1:1: meta(): signature `zz_same` is already declared with another pattern in"), "{out}");
+    assert!(
+        out.contains("zz_b.rhai:1:1: meta(): signature `zz_same` is already declared with another pattern in"),
+        "{out}"
+    );
     assert!(out.contains("zz_a.rhai"), "names the file that declared it first: {out}");
     assert!(!out.contains("zz_c.rhai:"), "the same pattern again is fine: {out}");
 }

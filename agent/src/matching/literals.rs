@@ -9,13 +9,14 @@
 //! every version, each case variant of an `(?i:…)`, add literals with every
 //! release. So each signature's literals are chosen from anywhere in its
 //! pattern (the rarest required piece, not only the first), then factored
-//! (`Commit` stands for the five commit-failure wordings that contain it),
-//! and each is cut to the part that starts with its rarest bytes.
+//! (`Commit ` stands for the commit-failure wordings that contain it), and
+//! each is cut to the part that starts with its rarest bytes.
 //!
-//! Rarity is estimated from the bytes, as `memchr` ranks them, with the
-//! words every log line is made of (`Exception`, `error`, `kafka`…) counted
-//! as one common token: a literal that is only such a word would make most
-//! records candidates.
+//! Rarity is estimated from the bytes (a table of how common each kind of
+//! byte is in log text, in the spirit of `memchr`'s ranking), with the words
+//! every log line is made of (`Exception`, `error`, `kafka`…) counted as one
+//! common token: a literal that is only such a word would make most records
+//! candidates.
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
@@ -161,9 +162,9 @@ fn walk(hir: &Hir) -> Piece {
                     let Some(longer) = product(&run, exact) else { break };
                     run = longer;
                     // Unfactored: a run is mostly one literal, and factoring
-                    // every prefix of every run would cost the start-up.
-                    // Past Teddy's width a run cannot be the best unless
-                    // nothing else is.
+                    // every prefix of every run would cost the start-up. A
+                    // run of more literals than the best one costs is
+                    // skipped unweighed.
                     if !run.iter().any(Vec::is_empty) && !cannot_beat(&best, run.len()) {
                         consider(&mut best, Some(Needles::new(run.clone())));
                     }
@@ -253,8 +254,8 @@ fn dedup(mut strings: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 }
 
 /// Fewer literals standing for the same set: greedily, the rare substring
-/// that the most remaining members contain (`Commit` for `CommitFailed…`,
-/// `OffsetCommit failed` and `Commit cannot…`). A member no rare substring
+/// that the most remaining members contain (`Commit ` for `Commit cannot…`
+/// and `Transaction offset Commit failed…`). A member no rare substring
 /// shares stays itself. Kept only where it is better than the members.
 fn factor(members: Vec<Vec<u8>>) -> Needles {
     let whole = Needles::new(members.clone());
@@ -344,9 +345,16 @@ fn widen(s: &[u8], members: &[&[u8]]) -> Vec<u8> {
     (lo..hi).map(|off| byte(0, off).expect("inside the member")).collect()
 }
 
+const MINIMAL_MAX: usize = 256;
+
 /// Drops every literal that contains another (the shorter one finds it).
 pub fn minimal(literals: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let literals = dedup(literals);
+    // Quadratic: a rule's alternation of thousands of words is kept as it is
+    // (it is slow to scan anyway, and `check` says so).
+    if literals.len() > MINIMAL_MAX {
+        return literals;
+    }
     literals.iter().filter(|l| !literals.iter().any(|o| o.len() < l.len() && contains(l, o))).cloned().collect()
 }
 
@@ -544,6 +552,17 @@ mod tests {
         assert!(needles(&hir).is_none());
         let hir = regex_syntax::ParserBuilder::new().build().parse(r".*").unwrap();
         assert!(needles(&hir).is_none());
+    }
+
+    #[test]
+    fn a_huge_alternation_is_kept_whole_and_said_slow() {
+        // A rule may list thousands of words: no quadratic pass over them
+        // (each pair compared would be 25 million comparisons here).
+        let words: Vec<String> = (0..5000).map(|i| format!("word{i:05}x")).collect();
+        let hir = regex_syntax::ParserBuilder::new().build().parse(&words.join("|")).unwrap();
+        let n = needles(&hir).unwrap();
+        assert_eq!(n.literals.len(), 5000);
+        assert!(n.slowness().is_some(), "and it is said to be slow");
     }
 
     #[test]
