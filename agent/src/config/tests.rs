@@ -105,6 +105,16 @@ fn every_check_names_its_section() {
         ),
         ("[digest]\nat=\"07:30\"\n".into(), "[digest] needs a [mail]"),
         ("[heartbeat]\nsource=\"monitor\"\npattern=\"x\"\nexpected=[\"a\"]\n".into(), "[heartbeat] source"),
+        (
+            "[sources.consumer_info]\npath=\"i.log\"\n[heartbeat]\nsource=\"consumer_info\"\npattern=\"beat (?<src>x)\"\nexpected=[\"a\"]\n"
+                .into(),
+            "[heartbeat] pattern needs a named group (?<source>",
+        ),
+        (
+            "[sources.consumer_info]\npath=\"i.log\"\n[heartbeat]\nsource=\"consumer_info\"\npattern=\"beat (\"\nexpected=[\"a\"]\n"
+                .into(),
+            "[heartbeat] pattern: ",
+        ),
     ];
     for (sections, says) in &cases {
         let text = format!("{MINIMAL}{sections}");

@@ -255,6 +255,25 @@ pub fn check_pattern(pattern: &str) -> Result<(), Box<regex_syntax::Error>> {
     parse(pattern).map(drop)
 }
 
+/// The names of a pattern's capture groups, from its parse alone.
+pub fn capture_names(pattern: &str) -> Result<Vec<String>, Box<regex_syntax::Error>> {
+    use regex_syntax::hir::{Hir, HirKind};
+    fn walk(hir: &Hir, out: &mut Vec<String>) {
+        match hir.kind() {
+            HirKind::Capture(c) => {
+                out.extend(c.name.as_deref().map(str::to_string));
+                walk(&c.sub, out);
+            }
+            HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().for_each(|h| walk(h, out)),
+            HirKind::Repetition(r) => walk(&r.sub, out),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    walk(&parse(pattern)?, &mut names);
+    Ok(names)
+}
+
 fn parse(pattern: &str) -> Result<regex_syntax::hir::Hir, Box<regex_syntax::Error>> {
     regex_syntax::ParserBuilder::new().nest_limit(250).build().parse(pattern).map_err(Box::new)
 }
@@ -279,9 +298,8 @@ fn signature_needles(pattern: &str) -> Option<Needles> {
     done
 }
 
-/// A signature's regex, compiled once per process: the heartbeat's check
-/// compiles its pattern (to see its capture names) and the matcher needs it
-/// again, and each flow of a rule test or a reload compiles the same ones.
+/// A signature's regex, compiled once per process: each flow of a rule test
+/// or a reload compiles the same ones.
 /// Bounded like the rules' `re_find` cache, for a daemon whose rules are
 /// edited and reloaded.
 pub fn signature_regex(pattern: &str) -> Result<Regex, regex::Error> {
@@ -365,6 +383,12 @@ mod tests {
         let errors = m.compile_all();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].to_string().starts_with("signature huge: "), "{}", errors[0]);
+    }
+
+    #[test]
+    fn capture_names_come_from_the_parse() {
+        assert_eq!(capture_names(r"a(?<x>b)(c)(?:(?<y>d)|e)*").unwrap(), ["x", "y"]);
+        assert!(capture_names("(").is_err());
     }
 
     #[test]

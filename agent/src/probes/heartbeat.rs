@@ -173,8 +173,8 @@ fn default_return() -> u64 {
 
 impl HeartbeatConfig {
     pub(crate) fn check(&self) -> Result<(), Invalid> {
-        let re = crate::matching::signature_regex(&self.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
-        if !re.capture_names().flatten().any(|n| n == "source") {
+        let names = crate::matching::capture_names(&self.pattern).map_err(|e| format!("[heartbeat] pattern: {e}"))?;
+        if !names.iter().any(|n| n == "source") {
             return Err("[heartbeat] pattern needs a named group (?<source>…)".into());
         }
         if self.expected.is_empty() {
