@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -214,7 +214,7 @@ fn read_source(
             }
         };
         let mut assembler = Assembler::new(source.into(), (*path).into(), assembly.clone(), 0);
-        let (mut bytes, mut records, mut listening) = (0u64, 0u64, true);
+        let (mut records, mut listening) = (0u64, true);
         let mut emit = |record: Record| {
             records += 1;
             let mut matches = Vec::new();
@@ -226,23 +226,15 @@ fn read_source(
                 listening = send(Sent::Record(Box::new(Matched { record, matches, at })));
             }
         };
-        loop {
-            if stop.load(Ordering::Relaxed) {
+        let stopped = || stop.load(Ordering::Relaxed);
+        let bytes = match assembler.read_to_end(&mut file, &mut buf, &stopped, &mut emit) {
+            Ok(_) if stopped() => return,
+            Ok(bytes) => bytes,
+            Err(e) => {
+                send(Sent::Failed(anyhow::Error::new(e).context(format!("reading {}", path.display()))));
                 return;
             }
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    send(Sent::Failed(anyhow::Error::new(e).context(format!("reading {}", path.display()))));
-                    return;
-                }
-            };
-            bytes += n as u64;
-            assembler.push(&buf[..n], &mut emit);
-        }
-        assembler.flush(true, &mut emit);
+        };
         if !send(Sent::File { bytes, records }) {
             return;
         }

@@ -39,17 +39,6 @@ impl Flow {
                 sink(o);
             }
         };
-        let mut buf = vec![0u8; 1 << 20];
-        let mut read = 0;
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            read += n as u64;
-            assembler.push(&buf[..n], &mut emit);
-        }
-        assembler.flush(true, &mut emit);
-        Ok(read)
+        assembler.read_to_end(input, &mut vec![0u8; 1 << 20], &|| false, &mut emit)
     }
 }

@@ -49,6 +49,8 @@ pub struct SlowSignature {
 struct Signature {
     name: Arc<str>,
     pattern: String,
+    /// The sources it applies to (for what `check` says).
+    sources: BTreeSet<String>,
     /// Compiled the first time a record is a candidate for it (a replay of
     /// one source needs few of them); `None` if it cannot be (its program
     /// is over the size limit), which is said once.
@@ -138,8 +140,6 @@ pub struct Match {
 /// All signatures, compiled per source.
 pub struct Matcher {
     signatures: Vec<Signature>,
-    /// The sources each signature applies to (for what `check` says).
-    sources: Vec<BTreeSet<String>>,
     by_source: HashMap<String, SourceMatcher>,
 }
 
@@ -154,13 +154,14 @@ impl Matcher {
             signatures.push(Signature {
                 name: spec.name.as_str().into(),
                 pattern: spec.pattern.clone(),
+                sources: spec.sources.clone(),
                 regex: Default::default(),
             });
             for source in &spec.sources {
                 by_source.entry(source.clone()).or_default().signatures.push(i);
             }
         }
-        Ok(Matcher { signatures, sources: specs.iter().map(|s| s.sources.clone()).collect(), by_source })
+        Ok(Matcher { signatures, by_source })
     }
 
     /// Compiles every signature now, as `check` and the daemon's start do
@@ -183,10 +184,9 @@ impl Matcher {
     pub fn slow(&self) -> Vec<SlowSignature> {
         self.signatures
             .iter()
-            .zip(&self.sources)
-            .filter_map(|(s, sources)| {
+            .filter_map(|s| {
                 let why = slowness(signature_needles(&s.pattern).as_ref())?;
-                Some(SlowSignature { name: s.name.to_string(), sources: sources.clone(), why })
+                Some(SlowSignature { name: s.name.to_string(), sources: s.sources.clone(), why })
             })
             .collect()
     }

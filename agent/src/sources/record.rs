@@ -65,13 +65,13 @@ pub enum Interest {
 /// where the CPU has no SIMD Teddy takes, one leftmost-first Aho-Corasick
 /// pass.
 #[derive(Debug, Clone)]
-pub struct LiteralScanner(Arc<Scanner>);
+pub struct LiteralScanner(Arc<(Scanner, Vec<Vec<u8>>)>);
 
 #[derive(Debug)]
 enum Scanner {
-    Few(Vec<memchr::memmem::Finder<'static>>, Vec<Vec<u8>>),
-    Teddy(aho_corasick::packed::Searcher, Vec<Vec<u8>>),
-    Many(AhoCorasick, Vec<Vec<u8>>),
+    Few(Vec<memchr::memmem::Finder<'static>>),
+    Teddy(aho_corasick::packed::Searcher),
+    Many(AhoCorasick),
 }
 
 /// Up to this many literals are searched one by one.
@@ -79,7 +79,6 @@ const FEW_LITERALS: usize = 2;
 
 impl LiteralScanner {
     pub fn new(literals: &[Vec<u8>]) -> LiteralScanner {
-        let kept = literals.to_vec();
         let teddy = || {
             aho_corasick::packed::Config::new()
                 .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
@@ -88,44 +87,44 @@ impl LiteralScanner {
                 .build()
         };
         let scanner = if literals.len() <= FEW_LITERALS {
-            Scanner::Few(literals.iter().map(|l| memchr::memmem::Finder::new(l).into_owned()).collect(), kept)
+            Scanner::Few(literals.iter().map(|l| memchr::memmem::Finder::new(l).into_owned()).collect())
         } else if let Some(t) = teddy() {
-            Scanner::Teddy(t, kept)
+            Scanner::Teddy(t)
         } else {
             Scanner::Many(
                 AhoCorasick::builder()
                     .match_kind(aho_corasick::MatchKind::LeftmostFirst)
                     .build(literals)
                     .expect("literal automaton fits in memory"),
-                kept,
             )
         };
-        LiteralScanner(Arc::new(scanner))
+        LiteralScanner(Arc::new((scanner, literals.to_vec())))
     }
 
     /// The literals scanned for, and how ("memmem", "teddy", "automaton").
     pub fn describe(&self) -> (&'static str, &[Vec<u8>]) {
-        match &*self.0 {
-            Scanner::Few(_, l) => ("memmem", l),
-            Scanner::Teddy(_, l) => ("teddy", l),
-            Scanner::Many(_, l) => ("automaton", l),
-        }
+        let how = match &self.0 .0 {
+            Scanner::Few(_) => "memmem",
+            Scanner::Teddy(_) => "teddy",
+            Scanner::Many(_) => "automaton",
+        };
+        (how, &self.0 .1)
     }
 
     pub fn is_match(&self, hay: &[u8]) -> bool {
-        match &*self.0 {
-            Scanner::Few(finders, _) => finders.iter().any(|f| f.find(hay).is_some()),
-            Scanner::Teddy(t, _) => t.find(hay).is_some(),
-            Scanner::Many(ac, _) => ac.is_match(hay),
+        match &self.0 .0 {
+            Scanner::Few(finders) => finders.iter().any(|f| f.find(hay).is_some()),
+            Scanner::Teddy(t) => t.find(hay).is_some(),
+            Scanner::Many(ac) => ac.is_match(hay),
         }
     }
 
     /// The start of every hit in `hay`, in order (a position may repeat).
     fn hits<'h>(&'h self, hay: &'h [u8]) -> Box<dyn Iterator<Item = usize> + 'h> {
-        match &*self.0 {
-            Scanner::Many(ac, _) => Box::new(ac.find_iter(hay).map(|m| m.start())),
-            Scanner::Teddy(t, _) => Box::new(t.find_iter(hay).map(|m| m.start())),
-            Scanner::Few(finders, _) => {
+        match &self.0 .0 {
+            Scanner::Many(ac) => Box::new(ac.find_iter(hay).map(|m| m.start())),
+            Scanner::Teddy(t) => Box::new(t.find_iter(hay).map(|m| m.start())),
+            Scanner::Few(finders) => {
                 // Each finder's next hit, advanced only when it is the earliest,
                 // so no stretch of the chunk is searched twice by one finder.
                 let mut next: Vec<Option<usize>> = finders.iter().map(|f| f.find(hay)).collect();
@@ -442,6 +441,36 @@ impl Assembler {
             bytes,
             truncated: cur.truncated,
         });
+    }
+
+    /// Reads a whole file, `input`, through `buf`'s chunks and completes its
+    /// last record: what `replay`, `diagnose` and the rule tests do with a
+    /// log (the daemon's followers read in bounded passes instead). Before
+    /// each chunk `stop` may end it early, the pending record left pending.
+    /// Returns the bytes read.
+    pub fn read_to_end(
+        &mut self,
+        input: &mut dyn std::io::Read,
+        buf: &mut [u8],
+        stop: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(Record),
+    ) -> std::io::Result<u64> {
+        let mut read = 0;
+        loop {
+            if stop() {
+                return Ok(read);
+            }
+            let n = match input.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            read += n as u64;
+            self.push(&buf[..n], emit);
+        }
+        self.flush(true, emit);
+        Ok(read)
     }
 
     /// Completes the pending record, and a last line without a newline if
